@@ -1,0 +1,109 @@
+"""The interface every check implements, and the helpers they share.
+
+A check is a class with a stable kebab-case ``id``, a readable ``name``, an ``Options`` frozen
+dataclass of thresholds (its defaults are the documented defaults), the remedy ids it suggests,
+and a pure ``evaluate(stats, options)`` that only reads numbers. Its docstring, in four sections
+(Symptom / Why it matters / Remedy / References), is its documentation: the README table and
+``Finding.why`` are generated from it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from gradcheck_cli.findings import Finding
+from gradcheck_cli.stats import LayerKind, LayerStats, ModelStats, Summary, value
+
+
+class Check:
+    """Base class of the checks; subclasses set the class attributes and ``evaluate``."""
+
+    id: ClassVar[str]
+    name: ClassVar[str]
+    remedies: ClassVar[tuple[str, ...]] = ()
+
+    @dataclass(frozen=True)
+    class Options:
+        """Thresholds of the check; none by default."""
+
+    def evaluate(self, stats: ModelStats, options: Any) -> list[Finding]:
+        """Return the findings for ``stats``; pure, no I/O."""
+        raise NotImplementedError
+
+    @classmethod
+    def section(cls, title: str) -> str:
+        """One section of the docstring (e.g. ``"Why it matters"``) as a single paragraph."""
+        doc = cls.__doc__ or ""
+        pattern = rf"^\s*{re.escape(title)}:\s*$(.*?)(?=^\s*[A-Z][A-Za-z ]+:\s*$|\Z)"
+        match = re.search(pattern, doc, flags=re.MULTILINE | re.DOTALL)
+        if not match:
+            return ""
+        return " ".join(match.group(1).split())
+
+
+def worst(findings: list[Finding]) -> list[Finding]:
+    """The most severe of alternative findings of one check (the first on a tie), or none."""
+    if not findings:
+        return []
+    return [max(findings, key=lambda f: f.severity.rank)]
+
+
+def gmean(values: Sequence[float]) -> float:
+    """Geometric mean of positive values (gradient ratios span orders of magnitude)."""
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def ratio_layers(stats: ModelStats) -> list[LayerStats]:
+    """Weight layers with a usable gradient-to-weight ratio, in forward order.
+
+    Left out: normalisers and embeddings (their ratios follow other laws), zero-initialised
+    layers (no weight to compare with), and layers with no or exactly zero gradient (the
+    ``no-gradient`` check speaks for those).
+    """
+    layers = []
+    for layer in stats.layers:
+        g = value(layer.grad_to_weight)
+        if layer.kind is LayerKind.WEIGHT and g is not None and 0 < g < math.inf:
+            if not layer.zero_weights:
+                layers.append(layer)
+    return layers
+
+
+def ratio(layer: LayerStats) -> float:
+    """The median gradient-to-weight ratio of a layer known to have one."""
+    stat = layer.grad_to_weight
+    assert isinstance(stat, Summary)
+    return stat.median
+
+
+@dataclass(frozen=True)
+class DepthProfile:
+    """Gradient-to-weight ratios of the first and last quarter of the weight layers."""
+
+    early: tuple[LayerStats, ...]
+    late: tuple[LayerStats, ...]
+    early_ratio: float
+    late_ratio: float
+
+    @property
+    def decay(self) -> float:
+        """early / late: below 1 the gradient shrinks toward the input, above 1 it grows."""
+        return self.early_ratio / self.late_ratio
+
+
+def depth_profile(layers: Sequence[LayerStats], min_layers: int) -> DepthProfile | None:
+    """Compare the first and last quarter of ``layers``; None when there are too few."""
+    if len(layers) < min_layers:
+        return None
+    quarter = max(1, len(layers) // 4)
+    early, late = layers[:quarter], layers[-quarter:]
+    return DepthProfile(
+        early=tuple(early),
+        late=tuple(late),
+        early_ratio=gmean([ratio(l) for l in early]),
+        late_ratio=gmean([ratio(l) for l in late]),
+    )

@@ -1,0 +1,73 @@
+"""The ``dead-units`` check: ReLU units that output zero for every sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gradcheck_cli.checks.base import Check
+from gradcheck_cli.findings import Finding, Severity
+from gradcheck_cli.stats import ModelStats, value
+
+
+class DeadUnits(Check):
+    """Dead units: ReLU features or channels that are zero for every sample of the batch.
+
+    Symptom:
+        In a ReLU or ReLU6 layer, the median fraction (over steps) of units that are <= 0 for
+        every sample and position of the batch is at least 0.7 (warning) or 0.95 (error). Deep
+        healthy ReLU nets with He init show up to about half of their units inactive on a
+        batch of random inputs, since representations of different inputs grow correlated
+        with depth; the thresholds sit above that.
+
+    Why it matters:
+        A dead unit passes no gradient, so the weights feeding it never change and it cannot
+        come back: capacity is lost and, when most units of a layer are dead, the gradient to
+        everything below is cut (Lu et al. 2019, "Dying ReLU and initialization").
+
+    Remedy:
+        Re-initialise with He (Kaiming) init and zero biases (a large negative bias kills
+        units), add BatchNorm before the activation, lower the learning rate, or use
+        LeakyReLU/GELU, whose gradient is never exactly zero.
+
+    References:
+        He et al. 2015; Lu, Shin, Su & Karniadakis 2019; Maas et al. 2013 (leaky ReLU).
+    """
+
+    id = "dead-units"
+    name = "Dead ReLU units"
+    remedies = ("kaiming-init", "batchnorm", "relu-swap")
+
+    @dataclass(frozen=True)
+    class Options:
+        """Fractions of dead units in one layer that make a warning or an error."""
+
+        warning: float = 0.7
+        error: float = 0.95
+
+    def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
+        hits = []
+        for layer in stats.layers:
+            dead = value(layer.dead_fraction)
+            if dead is not None and dead >= options.warning:
+                hits.append((layer, dead))
+        if not hits:
+            return []
+        worst_dead = max(d for _, d in hits)
+        severity = Severity.ERROR if worst_dead >= options.error else Severity.WARNING
+        listing = ", ".join(f"{l.display_name} {d:.0%}" for l, d in hits[:5])
+        more = f" and {len(hits) - 5} more" if len(hits) > 5 else ""
+        return [
+            Finding(
+                id=self.id,
+                severity=severity,
+                layers=tuple(l.display_name for l, _ in hits),
+                message=f"most units are dead (zero for every sample): {listing}{more}",
+                evidence={
+                    "max_dead_fraction": worst_dead,
+                    "threshold": options.error if severity is Severity.ERROR else options.warning,
+                    "dead_fraction": {l.display_name: d for l, d in hits},
+                },
+                remedies=self.remedies,
+                why=self.section("Why it matters"),
+            )
+        ]

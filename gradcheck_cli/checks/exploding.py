@@ -1,0 +1,141 @@
+"""The ``exploding`` check: gradients that are huge, or that grow with depth."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from gradcheck_cli.checks.base import Check, depth_profile, ratio, ratio_layers, worst
+from gradcheck_cli.findings import Finding, Severity
+from gradcheck_cli.stats import ModelStats, value
+
+
+class Exploding(Check):
+    """Gradients explode: steps larger than the weights themselves, or growing with depth.
+
+    Symptom:
+        The median gradient-to-weight ratio ||grad W|| / ||W|| over the weight layers is
+        above 1 (warning) or 10 (error), or one layer's ratio is above 100, or the ratio of
+        the first quarter of the layers exceeds that of the last quarter by 100x (warning) or
+        10,000x (error). Layers whose output goes straight into a normaliser are left out of
+        the magnitude rules: their weights are scale-invariant and show large relative
+        gradients at initialisation without harm.
+
+    Why it matters:
+        With a ratio above 1, a single SGD step at learning rate 1 replaces the layer's weights
+        wholesale; at ordinary learning rates the loss jumps, diverges or turns NaN. Growth
+        with depth is the exploding-gradient problem of Pascanu et al. 2013: each layer
+        multiplies the backward signal by a factor above one.
+
+    Remedy:
+        Clip the global gradient norm (Pascanu et al. 2013), re-initialise with a
+        variance-preserving scheme (He et al. 2015 for ReLU, Glorot & Bengio 2010 for tanh),
+        add normalisation layers (Ioffe & Szegedy 2015) and lower the learning rate.
+
+    References:
+        Pascanu, Mikolov & Bengio 2013; He et al. 2015; Glorot & Bengio 2010; Ioffe & Szegedy
+        2015.
+    """
+
+    id = "exploding"
+    name = "Exploding gradients"
+    remedies = ("grad-clip", "kaiming-init", "batchnorm", "lower-lr")
+
+    @dataclass(frozen=True)
+    class Options:
+        """Thresholds for the median magnitude, one layer's magnitude, and growth with depth."""
+
+        magnitude_warning: float = 1.0
+        magnitude_error: float = 10.0
+        layer_error: float = 100.0
+        growth_warning: float = 1e2
+        growth_error: float = 1e4
+        min_layers: int = 3
+
+    def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
+        layers = [l for l in ratio_layers(stats) if not l.feeds_norm]
+        if not layers:
+            return []
+        findings = []
+        why = self.section("Why it matters")
+        median = statistics.median(ratio(l) for l in layers)
+        biggest = max(layers, key=ratio)
+        acts = [a for a in (value(l.act_rms) for l in stats.layers) if a is not None]
+        peak_act = max(acts, default=0.0)
+        if median > options.magnitude_warning:
+            severity = Severity.ERROR if median > options.magnitude_error else Severity.WARNING
+            over = [l for l in layers if ratio(l) > options.magnitude_warning]
+            findings.append(
+                Finding(
+                    id=self.id,
+                    severity=severity,
+                    layers=tuple(l.display_name for l in over),
+                    message=(
+                        f"gradients are larger than the weights: median gradient-to-weight "
+                        f"ratio {median:.1e} over {len(layers)} weight layers (largest "
+                        f"{ratio(biggest):.1e} in {biggest.display_name}); peak activation "
+                        f"RMS {peak_act:.1e}"
+                    ),
+                    evidence={
+                        "rule": "magnitude",
+                        "median_ratio": median,
+                        "max_ratio": ratio(biggest),
+                        "peak_activation_rms": peak_act,
+                        "threshold": (
+                            options.magnitude_error
+                            if severity is Severity.ERROR
+                            else options.magnitude_warning
+                        ),
+                    },
+                    remedies=self.remedies,
+                    why=why,
+                )
+            )
+        elif ratio(biggest) > options.layer_error:
+            findings.append(
+                Finding(
+                    id=self.id,
+                    severity=Severity.ERROR,
+                    layers=(biggest.display_name,),
+                    message=(
+                        f"{biggest.display_name} gets a gradient {ratio(biggest):.1e} times "
+                        "the size of its weights"
+                    ),
+                    evidence={
+                        "rule": "layer",
+                        "max_ratio": ratio(biggest),
+                        "threshold": options.layer_error,
+                    },
+                    remedies=self.remedies,
+                    why=why,
+                )
+            )
+        profile = depth_profile(layers, options.min_layers)
+        if profile is not None and profile.decay > options.growth_warning:
+            severity = Severity.ERROR if profile.decay > options.growth_error else Severity.WARNING
+            findings.append(
+                Finding(
+                    id=self.id,
+                    severity=severity,
+                    layers=tuple(l.display_name for l in profile.early),
+                    message=(
+                        f"gradients grow toward the input: the first {len(profile.early)} "
+                        f"weight layer(s) get a gradient-to-weight ratio {profile.decay:.1e} "
+                        f"times that of the last {len(profile.late)}"
+                    ),
+                    evidence={
+                        "rule": "growth",
+                        "growth": profile.decay,
+                        "early_ratio": profile.early_ratio,
+                        "late_ratio": profile.late_ratio,
+                        "threshold": (
+                            options.growth_error
+                            if severity is Severity.ERROR
+                            else options.growth_warning
+                        ),
+                    },
+                    remedies=self.remedies,
+                    why=why,
+                )
+            )
+        return worst(findings)

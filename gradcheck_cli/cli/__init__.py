@@ -1,0 +1,19 @@
+"""The ``gradcheck`` command group. Each command lives in its own module and stays thin."""
+
+from __future__ import annotations
+
+import click
+
+from gradcheck_cli import __version__
+from gradcheck_cli.cli.diagnose import diagnose_command
+from gradcheck_cli.cli.explain import explain_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="gradcheck")
+def main() -> None:
+    """Diagnose vanishing, exploding, NaN, dead and saturated gradients in PyTorch models."""
+
+
+main.add_command(diagnose_command)
+main.add_command(explain_command)

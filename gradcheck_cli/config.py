@@ -1,0 +1,173 @@
+"""Settings: defaults < ``[tool.gradcheck]`` in pyproject.toml or ``gradcheck.yaml`` < flags.
+
+A config file is found from the working directory upward: the first directory holding a
+``gradcheck.yaml``/``gradcheck.yml`` or a ``pyproject.toml`` decides (a pyproject.toml without a
+``[tool.gradcheck]`` table means "no config", it is the project's root). ``--config PATH`` names
+a file directly. Keys may be written with ``-`` or ``_``; unknown keys and wrong types are
+errors, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gradcheck_cli.checks import CHECKS, default_options
+from gradcheck_cli.errors import ConfigError
+from gradcheck_cli.findings import FailOn
+from gradcheck_cli.loading import LossKind
+
+
+class Device(str, enum.Enum):
+    """Where the passes run; ``auto`` is CUDA when available, else the CPU."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that shapes a diagnosis, after defaults, config file and flags are merged."""
+
+    steps: int = 3
+    seed: int = 0
+    batch_size: int = 16
+    device: Device = Device.AUTO
+    loss: LossKind = LossKind.AUTO
+    fail_on: FailOn = FailOn.ERROR
+    thresholds: Mapping[str, Any] = field(default_factory=default_options)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+
+
+_SCALARS = {"steps": int, "seed": int, "batch_size": int}
+_ENUMS: dict[str, type[enum.Enum]] = {"device": Device, "loss": LossKind, "fail_on": FailOn}
+
+
+def _key(raw: str) -> str:
+    return raw.replace("-", "_")
+
+
+def apply_mapping(settings: Settings, data: Mapping[str, Any], *, source: str) -> Settings:
+    """Settings with the values of a config mapping applied on top; validated."""
+    changes: dict[str, Any] = {}
+    for raw, value in data.items():
+        key = _key(str(raw))
+        if key in _SCALARS:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{source}: '{raw}' must be an integer, got {value!r}")
+            changes[key] = value
+        elif key in _ENUMS:
+            changes[key] = parse_enum(_ENUMS[key], value, f"{source}: '{raw}'")
+        elif key == "thresholds":
+            changes[key] = threshold_options(value, source=source, base=settings.thresholds)
+        else:
+            allowed = ", ".join(sorted([*_SCALARS, *_ENUMS, "thresholds"]))
+            raise ConfigError(f"{source}: unknown key '{raw}'; known keys are {allowed}")
+    return dataclasses.replace(settings, **changes)
+
+
+def parse_enum(kind: type[enum.Enum], value: Any, label: str) -> Any:
+    """``kind(value)`` with a one-line error listing the choices."""
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        choices = "|".join(str(m.value) for m in kind)
+        raise ConfigError(f"{label} must be one of {choices}, got {value!r}") from None
+
+
+def threshold_options(
+    data: Any, *, source: str, base: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Per-check Options from ``{finding-id: {option: value}}`` on top of ``base``."""
+    merged = dict(base or default_options())
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: 'thresholds' must be a table of finding ids")
+    for check_id, values in data.items():
+        if check_id not in CHECKS:
+            raise ConfigError(
+                f"{source}: unknown finding id '{check_id}' in thresholds; known: "
+                + ", ".join(CHECKS)
+            )
+        current = merged[check_id]
+        if dataclasses.is_dataclass(values) and isinstance(values, type(current)):
+            merged[check_id] = values
+            continue
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: thresholds.{check_id} must be a table")
+        fields = {f.name: f for f in dataclasses.fields(current)}
+        changes: dict[str, Any] = {}
+        for raw, value in values.items():
+            name = _key(str(raw))
+            if name not in fields:
+                known = ", ".join(n.replace("_", "-") for n in fields) or "none"
+                raise ConfigError(
+                    f"{source}: '{check_id}' has no threshold '{raw}'; its thresholds: {known}"
+                )
+            default = getattr(current, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{source}: thresholds.{check_id}.{raw} must be a number")
+            changes[name] = int(value) if isinstance(default, int) else float(value)
+        merged[check_id] = dataclasses.replace(current, **changes)
+    return merged
+
+
+def find_config(start: Path) -> Path | None:
+    """The config file that applies in ``start``: searched from there upward."""
+    for folder in (start, *start.parents):
+        for name in ("gradcheck.yaml", "gradcheck.yml"):
+            if (folder / name).is_file():
+                return folder / name
+        if (folder / "pyproject.toml").is_file():
+            return folder / "pyproject.toml"
+    return None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The gradcheck settings in ``path`` (YAML, or pyproject.toml's ``[tool.gradcheck]``)."""
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist; check --config")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        if path.name == "pyproject.toml":
+            data = data.get("tool", {}).get("gradcheck", {})
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}: invalid YAML{where}; fix the file") from exc
+        data = data or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the gradcheck settings must be a table of keys")
+    return dict(data)
+
+
+def load_settings(config: Path | None, *, cwd: Path) -> tuple[Settings, Path | None]:
+    """Defaults merged with the named config file, or with the one found from ``cwd``."""
+    path = config if config is not None else find_config(cwd)
+    if path is None:
+        return Settings(), None
+    data = read_config(path)
+    return apply_mapping(Settings(), data, source=str(path)), path

@@ -1,0 +1,404 @@
+"""The capture context manager: hooks that measure a model during forward and backward passes.
+
+:func:`capture` registers every hook inside one :class:`contextlib.ExitStack` that is entered
+before the first hook exists, so no hook survives an exception. On exit it also restores what the
+diagnosis touched: each module's ``training`` flag, each parameter's ``requires_grad`` and
+existing ``.grad``, and the buffers (BatchNorm running statistics) that train-mode forward passes
+update.
+
+Cost matters (issue 5): hooks only launch small reductions and append 0-d tensors to lists. No
+hook reads a value back to the host; :meth:`Recorder.end_step` moves everything in one transfer,
+so there is one host synchronisation per step rather than one per layer. No activation or
+gradient tensor is kept beyond what autograd keeps anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli.stats import LayerInfo, LayerKind, StepRecord
+
+# --- which modules are measured, and how -------------------------------------------------------
+
+_NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+)
+_EMBEDDING_TYPES: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
+# Output is zero (zero gradient) for negative inputs: units can die (Lu et al. 2019).
+_DEAD_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
+# Layers whose output convention is (N, C, L) rather than (N, L, features).
+_CHANNEL_FIRST_1D: tuple[type[nn.Module], ...] = (
+    nn.Conv1d,
+    nn.ConvTranspose1d,
+    nn.BatchNorm1d,
+    nn.InstanceNorm1d,
+)
+
+
+def _saturation_bounds(module: nn.Module) -> tuple[float, float] | None:
+    """Output values at or beyond which the activation's derivative is (nearly) zero.
+
+    Sigmoid: sigma' = y(1-y) < 0.0099 outside [0.01, 0.99], under 4% of its peak of 0.25.
+    Tanh: tanh' = 1 - y^2 < 0.02 outside [-0.99, 0.99], 2% of its peak of 1.
+    Hardtanh, ReLU6 and Hardsigmoid: the derivative is exactly zero at their bounds.
+    """
+    if isinstance(module, nn.Sigmoid):
+        return (0.01, 0.99)
+    if isinstance(module, nn.Tanh):
+        return (-0.99, 0.99)
+    if isinstance(module, nn.ReLU6):
+        return (-math.inf, 6.0)  # its lower bound is dead-unit territory, counted separately
+    if isinstance(module, nn.Hardtanh):
+        return (module.min_val, module.max_val)
+    if isinstance(module, nn.Hardsigmoid):
+        return (0.0, 1.0)
+    return None
+
+
+def _kind(module: nn.Module) -> LayerKind | None:
+    if isinstance(module, _EMBEDDING_TYPES):
+        return LayerKind.EMBEDDING
+    if isinstance(module, _NORM_TYPES) or type(module).__name__.endswith(("Norm", "LayerNorm")):
+        # Hugging Face and others define their own LayerNorm/RMSNorm classes.
+        return LayerKind.NORM if any(True for _ in module.parameters(recurse=False)) else None
+    if any(True for _ in module.parameters(recurse=False)):
+        return LayerKind.WEIGHT
+    if isinstance(module, _DEAD_TYPES) or _saturation_bounds(module) is not None:
+        return LayerKind.ACTIVATION
+    return None
+
+
+def _first_tensor(output: Any) -> torch.Tensor | None:
+    """The primary tensor of a module output: itself, or the first tensor in a tuple/list/dict."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    if isinstance(output, dict):
+        for item in output.values():
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _is_normaliser(module: nn.Module) -> bool:
+    return isinstance(module, _NORM_TYPES) or type(module).__name__.endswith("Norm")
+
+
+# --- the recorder ------------------------------------------------------------------------------
+
+# Quantities accumulated per layer from hook calls; each has its own slot block.
+_NORMS = ("act", "out_grad")  # accumulated as squared norms
+_COUNTS = ("dead", "saturated", "nf_act", "nf_out_grad")
+
+
+class Recorder:
+    """Collects one step's raw totals from the hooks; see :func:`capture`."""
+
+    def __init__(self, model: nn.Module, targets: list[tuple[str, nn.Module, LayerKind]]):
+        self.model = model
+        self.count_nonfinite = False
+        self._modules = [m for _, m, _ in targets]
+        self._layers = len(targets)
+        self._params: list[torch.nn.Parameter] = []
+        self._param_layer: list[int] = []
+        for i, (_, module, _) in enumerate(targets):
+            for p in module.parameters(recurse=False):
+                if p.requires_grad:
+                    self._params.append(p)
+                    self._param_layer.append(i)
+        self._embedding_rows: dict[int, torch.Tensor] = {}
+        self.infos = self._static_infos(targets)
+        self._reset()
+
+    def _static_infos(self, targets: list[tuple[str, nn.Module, LayerKind]]) -> list[LayerInfo]:
+        """Weight norms (one transfer for all layers), parameter counts and zero-init flags."""
+        weights = [p.detach() for _, m, _ in targets for p in m.parameters(recurse=False)]
+        owner = [i for i, (_, m, _) in enumerate(targets) for _ in m.parameters(recurse=False)]
+        norms = torch._foreach_norm(weights) if weights else []
+        sq = [0.0] * len(targets)
+        nonzero = [0.0] * len(targets)
+        is_weight = [
+            not n.endswith("bias") for _, m, _ in targets for n, _ in m.named_parameters(recurse=False)
+        ]
+        if weights:
+            host = torch.stack([n.double() for n in norms]).cpu().tolist()
+            for value, i, weightlike in zip(host, owner, is_weight, strict=True):
+                sq[i] += value * value
+                if weightlike:
+                    nonzero[i] += value
+        infos = []
+        for i, (name, module, kind) in enumerate(targets):
+            params = list(module.parameters(recurse=False))
+            trainable = sum(p.numel() for p in params if p.requires_grad)
+            if kind is LayerKind.EMBEDDING and params and params[0].requires_grad:
+                # Weights do not change during the diagnosis, so the per-row norms are
+                # computed once; per step only the mask of rows that got gradient is new.
+                w = params[0].detach()
+                self._embedding_rows[i] = torch.linalg.vector_norm(w, dim=-1).double().square()
+            infos.append(
+                LayerInfo(
+                    name=name,
+                    type=type(module).__name__,
+                    kind=kind,
+                    params=sum(p.numel() for p in params),
+                    trainable=trainable,
+                    weight_norm=math.sqrt(sq[i]),
+                    zero_weights=bool(params) and nonzero[i] == 0.0,
+                )
+            )
+        return infos
+
+    def _reset(self) -> None:
+        self._norm_vals: list[torch.Tensor] = []
+        self._norm_slots: list[int] = []
+        self._count_vals: list[torch.Tensor] = []
+        self._count_slots: list[int] = []
+        self._act_numel = [0] * self._layers
+        self._out_grad_numel = [0] * self._layers
+        self._units = [0] * self._layers
+        self._sat_numel = [0] * self._layers
+        self._calls = [0] * self._layers
+        self._order = [-1] * self._layers
+        self._feeds_norm = [False] * self._layers
+        self._next_order = 0
+        self._last_weight: tuple[weakref.ReferenceType[torch.Tensor], int] | None = None
+        self._last_weight_type: type[nn.Module] | None = None
+
+    # hook factories: each returns a closure over the layer index ------------------------------
+
+    def forward_hook(self, i: int, kind: LayerKind) -> Callable[..., None]:
+        """A forward hook measuring layer ``i``'s output and hooking its gradient."""
+        module = self._modules[i]
+        bounds = _saturation_bounds(module)
+        dead = isinstance(module, _DEAD_TYPES)
+
+        def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            self._calls[i] += 1
+            if self._order[i] < 0:
+                self._order[i] = self._next_order
+                self._next_order += 1
+            t = _first_tensor(output)
+            if t is None or not t.is_floating_point():
+                return
+            if kind is LayerKind.WEIGHT:
+                self._last_weight = (weakref.ref(t), i)
+                self._last_weight_type = type(mod)
+            x = t.detach()
+            self._add_norm(0, i, x)
+            self._act_numel[i] += x.numel()
+            if self.count_nonfinite:
+                self._add_count(2, i, torch.isfinite(x).logical_not().sum())
+            if dead and x.dim() >= 2:
+                self._add_dead(i, x)
+            if bounds is not None:
+                lo, hi = bounds
+                self._add_count(1, i, ((x <= lo) | (x >= hi)).sum())
+                self._sat_numel[i] += x.numel()
+            if t.requires_grad:
+                t.register_hook(self._grad_hook(i))
+
+        return hook
+
+    def norm_pre_hook(self, i: int) -> Callable[..., None]:
+        """A pre-hook on a normaliser: marks the weight layer whose output it normalises."""
+
+        def hook(mod: nn.Module, args: Any) -> None:
+            if self._last_weight is None or not args:
+                return
+            ref, source = self._last_weight
+            if ref() is args[0]:
+                self._feeds_norm[source] = True
+
+        return hook
+
+    def _grad_hook(self, i: int) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            self._add_norm(1, i, grad)
+            self._out_grad_numel[i] += grad.numel()
+            if self.count_nonfinite:
+                self._add_count(3, i, torch.isfinite(grad).logical_not().sum())
+
+        return hook
+
+    def _add_norm(self, quantity: int, i: int, x: torch.Tensor) -> None:
+        self._norm_vals.append(torch.linalg.vector_norm(x, dtype=torch.float32))
+        self._norm_slots.append(quantity * self._layers + i)
+
+    def _add_count(self, quantity: int, i: int, count: torch.Tensor) -> None:
+        self._count_vals.append(count)
+        self._count_slots.append(quantity * self._layers + i)
+
+    def _add_dead(self, i: int, x: torch.Tensor) -> None:
+        # A unit is a feature (Linear) or a channel (Conv): dead when it is <= 0 for every
+        # sample and position of the batch, so its incoming weights get no gradient at all.
+        if x.dim() == 2 or x.dim() >= 4:
+            unit_dim = 1
+        else:
+            channel_first = self._last_weight_type is not None and issubclass(
+                self._last_weight_type, _CHANNEL_FIRST_1D
+            )
+            unit_dim = 1 if channel_first else x.dim() - 1
+        other = [d for d in range(x.dim()) if d != unit_dim]
+        peak = x.amax(dim=other)
+        self._add_count(0, i, (peak <= 0).sum())
+        self._units[i] += peak.numel()
+
+    # per-step bookkeeping ---------------------------------------------------------------------
+
+    def begin_step(self) -> None:
+        """Forget the previous step and clear parameter gradients."""
+        self._reset()
+        for p in self._params:
+            p.grad = None
+
+    def end_step(self, loss: torch.Tensor) -> StepRecord:
+        """Reduce this step's values on the device and bring them to the host in one transfer."""
+        n = self._layers
+        device = loss.device
+        grads = [p.grad for p in self._params]
+        present = [(g, self._param_layer[k]) for k, g in enumerate(grads) if g is not None]
+        has_grad = [False] * n
+        grad_numel = [0] * n
+        for k, g in enumerate(grads):
+            if g is not None:
+                has_grad[self._param_layer[k]] = True
+                grad_numel[self._param_layer[k]] += g.numel()
+        dense = [g.coalesce().values() if g.is_sparse else g for g, _ in present]
+        pieces: list[torch.Tensor] = [loss.detach().double().reshape(1)]
+        pieces.append(self._reduce(self._norm_vals, self._norm_slots, len(_NORMS), square=True))
+        pieces.append(self._reduce(self._count_vals, self._count_slots, len(_COUNTS), square=False))
+        if dense:
+            norms = torch.stack(torch._foreach_norm(dense)).double().square().to(device)
+            owners = torch.tensor([layer for _, layer in present], device=device)
+            grad_sq = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, owners, norms)
+            nf = [torch.isfinite(g).logical_not().sum() for g in dense] if self.count_nonfinite else []
+            nf_grad = torch.zeros(n, dtype=torch.float64, device=device)
+            if nf:
+                nf_grad.index_add_(0, owners, torch.stack(nf).double().to(device))
+        else:
+            grad_sq = torch.zeros(n, dtype=torch.float64, device=device)
+            nf_grad = torch.zeros(n, dtype=torch.float64, device=device)
+        used = torch.zeros(n, dtype=torch.float64, device=device)
+        for i, rows in self._embedding_rows.items():
+            g = self._params[self._param_layer.index(i)].grad
+            if g is not None and not g.is_sparse:
+                touched = torch.linalg.vector_norm(g, dim=-1) > 0
+                used[i] = (rows * touched).sum()
+        pieces += [grad_sq, used, nf_grad]
+        host = torch.cat([p.to(device) for p in pieces]).cpu().tolist()  # the one sync
+        loss_value = host[0]
+        body = host[1:]
+        act, out_grad = body[0:n], body[n : 2 * n]
+        counts = body[2 * n : 6 * n]
+        dead, sat, nf_act, nf_out = (counts[k * n : (k + 1) * n] for k in range(4))
+        grad_sq_h, used_h, nf_grad_h = body[6 * n : 7 * n], body[7 * n : 8 * n], body[8 * n : 9 * n]
+        counted = self.count_nonfinite
+        return StepRecord(
+            loss=loss_value,
+            order=tuple(self._order),
+            calls=tuple(self._calls),
+            act_sumsq=tuple(act),
+            act_numel=tuple(self._act_numel),
+            out_grad_sumsq=tuple(out_grad),
+            out_grad_numel=tuple(self._out_grad_numel),
+            grad_sumsq=tuple(grad_sq_h),
+            grad_numel=tuple(grad_numel),
+            grad_none=tuple(not h for h in has_grad),
+            used_weight_sumsq=tuple(used_h),
+            dead=tuple(dead),
+            units=tuple(self._units),
+            saturated=tuple(sat),
+            sat_numel=tuple(self._sat_numel),
+            feeds_norm=tuple(self._feeds_norm),
+            nonfinite_act=tuple(int(v) for v in nf_act) if counted else None,
+            nonfinite_out_grad=tuple(int(v) for v in nf_out) if counted else None,
+            nonfinite_grad=tuple(int(v) for v in nf_grad_h) if counted else None,
+        )
+
+    def _reduce(
+        self, vals: list[torch.Tensor], slots: list[int], quantities: int, *, square: bool
+    ) -> torch.Tensor:
+        device = next((v.device for v in vals), torch.device("cpu"))
+        out = torch.zeros(quantities * self._layers, dtype=torch.float64, device=device)
+        if vals:
+            stacked = torch.stack([v.to(device) for v in vals]).double()
+            if square:
+                stacked = stacked.square()
+            out.index_add_(0, torch.tensor(slots, device=device), stacked)
+        return out
+
+
+# --- the context manager -----------------------------------------------------------------------
+
+
+def measured_modules(model: nn.Module) -> list[tuple[str, nn.Module, LayerKind]]:
+    """The modules gradcheck reports on, in registration order, with their role."""
+    found = []
+    for name, module in model.named_modules():
+        kind = _kind(module)
+        if kind is not None:
+            found.append((name, module, kind))
+    return found
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module) -> Iterator[Recorder]:
+    """Measure ``model`` while the block runs forward and backward passes, then undo everything.
+
+    The model is put in train mode inside the block. On exit, normally or by exception, every
+    hook is removed and the model's mode, ``requires_grad`` flags, ``.grad`` tensors and buffers
+    are as they were.
+    """
+    with contextlib.ExitStack() as stack:
+        training = {m: m.training for m in model.modules()}
+        stack.callback(_restore_training, training)
+        params = list(model.parameters())
+        flags = [p.requires_grad for p in params]
+        grads = [p.grad for p in params]
+        stack.callback(_restore_params, params, flags, grads)
+        buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        stack.callback(_restore_buffers, buffers)
+
+        targets = measured_modules(model)
+        recorder = Recorder(model, targets)
+        for i, (_, module, kind) in enumerate(targets):
+            stack.callback(module.register_forward_hook(recorder.forward_hook(i, kind)).remove)
+            if kind is LayerKind.NORM and _is_normaliser(module):
+                stack.callback(module.register_forward_pre_hook(recorder.norm_pre_hook(i)).remove)
+        model.train()
+        yield recorder
+
+
+def _restore_training(training: dict[nn.Module, bool]) -> None:
+    for module, flag in training.items():
+        module.training = flag
+
+
+def _restore_params(
+    params: list[nn.Parameter], flags: list[bool], grads: list[torch.Tensor | None]
+) -> None:
+    for p, flag, grad in zip(params, flags, grads, strict=True):
+        p.requires_grad_(flag)
+        p.grad = grad
+
+
+def _restore_buffers(buffers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    with torch.no_grad():
+        for buffer, saved in buffers:
+            buffer.copy_(saved)

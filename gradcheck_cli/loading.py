@@ -1,0 +1,488 @@
+"""Model specs, example inputs and losses: everything that turns what the user names into tensors.
+
+A model spec is one of ``path/to/file.py``, ``path/to/file.py:NAME``, ``package.module:NAME`` or
+a saved ``model.pt`` (TorchScript, or a pickled module with ``--trust-pickle``). The model-file
+protocol is documented in the README: ``build_model()``, optional ``example_inputs(batch_size)``
+and optional ``loss_fn(output, inputs)``.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli.errors import InputError, ModelLoadError
+
+Inputs = Any  # a tensor, a tuple of positional inputs, or a dict of keyword inputs
+InputFactory = Callable[[int], Inputs]
+LossFn = Callable[[Any, Inputs], torch.Tensor]
+
+
+class LossKind(str, enum.Enum):
+    """How the scalar to differentiate is made from the model's output."""
+
+    AUTO = "auto"
+    CROSS_ENTROPY = "cross-entropy"
+    MSE = "mse"
+    SUM = "sum"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model built from a spec, with whatever the model file provides besides the module."""
+
+    module: nn.Module
+    name: str
+    example_inputs: InputFactory | None = None
+    loss_fn: LossFn | None = None
+
+
+# --- loading models ----------------------------------------------------------------------------
+
+
+def load_model(spec: str, *, trust_pickle: bool = False, weights: str | None = None) -> LoadedModel:
+    """Build the model that ``spec`` names; raise :class:`ModelLoadError` with advice otherwise."""
+    path_part, _, attr = spec.partition(":")
+    if re.match(r"^[A-Za-z]:[\\/]", spec):  # a Windows drive letter is not a NAME separator
+        path_part, attr = spec, ""
+    path = Path(path_part)
+    if path.suffix in (".pt", ".pth", ".ts", ".pkl") and not attr:
+        loaded = _load_saved(path, trust_pickle=trust_pickle)
+    elif path.suffix == ".py":
+        module = _import_file(path)
+        loaded = _from_namespace(module, attr or None, label=spec)
+    elif attr and not path.exists():
+        module = _import_dotted(path_part)
+        loaded = _from_namespace(module, attr, label=spec)
+    else:
+        raise ModelLoadError(
+            f"cannot use '{spec}' as a model: give a .py file, FILE.py:NAME, package.module:NAME "
+            "or a saved .pt file"
+        )
+    if weights is not None:
+        _load_weights(loaded.module, weights)
+    return loaded
+
+
+def _import_file(path: Path) -> Any:
+    """Import a model file under its own module name, with its folder on ``sys.path``.
+
+    Using the file stem (not a synthetic name) lets pickle find the classes again later.
+    """
+    if not path.is_file():
+        raise ModelLoadError(f"model file '{path}' does not exist; check the path")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError(f"cannot import '{path}' as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        _forget(name, previous)
+        raise ModelLoadError(
+            f"'{path}' has a syntax error at line {exc.lineno}: {exc.msg}; fix the file"
+        ) from exc
+    except Exception as exc:
+        _forget(name, previous)
+        raise ModelLoadError(
+            f"importing '{path}' raised {type(exc).__name__}: {exc}; fix the file "
+            "(rerun with --debug for the traceback)"
+        ) from exc
+    return module
+
+
+def _forget(name: str, previous: Any) -> None:
+    if previous is None:
+        sys.modules.pop(name, None)
+    else:
+        sys.modules[name] = previous
+
+
+def _import_dotted(dotted: str) -> Any:
+    try:
+        return importlib.import_module(dotted)
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"cannot import module '{dotted}': {exc}; install it or check the name"
+        ) from exc
+    except Exception as exc:
+        raise ModelLoadError(
+            f"importing '{dotted}' raised {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback)"
+        ) from exc
+
+
+def _from_namespace(namespace: Any, attr: str | None, *, label: str) -> LoadedModel:
+    example = getattr(namespace, "example_inputs", None)
+    loss_fn = getattr(namespace, "loss_fn", None)
+    if attr is not None:
+        if not hasattr(namespace, attr):
+            raise ModelLoadError(f"'{label}': there is no name '{attr}' in that module")
+        module = _instantiate(getattr(namespace, attr), label)
+    elif hasattr(namespace, "build_model"):
+        module = _instantiate(namespace.build_model, label)
+    else:
+        module = _find_single_model(namespace, label)
+    name = label
+    return LoadedModel(
+        module=module,
+        name=name,
+        example_inputs=example if callable(example) else None,
+        loss_fn=loss_fn if callable(loss_fn) else None,
+    )
+
+
+def _instantiate(obj: Any, label: str) -> nn.Module:
+    if isinstance(obj, nn.Module):
+        return obj
+    if not callable(obj):
+        raise ModelLoadError(f"'{label}' is neither an nn.Module, a class nor a factory")
+    try:
+        built = obj()
+    except TypeError as exc:
+        raise ModelLoadError(
+            f"'{label}': calling it with no arguments failed ({exc}); give a factory that "
+            "takes no arguments"
+        ) from exc
+    except Exception as exc:
+        raise ModelLoadError(
+            f"'{label}': building the model raised {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback)"
+        ) from exc
+    if not isinstance(built, nn.Module):
+        raise ModelLoadError(
+            f"'{label}' returned {type(built).__name__}, not an nn.Module; return the model"
+        )
+    return built
+
+
+def _find_single_model(namespace: Any, label: str) -> nn.Module:
+    """Without ``build_model``: exactly one module instance, else exactly one Module subclass."""
+    own = getattr(namespace, "__name__", None)
+    instances = [v for v in vars(namespace).values() if isinstance(v, nn.Module)]
+    if len(instances) == 1:
+        return instances[0]
+    classes = [
+        v
+        for v in vars(namespace).values()
+        if inspect.isclass(v)
+        and issubclass(v, nn.Module)
+        and v.__module__ == own
+        and _no_arg_constructible(v)
+    ]
+    if len(instances) == 0 and len(classes) == 1:
+        return _instantiate(classes[0], label)
+    found = f"{len(instances)} module instances and {len(classes)} no-argument Module classes"
+    raise ModelLoadError(
+        f"'{label}' defines no build_model() and {found}; define build_model() returning "
+        "the model, or name it as FILE.py:NAME"
+    )
+
+
+def _no_arg_constructible(cls: type) -> bool:
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not inspect.Parameter.empty
+        or p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        for p in signature.parameters.values()
+    )
+
+
+def _load_saved(path: Path, *, trust_pickle: bool) -> LoadedModel:
+    if not path.is_file():
+        raise ModelLoadError(f"model file '{path}' does not exist; check the path")
+    if _is_torchscript(path):
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise ModelLoadError(f"'{path}' is not a loadable TorchScript archive: {exc}") from exc
+        return LoadedModel(module=module, name=str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as safe_error:
+        if not trust_pickle:
+            raise ModelLoadError(
+                f"'{path}' is a pickled object and unpickling runs arbitrary code; pass "
+                "--trust-pickle if you trust this file"
+            ) from safe_error
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot unpickle '{path}': {type(exc).__name__}: {exc}; make the classes it "
+                "needs importable (run from the model's folder)"
+            ) from exc
+    if isinstance(obj, nn.Module):
+        return LoadedModel(module=obj, name=str(path))
+    if isinstance(obj, Mapping) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelLoadError(
+            f"'{path}' holds only a state dict (weights, no architecture); pass the model's "
+            f"code as MODEL and this file as --weights {path}"
+        )
+    raise ModelLoadError(f"'{path}' holds a {type(obj).__name__}, not an nn.Module")
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _load_weights(module: nn.Module, weights: str) -> None:
+    path = Path(weights)
+    if not path.is_file():
+        raise ModelLoadError(f"weights file '{weights}' does not exist; check --weights")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"'{weights}' is not a weights-only state dict ({type(exc).__name__}); save it "
+            "with torch.save(model.state_dict(), PATH)"
+        ) from exc
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]  # a common checkpoint layout
+    if not isinstance(state, Mapping):
+        raise ModelLoadError(f"'{weights}' holds a {type(state).__name__}, not a state dict")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise ModelLoadError(
+            f"'{weights}' does not match the model: {detail}"
+        ) from exc
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+_DTYPES = {
+    "float32": torch.float32,
+    "float": torch.float32,
+    "float64": torch.float64,
+    "double": torch.float64,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "long": torch.int64,
+    "int32": torch.int32,
+    "int": torch.int32,
+    "bool": torch.bool,
+}
+
+
+@dataclass(frozen=True)
+class InputShape:
+    """One positional input: its shape without the batch dimension, dtype and integer range."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+    low: int = 0
+    high: int = 2
+
+    @classmethod
+    def parse(cls, text: str) -> InputShape:
+        """Parse ``3x32x32``, ``3,32,32``, ``128:int64:0-30522`` or ``16:float64``."""
+        parts = text.strip().split(":")
+        if not 1 <= len(parts) <= 3 or not parts[0]:
+            raise InputError(f"--input-shape '{text}' is malformed; write e.g. 3x32x32 or 128:int64:0-50257")
+        try:
+            shape = tuple(int(d) for d in re.split(r"[x,]", parts[0]) if d)
+        except ValueError:
+            raise InputError(
+                f"--input-shape '{text}': the shape must be integers separated by 'x' or ','"
+            ) from None
+        if not shape or any(d <= 0 for d in shape):
+            raise InputError(f"--input-shape '{text}': every dimension must be a positive integer")
+        dtype = torch.float32
+        if len(parts) >= 2:
+            if parts[1] not in _DTYPES:
+                raise InputError(
+                    f"--input-shape '{text}': unknown dtype '{parts[1]}'; use one of "
+                    + ", ".join(sorted(_DTYPES))
+                )
+            dtype = _DTYPES[parts[1]]
+        low, high = 0, 2
+        if len(parts) == 3:
+            match = re.fullmatch(r"(-?\d+)-(-?\d+)", parts[2])
+            if not match or int(match.group(1)) >= int(match.group(2)):
+                raise InputError(
+                    f"--input-shape '{text}': the range must be LOW-HIGH with LOW < HIGH (HIGH exclusive)"
+                )
+            low, high = int(match.group(1)), int(match.group(2))
+        return cls(shape, dtype, low, high)
+
+    def make(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        """A random batch: standard normal floats, or uniform integers in [low, high)."""
+        size = (batch_size, *self.shape)
+        if self.dtype.is_floating_point:
+            return torch.randn(size, device=device).to(self.dtype)
+        if self.dtype == torch.bool:
+            return torch.randint(0, 2, size, device=device).bool()
+        return torch.randint(self.low, self.high, size, device=device, dtype=self.dtype)
+
+    def describe(self) -> str:
+        """The shape as the user would write it, e.g. ``3x32x32:float32``."""
+        text = "x".join(str(d) for d in self.shape) + ":" + str(self.dtype).removeprefix("torch.")
+        if not self.dtype.is_floating_point and self.dtype != torch.bool:
+            text += f":{self.low}-{self.high}"
+        return text
+
+
+def infer_input_shape(model: nn.Module) -> InputShape:
+    """Guess the input from the first registered layer when that is unambiguous.
+
+    Linear: ``(in_features,)``; Conv1d/2d/3d: channels by 64, 32x32 or 16x16x16 (a guess at the
+    spatial size: a model that needs another must say so with ``--input-shape``); Embedding:
+    32 token ids below ``num_embeddings``.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            return InputShape((module.in_features,))
+        if isinstance(module, nn.Conv1d):
+            return InputShape((module.in_channels, 64))
+        if isinstance(module, nn.Conv2d):
+            return InputShape((module.in_channels, 32, 32))
+        if isinstance(module, nn.Conv3d):
+            return InputShape((module.in_channels, 16, 16, 16))
+        if isinstance(module, nn.Embedding):
+            return InputShape((32,), torch.int64, 0, module.num_embeddings)
+        if isinstance(module, nn.modules.rnn.RNNBase) and module.batch_first:
+            return InputShape((32, module.input_size))
+        if any(True for _ in module.parameters(recurse=False)):
+            break
+    raise InputError(
+        "cannot infer the model's input from its first layer; pass --input-shape (e.g. "
+        "3x224x224, or 128:int64:0-30522 for token ids) or define example_inputs(batch_size)"
+    )
+
+
+def shapes_factory(shapes: list[InputShape], device: torch.device) -> InputFactory:
+    """An input factory producing one tensor per shape (a tuple when there are several)."""
+
+    def make(batch_size: int) -> Inputs:
+        tensors = tuple(s.make(batch_size, device) for s in shapes)
+        return tensors[0] if len(tensors) == 1 else tensors
+
+    make.description = ", ".join(s.describe() for s in shapes)  # type: ignore[attr-defined]
+    return make
+
+
+def to_device(inputs: Inputs, device: torch.device) -> Inputs:
+    """Move every tensor in a (nested) input structure to ``device``."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device)
+    if isinstance(inputs, tuple):
+        return tuple(to_device(x, device) for x in inputs)
+    if isinstance(inputs, list):
+        return [to_device(x, device) for x in inputs]
+    if isinstance(inputs, Mapping):
+        return {k: to_device(v, device) for k, v in inputs.items()}
+    return inputs
+
+
+def call_model(model: nn.Module, inputs: Inputs) -> Any:
+    """Call the model: a tuple is positional arguments, a dict keyword arguments."""
+    if isinstance(inputs, tuple):
+        return model(*inputs)
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    return model(inputs)
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+
+def primary_output(output: Any) -> torch.Tensor:
+    """The tensor a loss is computed from: ``logits`` or the first tensor of the output."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    values = output.values() if isinstance(output, Mapping) else output
+    if isinstance(values, (tuple, list)) or isinstance(output, Mapping):
+        for item in values:
+            if isinstance(item, torch.Tensor) and item.is_floating_point():
+                return item
+            if isinstance(item, (tuple, list, Mapping)):
+                try:
+                    return primary_output(item)
+                except InputError:
+                    continue
+    raise InputError(
+        f"the model returned {type(output).__name__} with no floating-point tensor to take a "
+        "loss of; define loss_fn(output, inputs) in the model file"
+    )
+
+
+def own_loss(output: Any) -> torch.Tensor | None:
+    """A scalar ``loss`` the output carries itself (Hugging Face models given labels)."""
+    loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.is_floating_point():
+        return loss.reshape(())
+    return None
+
+
+def resolve_loss(kind: LossKind, output: Any) -> tuple[LossKind | str, torch.Tensor]:
+    """Compute the loss for ``output``; returns the loss actually used (for the report) too.
+
+    ``auto``: the output's own ``.loss`` when it has one; cross-entropy against random labels
+    for logits (2-D ``(N, C)``, 3-D ``(N, L, C)`` with classes last, 4-D+ ``(N, C, ...)``);
+    mean squared error against a standard normal target otherwise.
+    """
+    if kind is LossKind.AUTO:
+        carried = own_loss(output)
+        if carried is not None:
+            return "model-output-loss", carried
+    y = primary_output(output)
+    if kind is LossKind.AUTO:
+        classes = _class_dim(y)
+        kind = LossKind.CROSS_ENTROPY if classes is not None else LossKind.MSE
+    y = y.float()
+    if kind is LossKind.SUM:
+        return kind, y.sum()
+    if kind is LossKind.MSE:
+        target = torch.randn(y.shape, device=y.device)
+        return kind, nn.functional.mse_loss(y, target)
+    dim = _class_dim(y)
+    if dim is None:
+        raise InputError(
+            f"cross-entropy needs logits with a class dimension, but the output has shape "
+            f"{tuple(y.shape)}; use --loss mse or define loss_fn"
+        )
+    if dim != 1:
+        y = y.movedim(dim, 1)
+    target_shape = (y.shape[0], *y.shape[2:])
+    target = torch.randint(0, y.shape[1], target_shape, device=y.device)
+    return LossKind.CROSS_ENTROPY, nn.functional.cross_entropy(y, target)
+
+
+def _class_dim(y: torch.Tensor) -> int | None:
+    if not y.is_floating_point() or y.dim() < 2:
+        return None
+    dim = 2 if y.dim() == 3 else 1
+    return dim if y.shape[dim] > 1 else None

@@ -1,0 +1,181 @@
+"""The terminal renderer: a summary panel, a per-layer table with log-scale bars, the findings.
+
+User-supplied strings (layer and model names can contain ``[``) are always wrapped in
+:class:`rich.text.Text`, never parsed as markup. Without colour (not a TTY, or ``NO_COLOR``) the
+same layout is written as plain text.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TextIO
+
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from gradcheck_cli.findings import Finding, Report, Severity, Status
+from gradcheck_cli.remedies import REMEDIES
+from gradcheck_cli.stats import LayerStats, value
+
+BAR_WIDTH = 12
+_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+_STATUS_STYLE = {Status.ERROR: "bold white on red", Status.WARNING: "bold black on yellow",
+                 Status.HEALTHY: "bold white on green"}
+
+
+def render(report: Report, out: TextIO, *, color: bool) -> None:
+    """Write the human-readable report to ``out``."""
+    console = Console(
+        file=out,
+        no_color=not color,
+        force_terminal=color,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        width=120 if not color else None,
+        soft_wrap=False,
+    )
+    console.print(_summary(report))
+    console.print(_layer_table(report))
+    if report.findings:
+        console.print(Text("Findings", style="bold"))
+        for finding in sorted(report.findings, key=lambda f: -f.severity.rank):
+            console.print(_finding(finding))
+    else:
+        console.print(Text("No findings: gradients look healthy at initialisation.", style="green"))
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf"
+    return f"{x:.2e}"
+
+
+def _summary(report: Report) -> Panel:
+    counts = {s: sum(1 for f in report.findings if f.severity is s) for s in Severity}
+    verdict = Text(f" {report.status.value.upper()} ", style=_STATUS_STYLE[report.status])
+    lines = Text()
+    lines.append("model   ", style="dim")
+    lines.append(f"{report.model.name} ({report.model.type})\n")
+    lines.append("params  ", style="dim")
+    lines.append(f"{report.model.parameters:,} ({report.model.trainable:,} trainable)\n")
+    lines.append("run     ", style="dim")
+    lines.append(
+        f"{report.run.steps} steps x batch {report.run.batch_size} on {report.run.device}, "
+        f"loss {report.run.loss}, seed {report.run.seed}, {report.run.seconds:.1f} s\n"
+    )
+    lines.append("inputs  ", style="dim")
+    lines.append(f"{report.run.inputs}\n")
+    lines.append("verdict ", style="dim")
+    lines.append_text(verdict)
+    lines.append(
+        f"  {counts[Severity.ERROR]} error(s), {counts[Severity.WARNING]} warning(s), "
+        f"{counts[Severity.INFO]} info"
+    )
+    return Panel(lines, title="gradcheck", title_align="left", box=box.ROUNDED, expand=False)
+
+
+def _bar(x: float | None, low: float, high: float) -> str:
+    if x is None or not math.isfinite(x) or x <= 0:
+        return ""
+    if high <= low:
+        return "█" * BAR_WIDTH
+    share = (math.log10(x) - low) / (high - low)
+    return "█" * max(1, round(share * BAR_WIDTH))
+
+
+def _layer_status(layer: LayerStats, findings: tuple[Finding, ...]) -> Text:
+    hits = [f for f in findings if layer.display_name in f.layers]
+    if not hits:
+        return Text("ok", style="green")
+    text = Text()
+    for i, f in enumerate(sorted(hits, key=lambda f: -f.severity.rank)):
+        if i:
+            text.append(" ")
+        text.append(f.id, style=_STYLE[f.severity])
+    return text
+
+
+def _layer_table(report: Report) -> Table:
+    table = Table(
+        title="Per-layer gradients (medians over steps; bar: log10 gradient RMS)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+    )
+    for header, justify in (
+        ("#", "right"),
+        ("layer", "left"),
+        ("type", "left"),
+        ("grad RMS", "right"),
+        ("", "left"),
+        ("grad/weight", "right"),
+        ("act RMS", "right"),
+        ("dead/sat", "right"),
+        ("status", "left"),
+    ):
+        table.add_column(header, justify=justify, no_wrap=header != "layer")  # type: ignore[arg-type]
+    logs = [
+        math.log10(g)
+        for g in (value(layer.grad_rms) for layer in report.layers)
+        if g is not None and math.isfinite(g) and g > 0
+    ]
+    low, high = (min(logs), max(logs)) if logs else (0.0, 0.0)
+    for layer in report.layers:
+        grad = value(layer.grad_rms)
+        dead, sat = value(layer.dead_fraction), value(layer.saturated_fraction)
+        units = " ".join(
+            part
+            for part in (
+                f"{dead:.0%} dead" if dead is not None else "",
+                f"{sat:.0%} sat" if sat is not None else "",
+            )
+            if part
+        )
+        name = layer.display_name + (f" (x{layer.calls})" if layer.calls > 1 else "")
+        table.add_row(
+            str(layer.order),
+            Text(name),
+            Text(layer.type),
+            _fmt(grad),
+            Text(_bar(grad, low, high), style="blue"),
+            _fmt(value(layer.grad_to_weight)),
+            _fmt(value(layer.act_rms)),
+            units or "-",
+            _layer_status(layer, report.findings),
+        )
+    return table
+
+
+def _finding(finding: Finding) -> Group:
+    head = Text()
+    head.append(f"{finding.severity.value.upper():<7} ", style=_STYLE[finding.severity])
+    head.append(finding.id, style="bold")
+    head.append("  ")
+    head.append(finding.message)
+    parts: list[Text] = [head]
+    if finding.layers:
+        shown = ", ".join(finding.layers[:8])
+        more = f" (+{len(finding.layers) - 8} more)" if len(finding.layers) > 8 else ""
+        parts.append(Text(f"        layers: {shown}{more}", style="dim"))
+    for remedy in finding.remedies:
+        line = Text("        remedy ")
+        line.append(remedy, style="bold")
+        line.append(f": {_first_sentence(REMEDIES.get(remedy, ''))}")
+        parts.append(line)
+    if finding.why:
+        parts.append(Text(f"        why: {finding.why}", style="dim"))
+    parts.append(Text(""))
+    return Group(*parts)
+
+
+def _first_sentence(text: str) -> str:
+    head, dot, _ = text.partition(". ")
+    return head + (dot.strip() if dot else "")

@@ -1,0 +1,310 @@
+"""Per-layer statistics: the frozen records, and the arithmetic that turns raw step totals into them.
+
+:mod:`gradcheck_cli.hooks` collects raw per-step totals (sums of squares, counts) as tensors and
+brings them to the host once per step as a :class:`StepRecord`. This module aggregates those
+records over steps into one :class:`LayerStats` per layer. It never touches hooks or modules,
+so every function here is tested with hand-built numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+
+class LayerKind(str, enum.Enum):
+    """What role a measured module plays; checks treat the roles differently."""
+
+    WEIGHT = "weight"  # Linear, Conv, RNN, attention, and any other module owning parameters
+    NORM = "norm"  # BatchNorm, LayerNorm, GroupNorm, ...: affine parameters of a normaliser
+    EMBEDDING = "embedding"  # a lookup table: only the rows used by the batch get gradient
+    ACTIVATION = "activation"  # parameter-free nonlinearity, measured for dead/saturated units
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A statistic that could not be measured for a layer, with the reason why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One statistic aggregated over the diagnosis steps: its median and its range."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float], *, missing: str) -> Summary | Skipped:
+        """Summarise ``values`` over steps; NaN and Inf are kept so they stay visible.
+
+        Returns ``Skipped(missing)`` when there is no value at all.
+        """
+        if not values:
+            return Skipped(missing)
+        finite = [v for v in values if math.isfinite(v)]
+        if len(finite) < len(values):
+            # A non-finite value in any step poisons the statistic: report it as such
+            # rather than hiding it behind a median of the finite steps.
+            bad = next(v for v in values if not math.isfinite(v))
+            return cls(bad, min(values), max(values))
+        return cls(statistics.median(values), min(values), max(values))
+
+
+Measured = Summary | Skipped
+
+
+def value(stat: Measured) -> float | None:
+    """The median of a measured statistic, or None when it was skipped."""
+    return stat.median if isinstance(stat, Summary) else None
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """Counts of NaN/Inf values seen over all steps, by where they were seen."""
+
+    activations: int = 0
+    output_grads: int = 0
+    param_grads: int = 0
+
+    @property
+    def total(self) -> int:
+        """All non-finite values in this layer."""
+        return self.activations + self.output_grads + self.param_grads
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Everything measured for one module, aggregated over steps.
+
+    ``order`` is the position of the module's first call in the forward pass; modules that own
+    parameters but are never called (their parent uses the weights directly, as
+    ``nn.MultiheadAttention`` does with ``out_proj``) come after all called ones.
+    """
+
+    name: str
+    type: str
+    kind: LayerKind
+    order: int
+    calls: int
+    params: int
+    trainable: int
+    grad_rms: Measured
+    grad_norm: Measured
+    weight_norm: Measured
+    grad_to_weight: Measured
+    act_rms: Measured
+    out_grad_rms: Measured
+    dead_fraction: Measured
+    saturated_fraction: Measured
+    nonfinite: NonFinite = field(default_factory=NonFinite)
+    grad_none_steps: int = 0  # steps in which no trainable parameter got a .grad at all
+    grad_zero_steps: int = 0  # steps in which every gradient value was exactly zero
+    zero_weights: bool = False  # all weights exactly zero: a deliberate zero initialisation
+    feeds_norm: bool = False  # output goes straight into a normaliser: scale-invariant weights
+
+    @property
+    def display_name(self) -> str:
+        """The module's qualified name, or ``(model)`` for the root module."""
+        return self.name or "(model)"
+
+
+@dataclass(frozen=True)
+class FirstNonFinite:
+    """Where NaN/Inf first appeared: the module, the pass, and the step."""
+
+    layer: str
+    where: str  # "loss", "forward", "backward" or "param-grad"
+    step: int
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """The input of every check: per-layer statistics plus model-level facts."""
+
+    layers: tuple[LayerStats, ...]
+    losses: tuple[float, ...]
+    steps: int
+    first_nonfinite: FirstNonFinite | None = None
+
+    def by_name(self, name: str) -> LayerStats:
+        """The layer called ``name``; raises KeyError when there is none."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """Static facts about a measured module, known before any step runs."""
+
+    name: str
+    type: str
+    kind: LayerKind
+    params: int
+    trainable: int
+    weight_norm: float
+    zero_weights: bool
+    unit_dim_hint: int | None = None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The raw totals of one step for every layer, brought to the host in one transfer.
+
+    Every sequence is indexed by layer (the order of :class:`LayerInfo` in the recorder).
+    """
+
+    loss: float
+    order: tuple[int, ...]  # first-call position in this step's forward pass, -1 if not called
+    calls: tuple[int, ...]
+    act_sumsq: tuple[float, ...]
+    act_numel: tuple[int, ...]
+    out_grad_sumsq: tuple[float, ...]
+    out_grad_numel: tuple[int, ...]
+    grad_sumsq: tuple[float, ...]
+    grad_numel: tuple[int, ...]
+    grad_none: tuple[bool, ...]
+    used_weight_sumsq: tuple[float, ...]  # embeddings: squared norm of the rows that got gradient
+    dead: tuple[float, ...]
+    units: tuple[int, ...]
+    saturated: tuple[float, ...]
+    sat_numel: tuple[int, ...]
+    feeds_norm: tuple[bool, ...]
+    nonfinite_act: tuple[int, ...] | None = None  # only counted when a step had NaN/Inf
+    nonfinite_out_grad: tuple[int, ...] | None = None
+    nonfinite_grad: tuple[int, ...] | None = None
+
+    @property
+    def anomalous(self) -> bool:
+        """True when the loss or any total is NaN/Inf, so the step deserves an exact count."""
+        totals = (self.loss, *self.act_sumsq, *self.out_grad_sumsq, *self.grad_sumsq)
+        return not all(math.isfinite(v) for v in totals)
+
+
+def _rms(sumsq: float, numel: int) -> float:
+    return math.sqrt(sumsq / numel) if numel else math.nan
+
+
+def _ratio(num: float, den: float) -> float:
+    if den == 0.0:
+        return math.inf if num > 0 else math.nan
+    return num / den
+
+
+def aggregate(infos: Sequence[LayerInfo], records: Sequence[StepRecord]) -> ModelStats:
+    """Aggregate step records into per-layer statistics, ordered by forward execution."""
+    layers = [_aggregate_layer(i, info, records) for i, info in enumerate(infos)]
+    called = sorted((l for l in layers if l.order >= 0), key=lambda l: l.order)
+    uncalled = [l for l in layers if l.order < 0]
+    ordered = [replace(layer, order=pos) for pos, layer in enumerate([*called, *uncalled])]
+    return ModelStats(
+        layers=tuple(ordered),
+        losses=tuple(r.loss for r in records),
+        steps=len(records),
+        first_nonfinite=_first_nonfinite(infos, records),
+    )
+
+
+def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> LayerStats:
+    orders = [r.order[i] for r in records if r.order[i] >= 0]
+    calls = max((r.calls[i] for r in records), default=0)
+    has_params = info.params > 0
+    trainable = info.trainable > 0
+
+    grad_steps = [r for r in records if not r.grad_none[i]] if trainable else []
+    grad_rms = [_rms(r.grad_sumsq[i], r.grad_numel[i]) for r in grad_steps]
+    grad_norm = [math.sqrt(r.grad_sumsq[i]) for r in grad_steps]
+    if info.kind is LayerKind.EMBEDDING:
+        # Only the rows looked up in the batch receive gradient; compare the gradient with
+        # those rows, not with the whole table, or every embedding would look "vanishing".
+        ratio = [
+            _ratio(math.sqrt(r.grad_sumsq[i]), math.sqrt(r.used_weight_sumsq[i]))
+            for r in grad_steps
+        ]
+    else:
+        ratio = [_ratio(n, info.weight_norm) for n in grad_norm]
+
+    no_grad = (
+        "no trainable parameters"
+        if not trainable
+        else "no gradient reached this layer in any step"
+    )
+    act = [_rms(r.act_sumsq[i], r.act_numel[i]) for r in records if r.act_numel[i]]
+    out_grad = [
+        _rms(r.out_grad_sumsq[i], r.out_grad_numel[i]) for r in records if r.out_grad_numel[i]
+    ]
+    dead = [r.dead[i] / r.units[i] for r in records if r.units[i]]
+    saturated = [r.saturated[i] / r.sat_numel[i] for r in records if r.sat_numel[i]]
+    not_called = "never called as a module (its parent uses the weights directly)"
+
+    def _count(field_name: str) -> int:
+        return sum(
+            getattr(r, field_name)[i] for r in records if getattr(r, field_name) is not None
+        )
+
+    return LayerStats(
+        name=info.name,
+        type=info.type,
+        kind=info.kind,
+        order=min(orders) if orders else -1,
+        calls=calls,
+        params=info.params,
+        trainable=info.trainable,
+        grad_rms=Summary.of(grad_rms, missing=no_grad),
+        grad_norm=Summary.of(grad_norm, missing=no_grad),
+        weight_norm=(
+            Summary(info.weight_norm, info.weight_norm, info.weight_norm)
+            if has_params
+            else Skipped("no parameters")
+        ),
+        grad_to_weight=Summary.of(ratio, missing=no_grad),
+        act_rms=Summary.of(act, missing=not_called if not orders else "no tensor output"),
+        out_grad_rms=Summary.of(
+            out_grad,
+            missing=not_called if not orders else "no gradient flowed to the output",
+        ),
+        dead_fraction=Summary.of(dead, missing="not a ReLU-family activation"),
+        saturated_fraction=Summary.of(saturated, missing="not a saturating activation"),
+        nonfinite=NonFinite(
+            activations=_count("nonfinite_act"),
+            output_grads=_count("nonfinite_out_grad"),
+            param_grads=_count("nonfinite_grad"),
+        ),
+        grad_none_steps=sum(1 for r in records if trainable and r.grad_none[i]),
+        grad_zero_steps=sum(
+            1 for r in records if trainable and not r.grad_none[i] and r.grad_sumsq[i] == 0.0
+        ),
+        zero_weights=info.zero_weights,
+        feeds_norm=any(r.feeds_norm[i] for r in records),
+    )
+
+
+def _first_nonfinite(
+    infos: Sequence[LayerInfo], records: Sequence[StepRecord]
+) -> FirstNonFinite | None:
+    """The first place NaN/Inf shows up: forward order first, then backward order."""
+    for step, r in enumerate(records):
+        if r.nonfinite_act is None or r.nonfinite_out_grad is None or r.nonfinite_grad is None:
+            continue
+        called = sorted((o, i) for i, o in enumerate(r.order) if o >= 0)
+        for _, i in called:
+            if r.nonfinite_act[i]:
+                return FirstNonFinite(infos[i].name, "forward", step)
+        if not math.isfinite(r.loss):
+            return FirstNonFinite("(loss)", "loss", step)
+        # Backward runs in reverse forward order: the last module to see a bad output
+        # gradient in forward order is the first one in backward order.
+        for _, i in reversed(called):
+            if r.nonfinite_out_grad[i]:
+                return FirstNonFinite(infos[i].name, "backward", step)
+        for i, count in enumerate(r.nonfinite_grad):
+            if count:
+                return FirstNonFinite(infos[i].name, "param-grad", step)
+    return None
