@@ -103,7 +103,7 @@ def diagnose(
             seed=chosen.seed,
             seconds=seconds,
             inputs=_describe_inputs(inputs, model),
-            torch=torch.__version__,
+            torch=str(torch.__version__),
         ),
         findings=tuple(findings),
         layers=measured.stats.layers,

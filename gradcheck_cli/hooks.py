@@ -164,7 +164,33 @@ class Recorder:
             )
         return infos
 
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        """Count NaN/Inf exactly while the block runs, and locate the first module producing one.
+
+        Used only to rerun a step whose totals were non-finite. Locator hooks go on every
+        module, containers included, so a NaN made inside a parameter-free wrapper (a stray
+        ``torch.log`` in a custom module's forward) is pinned on that wrapper: forward hooks
+        fire when a module finishes, so the first to see NaN is the innermost culprit.
+        """
+        with contextlib.ExitStack() as stack:
+            self.count_nonfinite = True
+            stack.callback(setattr, self, "count_nonfinite", False)
+            for name, module in self.model.named_modules():
+                handle = module.register_forward_hook(self._locator_hook(name))
+                stack.callback(handle.remove)
+            yield
+
+    def _locator_hook(self, name: str) -> Callable[..., None]:
+        def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            t = _first_tensor(output)
+            if t is not None and t.is_floating_point():
+                self._located.append((name, torch.isfinite(t.detach()).logical_not().any()))
+
+        return hook
+
     def _reset(self) -> None:
+        self._located: list[tuple[str, torch.Tensor]] = []
         self._norm_vals: list[torch.Tensor] = []
         self._norm_slots: list[int] = []
         self._count_vals: list[torch.Tensor] = []
@@ -301,6 +327,8 @@ class Recorder:
                 touched = torch.linalg.vector_norm(g, dim=-1) > 0
                 used[i] = (rows * touched).sum()
         pieces += [grad_sq, used, nf_grad]
+        if self._located:
+            pieces.append(torch.stack([flag for _, flag in self._located]).double())
         host = torch.cat([p.to(device) for p in pieces]).cpu().tolist()  # the one sync
         loss_value = host[0]
         body = host[1:]
@@ -309,6 +337,10 @@ class Recorder:
         dead, sat, nf_act, nf_out = (counts[k * n : (k + 1) * n] for k in range(4))
         grad_sq_h, used_h, nf_grad_h = body[6 * n : 7 * n], body[7 * n : 8 * n], body[8 * n : 9 * n]
         counted = self.count_nonfinite
+        flags = body[9 * n :]
+        first_forward = next(
+            (name for (name, _), bad in zip(self._located, flags, strict=True) if bad), None
+        )
         return StepRecord(
             loss=loss_value,
             order=tuple(self._order),
@@ -329,6 +361,7 @@ class Recorder:
             nonfinite_act=tuple(int(v) for v in nf_act) if counted else None,
             nonfinite_out_grad=tuple(int(v) for v in nf_out) if counted else None,
             nonfinite_grad=tuple(int(v) for v in nf_grad_h) if counted else None,
+            first_nonfinite_module=first_forward,
         )
 
     def _reduce(

@@ -64,11 +64,11 @@ def measure(
                 recorder, model, make_inputs, loss_fn, loss, seed, step, batch_size, device, devices
             )
             if record.anomalous:
-                recorder.count_nonfinite = True
-                record, used_loss = _step(
-                    recorder, model, make_inputs, loss_fn, loss, seed, step, batch_size, device, devices
-                )
-                recorder.count_nonfinite = False
+                with recorder.counting():
+                    record, used_loss = _step(
+                        recorder, model, make_inputs, loss_fn, loss, seed, step, batch_size,
+                        device, devices,
+                    )
             records.append(record)
             on_step(step + 1, steps)
     return Measurement(stats=aggregate(recorder.infos, records), loss=str(used_loss))

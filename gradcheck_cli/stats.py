@@ -180,6 +180,7 @@ class StepRecord:
     nonfinite_act: tuple[int, ...] | None = None  # only counted when a step had NaN/Inf
     nonfinite_out_grad: tuple[int, ...] | None = None
     nonfinite_grad: tuple[int, ...] | None = None
+    first_nonfinite_module: str | None = None  # innermost module whose output had NaN/Inf
 
     @property
     def anomalous(self) -> bool:
@@ -293,6 +294,8 @@ def _first_nonfinite(
     for step, r in enumerate(records):
         if r.nonfinite_act is None or r.nonfinite_out_grad is None or r.nonfinite_grad is None:
             continue
+        if r.first_nonfinite_module is not None:
+            return FirstNonFinite(r.first_nonfinite_module or "(model)", "forward", step)
         called = sorted((o, i) for i, o in enumerate(r.order) if o >= 0)
         for _, i in called:
             if r.nonfinite_act[i]:

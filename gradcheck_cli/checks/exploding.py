@@ -62,7 +62,10 @@ class Exploding(Check):
         biggest = max(layers, key=ratio)
         acts = [a for a in (value(l.act_rms) for l in stats.layers) if a is not None]
         peak_act = max(acts, default=0.0)
-        if median > options.magnitude_warning:
+        # The median needs several layers: alone, an output layer's ratio is large by nature
+        # (it gets the loss gradient directly), as in healthy ResNets whose other layers all
+        # feed BatchNorm.
+        if len(layers) >= options.min_layers and median > options.magnitude_warning:
             severity = Severity.ERROR if median > options.magnitude_error else Severity.WARNING
             over = [l for l in layers if ratio(l) > options.magnitude_warning]
             findings.append(

@@ -58,8 +58,8 @@ class NoGradient(Check):
                     self._finding(
                         Severity.INFO,
                         blocked,
-                        f"{len(blocked)} layer(s) get an exactly zero gradient because "
-                        f"zero-initialised {_names(zero_init)} block(s) it; this lasts only "
+                        f"{len(blocked)} layer(s) get an exactly zero gradient, blocked by "
+                        f"the zero-initialised layer(s) {_names(zero_init)}; this lasts only "
                         "until the first optimizer step updates those weights",
                         {"reason": "zero-init", "zero_initialised": zero_init},
                         why,

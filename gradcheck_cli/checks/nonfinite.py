@@ -49,9 +49,8 @@ class NonFinite(Check):
         if not layers and not bad_losses and first is None:
             return []
         names = [l.display_name for l in layers]
-        if first is not None and first.layer in names:
-            names.remove(first.layer)
-            names.insert(0, first.layer)
+        if first is not None:
+            names = [first.layer, *(n for n in names if n != first.layer)]
         where = (
             f"first in {first.layer} ({first.where} pass, step {first.step})"
             if first is not None
