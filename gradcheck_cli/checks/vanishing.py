@@ -97,7 +97,8 @@ class Vanishing(Check):
             severity = (
                 Severity.ERROR if median < options.magnitude_error else Severity.WARNING
             )
-            acts = [value(l.act_rms) for l in layers]
+            # The output layer is left out: its bias and the loss set its scale, not depth.
+            acts = [value(l.act_rms) for l in layers[:-1]]
             known = [a for a in acts if a is not None and a > 0]
             evidence: dict[str, float | str | int] = {
                 "rule": "magnitude",
@@ -111,7 +112,7 @@ class Vanishing(Check):
             }
             if len(known) >= 2:
                 evidence["activation_rms_first"] = known[0]
-                evidence["activation_rms_last"] = known[-1]
+                evidence["activation_rms_last_hidden"] = known[-1]
             findings.append(
                 Finding(
                     id=self.id,
