@@ -177,6 +177,8 @@ class Recorder:
             self.count_nonfinite = True
             stack.callback(setattr, self, "count_nonfinite", False)
             for name, module in self.model.named_modules():
+                if isinstance(module, torch.jit.ScriptModule):
+                    continue
                 handle = module.register_forward_hook(self._locator_hook(name))
                 stack.callback(handle.remove)
             yield
@@ -411,6 +413,8 @@ def capture(model: nn.Module) -> Iterator[Recorder]:
         targets = measured_modules(model)
         recorder = Recorder(model, targets)
         for i, (_, module, kind) in enumerate(targets):
+            if isinstance(module, torch.jit.ScriptModule):
+                continue  # TorchScript refuses hooks: only parameter gradients are measured
             stack.callback(module.register_forward_hook(recorder.forward_hook(i, kind)).remove)
             if kind is LayerKind.NORM and _is_normaliser(module):
                 stack.callback(module.register_forward_pre_hook(recorder.norm_pre_hook(i)).remove)

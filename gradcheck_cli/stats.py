@@ -243,7 +243,10 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
     ]
     dead = [r.dead[i] / r.units[i] for r in records if r.units[i]]
     saturated = [r.saturated[i] / r.sat_numel[i] for r in records if r.sat_numel[i]]
-    not_called = "never called as a module (its parent uses the weights directly)"
+    not_called = (
+        "never called as a module (its parent uses the weights directly), or TorchScript, "
+        "which cannot be hooked"
+    )
 
     def _count(field_name: str) -> int:
         return sum(

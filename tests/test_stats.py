@@ -1,0 +1,104 @@
+"""Aggregation of raw step totals into per-layer statistics: hand-built records, exact numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gradcheck_cli.stats import LayerInfo, LayerKind, Skipped, StepRecord, Summary, aggregate
+
+
+def record(loss: float = 1.0, **kw: object) -> StepRecord:
+    n = 2
+    base: dict[str, object] = dict(
+        loss=loss,
+        order=(1, 0),
+        calls=(1, 2),
+        act_sumsq=(4.0, 9.0),
+        act_numel=(4, 9),
+        out_grad_sumsq=(1.0, 0.0),
+        out_grad_numel=(4, 0),
+        grad_sumsq=(16.0, 0.0),
+        grad_numel=(4, 0),
+        grad_none=(False, True),
+        used_weight_sumsq=(0.0,) * n,
+        dead=(0.0, 3.0),
+        units=(0, 4),
+        saturated=(0.0, 0.0),
+        sat_numel=(0, 0),
+        feeds_norm=(True, False),
+    )
+    base.update(kw)
+    return StepRecord(**base)  # type: ignore[arg-type]
+
+
+INFOS = [
+    LayerInfo("fc", "Linear", LayerKind.WEIGHT, params=4, trainable=4, weight_norm=8.0, zero_weights=False),
+    LayerInfo("relu", "ReLU", LayerKind.ACTIVATION, params=0, trainable=0, weight_norm=0.0, zero_weights=False),
+]
+
+
+def test_summary_median_and_range() -> None:
+    s = Summary.of([3.0, 1.0, 2.0], missing="x")
+    assert s == Summary(2.0, 1.0, 3.0)
+    assert Summary.of([], missing="why") == Skipped("why")
+    bad = Summary.of([1.0, math.nan, 2.0], missing="x")
+    assert isinstance(bad, Summary) and math.isnan(bad.median)
+
+
+def test_aggregate_computes_rms_ratios_and_order() -> None:
+    stats = aggregate(INFOS, [record(), record(grad_sumsq=(64.0, 0.0))])
+    relu, fc = stats.layers  # relu ran first (order 0)
+    assert (relu.name, fc.name) == ("relu", "fc")
+    assert fc.grad_rms == Summary(3.0, 2.0, 4.0)  # sqrt(16/4)=2, sqrt(64/4)=4
+    assert fc.grad_to_weight == Summary(0.75, 0.5, 1.0)  # norms 4 and 8 over weight norm 8
+    assert fc.act_rms == Summary(1.0, 1.0, 1.0)
+    assert fc.out_grad_rms == Summary(0.5, 0.5, 0.5)
+    assert fc.feeds_norm
+    assert relu.dead_fraction == Summary(0.75, 0.75, 0.75)
+    assert relu.calls == 2
+    assert isinstance(relu.grad_rms, Skipped) and "no trainable" in relu.grad_rms.reason
+    assert isinstance(relu.out_grad_rms, Skipped)
+    assert stats.losses == (1.0, 1.0) and stats.first_nonfinite is None
+
+
+def test_zero_and_missing_gradients_are_counted() -> None:
+    stats = aggregate(INFOS, [record(grad_sumsq=(0.0, 0.0)), record(grad_none=(True, True))])
+    fc = stats.by_name("fc")
+    assert fc.grad_zero_steps == 1 and fc.grad_none_steps == 1
+    assert fc.grad_rms == Summary(0.0, 0.0, 0.0)
+
+
+def test_embedding_ratio_uses_only_rows_that_got_gradient() -> None:
+    info = [LayerInfo("emb", "Embedding", LayerKind.EMBEDDING, 4, 4, weight_norm=100.0, zero_weights=False)]
+    rec = record(
+        order=(0,), calls=(1,), act_sumsq=(1.0,), act_numel=(1,), out_grad_sumsq=(1.0,),
+        out_grad_numel=(1,), grad_sumsq=(4.0,), grad_numel=(4,), grad_none=(False,),
+        used_weight_sumsq=(16.0,), dead=(0.0,), units=(0,), saturated=(0.0,), sat_numel=(0,),
+        feeds_norm=(False,),
+    )
+    (emb,) = aggregate(info, [rec]).layers
+    assert emb.grad_to_weight == Summary(0.5, 0.5, 0.5)  # 2 / 4, not 2 / 100
+
+
+def test_first_nonfinite_prefers_located_module_then_forward_order() -> None:
+    counted = dict(nonfinite_act=(1, 1), nonfinite_out_grad=(0, 0), nonfinite_grad=(0, 0))
+    stats = aggregate(INFOS, [record(loss=math.nan, **counted)])
+    assert stats.first_nonfinite is not None
+    assert (stats.first_nonfinite.layer, stats.first_nonfinite.where) == ("relu", "forward")
+    located = aggregate(INFOS, [record(loss=math.nan, first_nonfinite_module="block", **counted)])
+    assert located.first_nonfinite.layer == "block"  # type: ignore[union-attr]
+    backward = dict(nonfinite_act=(0, 0), nonfinite_out_grad=(2, 1), nonfinite_grad=(0, 0))
+    stats = aggregate(INFOS, [record(**backward)])
+    # backward runs in reverse forward order: fc (order 1) sees the bad gradient first
+    assert stats.first_nonfinite.layer == "fc"  # type: ignore[union-attr]
+    assert stats.by_name("fc").nonfinite.output_grads == 2
+
+
+def test_anomalous_detects_nan_and_inf() -> None:
+    assert not record().anomalous
+    assert record(loss=math.inf).anomalous
+    assert record(act_sumsq=(math.nan, 1.0)).anomalous
+    with pytest.raises(KeyError):
+        aggregate(INFOS, [record()]).by_name("nope")
