@@ -1,0 +1,123 @@
+"""Report data, the exit-code function, and the renderers."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pytest
+import yaml
+
+from gradcheck_cli.findings import (
+    ExitCode,
+    FailOn,
+    Finding,
+    ModelInfo,
+    Report,
+    RunInfo,
+    Severity,
+    Status,
+    exit_code,
+)
+from gradcheck_cli.report import FILE_FORMATS, RENDERERS, OutputFormat
+from gradcheck_cli.stats import LayerKind, LayerStats, Skipped, Summary
+
+
+def _layer(name: str) -> LayerStats:
+    s = Summary(1.23456789e-3, 1e-3, math.inf)
+    return LayerStats(
+        name=name, type="Linear", kind=LayerKind.WEIGHT, order=0, calls=1, params=10,
+        trainable=10, grad_rms=s, grad_norm=s, weight_norm=s, grad_to_weight=s, act_rms=s,
+        out_grad_rms=s, dead_fraction=Skipped("not a ReLU"), saturated_fraction=Skipped("no"),
+    )
+
+
+IDS = ["vanishing", "exploding", "saturation"]
+
+
+def _report(*severities: Severity) -> Report:
+    findings = tuple(
+        Finding(id=IDS[i], severity=s, layers=("a[0]",), message="m", evidence={"x": 0.1234567})
+        for i, s in enumerate(severities)
+    )
+    return Report(
+        model=ModelInfo("m.py", "Net", 10, 10),
+        run=RunInfo(3, 16, "cpu", "mse", 0, 0.5, "inferred 4:float32", "2.13.0"),
+        findings=findings,
+        layers=(_layer("a[0]"),),
+        losses=(1.0, math.nan, 2.0),
+        tool_version="0.1.0",
+    )
+
+
+@pytest.mark.parametrize(
+    "severities,fail_on,code",
+    [
+        ((), FailOn.ERROR, ExitCode.OK),
+        ((), FailOn.INFO, ExitCode.OK),
+        ((Severity.INFO,), FailOn.ERROR, ExitCode.OK),
+        ((Severity.INFO,), FailOn.INFO, ExitCode.FINDINGS),
+        ((Severity.WARNING,), FailOn.ERROR, ExitCode.OK),
+        ((Severity.WARNING,), FailOn.WARNING, ExitCode.FINDINGS),
+        ((Severity.ERROR,), FailOn.ERROR, ExitCode.FINDINGS),
+        ((Severity.ERROR,), FailOn.NEVER, ExitCode.OK),
+    ],
+)
+def test_exit_code(severities: tuple[Severity, ...], fail_on: FailOn, code: ExitCode) -> None:
+    assert exit_code(_report(*severities), fail_on) is code
+
+
+def test_status_is_worst_severity() -> None:
+    assert _report().status is Status.HEALTHY
+    assert _report(Severity.INFO).status is Status.HEALTHY
+    assert _report(Severity.INFO, Severity.WARNING).status is Status.WARNING
+    assert _report(Severity.WARNING, Severity.ERROR).status is Status.ERROR
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3]
+
+
+def test_to_dict_rounds_and_spells_out_nonfinite(validate_report) -> None:
+    data = _report(Severity.INFO, Severity.ERROR).to_dict()
+    validate_report(data)
+    assert data["layers"][0]["grad_rms"] == {"median": 0.001235, "min": 0.001, "max": "inf"}
+    assert data["run"]["losses"] == [1.0, "nan", 2.0]
+    assert [f["severity"] for f in data["findings"]] == ["error", "info"]  # sorted by severity
+    assert data["findings"][0]["evidence"] == {"x": 0.1235}
+    assert list(data)[:3] == ["schema_version", "tool", "model"]
+
+
+def test_every_format_has_a_renderer() -> None:
+    assert set(RENDERERS) == set(OutputFormat)
+    assert set(FILE_FORMATS.values()) <= set(OutputFormat)
+
+
+@pytest.mark.parametrize("fmt", list(OutputFormat))
+def test_renderers_write_the_same_report(fmt: OutputFormat) -> None:
+    out = io.StringIO()
+    RENDERERS[fmt](_report(Severity.WARNING), out, color=False)
+    text = out.getvalue()
+    if fmt is OutputFormat.YAML:
+        assert yaml.safe_load(text)["status"] == "warning"
+    elif fmt is OutputFormat.JSON:
+        assert json.loads(text)["findings"][0]["id"] == "vanishing"
+    else:
+        assert "WARNING" in text and "a[0]" in text  # markup-like names are printed verbatim
+        assert "\x1b[" not in text
+
+
+def test_rich_renderer_colours_only_when_asked() -> None:
+    out = io.StringIO()
+    RENDERERS[OutputFormat.RICH](_report(Severity.ERROR), out, color=True)
+    assert "\x1b[" in out.getvalue()
+
+
+def test_schema_lists_every_finding_id() -> None:
+    from importlib import resources
+
+    from gradcheck_cli.checks import CHECKS
+
+    schema = json.loads(
+        resources.files("gradcheck_cli").joinpath("report/schema.json").read_text("utf-8")
+    )
+    ids = schema["properties"]["findings"]["items"]["properties"]["id"]["enum"]
+    assert sorted(ids) == sorted(CHECKS)
