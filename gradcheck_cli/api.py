@@ -135,4 +135,3 @@ def _describe_inputs(inputs: Any, model: nn.Module) -> str:
     if callable(inputs) and not isinstance(inputs, torch.Tensor):
         return getattr(inputs, "description", None) or "example_inputs(batch_size)"
     return "fixed batch"
-

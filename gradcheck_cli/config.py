@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import yaml
 
 from gradcheck_cli.checks import CHECKS, default_options
@@ -49,7 +49,9 @@ class Settings:
         for name in ("steps", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+                raise ConfigError(
+                    f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
+                )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
 

@@ -60,7 +60,7 @@ class ExitCode(enum.IntEnum):
     INTERNAL_ERROR = 3
 
 
-Evidence = Mapping[str, float | int | str | list[Any]]
+Evidence = Mapping[str, float | int | str | list[Any] | Mapping[str, float]]
 
 
 @dataclass(frozen=True)

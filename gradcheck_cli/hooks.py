@@ -134,7 +134,9 @@ class Recorder:
         sq = [0.0] * len(targets)
         nonzero = [0.0] * len(targets)
         is_weight = [
-            not n.endswith("bias") for _, m, _ in targets for n, _ in m.named_parameters(recurse=False)
+            not n.endswith("bias")
+            for _, m, _ in targets
+            for n, _ in m.named_parameters(recurse=False)
         ]
         if weights:
             host = torch.stack([n.double() for n in norms]).cpu().tolist()
@@ -314,8 +316,14 @@ class Recorder:
         if dense:
             norms = torch.stack(torch._foreach_norm(dense)).double().square().to(device)
             owners = torch.tensor([layer for _, layer in present], device=device)
-            grad_sq = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, owners, norms)
-            nf = [torch.isfinite(g).logical_not().sum() for g in dense] if self.count_nonfinite else []
+            grad_sq = torch.zeros(n, dtype=torch.float64, device=device).index_add_(
+                0, owners, norms
+            )
+            nf = (
+                [torch.isfinite(g).logical_not().sum() for g in dense]
+                if self.count_nonfinite
+                else []
+            )
             nf_grad = torch.zeros(n, dtype=torch.float64, device=device)
             if nf:
                 nf_grad.index_add_(0, owners, torch.stack(nf).double().to(device))

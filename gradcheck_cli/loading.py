@@ -262,7 +262,11 @@ def _load_weights(module: nn.Module, weights: str) -> None:
             f"'{weights}' is not a weights-only state dict ({type(exc).__name__}); save it "
             "with torch.save(model.state_dict(), PATH)"
         ) from exc
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+    if (
+        isinstance(state, Mapping)
+        and "state_dict" in state
+        and isinstance(state["state_dict"], Mapping)
+    ):
         state = state["state_dict"]  # a common checkpoint layout
     if not isinstance(state, Mapping):
         raise ModelLoadError(f"'{weights}' holds a {type(state).__name__}, not a state dict")
@@ -271,9 +275,7 @@ def _load_weights(module: nn.Module, weights: str) -> None:
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
-        raise ModelLoadError(
-            f"'{weights}' does not match the model: {detail}"
-        ) from exc
+        raise ModelLoadError(f"'{weights}' does not match the model: {detail}") from exc
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -308,7 +310,9 @@ class InputShape:
         """Parse ``3x32x32``, ``3,32,32``, ``128:int64:0-30522`` or ``16:float64``."""
         parts = text.strip().split(":")
         if not 1 <= len(parts) <= 3 or not parts[0]:
-            raise InputError(f"--input-shape '{text}' is malformed; write e.g. 3x32x32 or 128:int64:0-50257")
+            raise InputError(
+                f"--input-shape '{text}' is malformed; write e.g. 3x32x32 or 128:int64:0-50257"
+            )
         try:
             shape = tuple(int(d) for d in re.split(r"[x,]", parts[0]) if d)
         except ValueError:
@@ -420,7 +424,9 @@ def primary_output(output: Any) -> torch.Tensor:
     """The tensor a loss is computed from: ``logits`` or the first tensor of the output."""
     if isinstance(output, torch.Tensor):
         return output
-    logits = output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)
+    logits = (
+        output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)
+    )
     if isinstance(logits, torch.Tensor):
         return logits
     values = output.values() if isinstance(output, Mapping) else output

@@ -66,8 +66,16 @@ def measure(
             if record.anomalous:
                 with recorder.counting():
                     record, used_loss = _step(
-                        recorder, model, make_inputs, loss_fn, loss, seed, step, batch_size,
-                        device, devices,
+                        recorder,
+                        model,
+                        make_inputs,
+                        loss_fn,
+                        loss,
+                        seed,
+                        step,
+                        batch_size,
+                        device,
+                        devices,
                     )
             records.append(record)
             on_step(step + 1, steps)

@@ -233,9 +233,7 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
         ratio = [_ratio(n, info.weight_norm) for n in grad_norm]
 
     no_grad = (
-        "no trainable parameters"
-        if not trainable
-        else "no gradient reached this layer in any step"
+        "no trainable parameters" if not trainable else "no gradient reached this layer in any step"
     )
     act = [_rms(r.act_sumsq[i], r.act_numel[i]) for r in records if r.act_numel[i]]
     out_grad = [
@@ -249,9 +247,7 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
     )
 
     def _count(field_name: str) -> int:
-        return sum(
-            getattr(r, field_name)[i] for r in records if getattr(r, field_name) is not None
-        )
+        return sum(getattr(r, field_name)[i] for r in records if getattr(r, field_name) is not None)
 
     return LayerStats(
         name=info.name,

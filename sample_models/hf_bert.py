@@ -12,8 +12,12 @@ VOCAB = 1000
 
 def build_model() -> torch.nn.Module:
     config = BertConfig(
-        num_hidden_layers=4, hidden_size=128, num_attention_heads=4, intermediate_size=512,
-        vocab_size=VOCAB, num_labels=3,
+        num_hidden_layers=4,
+        hidden_size=128,
+        num_attention_heads=4,
+        intermediate_size=512,
+        vocab_size=VOCAB,
+        num_labels=3,
     )
     return BertForSequenceClassification(config)
 

@@ -12,8 +12,13 @@ VOCAB = 1000
 
 def build_model() -> torch.nn.Module:
     config = GPT2Config(
-        n_layer=4, n_embd=128, n_head=4, vocab_size=VOCAB, n_positions=128,
-        bos_token_id=0, eos_token_id=0,
+        n_layer=4,
+        n_embd=128,
+        n_head=4,
+        vocab_size=VOCAB,
+        n_positions=128,
+        bos_token_id=0,
+        eos_token_id=0,
     )
     return GPT2LMHeadModel(config)
 

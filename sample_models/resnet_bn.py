@@ -24,7 +24,9 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, blocks: int = 6, channels: int = 32, zero_init_residual: bool = False) -> None:
+    def __init__(
+        self, blocks: int = 6, channels: int = 32, zero_init_residual: bool = False
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(3, channels, 3, padding=1, bias=False),

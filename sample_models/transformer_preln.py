@@ -40,6 +40,4 @@ def example_inputs(batch_size: int) -> torch.Tensor:
 
 
 def loss_fn(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, VOCAB), tokens[:, 1:].reshape(-1)
-    )
+    return nn.functional.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), tokens[:, 1:].reshape(-1))

@@ -57,7 +57,9 @@ def layer(
     return replace(base, **extra)  # type: ignore[arg-type]
 
 
-def stats(*layers: LayerStats, losses: tuple[float, ...] = (2.3, 2.3, 2.3), **kw: object) -> ModelStats:
+def stats(
+    *layers: LayerStats, losses: tuple[float, ...] = (2.3, 2.3, 2.3), **kw: object
+) -> ModelStats:
     ordered = tuple(replace(l, order=i) for i, l in enumerate(layers))
     return ModelStats(layers=ordered, losses=losses, steps=len(losses), **kw)  # type: ignore[arg-type]
 
@@ -111,15 +113,44 @@ CASES = [
         ),
         {},
     ),
-    ("dead 70% warns", stats(layer("a"), layer("r", None, kind=LayerKind.ACTIVATION, dead=0.75)), {"dead-units": "warning"}),
-    ("dead 95% errs", stats(layer("a"), layer("r", None, kind=LayerKind.ACTIVATION, dead=0.97)), {"dead-units": "error"}),
-    ("dead 50% is healthy", stats(layer("a"), layer("r", None, kind=LayerKind.ACTIVATION, dead=0.5)), {}),
-    ("saturated 30% warns", stats(layer("a"), layer("t", None, kind=LayerKind.ACTIVATION, sat=0.3)), {"saturation": "warning"}),
-    ("saturated 60% errs", stats(layer("a"), layer("t", None, kind=LayerKind.ACTIVATION, sat=0.6)), {"saturation": "error"}),
-    ("saturated 10% is healthy", stats(layer("a"), layer("t", None, kind=LayerKind.ACTIVATION, sat=0.1)), {}),
+    (
+        "dead 70% warns",
+        stats(layer("a"), layer("r", None, kind=LayerKind.ACTIVATION, dead=0.75)),
+        {"dead-units": "warning"},
+    ),
+    (
+        "dead 95% errs",
+        stats(layer("a"), layer("r", None, kind=LayerKind.ACTIVATION, dead=0.97)),
+        {"dead-units": "error"},
+    ),
+    (
+        "dead 50% is healthy",
+        stats(layer("a"), layer("r", None, kind=LayerKind.ACTIVATION, dead=0.5)),
+        {},
+    ),
+    (
+        "saturated 30% warns",
+        stats(layer("a"), layer("t", None, kind=LayerKind.ACTIVATION, sat=0.3)),
+        {"saturation": "warning"},
+    ),
+    (
+        "saturated 60% errs",
+        stats(layer("a"), layer("t", None, kind=LayerKind.ACTIVATION, sat=0.6)),
+        {"saturation": "error"},
+    ),
+    (
+        "saturated 10% is healthy",
+        stats(layer("a"), layer("t", None, kind=LayerKind.ACTIVATION, sat=0.1)),
+        {},
+    ),
     (
         "nan loss errs",
-        chain(0.05, 0.05, losses=(math.nan, 2.0, 2.0), first_nonfinite=FirstNonFinite("(loss)", "loss", 0)),
+        chain(
+            0.05,
+            0.05,
+            losses=(math.nan, 2.0, 2.0),
+            first_nonfinite=FirstNonFinite("(loss)", "loss", 0),
+        ),
         {"nonfinite": "error"},
     ),
     (
@@ -147,7 +178,11 @@ CASES = [
         stats(layer("a"), layer("pooler", None, grad_none_steps=3)),
         {"no-gradient": "info"},
     ),
-    ("gradient missing in one step only is fine", stats(layer("a", grad_zero_steps=1), layer("b")), {}),
+    (
+        "gradient missing in one step only is fine",
+        stats(layer("a", grad_zero_steps=1), layer("b")),
+        {},
+    ),
 ]
 
 
@@ -194,3 +229,15 @@ def test_findings_only_name_known_remedies() -> None:
     for cls in CHECKS.values():
         assert set(cls.remedies) <= set(REMEDIES), cls.id
     assert Severity.ERROR.rank > Severity.WARNING.rank > Severity.INFO.rank
+
+
+def test_readme_documents_every_threshold() -> None:
+    from dataclasses import fields
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for check_id, cls in CHECKS.items():
+        row = next((l for l in readme.splitlines() if l.startswith(f"| `{check_id}` |")), None)
+        assert row is not None, check_id
+        for f in fields(cls.Options):
+            assert f"`{f.name.replace('_', '-')}`" in row, (check_id, f.name)

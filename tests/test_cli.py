@@ -61,9 +61,7 @@ def test_vanishing_model_exits_1_with_json(validate_report) -> None:
     assert len(report["run"]["losses"]) == 2
 
 
-@pytest.mark.parametrize(
-    "fail_on,code", [("error", 0), ("warning", 1), ("info", 1), ("never", 0)]
-)
+@pytest.mark.parametrize("fail_on,code", [("error", 0), ("warning", 1), ("info", 1), ("never", 0)])
 def test_fail_on_thresholds(fail_on: str, code: int) -> None:
     result = run("diagnose", UNUSED, "--format", "yaml", "--fail-on", fail_on)
     assert result.exit_code == code
@@ -117,7 +115,9 @@ def test_input_shape_flag_and_loss(tmp_path: Path) -> None:
         "def build_model():\n"
         "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))\n"
     )
-    result = run("diagnose", str(model_file), "--input-shape", "3x8x8", "--loss", "mse", "--format", "json")
+    result = run(
+        "diagnose", str(model_file), "--input-shape", "3x8x8", "--loss", "mse", "--format", "json"
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["run"]["inputs"] == "3x8x8:float32"
@@ -152,7 +152,11 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
 
 BAD_INPUTS = [
     ("missing file", lambda p: ["diagnose", str(p / "nope.py")], "does not exist"),
-    ("syntax error", lambda p: ["diagnose", _write(p, "bad.py", "def build_model(:\n")], "syntax error at line 1"),
+    (
+        "syntax error",
+        lambda p: ["diagnose", _write(p, "bad.py", "def build_model(:\n")],
+        "syntax error at line 1",
+    ),
     ("no model", lambda p: ["diagnose", _write(p, "empty.py", "x = 1\n")], "define build_model()"),
     (
         "import raises",
@@ -179,13 +183,41 @@ BAD_INPUTS = [
         lambda p: ["diagnose", HEALTHY, "--input-shape", "13"],
         "shapes cannot be multiplied",
     ),
-    ("malformed input shape", lambda p: ["diagnose", HEALTHY, "--input-shape", "3xa"], "--input-shape"),
-    ("unknown dtype", lambda p: ["diagnose", HEALTHY, "--input-shape", "3:float7"], "unknown dtype"),
-    ("bad report suffix", lambda p: ["diagnose", HEALTHY, "--report", str(p / "r.txt")], ".yaml, .yml or .json"),
-    ("report folder missing", lambda p: ["diagnose", HEALTHY, "--report", str(p / "no" / "r.yaml")], "does not exist"),
-    ("unknown flag value", lambda p: ["diagnose", HEALTHY, "--fail-on", "sometimes"], "Invalid value"),
-    ("zero steps", lambda p: ["diagnose", HEALTHY, "--steps", "0"], "steps must be a positive integer"),
-    ("missing config", lambda p: ["diagnose", HEALTHY, "--config", str(p / "none.yaml")], "does not exist"),
+    (
+        "malformed input shape",
+        lambda p: ["diagnose", HEALTHY, "--input-shape", "3xa"],
+        "--input-shape",
+    ),
+    (
+        "unknown dtype",
+        lambda p: ["diagnose", HEALTHY, "--input-shape", "3:float7"],
+        "unknown dtype",
+    ),
+    (
+        "bad report suffix",
+        lambda p: ["diagnose", HEALTHY, "--report", str(p / "r.txt")],
+        ".yaml, .yml or .json",
+    ),
+    (
+        "report folder missing",
+        lambda p: ["diagnose", HEALTHY, "--report", str(p / "no" / "r.yaml")],
+        "does not exist",
+    ),
+    (
+        "unknown flag value",
+        lambda p: ["diagnose", HEALTHY, "--fail-on", "sometimes"],
+        "Invalid value",
+    ),
+    (
+        "zero steps",
+        lambda p: ["diagnose", HEALTHY, "--steps", "0"],
+        "steps must be a positive integer",
+    ),
+    (
+        "missing config",
+        lambda p: ["diagnose", HEALTHY, "--config", str(p / "none.yaml")],
+        "does not exist",
+    ),
     (
         "malformed config",
         lambda p: ["diagnose", HEALTHY, "--config", _write(p, "g.yaml", "steps: [1,\n")],
@@ -198,12 +230,25 @@ BAD_INPUTS = [
     ),
     (
         "unknown threshold",
-        lambda p: ["diagnose", HEALTHY, "--config", _write(p, "g.yaml", "thresholds:\n  vanishing:\n    deep: 1\n")],
+        lambda p: [
+            "diagnose",
+            HEALTHY,
+            "--config",
+            _write(p, "g.yaml", "thresholds:\n  vanishing:\n    deep: 1\n"),
+        ],
         "has no threshold 'deep'",
     ),
     ("no such name", lambda p: ["diagnose", HEALTHY + ":nothing"], "no name 'nothing'"),
-    ("unimportable module", lambda p: ["diagnose", "no_such_pkg.models:Net"], "cannot import module"),
-    ("weights missing", lambda p: ["diagnose", HEALTHY, "--weights", str(p / "w.pt")], "does not exist"),
+    (
+        "unimportable module",
+        lambda p: ["diagnose", "no_such_pkg.models:Net"],
+        "cannot import module",
+    ),
+    (
+        "weights missing",
+        lambda p: ["diagnose", HEALTHY, "--weights", str(p / "w.pt")],
+        "does not exist",
+    ),
 ]
 
 
@@ -278,11 +323,18 @@ def test_config_precedence(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert report["run"]["steps"] == 2
     assert report["findings"] == []  # thresholds from the file switched the rule off
-    flagged = run("diagnose", SIGMOID, "--format", "yaml", "--steps", "1", "--fail-on", "info", cwd=tmp_path)
+    flagged = run(
+        "diagnose", SIGMOID, "--format", "yaml", "--steps", "1", "--fail-on", "info", cwd=tmp_path
+    )
     assert yaml.safe_load(flagged.stdout)["run"]["steps"] == 1  # flags beat the file
     assert flagged.exit_code == 0
     (tmp_path / "gradcheck.yaml").write_text("steps: 4\n")  # yaml wins over pyproject in a folder
-    assert yaml.safe_load(run("diagnose", HEALTHY, "--format", "yaml", cwd=tmp_path).stdout)["run"]["steps"] == 4
+    assert (
+        yaml.safe_load(run("diagnose", HEALTHY, "--format", "yaml", cwd=tmp_path).stdout)["run"][
+            "steps"
+        ]
+        == 4
+    )
 
 
 def test_explain_and_version() -> None:

@@ -42,7 +42,14 @@ def test_corpus_is_large_and_mixed() -> None:
     sick = [c for c in CORPUS if c["expect"]]
     assert len(CORPUS) >= 12 and len(healthy) >= 6 and len(sick) >= 6
     covered = {finding for c in sick for finding in c["expect"]}
-    assert covered == {"vanishing", "exploding", "nonfinite", "dead-units", "saturation", "no-gradient"}
+    assert covered == {
+        "vanishing",
+        "exploding",
+        "nonfinite",
+        "dead-units",
+        "saturation",
+        "no-gradient",
+    }
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[c["model"] for c in CORPUS])
@@ -75,7 +82,10 @@ def test_post_ln_transformer_has_no_error() -> None:
 def test_hf_bert_base_model_is_quiet() -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.BertConfig(
-        num_hidden_layers=4, hidden_size=128, num_attention_heads=4, intermediate_size=512,
+        num_hidden_layers=4,
+        hidden_size=128,
+        num_attention_heads=4,
+        intermediate_size=512,
         vocab_size=1000,
     )
     model = transformers.BertModel(config)

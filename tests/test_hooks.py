@@ -97,8 +97,14 @@ def test_module_called_twice_is_one_row_with_two_calls() -> None:
 
 def test_inplace_relu_after_batchnorm_measures_the_pre_activation_gradient() -> None:
     # Tensor hooks registered before an in-place op see the gradient of the old version.
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.BatchNorm2d(8),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    )
     report = diagnose(model, lambda b: torch.randn(b, 3, 8, 8))
     conv, bn = report.layers[0], report.layers[1]
     assert conv.feeds_norm and not bn.feeds_norm

@@ -27,9 +27,21 @@ from gradcheck_cli.stats import LayerKind, LayerStats, Skipped, Summary
 def _layer(name: str) -> LayerStats:
     s = Summary(1.23456789e-3, 1e-3, math.inf)
     return LayerStats(
-        name=name, type="Linear", kind=LayerKind.WEIGHT, order=0, calls=1, params=10,
-        trainable=10, grad_rms=s, grad_norm=s, weight_norm=s, grad_to_weight=s, act_rms=s,
-        out_grad_rms=s, dead_fraction=Skipped("not a ReLU"), saturated_fraction=Skipped("no"),
+        name=name,
+        type="Linear",
+        kind=LayerKind.WEIGHT,
+        order=0,
+        calls=1,
+        params=10,
+        trainable=10,
+        grad_rms=s,
+        grad_norm=s,
+        weight_norm=s,
+        grad_to_weight=s,
+        act_rms=s,
+        out_grad_rms=s,
+        dead_fraction=Skipped("not a ReLU"),
+        saturated_fraction=Skipped("no"),
     )
 
 

@@ -34,8 +34,18 @@ def record(loss: float = 1.0, **kw: object) -> StepRecord:
 
 
 INFOS = [
-    LayerInfo("fc", "Linear", LayerKind.WEIGHT, params=4, trainable=4, weight_norm=8.0, zero_weights=False),
-    LayerInfo("relu", "ReLU", LayerKind.ACTIVATION, params=0, trainable=0, weight_norm=0.0, zero_weights=False),
+    LayerInfo(
+        "fc", "Linear", LayerKind.WEIGHT, params=4, trainable=4, weight_norm=8.0, zero_weights=False
+    ),
+    LayerInfo(
+        "relu",
+        "ReLU",
+        LayerKind.ACTIVATION,
+        params=0,
+        trainable=0,
+        weight_norm=0.0,
+        zero_weights=False,
+    ),
 ]
 
 
@@ -71,11 +81,26 @@ def test_zero_and_missing_gradients_are_counted() -> None:
 
 
 def test_embedding_ratio_uses_only_rows_that_got_gradient() -> None:
-    info = [LayerInfo("emb", "Embedding", LayerKind.EMBEDDING, 4, 4, weight_norm=100.0, zero_weights=False)]
+    info = [
+        LayerInfo(
+            "emb", "Embedding", LayerKind.EMBEDDING, 4, 4, weight_norm=100.0, zero_weights=False
+        )
+    ]
     rec = record(
-        order=(0,), calls=(1,), act_sumsq=(1.0,), act_numel=(1,), out_grad_sumsq=(1.0,),
-        out_grad_numel=(1,), grad_sumsq=(4.0,), grad_numel=(4,), grad_none=(False,),
-        used_weight_sumsq=(16.0,), dead=(0.0,), units=(0,), saturated=(0.0,), sat_numel=(0,),
+        order=(0,),
+        calls=(1,),
+        act_sumsq=(1.0,),
+        act_numel=(1,),
+        out_grad_sumsq=(1.0,),
+        out_grad_numel=(1,),
+        grad_sumsq=(4.0,),
+        grad_numel=(4,),
+        grad_none=(False,),
+        used_weight_sumsq=(16.0,),
+        dead=(0.0,),
+        units=(0,),
+        saturated=(0.0,),
+        sat_numel=(0,),
         feeds_norm=(False,),
     )
     (emb,) = aggregate(info, [rec]).layers

@@ -94,9 +94,7 @@ class Vanishing(Check):
             return findings
         median = statistics.median(ratio(l) for l in layers)
         if median < options.magnitude_warning:
-            severity = (
-                Severity.ERROR if median < options.magnitude_error else Severity.WARNING
-            )
+            severity = Severity.ERROR if median < options.magnitude_error else Severity.WARNING
             # The output layer is left out: its bias and the loss set its scale, not depth.
             acts = [value(l.act_rms) for l in layers[:-1]]
             known = [a for a in acts if a is not None and a > 0]
@@ -122,8 +120,7 @@ class Vanishing(Check):
                         f"every layer's gradient is tiny relative to its weights: median "
                         f"gradient-to-weight ratio {median:.1e} over {len(layers)} weight layers"
                         + (
-                            f"; the forward signal falls from RMS {known[0]:.1e} to "
-                            f"{known[-1]:.1e}"
+                            f"; the forward signal falls from RMS {known[0]:.1e} to {known[-1]:.1e}"
                             if len(known) >= 2 and known[-1] < known[0] * 1e-2
                             else ""
                         )

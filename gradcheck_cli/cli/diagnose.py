@@ -32,7 +32,9 @@ def _choice(kind: type[Any]) -> click.Choice:
 @click.option("--seed", type=int, help="Seed of the batches and of dropout [default: 0].")
 @click.option("--batch-size", type=int, help="Batch size of synthetic inputs [default: 16].")
 @click.option("--device", type=_choice(Device), help="Where to run [default: auto].")
-@click.option("--loss", type=_choice(LossKind), help="Loss when the file has no loss_fn [default: auto].")
+@click.option(
+    "--loss", type=_choice(LossKind), help="Loss when the file has no loss_fn [default: auto]."
+)
 @click.option(
     "--input-shape",
     "input_shapes",
@@ -40,12 +42,39 @@ def _choice(kind: type[Any]) -> click.Choice:
     metavar="SHAPE[:DTYPE[:LOW-HIGH]]",
     help="One positional input without the batch dim, e.g. 3x32x32 or 128:int64:0-50257. Repeat for several inputs.",
 )
-@click.option("--weights", type=click.Path(dir_okay=False), help="A state dict to load into the model (weights only).")
-@click.option("--trust-pickle", is_flag=True, help="Allow loading a pickled module (.pt): this runs code from the file.")
-@click.option("--format", "output_format", type=_choice(OutputFormat), default="rich", show_default=True, help="What to print on stdout.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report to this .yaml/.json file.")
-@click.option("--fail-on", type=_choice(FailOn), help="Lowest severity that exits 1 [default: error].")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (default: gradcheck.yaml or [tool.gradcheck] found from the working directory).")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    help="A state dict to load into the model (weights only).",
+)
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Allow loading a pickled module (.pt): this runs code from the file.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=_choice(OutputFormat),
+    default="rich",
+    show_default=True,
+    help="What to print on stdout.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    help="Also write the report to this .yaml/.json file.",
+)
+@click.option(
+    "--fail-on", type=_choice(FailOn), help="Lowest severity that exits 1 [default: error]."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Config file (default: gradcheck.yaml or [tool.gradcheck] found from the working directory).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress or status messages on stderr.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 def diagnose_command(
@@ -113,9 +142,7 @@ def _report_target(report_path: str | None) -> Path | None:
         return None
     path = Path(report_path)
     if path.suffix.lower() not in FILE_FORMATS:
-        raise ConfigError(
-            f"--report '{report_path}' must end in .yaml, .yml or .json"
-        )
+        raise ConfigError(f"--report '{report_path}' must end in .yaml, .yml or .json")
     if not path.parent.resolve().is_dir():
         raise ConfigError(f"--report '{report_path}': folder '{path.parent}' does not exist")
     return path

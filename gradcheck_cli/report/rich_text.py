@@ -22,8 +22,11 @@ from gradcheck_cli.stats import LayerStats, value
 
 BAR_WIDTH = 12
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
-_STATUS_STYLE = {Status.ERROR: "bold white on red", Status.WARNING: "bold black on yellow",
-                 Status.HEALTHY: "bold white on green"}
+_STATUS_STYLE = {
+    Status.ERROR: "bold white on red",
+    Status.WARNING: "bold black on yellow",
+    Status.HEALTHY: "bold white on green",
+}
 
 
 def render(report: Report, out: TextIO, *, color: bool) -> None:
