@@ -8,6 +8,7 @@ same layout is written as plain text.
 from __future__ import annotations
 
 import math
+import re
 from typing import TextIO
 
 from rich import box
@@ -180,5 +181,5 @@ def _finding(finding: Finding) -> Group:
 
 
 def _first_sentence(text: str) -> str:
-    head, dot, _ = text.partition(". ")
-    return head + (dot.strip() if dot else "")
+    # A sentence ends at a full stop followed by a capital, so "He et al. 2015" stays whole.
+    return re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)[0]
