@@ -132,7 +132,11 @@ class Recorder:
         owner = [i for i, (_, m, _) in enumerate(targets) for _ in m.parameters(recurse=False)]
         norms = torch._foreach_norm(weights) if weights else []
         sq = [0.0] * len(targets)
-        nonzero = [0.0] * len(targets)
+        # A module is zero-initialised when its weights (its parameters other than biases, or
+        # all of them when it only has biases) are exactly zero.
+        weight_sum = [0.0] * len(targets)
+        other_sum = [0.0] * len(targets)
+        has_weight = [False] * len(targets)
         is_weight = [
             not n.endswith("bias")
             for _, m, _ in targets
@@ -143,7 +147,13 @@ class Recorder:
             for value, i, weightlike in zip(host, owner, is_weight, strict=True):
                 sq[i] += value * value
                 if weightlike:
-                    nonzero[i] += value
+                    weight_sum[i] += value
+                    has_weight[i] = True
+                else:
+                    other_sum[i] += value
+        nonzero = [
+            w if has else o for w, o, has in zip(weight_sum, other_sum, has_weight, strict=True)
+        ]
         infos = []
         for i, (name, module, kind) in enumerate(targets):
             params = list(module.parameters(recurse=False))

@@ -178,6 +178,11 @@ def _find_single_model(namespace: Any, label: str) -> nn.Module:
     """Without ``build_model``: exactly one module instance, else exactly one Module subclass."""
     own = getattr(namespace, "__name__", None)
     instances = [v for v in vars(namespace).values() if isinstance(v, nn.Module)]
+    # A loss module such as `criterion = nn.CrossEntropyLoss()` is an nn.Module too; the model
+    # is the one instance that has parameters.
+    with_params = [m for m in instances if any(True for _ in m.parameters())]
+    if len(with_params) == 1:
+        return with_params[0]
     if len(instances) == 1:
         return instances[0]
     classes = [

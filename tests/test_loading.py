@@ -119,3 +119,30 @@ def test_loss_from_structured_outputs() -> None:
     assert kind is LossKind.MSE
     with pytest.raises(InputError, match="loss_fn"):
         resolve_loss(LossKind.AUTO, ("text", 3))
+
+
+def test_loss_module_beside_the_model_is_not_ambiguous(tmp_path: Path) -> None:
+    path = _file(
+        tmp_path,
+        "with_criterion.py",
+        "from torch import nn\nmodel = nn.Linear(3, 2)\ncriterion = nn.CrossEntropyLoss()\n",
+    )
+    assert isinstance(load_model(path).module, nn.Linear)
+
+
+def test_bias_only_module_is_not_taken_for_zero_init() -> None:
+    from gradcheck_cli.hooks import Recorder, measured_modules
+
+    class Shift(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = nn.Parameter(torch.ones(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.bias
+
+    zero_head = nn.Linear(3, 3)
+    nn.init.zeros_(zero_head.weight)
+    model = nn.Sequential(Shift(), zero_head)
+    infos = Recorder(model, measured_modules(model)).infos
+    assert [i.zero_weights for i in infos] == [False, True]
