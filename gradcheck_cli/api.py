@@ -1,4 +1,4 @@
-"""The library's entry point: :func:`diagnose` measures a model and returns a :class:`Report`.
+"""The library's entry points: :func:`diagnose` returns a :class:`Report`, :func:`fix` a fix.
 
 This is the only orchestration in gradcheck: the CLI builds settings, calls :func:`diagnose`,
 picks a renderer and maps the report to an exit code.
@@ -7,7 +7,9 @@ picks a renderer and maps the report to an exit code.
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -17,15 +19,24 @@ from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.config import Device, Settings, apply_mapping
 from gradcheck_cli.errors import UsageError
-from gradcheck_cli.findings import ModelInfo, Report, RunInfo
+from gradcheck_cli.findings import ModelInfo, Report, RunInfo, Severity
+from gradcheck_cli.fix import FixResult, RemedyOutcome, Trial, best, combinations
 from gradcheck_cli.loading import (
     InputFactory,
     Inputs,
     LossFn,
+    call_model,
     infer_input_shape,
+    resolve_loss,
     shapes_factory,
+    to_device,
 )
 from gradcheck_cli.measure import StepObserver, measure
+from gradcheck_cli.remedies import REGISTRY
+from gradcheck_cli.remedies.base import FixOptions, NotApplicable, Proposal, RemedyContext
+from gradcheck_cli.remedies.plan import Plan, apply_plan
+from gradcheck_cli.remedies.probe import Probe, probe
+from gradcheck_cli.remedies.verdict import Verdict, judge
 
 
 def resolve_device(device: Device) -> torch.device:
@@ -135,3 +146,174 @@ def _describe_inputs(inputs: Any, model: nn.Module) -> str:
     if callable(inputs) and not isinstance(inputs, torch.Tensor):
         return getattr(inputs, "description", None) or "example_inputs(batch_size)"
     return "fixed batch"
+
+
+def fix(
+    model: nn.Module,
+    inputs: Inputs | InputFactory | None = None,
+    loss_fn: LossFn | None = None,
+    *,
+    remedies: Sequence[str] | None = None,
+    fix_options: FixOptions | None = None,
+    budget: int = 8,
+    probe_steps: int = 0,
+    source: str = "",
+    settings: Settings | None = None,
+    model_name: str | None = None,
+    on_step: StepObserver | None = None,
+    **options: Any,
+) -> FixResult:
+    """Diagnose ``model``, try remedies on copies, keep what measurably helps.
+
+    Every remedy that applies is tried alone (its verdict), then compatible combinations up to
+    ``budget`` trials when no single remedy clears every finding. Each trial is diagnosed with the
+    same settings and seeds as the original. The best trial (lowest score, then fewest remedies)
+    is returned, unless nothing beats the original, which is then returned unchanged. The
+    original model is never modified.
+
+    Args:
+        remedies: remedy ids to try; None tries those the findings suggest.
+        fix_options: ``--activation``, ``--force-reinit`` and whether ``--weights`` was given.
+        budget: the most combination trials after the single ones.
+        probe_steps: train the original and the fixed copy this many Adam steps on the same
+            batches and record both loss curves.
+        source: the model spec, recorded in the plan.
+    """
+    chosen = apply_mapping(settings or Settings(), options, source="fix()")
+    opts = fix_options or FixOptions()
+    unknown = [r for r in remedies or () if r not in REGISTRY]
+    if unknown:
+        raise UsageError(
+            f"unknown remedy '{unknown[0]}'; choose from {', '.join(REGISTRY)} "
+            "(lower-lr is advice only)"
+        )
+
+    def run(candidate: nn.Module) -> Report:
+        return diagnose(
+            candidate, inputs, loss_fn, settings=chosen, model_name=model_name, on_step=on_step
+        )
+
+    before = run(model)
+    wanted = list(remedies) if remedies else _suggested(before)
+    if not wanted:
+        message = (
+            "nothing needed fixing: no finding at warning or error"
+            if not remedies
+            else "no remedy was asked for"
+        )
+        return FixResult(before, None, (), (), model, message)
+
+    context = RemedyContext(_probe(model, inputs, chosen), before, opts)
+    outcomes: list[RemedyOutcome] = []
+    proposals: dict[str, Proposal] = {}
+    for remedy_id in wanted:
+        proposal = REGISTRY[remedy_id]().propose(model, context)
+        if isinstance(proposal, NotApplicable):
+            outcomes.append(
+                RemedyOutcome(remedy_id, Verdict.NOT_APPLICABLE, reason=proposal.reason)
+            )
+        else:
+            proposals[remedy_id] = proposal
+
+    def trial(combo: tuple[str, ...]) -> Trial:
+        edits = tuple(e for r in combo for e in proposals[r].edits)
+        plan = Plan(edits=edits, remedies=combo, source=source, seed=chosen.seed)
+        report = run(apply_plan(model, plan))
+        targets = {f.id for f in before.findings for r in combo if r in f.remedies}
+        return Trial(combo, plan, report, judge(before, report, targets))
+
+    trials = []
+    for remedy_id in wanted:
+        if remedy_id in proposals:
+            single = trial((remedy_id,))
+            trials.append(single)
+            proposal = proposals[remedy_id]
+            outcomes.append(
+                RemedyOutcome(
+                    remedy_id, single.verdict, notes=proposal.notes, edits=len(proposal.edits)
+                )
+            )
+    if not any(t.score == 0 for t in trials):
+        trials += [trial(combo) for combo in combinations(list(proposals), budget)]
+    winner = best(trials, before)
+    order = {r: i for i, r in enumerate(wanted)}
+    outcomes.sort(key=lambda o: order[o.remedy])
+    if winner is None:
+        message = "no remedy improved the diagnosis; the model is returned unchanged"
+        return FixResult(before, None, tuple(outcomes), tuple(trials), model, message)
+    fixed = apply_plan(model, winner.plan)
+    message = (
+        f"applied {', '.join(winner.remedies)}: {before.status.value} -> "
+        f"{winner.report.status.value}"
+    )
+    losses = _probe_training(model, fixed, inputs, loss_fn, chosen, probe_steps)
+    return FixResult(before, winner, tuple(outcomes), tuple(trials), fixed, message, losses)
+
+
+def _suggested(report: Report) -> list[str]:
+    """Remedy ids named by findings at warning or error, most severe finding first."""
+    wanted: list[str] = []
+    for finding in sorted(report.findings, key=lambda f: -f.severity.rank):
+        if finding.severity.rank < Severity.WARNING.rank:
+            continue
+        for remedy_id in finding.remedies:
+            if remedy_id in REGISTRY and remedy_id not in wanted:
+                wanted.append(remedy_id)
+    return wanted
+
+
+def _first_batch(
+    model: nn.Module, inputs: Inputs | InputFactory | None, settings: Settings
+) -> Inputs:
+    make = _input_factory(model, inputs, _device_of(model) or torch.device("cpu"))
+    with torch.random.fork_rng():
+        torch.manual_seed(settings.seed * 100_003)
+        return to_device(make(settings.batch_size), _device_of(model) or torch.device("cpu"))
+
+
+def _probe(model: nn.Module, inputs: Inputs | InputFactory | None, settings: Settings) -> Probe:
+    batch = _first_batch(model, inputs, settings)
+    try:
+        return probe(model, batch)
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"the probe forward pass raised {type(exc).__name__}: {exc}") from exc
+
+
+def _probe_training(
+    original: nn.Module,
+    fixed: nn.Module,
+    inputs: Inputs | InputFactory | None,
+    loss_fn: LossFn | None,
+    settings: Settings,
+    steps: int,
+) -> dict[str, list[float]]:
+    """Train copies of both models ``steps`` Adam steps (lr 1e-3) on the same batches."""
+    if steps <= 0:
+        return {}
+    curves: dict[str, list[float]] = {}
+    for label, source in (("original", original), ("fixed", fixed)):
+        candidate = copy.deepcopy(source)
+        candidate.train()
+        device = _device_of(candidate) or torch.device("cpu")
+        make = _input_factory(candidate, inputs, device)
+        optimizer = torch.optim.Adam(
+            [p for p in candidate.parameters() if p.requires_grad], lr=1e-3
+        )
+        losses = []
+        with torch.random.fork_rng():
+            for step in range(steps):
+                torch.manual_seed(settings.seed * 100_003 + step)
+                batch = to_device(make(settings.batch_size), device)
+                output = call_model(candidate, batch)
+                if loss_fn is not None:
+                    loss = loss_fn(output, batch)
+                else:
+                    loss = resolve_loss(settings.loss, output)[1]
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+        curves[label] = losses
+    return curves

@@ -72,7 +72,7 @@ def load_model(spec: str, *, trust_pickle: bool = False, weights: str | None = N
             "or a saved .pt file"
         )
     if weights is not None:
-        _load_weights(loaded.module, weights)
+        load_weights(loaded.module, weights)
     return loaded
 
 
@@ -217,6 +217,7 @@ def _no_arg_constructible(cls: type) -> bool:
 def _load_saved(path: Path, *, trust_pickle: bool) -> LoadedModel:
     if not path.is_file():
         raise ModelLoadError(f"model file '{path}' does not exist; check the path")
+    _add_plan_source_to_path(path)
     if _is_torchscript(path):
         try:
             module = torch.jit.load(str(path), map_location="cpu")
@@ -248,6 +249,25 @@ def _load_saved(path: Path, *, trust_pickle: bool) -> LoadedModel:
     raise ModelLoadError(f"'{path}' holds a {type(obj).__name__}, not an nn.Module")
 
 
+def _add_plan_source_to_path(path: Path) -> None:
+    """A model saved by ``gradcheck fix`` pickles classes from the user's model file; its
+    plan.yaml names that file, whose folder goes on ``sys.path`` so they can be found again."""
+    plan = path.parent / "plan.yaml"
+    if not plan.is_file():
+        return
+    try:
+        import yaml
+
+        source = str((yaml.safe_load(plan.read_text(encoding="utf-8")) or {}).get("source", ""))
+    except Exception:
+        return
+    candidate = Path(source.partition(":")[0]) if source else None
+    if candidate is not None and candidate.suffix == ".py" and candidate.is_file():
+        folder = str(candidate.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
 def _is_torchscript(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
@@ -256,7 +276,8 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
-def _load_weights(module: nn.Module, weights: str) -> None:
+def load_weights(module: nn.Module, weights: str) -> None:
+    """Load a weights-only state dict into ``module``; a mismatch is a :class:`ModelLoadError`."""
     path = Path(weights)
     if not path.is_file():
         raise ModelLoadError(f"weights file '{weights}' does not exist; check --weights")

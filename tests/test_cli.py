@@ -196,7 +196,7 @@ BAD_INPUTS = [
     (
         "bad report suffix",
         lambda p: ["diagnose", HEALTHY, "--report", str(p / "r.txt")],
-        ".yaml, .yml or .json",
+        "must end in one of .json, .yaml, .yml",
     ),
     (
         "report folder missing",

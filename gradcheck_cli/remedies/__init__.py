@@ -1,9 +1,18 @@
-"""The remedy catalogue: the ids that findings name, with what each one does.
+"""Remedies: one per file, each proposing declarative edits that a single executor applies.
 
-Findings hold remedy ids and no code. Applying remedies (``gradcheck fix``) builds on these ids.
+``REMEDIES`` describes every remedy id a finding may name (``lower-lr`` is advice only);
+``REGISTRY`` maps the ids that can be applied automatically to their class.
 """
 
 from __future__ import annotations
+
+from gradcheck_cli.remedies.base import Remedy
+from gradcheck_cli.remedies.batchnorm import BatchNorm
+from gradcheck_cli.remedies.grad_clip import GradClipRemedy
+from gradcheck_cli.remedies.kaiming_init import KaimingInit
+from gradcheck_cli.remedies.relu_swap import ReluSwap
+from gradcheck_cli.remedies.residual_wrap import ResidualWrap
+from gradcheck_cli.remedies.xavier_init import XavierInit
 
 REMEDIES: dict[str, str] = {
     "relu-swap": (
@@ -37,3 +46,20 @@ REMEDIES: dict[str, str] = {
         "gradients but cures neither vanishing nor exploding gradients."
     ),
 }
+
+REGISTRY: dict[str, type[Remedy]] = {
+    cls.id: cls
+    for cls in (ReluSwap, KaimingInit, XavierInit, BatchNorm, ResidualWrap, GradClipRemedy)
+}
+
+# The order in which combined remedies are applied: activation and init edits keep module
+# names; inserting norms keeps a container's indices; residual groups re-index containers;
+# gradient clipping wraps the root, so it comes last.
+APPLY_ORDER: tuple[str, ...] = tuple(REGISTRY)
+
+# Remedies that contradict each other and are never combined.
+CONFLICTS: frozenset[frozenset[str]] = frozenset(
+    {frozenset({"kaiming-init", "xavier-init"}), frozenset({"relu-swap", "xavier-init"})}
+)
+
+__all__ = ["APPLY_ORDER", "CONFLICTS", "REGISTRY", "REMEDIES", "Remedy"]

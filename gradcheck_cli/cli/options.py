@@ -1,0 +1,117 @@
+"""Options shared by the commands that load and measure a model (diagnose, fix)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gradcheck_cli.config import Device, Settings, load_settings, parse_enum
+from gradcheck_cli.findings import FailOn
+from gradcheck_cli.loading import (
+    InputShape,
+    LoadedModel,
+    LossKind,
+    load_model,
+    load_weights,
+    shapes_factory,
+)
+
+
+def choice(kind: type[Any]) -> click.Choice:
+    """A click choice listing an enum's values."""
+    return click.Choice([m.value for m in kind])
+
+
+_MEASURE_OPTIONS = [
+    click.option("--steps", type=int, help="Backward passes, each on a fresh batch [default: 3]."),
+    click.option("--seed", type=int, help="Seed of the batches and of dropout [default: 0]."),
+    click.option("--batch-size", type=int, help="Batch size of synthetic inputs [default: 16]."),
+    click.option("--device", type=choice(Device), help="Where to run [default: auto]."),
+    click.option(
+        "--loss", type=choice(LossKind), help="Loss when the file has no loss_fn [default: auto]."
+    ),
+    click.option(
+        "--input-shape",
+        "input_shapes",
+        multiple=True,
+        metavar="SHAPE[:DTYPE[:LOW-HIGH]]",
+        help="One positional input without the batch dim, e.g. 3x32x32 or 128:int64:0-50257. Repeat for several inputs.",
+    ),
+    click.option(
+        "--weights",
+        type=click.Path(dir_okay=False),
+        help="A state dict to load into the model (weights only).",
+    ),
+    click.option(
+        "--trust-pickle",
+        is_flag=True,
+        help="Allow loading a pickled module (.pt): this runs code from the file.",
+    ),
+    click.option(
+        "--fail-on", type=choice(FailOn), help="Lowest severity that exits 1 [default: error]."
+    ),
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        help="Config file (default: gradcheck.yaml or [tool.gradcheck] found from the working directory).",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="No progress or status messages on stderr."),
+    click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
+]
+
+
+def measure_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the model-loading and measurement options to a command."""
+    for option in reversed(_MEASURE_OPTIONS):
+        command = option(command)
+    return command
+
+
+@dataclass(frozen=True)
+class Job:
+    """A loaded model with its inputs and merged settings, ready for the library."""
+
+    loaded: LoadedModel
+    inputs: Any
+    settings: Settings
+
+
+def prepare(
+    model_spec: str,
+    *,
+    config_path: str | None,
+    input_shapes: tuple[str, ...],
+    weights: str | None,
+    trust_pickle: bool,
+    flags: dict[str, Any],
+    plan: str | None = None,
+) -> Job:
+    """Settings (defaults < config < flags), the model (with plan and weights) and its inputs."""
+    settings, _ = load_settings(Path(config_path) if config_path else None, cwd=Path.cwd())
+    given = {k: v for k, v in flags.items() if v is not None}
+    for key, kind in (("device", Device), ("loss", LossKind), ("fail_on", FailOn)):
+        if key in given:
+            given[key] = parse_enum(kind, given[key], f"--{key.replace('_', '-')}")
+    settings = dataclasses.replace(settings, **given)
+    shapes = [InputShape.parse(s) for s in input_shapes]
+    loaded = load_model(model_spec, trust_pickle=trust_pickle)
+    if plan is not None:
+        from gradcheck_cli.remedies.plan import Plan, apply_plan
+
+        module = apply_plan(loaded.module, Plan.load(plan), inplace=True)
+        loaded = dataclasses.replace(loaded, module=module)
+    if weights is not None:
+        load_weights(loaded.module, weights)
+    if shapes:
+        import torch
+
+        inputs: Any = shapes_factory(shapes, torch.device("cpu"))
+    else:
+        inputs = loaded.example_inputs
+    return Job(loaded, inputs, settings)

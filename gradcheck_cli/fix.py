@@ -1,0 +1,169 @@
+"""The fix step's data and its output: trials, per-remedy verdicts, and the saved folder.
+
+:func:`gradcheck_cli.api.fix` runs the trials; this module holds what they produce, the choice of
+the best trial (pure), and :func:`save_fix`, which writes the output folder atomically.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from gradcheck_cli.errors import UsageError
+from gradcheck_cli.findings import SCHEMA_VERSION, Report
+from gradcheck_cli.remedies import APPLY_ORDER, CONFLICTS
+from gradcheck_cli.remedies.plan import Plan
+from gradcheck_cli.remedies.verdict import Verdict, score
+
+
+@dataclass(frozen=True)
+class RemedyOutcome:
+    """One remedy: its verdict when tried alone, its notes, or why it did not apply."""
+
+    remedy: str
+    verdict: Verdict
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+    edits: int = 0
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A set of remedies applied together and the diagnosis of the result."""
+
+    remedies: tuple[str, ...]
+    plan: Plan
+    report: Report
+    verdict: Verdict
+
+    @property
+    def score(self) -> int:
+        """100 per error, 10 per warning in the trial's diagnosis."""
+        return score(self.report)
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """What ``fix`` found: before, the chosen trial (or none), every outcome and trial."""
+
+    before: Report
+    chosen: Trial | None
+    outcomes: tuple[RemedyOutcome, ...]
+    trials: tuple[Trial, ...]
+    model: nn.Module
+    message: str
+    probe_losses: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def after(self) -> Report:
+        """The diagnosis of the returned model (the original's when nothing was applied)."""
+        return self.chosen.report if self.chosen is not None else self.before
+
+    @property
+    def plan(self) -> Plan:
+        """The chosen plan (empty when nothing was applied)."""
+        return self.chosen.plan if self.chosen is not None else Plan(edits=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fix report: before and after in the diagnose schema, plus the verdicts."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "gradcheck", "version": self.before.tool_version},
+            "message": self.message,
+            "chosen": list(self.chosen.remedies) if self.chosen else [],
+            "remedies": [
+                {
+                    "remedy": o.remedy,
+                    "verdict": o.verdict.value,
+                    "reason": o.reason,
+                    "notes": list(o.notes),
+                    "edits": o.edits,
+                }
+                for o in self.outcomes
+            ],
+            "trials": [
+                {
+                    "remedies": list(t.remedies),
+                    "verdict": t.verdict.value,
+                    "status": t.report.status.value,
+                    "score": t.score,
+                    "findings": [f"{f.id}:{f.severity.value}" for f in t.report.findings],
+                }
+                for t in self.trials
+            ],
+            "probe_losses": {
+                k: [float(f"{v:.4g}") for v in vs] for k, vs in self.probe_losses.items()
+            },
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+        }
+
+    def to_yaml(self) -> str:
+        """The fix report as YAML (report.yaml in the output folder)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+
+
+def combinations(applicable: Sequence[str], budget: int) -> list[tuple[str, ...]]:
+    """Pairs, then triples, of compatible remedies in application order, up to ``budget``."""
+    ordered = [r for r in APPLY_ORDER if r in applicable]
+    combos: list[tuple[str, ...]] = []
+    for size in (2, 3):
+        for combo in itertools.combinations(ordered, size):
+            if any(frozenset(pair) in CONFLICTS for pair in itertools.combinations(combo, 2)):
+                continue
+            combos.append(combo)
+    return combos[: max(0, budget)]
+
+
+def best(trials: Sequence[Trial], before: Report) -> Trial | None:
+    """The trial with the lowest score; None if none helps.
+
+    Ties go to fewer remedies, then to remedies earlier in ``APPLY_ORDER``, which puts cures of
+    the cause (activation, initialisation, normalisation) before gradient clipping, which only
+    bounds the symptom.
+    """
+    helpful = [t for t in trials if t.verdict is not Verdict.WORSE and t.score < score(before)]
+    if not helpful:
+        return None
+    rank = {r: i for i, r in enumerate(APPLY_ORDER)}
+    return min(
+        helpful, key=lambda t: (t.score, len(t.remedies), sorted(rank[r] for r in t.remedies))
+    )
+
+
+def save_fix(result: FixResult, output: Path) -> None:
+    """Write model.pt, state_dict.pt, plan.yaml and report.yaml into a new folder, atomically.
+
+    Everything is written into a temporary folder beside ``output`` and renamed into place at
+    the end, so a failure leaves nothing behind. An existing non-empty folder is refused.
+    """
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise UsageError(f"--output '{output}' exists and is not empty; name a new folder")
+    parent = output.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"--output '{output}': folder '{parent}' does not exist")
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=parent))
+    try:
+        torch.save(result.model, staging / "model.pt")
+        torch.save(result.model.state_dict(), staging / "state_dict.pt")
+        (staging / "plan.yaml").write_text(result.plan.to_yaml(), encoding="utf-8")
+        (staging / "report.yaml").write_text(result.to_yaml(), encoding="utf-8")
+        for path in staging.iterdir():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        if output.exists():
+            output.rmdir()
+        os.replace(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

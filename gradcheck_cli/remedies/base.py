@@ -1,0 +1,171 @@
+"""The interface every remedy implements, and what remedies share.
+
+A remedy never touches the model: ``propose(model, context)`` reads it and the probe and returns
+the :class:`~gradcheck_cli.remedies.edits.Edit` records that would fix it (a :class:`Proposal`),
+or :class:`NotApplicable` with the reason. :func:`~gradcheck_cli.remedies.edits.apply_edit` does
+the rewriting, always on a copy.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import nn
+
+from gradcheck_cli.findings import Report
+from gradcheck_cli.remedies.edits import Edit
+from gradcheck_cli.remedies.probe import Call, Probe
+
+
+class Activation(str, enum.Enum):
+    """What ``relu-swap`` puts in place of a saturating activation (``--activation``)."""
+
+    RELU = "relu"
+    LEAKY_RELU = "leaky-relu"
+    GELU = "gelu"
+    SILU = "silu"
+
+
+@dataclass(frozen=True)
+class FixOptions:
+    """User choices that shape the remedies."""
+
+    activation: Activation = Activation.RELU
+    force_reinit: bool = False
+    weights_given: bool = False
+
+
+@dataclass(frozen=True)
+class RemedyContext:
+    """What a remedy may read: the probe of the model and the diagnosis before any fix."""
+
+    probe: Probe
+    report: Report
+    options: FixOptions
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The edits a remedy would make, and notes on what it left and why."""
+
+    remedy: str
+    edits: tuple[Edit, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NotApplicable:
+    """A remedy that cannot apply to this model, with the reason."""
+
+    remedy: str
+    reason: str
+
+
+class Remedy:
+    """Base class; subclasses set ``id`` and ``summary`` and implement ``propose``."""
+
+    id: ClassVar[str]
+    summary: ClassVar[str]
+    reinitialises: ClassVar[bool] = False
+
+    def propose(self, model: nn.Module, context: RemedyContext) -> Proposal | NotApplicable:
+        """The edits for ``model``, or why there are none. Pure: never changes the model."""
+        raise NotImplementedError
+
+
+WEIGHT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.modules.instancenorm._InstanceNorm,
+)
+RELU_FAMILY: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU)
+# ReLU6 is a Hardtanh subclass but is a ReLU-family activation: it is checked first.
+SATURATING: tuple[type[nn.Module], ...] = (
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Softsign,
+)
+
+
+def is_saturating(kind: type[nn.Module]) -> bool:
+    """Sigmoid, Tanh, Hardtanh (not ReLU6), Hardsigmoid, Softsign."""
+    return issubclass(kind, SATURATING) and not issubclass(kind, nn.ReLU6)
+
+
+def leaf_calls(model: nn.Module, probe: Probe) -> list[Call]:
+    """The first call of every leaf module that ran, in execution order."""
+    leaves = {name for name, m in model.named_modules() if not any(True for _ in m.children())}
+    seen: set[str] = set()
+    calls = []
+    for call in probe.calls:
+        if call.name in leaves and call.name not in seen:
+            seen.add(call.name)
+            calls.append(call)
+    return calls
+
+
+def following_activation(calls: list[Call], index: int) -> Call | None:
+    """The first activation after ``calls[index]`` and before the next weight layer."""
+    for call in calls[index + 1 :]:
+        if issubclass(call.type, WEIGHT_TYPES):
+            return None
+        if (
+            issubclass(call.type, RELU_FAMILY)
+            or is_saturating(call.type)
+            or issubclass(call.type, nn.ReLU6)
+        ):
+            return call
+    return None
+
+
+def nonlinearity_of(activation: type[nn.Module]) -> str | None:
+    """The name ``torch.nn.init.calculate_gain`` uses for an activation's gain."""
+    if issubclass(activation, nn.LeakyReLU):
+        return "leaky_relu"
+    if issubclass(activation, (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.ELU)):
+        return "relu"  # GELU/SiLU/ELU behave like ReLU for variance at init
+    if issubclass(activation, (nn.Tanh, nn.Hardtanh, nn.Softsign)):
+        return "tanh"
+    if issubclass(activation, (nn.Sigmoid, nn.Hardsigmoid)):
+        return "sigmoid"
+    return None
+
+
+def reinit_refusal(context: RemedyContext) -> str | None:
+    """Why re-initialising is refused: a trained checkpoint was loaded without --force-reinit."""
+    if context.options.weights_given and not context.options.force_reinit:
+        return (
+            "--weights was given: re-initialising a trained model destroys it; pass "
+            "--force-reinit to do it anyway"
+        )
+    return None
+
+
+def propose_init(
+    model: nn.Module, context: RemedyContext, remedy: str, scheme: str, families: set[str]
+) -> Proposal | NotApplicable:
+    """Init edits for every Linear/Conv layer whose next activation is in ``families``."""
+    calls = leaf_calls(model, context.probe)
+    edits = []
+    for i, call in enumerate(calls):
+        if not issubclass(call.type, WEIGHT_TYPES):
+            continue
+        activation = following_activation(calls, i)
+        nonlinearity = nonlinearity_of(activation.type) if activation is not None else None
+        if nonlinearity not in families:
+            continue
+        args: dict[str, object] = {"scheme": scheme, "nonlinearity": nonlinearity}
+        if activation is not None and issubclass(activation.type, nn.LeakyReLU):
+            module = model.get_submodule(activation.name)
+            args["negative_slope"] = float(getattr(module, "negative_slope", 0.01))
+        edits.append(Edit("init", call.name, args, remedy))
+    if not edits:
+        wanted = " or ".join(sorted(families))
+        return NotApplicable(remedy, f"no Linear/Conv layer feeds a {wanted} activation module")
+    return Proposal(remedy, tuple(edits))

@@ -1,0 +1,215 @@
+"""Declarative edits and the one executor that applies them.
+
+Every remedy expresses its rewrite as a list of :class:`Edit` records; :func:`apply_edit` is the
+only code that changes a model, and :func:`gradcheck_cli.remedies.plan.apply_plan` replays the
+same records on a freshly built model. All replacements go through :func:`replace_submodule`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli.errors import UsageError
+
+
+class PlanError(UsageError):
+    """A plan does not fit the model it is applied to."""
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One rewrite: ``op`` on module ``target`` (a dotted name; "" is the root) with ``args``."""
+
+    op: str
+    target: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    remedy: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for plan.yaml."""
+        return {
+            "op": self.op,
+            "target": self.target,
+            "args": dict(self.args),
+            "remedy": self.remedy,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Edit:
+        """Parse one plan entry; raises :class:`PlanError` when malformed."""
+        if not isinstance(data, Mapping) or "op" not in data or "target" not in data:
+            raise PlanError(f"plan entry {data!r} needs 'op' and 'target'")
+        return cls(
+            str(data["op"]),
+            str(data["target"]),
+            dict(data.get("args") or {}),
+            str(data.get("remedy", "")),
+        )
+
+
+def get_submodule(model: nn.Module, target: str) -> nn.Module:
+    """``model.get_submodule`` with a :class:`PlanError` that names the missing module."""
+    try:
+        return model.get_submodule(target)
+    except AttributeError:
+        raise PlanError(f"the model has no submodule '{target}'") from None
+
+
+def replace_submodule(model: nn.Module, target: str, new: nn.Module) -> nn.Module:
+    """Put ``new`` where ``target`` is (in a Sequential, ModuleList or as an attribute).
+
+    Returns the replaced module. The root ("") cannot be replaced in place.
+    """
+    if not target:
+        raise PlanError("the root module cannot be replaced in place")
+    parent_name, _, child = target.rpartition(".")
+    parent = get_submodule(model, parent_name)
+    old = get_submodule(model, target)
+    if isinstance(parent, (nn.Sequential, nn.ModuleList)) and child.isdigit():
+        parent[int(child)] = new
+    else:
+        setattr(parent, child, new)
+    return old
+
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "ReLU": nn.ReLU,
+    "LeakyReLU": nn.LeakyReLU,
+    "GELU": nn.GELU,
+    "SiLU": nn.SiLU,
+}
+_NORMS: dict[str, type[nn.Module]] = {
+    "BatchNorm1d": nn.BatchNorm1d,
+    "BatchNorm2d": nn.BatchNorm2d,
+    "BatchNorm3d": nn.BatchNorm3d,
+    "LayerNorm": nn.LayerNorm,
+}
+
+
+def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None = None) -> nn.Module:
+    """Apply one edit; returns the model (a new root only for ``wrap-grad-clip``)."""
+    from gradcheck_cli.remedies.grad_clip import GradClip
+    from gradcheck_cli.remedies.residual_wrap import Residual
+
+    args = edit.args
+    if edit.op == "replace-activation":
+        kind = _ACTIVATIONS.get(str(args.get("module")))
+        if kind is None:
+            raise PlanError(f"unknown activation {args.get('module')!r} in plan")
+        get_submodule(model, edit.target)
+        replace_submodule(model, edit.target, kind())
+        return model
+    if edit.op == "init":
+        _init(get_submodule(model, edit.target), args, generator)
+        return model
+    if edit.op == "insert-norm":
+        norm_kind = _NORMS.get(str(args.get("norm")))
+        if norm_kind is None:
+            raise PlanError(f"unknown normalisation {args.get('norm')!r} in plan")
+        layer = get_submodule(model, edit.target)
+        norm = norm_kind(int(args["features"]))
+        device = next((p.device for p in layer.parameters()), None)
+        if device is not None:
+            norm = norm.to(device)
+        replace_submodule(model, edit.target, nn.Sequential(layer, norm))
+        return model
+    if edit.op == "residual-group":
+        container = get_submodule(model, edit.target)
+        if not isinstance(container, nn.Sequential):
+            raise PlanError(f"'{edit.target}' is not an nn.Sequential; cannot group it")
+        groups = [tuple(int(i) for i in g) for g in args["groups"]]
+        children = list(container)
+        grouped: dict[int, nn.Module] = {}
+        covered: set[int] = set()
+        for start, end in groups:
+            if not 0 <= start < end <= len(children):
+                raise PlanError(f"group {start}-{end} is out of range for '{edit.target}'")
+            body = children[start] if end - start == 1 else nn.Sequential(*children[start:end])
+            grouped[start] = Residual(body)
+            covered.update(range(start, end))
+        rebuilt = [
+            grouped[i] if i in grouped else c
+            for i, c in enumerate(children)
+            if i in grouped or i not in covered
+        ]
+        new = nn.Sequential(*rebuilt)
+        if edit.target:
+            replace_submodule(model, edit.target, new)
+            return model
+        return new
+    if edit.op == "residual":
+        replace_submodule(model, edit.target, Residual(get_submodule(model, edit.target)))
+        return model
+    if edit.op == "wrap-grad-clip":
+        if edit.target:
+            raise PlanError("wrap-grad-clip applies to the root module only")
+        return GradClip(model, float(args["max_norm"]))
+    raise PlanError(f"unknown edit op '{edit.op}' in plan")
+
+
+def _init(module: nn.Module, args: Mapping[str, Any], generator: torch.Generator | None) -> None:
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise PlanError(f"{type(module).__name__} has no weight to initialise")
+    scheme = args.get("scheme")
+    with torch.no_grad():
+        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+        # Drawn on the CPU from the plan's generator, then copied: the same plan gives the same
+        # weights on any device.
+        fresh = torch.empty(weight.shape, dtype=torch.float32)
+        if scheme == "kaiming_normal":
+            nonlinearity = str(args.get("nonlinearity", "relu"))
+            slope = float(args.get("negative_slope", 0.0))
+            gain = nn.init.calculate_gain(nonlinearity, slope)
+            fresh.normal_(0.0, gain / math.sqrt(fan_in), generator=generator)
+        elif scheme == "xavier_uniform":
+            gain = nn.init.calculate_gain(str(args.get("nonlinearity", "tanh")))
+            bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+            fresh.uniform_(-bound, bound, generator=generator)
+        else:
+            raise PlanError(f"unknown init scheme {scheme!r} in plan")
+        weight.copy_(fresh)
+        bias = getattr(module, "bias", None)
+        if isinstance(bias, torch.Tensor):
+            bias.zero_()
+
+
+def renamed(name: str, edit: Edit) -> str:
+    """Where the module called ``name`` lives after ``edit`` (for before/after comparisons)."""
+    target = edit.target
+    if edit.op == "wrap-grad-clip":
+        return f"module.{name}" if name else "module"
+    if edit.op in ("insert-norm", "residual"):
+        inner = "0" if edit.op == "insert-norm" else "body"
+        if name == target or name.startswith(f"{target}."):
+            return f"{target}.{inner}{name[len(target) :]}"
+        return name
+    if edit.op == "residual-group":
+        prefix = f"{target}." if target else ""
+        if not name.startswith(prefix) or name == target:
+            return name
+        head, _, rest = name[len(prefix) :].partition(".")
+        if not head.isdigit():
+            return name
+        index = int(head)
+        groups = [(int(a), int(b)) for a, b in edit.args["groups"]]
+        position = 0
+        for i in range(index + 1):
+            group = next(((a, b) for a, b in groups if a <= i < b), None)
+            if i == index:
+                if group is None:
+                    new = str(position)
+                elif group[1] - group[0] == 1:
+                    new = f"{position}.body"
+                else:
+                    new = f"{position}.body.{i - group[0]}"
+                return prefix + new + (f".{rest}" if rest else "")
+            if group is None or i == group[1] - 1:
+                position += 1
+    return name

@@ -1,0 +1,95 @@
+"""``grad-clip``: clip the global gradient norm at the end of every backward pass."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli.remedies.base import NotApplicable, Proposal, Remedy, RemedyContext
+from gradcheck_cli.remedies.edits import Edit
+from gradcheck_cli.stats import value
+
+# Healthy models measured at init have gradient-to-weight ratios up to about 0.1 (README).
+RELATIVE_LIMIT = 0.1
+
+
+def clip_threshold(weight_norm: float) -> float:
+    """max_norm = 0.1 x the global weight norm, to 2 significant digits.
+
+    No step at learning rate 1 can then move the weights by more than a tenth of their norm,
+    the upper end of what healthy models show at initialisation; spikes are cut, ordinary
+    gradients pass untouched.
+    """
+    return float(f"{RELATIVE_LIMIT * weight_norm:.2g}")
+
+
+class GradClip(nn.Module):
+    """Runs ``module`` and clips its parameters' global gradient norm to ``max_norm`` as soon as
+    a backward pass through its outputs has finished, exactly as
+    ``torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)`` would after
+    ``loss.backward()`` (Pascanu et al. 2013). With gradient accumulation over several backward
+    passes each pass is clipped on its own; use the training-loop line then.
+    """
+
+    def __init__(self, module: nn.Module, max_norm: float) -> None:
+        super().__init__()
+        self.module = module
+        self.max_norm = max_norm
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        output = self.module(*args, **kwargs)
+        if torch.is_grad_enabled():
+            for tensor in _tensors(output):
+                if tensor.requires_grad:
+                    tensor.register_hook(self._queue_clip)
+        return output
+
+    def _queue_clip(self, grad: torch.Tensor) -> None:
+        # The hook runs mid-backward; the queued callback runs once the whole pass is done,
+        # when every .grad is final (the mechanism DistributedDataParallel uses).
+        torch.autograd.Variable._execution_engine.queue_callback(self.clip_)
+
+    def clip_(self) -> None:
+        """Clip now; idempotent, so several hooked outputs may each queue it."""
+        torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_norm)
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        return [v for v in output.values() if isinstance(v, torch.Tensor)]
+    if isinstance(output, (tuple, list)):
+        return [v for v in output if isinstance(v, torch.Tensor)]
+    values = getattr(output, "values", None)  # Hugging Face ModelOutput
+    if callable(values):
+        return [v for v in values() if isinstance(v, torch.Tensor)]
+    return []
+
+
+class GradClipRemedy(Remedy):
+    """Wrap the model so that every backward pass ends with global-norm gradient clipping at
+    ``max_norm = 0.1 x the global weight norm``; print the equivalent training-loop line.
+    Clipping bounds the step; it does not make a badly initialised network well conditioned.
+    """
+
+    id = "grad-clip"
+    summary = "Clip the global gradient norm after every backward pass."
+
+    def propose(self, model: nn.Module, context: RemedyContext) -> Proposal | NotApplicable:
+        if isinstance(model, GradClip):
+            return NotApplicable(self.id, "the model already clips its gradients")
+        norms = [value(layer.weight_norm) for layer in context.report.layers]
+        weight_norm = math.sqrt(sum(n * n for n in norms if n is not None and math.isfinite(n)))
+        if weight_norm == 0:
+            return NotApplicable(self.id, "every weight is zero; no clipping threshold follows")
+        max_norm = clip_threshold(weight_norm)
+        line = f"torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={max_norm:g})"
+        return Proposal(
+            self.id,
+            (Edit("wrap-grad-clip", "", {"max_norm": max_norm}, self.id),),
+            (f"in a training loop, after loss.backward(): {line}",),
+        )

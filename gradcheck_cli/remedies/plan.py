@@ -1,0 +1,94 @@
+"""A remedy plan: the ordered edits that turn the user's model into the fixed one.
+
+``plan.yaml`` is declarative (which module got which edit), so a fix can be adopted without
+pickles: build the model from your own code, then ``apply_plan(model, Plan.load("plan.yaml"))``
+and load ``state_dict.pt``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from gradcheck_cli.remedies.edits import Edit, PlanError, apply_edit, renamed
+
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Edits in the order they are applied; ``seed`` drives any re-initialisation."""
+
+    edits: tuple[Edit, ...]
+    remedies: tuple[str, ...] = ()
+    source: str = ""
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as written to plan.yaml."""
+        return {
+            "plan_version": PLAN_VERSION,
+            "source": self.source,
+            "seed": self.seed,
+            "remedies": list(self.remedies),
+            "edits": [e.to_dict() for e in self.edits],
+        }
+
+    def to_yaml(self) -> str:
+        """The plan as YAML."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        """Parse plan data; raises :class:`PlanError` when it is not a plan."""
+        if not isinstance(data, Mapping) or data.get("plan_version") != PLAN_VERSION:
+            raise PlanError(f"not a gradcheck plan (plan_version {PLAN_VERSION} expected)")
+        edits = data.get("edits") or []
+        if not isinstance(edits, list):
+            raise PlanError("a plan's 'edits' must be a list")
+        return cls(
+            edits=tuple(Edit.from_dict(e) for e in edits),
+            remedies=tuple(str(r) for r in data.get("remedies") or ()),
+            source=str(data.get("source", "")),
+            seed=int(data.get("seed", 0)),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Plan:
+        """Read a plan.yaml; raises :class:`PlanError` with the file named."""
+        path = Path(path)
+        if not path.is_file():
+            raise PlanError(f"plan file '{path}' does not exist")
+        try:
+            return cls.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+        except yaml.YAMLError as exc:
+            raise PlanError(f"'{path}' is not valid YAML") from exc
+
+    def rename(self, name: str) -> str:
+        """Where module ``name`` of the original model lives in the planned one."""
+        for edit in self.edits:
+            name = renamed(name, edit)
+        return name
+
+
+def apply_plan(model: nn.Module, plan: Plan, *, inplace: bool = False) -> nn.Module:
+    """Apply ``plan`` to ``model`` (a copy unless ``inplace``) and return the result.
+
+    Re-initialised weights come from a generator seeded with ``plan.seed``, so the same plan on
+    the same freshly built model gives the same architecture and the same weights.
+    """
+    result = model if inplace else copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(plan.seed)
+    for edit in plan.edits:
+        result = apply_edit(result, edit, generator)
+    return result
+
+
+__all__ = ["Plan", "PlanError", "apply_plan"]

@@ -1,0 +1,75 @@
+"""A probe forward pass: which modules run, in what order, with what input and output shapes.
+
+Remedies decide where they apply from a real forward pass (a block is shape-preserving only if
+its output has its input's shape on real inputs). The hooks live inside one ExitStack and are
+removed even if the forward pass raises; the probe runs under ``torch.no_grad`` in eval mode, and
+the model's mode is restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli.loading import Inputs, call_model
+
+
+@dataclass(frozen=True)
+class Call:
+    """One module call seen by the probe."""
+
+    name: str
+    type: type[nn.Module]
+    in_shape: tuple[int, ...] | None
+    out_shape: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Module calls in the order their forward passes finished (children before parents)."""
+
+    calls: tuple[Call, ...]
+    batch_size: int
+
+    def first(self, name: str) -> Call | None:
+        """The first call of module ``name``, or None if it never ran."""
+        return next((c for c in self.calls if c.name == name), None)
+
+    def ran(self, name: str) -> bool:
+        """Whether module ``name`` ran at all."""
+        return self.first(name) is not None
+
+
+def _shape(value: Any) -> tuple[int, ...] | None:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return tuple(value[0].shape)
+    return None
+
+
+def probe(model: nn.Module, inputs: Inputs) -> Probe:
+    """Run one forward pass and record every module call (leaves and containers)."""
+    calls: list[Call] = []
+    training = {m: m.training for m in model.modules()}
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: [setattr(m, "training", t) for m, t in training.items()])
+        for name, module in model.named_modules():
+            if isinstance(module, torch.jit.ScriptModule):
+                continue
+
+            def hook(mod: nn.Module, args: Any, output: Any, name: str = name) -> None:
+                calls.append(
+                    Call(name, type(mod), _shape(args[0]) if args else None, _shape(output))
+                )
+
+            stack.callback(module.register_forward_hook(hook).remove)
+        model.eval()
+        with torch.no_grad():
+            call_model(model, inputs)
+    first = next((c.in_shape for c in calls if c.in_shape), None)
+    return Probe(calls=tuple(calls), batch_size=first[0] if first else 0)

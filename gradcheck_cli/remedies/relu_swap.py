@@ -1,0 +1,79 @@
+"""``relu-swap``: replace saturating activation modules by ReLU and re-initialise to match."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from gradcheck_cli.remedies.base import (
+    WEIGHT_TYPES,
+    Activation,
+    NotApplicable,
+    Proposal,
+    Remedy,
+    RemedyContext,
+    is_saturating,
+    leaf_calls,
+    reinit_refusal,
+)
+from gradcheck_cli.remedies.edits import Edit
+from gradcheck_cli.remedies.functional import functional_saturating_calls
+
+_MODULES = {
+    Activation.RELU: ("ReLU", "relu", 0.0),
+    Activation.LEAKY_RELU: ("LeakyReLU", "leaky_relu", 0.01),
+    Activation.GELU: ("GELU", "relu", 0.0),
+    Activation.SILU: ("SiLU", "relu", 0.0),
+}
+
+
+class ReluSwap(Remedy):
+    """Swap Sigmoid/Tanh/Hardtanh/Hardsigmoid/Softsign modules for ReLU (or ``--activation``).
+
+    The weight layer feeding each swapped activation is re-initialised with He (Kaiming) init:
+    with PyTorch's default init a deep ReLU net still vanishes (He et al. 2015). The model's
+    output activation (no weight layer after it) is kept, since it defines the output range.
+    Activations called as functions in ``forward`` cannot be swapped by module replacement;
+    they are found with torch.fx where the model traces and reported as left.
+    """
+
+    id = "relu-swap"
+    summary = "Replace saturating activations with ReLU-family ones, with He init to match."
+    reinitialises = True
+
+    def propose(self, model: nn.Module, context: RemedyContext) -> Proposal | NotApplicable:
+        module_name, nonlinearity, slope = _MODULES[context.options.activation]
+        calls = leaf_calls(model, context.probe)
+        last_weight = max(
+            (i for i, c in enumerate(calls) if issubclass(c.type, WEIGHT_TYPES)), default=-1
+        )
+        edits: list[Edit] = []
+        notes: list[str] = []
+        refusal = reinit_refusal(context)
+        for i, call in enumerate(calls):
+            if not is_saturating(call.type):
+                continue
+            if i > last_weight:
+                notes.append(
+                    f"kept {call.name} ({call.type.__name__}): it is the output activation"
+                )
+                continue
+            edits.append(Edit("replace-activation", call.name, {"module": module_name}, self.id))
+            feeding = next(
+                (c for c in reversed(calls[:i]) if issubclass(c.type, WEIGHT_TYPES)), None
+            )
+            if feeding is None:
+                continue
+            if refusal is None:
+                args = {"scheme": "kaiming_normal", "nonlinearity": nonlinearity}
+                if slope:
+                    args["negative_slope"] = slope
+                edits.append(Edit("init", feeding.name, args, self.id))
+        if refusal is not None and edits:
+            notes.append(f"layers not re-initialised: {refusal}")
+        functional = functional_saturating_calls(model)
+        if functional:
+            notes.append(functional)
+        if not edits:
+            reason = "no saturating activation module to swap"
+            return NotApplicable(self.id, "; ".join([reason, *notes]))
+        return Proposal(self.id, tuple(edits), tuple(notes))

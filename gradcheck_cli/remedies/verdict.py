@@ -1,0 +1,53 @@
+"""Judging a remedy by measurement: the same diagnosis before and after, compared."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+from gradcheck_cli.findings import Report, Severity
+
+
+class Verdict(str, enum.Enum):
+    """What a remedy did to the findings it was meant for."""
+
+    RESOLVED = "resolved"
+    IMPROVED = "improved"
+    NO_EFFECT = "no effect"
+    WORSE = "made worse"
+    NOT_APPLICABLE = "not applicable"
+
+
+_WEIGHT = {Severity.ERROR: 100, Severity.WARNING: 10, Severity.INFO: 0}
+
+
+def score(report: Report) -> int:
+    """100 per error, 10 per warning: lower is healthier."""
+    return sum(_WEIGHT[f.severity] for f in report.findings)
+
+
+def _worst(report: Report) -> dict[str, int]:
+    worst: dict[str, int] = {}
+    for f in report.findings:
+        if f.severity.rank >= Severity.WARNING.rank:
+            worst[f.id] = max(worst.get(f.id, 0), f.severity.rank)
+    return worst
+
+
+def judge(before: Report, after: Report, targets: Iterable[str]) -> Verdict:
+    """Compare two diagnoses of the same model, for the finding ids a remedy targets.
+
+    Made worse: a finding at warning or above that was not there before, or a higher score.
+    Resolved: none of the targeted findings is left at warning or above. Improved: a targeted
+    finding went down in severity, or the score went down. Else no effect.
+    """
+    old, new = _worst(before), _worst(after)
+    targets = set(targets) or set(old)
+    appeared = any(new.get(i, -1) > old.get(i, -1) for i in new)
+    if appeared or score(after) > score(before):
+        return Verdict.WORSE
+    if not any(i in new for i in targets):
+        return Verdict.RESOLVED
+    if any(new.get(i, -1) < old.get(i, -1) for i in targets) or score(after) < score(before):
+        return Verdict.IMPROVED
+    return Verdict.NO_EFFECT
