@@ -420,7 +420,7 @@ def capture(model: nn.Module) -> Iterator[Recorder]:
     """
     with contextlib.ExitStack() as stack:
         training = {m: m.training for m in model.modules()}
-        stack.callback(_restore_training, training)
+        stack.callback(restore_training, training)
         params = list(model.parameters())
         flags = [p.requires_grad for p in params]
         grads = [p.grad for p in params]
@@ -440,7 +440,8 @@ def capture(model: nn.Module) -> Iterator[Recorder]:
         yield recorder
 
 
-def _restore_training(training: dict[nn.Module, bool]) -> None:
+def restore_training(training: dict[nn.Module, bool]) -> None:
+    """Put back each module's ``training`` flag as recorded."""
     for module, flag in training.items():
         module.training = flag
 

@@ -52,7 +52,8 @@ class BatchNorm(Remedy):
                 else:
                     norm = "BatchNorm1d"
             else:
-                features = int(layer.out_channels)
+                channels: Any = layer.out_channels
+                features = int(channels)
                 norm = next(v for k, v in _BATCHNORM.items() if isinstance(layer, k))
                 if context.probe.batch_size <= 1:
                     continue

@@ -84,6 +84,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "GELU": nn.GELU,
     "SiLU": nn.SiLU,
 }
+_GAINS = {"relu", "leaky_relu", "tanh", "sigmoid", "linear"}
 _NORMS: dict[str, type[nn.Module]] = {
     "BatchNorm1d": nn.BatchNorm1d,
     "BatchNorm2d": nn.BatchNorm2d,
@@ -163,13 +164,15 @@ def _init(module: nn.Module, args: Mapping[str, Any], generator: torch.Generator
         # Drawn on the CPU from the plan's generator, then copied: the same plan gives the same
         # weights on any device.
         fresh = torch.empty(weight.shape, dtype=torch.float32)
+        nonlinearity = str(args.get("nonlinearity", "relu"))
+        if nonlinearity not in _GAINS:
+            raise PlanError(f"unknown nonlinearity {nonlinearity!r} in plan")
         if scheme == "kaiming_normal":
-            nonlinearity = str(args.get("nonlinearity", "relu"))
             slope = float(args.get("negative_slope", 0.0))
-            gain = nn.init.calculate_gain(nonlinearity, slope)
+            gain = nn.init.calculate_gain(nonlinearity, slope)  # type: ignore[arg-type]
             fresh.normal_(0.0, gain / math.sqrt(fan_in), generator=generator)
         elif scheme == "xavier_uniform":
-            gain = nn.init.calculate_gain(str(args.get("nonlinearity", "tanh")))
+            gain = nn.init.calculate_gain(nonlinearity)  # type: ignore[arg-type]
             bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
             fresh.uniform_(-bound, bound, generator=generator)
         else:

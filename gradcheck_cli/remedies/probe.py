@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradcheck_cli.hooks import restore_training
 from gradcheck_cli.loading import Inputs, call_model
 
 
@@ -57,7 +58,7 @@ def probe(model: nn.Module, inputs: Inputs) -> Probe:
     calls: list[Call] = []
     training = {m: m.training for m in model.modules()}
     with contextlib.ExitStack() as stack:
-        stack.callback(lambda: [setattr(m, "training", t) for m, t in training.items()])
+        stack.callback(restore_training, training)
         for name, module in model.named_modules():
             if isinstance(module, torch.jit.ScriptModule):
                 continue

@@ -64,7 +64,7 @@ class ReluSwap(Remedy):
             if feeding is None:
                 continue
             if refusal is None:
-                args = {"scheme": "kaiming_normal", "nonlinearity": nonlinearity}
+                args: dict[str, object] = {"scheme": "kaiming_normal", "nonlinearity": nonlinearity}
                 if slope:
                     args["negative_slope"] = slope
                 edits.append(Edit("init", feeding.name, args, self.id))
