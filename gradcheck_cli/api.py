@@ -196,10 +196,13 @@ def fix(
     before = run(model)
     wanted = list(remedies) if remedies else _suggested(before)
     if not wanted:
+        serious = sorted(
+            {f.id for f in before.findings if f.severity.rank >= Severity.WARNING.rank}
+        )
         message = (
-            "nothing needed fixing: no finding at warning or error"
-            if not remedies
-            else "no remedy was asked for"
+            f"no automatic remedy for {', '.join(serious)}; see the findings' advice"
+            if serious
+            else "nothing needed fixing: no finding at warning or error; the model is unchanged"
         )
         return FixResult(before, None, (), (), model, message)
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from gradcheck_cli.errors import UsageError
 from gradcheck_cli.findings import SCHEMA_VERSION, Report
-from gradcheck_cli.remedies import APPLY_ORDER, CONFLICTS
+from gradcheck_cli.remedies import APPLY_ORDER, CONFLICTS, PREFERENCE
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict, score
 
@@ -128,17 +128,29 @@ def combinations(applicable: Sequence[str], budget: int) -> list[tuple[str, ...]
 def best(trials: Sequence[Trial], before: Report) -> Trial | None:
     """The trial with the lowest score; None if none helps.
 
-    Ties go to fewer remedies, then to remedies earlier in ``APPLY_ORDER``, which puts cures of
-    the cause (activation, initialisation, normalisation) before gradient clipping, which only
-    bounds the symptom.
+    Ties go to fewer remedies, then to remedies earlier in ``PREFERENCE``: weights before
+    architecture, and cures of the cause before gradient clipping, which bounds the symptom.
     """
     helpful = [t for t in trials if t.verdict is not Verdict.WORSE and t.score < score(before)]
     if not helpful:
         return None
-    rank = {r: i for i, r in enumerate(APPLY_ORDER)}
+    rank = {r: i for i, r in enumerate(PREFERENCE)}
     return min(
         helpful, key=lambda t: (t.score, len(t.remedies), sorted(rank[r] for r in t.remedies))
     )
+
+
+def check_output(output: Path) -> Path:
+    """Refuse an output folder that exists and is not empty, or whose parent is missing.
+
+    Returns the parent folder. Called before any work, and again right before writing.
+    """
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise UsageError(f"--output '{output}' exists and is not empty; name a new folder")
+    parent = output.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"--output '{output}': folder '{parent}' does not exist")
+    return parent
 
 
 def save_fix(result: FixResult, output: Path) -> None:
@@ -147,11 +159,7 @@ def save_fix(result: FixResult, output: Path) -> None:
     Everything is written into a temporary folder beside ``output`` and renamed into place at
     the end, so a failure leaves nothing behind. An existing non-empty folder is refused.
     """
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise UsageError(f"--output '{output}' exists and is not empty; name a new folder")
-    parent = output.resolve().parent
-    if not parent.is_dir():
-        raise UsageError(f"--output '{output}': folder '{parent}' does not exist")
+    parent = check_output(output)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=parent))
     try:
         torch.save(result.model, staging / "model.pt")
@@ -161,6 +169,9 @@ def save_fix(result: FixResult, output: Path) -> None:
         for path in staging.iterdir():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
         if output.exists():
             output.rmdir()
         os.replace(staging, output)

@@ -7,6 +7,8 @@ import click
 from gradcheck_cli import __version__
 from gradcheck_cli.cli.diagnose import diagnose_command
 from gradcheck_cli.cli.explain import explain_command
+from gradcheck_cli.cli.fix import fix_command
+from gradcheck_cli.cli.remedies import remedies_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,3 +19,5 @@ def main() -> None:
 
 main.add_command(diagnose_command)
 main.add_command(explain_command)
+main.add_command(fix_command)
+main.add_command(remedies_command)

@@ -57,9 +57,20 @@ REGISTRY: dict[str, type[Remedy]] = {
 # gradient clipping wraps the root, so it comes last.
 APPLY_ORDER: tuple[str, ...] = tuple(REGISTRY)
 
+# Which of two equally good trials to keep: change weights before architecture, cure the
+# cause (initialisation, activation, normalisation) before bounding the symptom (clipping).
+PREFERENCE: tuple[str, ...] = (
+    "kaiming-init",
+    "xavier-init",
+    "relu-swap",
+    "batchnorm",
+    "residual-wrap",
+    "grad-clip",
+)
+
 # Remedies that contradict each other and are never combined.
 CONFLICTS: frozenset[frozenset[str]] = frozenset(
     {frozenset({"kaiming-init", "xavier-init"}), frozenset({"relu-swap", "xavier-init"})}
 )
 
-__all__ = ["APPLY_ORDER", "CONFLICTS", "REGISTRY", "REMEDIES", "Remedy"]
+__all__ = ["APPLY_ORDER", "CONFLICTS", "PREFERENCE", "REGISTRY", "REMEDIES", "Remedy"]

@@ -66,7 +66,9 @@ class ResidualWrap(Remedy):
         edits: list[Edit] = []
         skipped: list[str] = []
         for name, module in model.named_modules():
-            if isinstance(module, Residual) or not context.probe.ran(name):
+            # A ModuleList has no forward of its own: only its elements are seen running.
+            runs = isinstance(module, nn.ModuleList) or context.probe.ran(name)
+            if isinstance(module, Residual) or not runs:
                 continue
             prefix = f"{name}." if name else ""
             if isinstance(module, nn.Sequential):

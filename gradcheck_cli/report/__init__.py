@@ -9,8 +9,11 @@ from __future__ import annotations
 import enum
 from typing import Protocol, TextIO
 
+from torch import nn
+
 from gradcheck_cli.findings import Report
-from gradcheck_cli.report import json_format, rich_text, yaml_format
+from gradcheck_cli.fix import FixResult
+from gradcheck_cli.report import fix_data, fix_rich, json_format, rich_text, yaml_format
 
 
 class OutputFormat(str, enum.Enum):
@@ -33,6 +36,21 @@ RENDERERS: dict[OutputFormat, Renderer] = {
     OutputFormat.JSON: json_format.render,
 }
 
+
+class FixRenderer(Protocol):
+    """Writes a fix result; ``before_model`` lets the terminal format draw the model trees."""
+
+    def __call__(
+        self, result: FixResult, out: TextIO, *, color: bool, before_model: nn.Module | None = None
+    ) -> None: ...
+
+
+FIX_RENDERERS: dict[OutputFormat, FixRenderer] = {
+    OutputFormat.RICH: fix_rich.render,
+    OutputFormat.YAML: fix_data.render_yaml,
+    OutputFormat.JSON: fix_data.render_json,
+}
+
 # Report files are machine output: their format follows the file's extension.
 FILE_FORMATS: dict[str, OutputFormat] = {
     ".yaml": OutputFormat.YAML,
@@ -40,4 +58,4 @@ FILE_FORMATS: dict[str, OutputFormat] = {
     ".json": OutputFormat.JSON,
 }
 
-__all__ = ["FILE_FORMATS", "OutputFormat", "RENDERERS", "Renderer"]
+__all__ = ["FILE_FORMATS", "FIX_RENDERERS", "FixRenderer", "OutputFormat", "RENDERERS", "Renderer"]

@@ -1,0 +1,137 @@
+"""``gradcheck fix MODEL``: try remedies on copies, keep what measurably helps, save it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gradcheck_cli.api import fix
+from gradcheck_cli.cli.diagnose import progress, use_color
+from gradcheck_cli.cli.errors import user_errors
+from gradcheck_cli.cli.options import choice, measure_options, prepare
+from gradcheck_cli.findings import exit_code
+from gradcheck_cli.fix import check_output, save_fix
+from gradcheck_cli.remedies import REGISTRY
+from gradcheck_cli.remedies.base import Activation, FixOptions
+from gradcheck_cli.report import FIX_RENDERERS, OutputFormat
+
+
+@click.command("fix")
+@click.argument("model_spec", metavar="MODEL")
+@measure_options
+@click.option(
+    "--remedy",
+    "remedies",
+    multiple=True,
+    type=click.Choice(list(REGISTRY)),
+    help="A remedy to try (repeatable); default: those the findings suggest.",
+)
+@click.option(
+    "--output",
+    "output_dir",
+    type=click.Path(file_okay=False),
+    help="Write model.pt, state_dict.pt, plan.yaml and report.yaml to this new folder.",
+)
+@click.option(
+    "--activation",
+    type=choice(Activation),
+    default="relu",
+    show_default=True,
+    help="What relu-swap puts in place of saturating activations.",
+)
+@click.option(
+    "--budget",
+    type=click.IntRange(0, 64),
+    default=8,
+    show_default=True,
+    help="Most combinations of remedies to try after each alone.",
+)
+@click.option(
+    "--probe-steps",
+    type=click.IntRange(0, 10_000),
+    default=0,
+    show_default=True,
+    help="Train original and fixed copies this many Adam steps on the same batches and show the losses.",
+)
+@click.option(
+    "--force-reinit",
+    is_flag=True,
+    help="Allow re-initialisation even when --weights loaded a trained checkpoint.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=choice(OutputFormat),
+    default="rich",
+    show_default=True,
+    help="What to print on stdout.",
+)
+def fix_command(
+    model_spec: str,
+    remedies: tuple[str, ...],
+    output_dir: str | None,
+    activation: str,
+    budget: int,
+    probe_steps: int,
+    force_reinit: bool,
+    output_format: str,
+    config_path: str | None,
+    input_shapes: tuple[str, ...],
+    weights: str | None,
+    trust_pickle: bool,
+    quiet: bool,
+    debug: bool,
+    **flags: Any,
+) -> None:
+    """Apply the remedies MODEL's findings call for to a copy, prove by measuring again whether
+    each helped, and keep the best; the user's files are never modified.
+
+    Exit code as diagnose, judged on the fixed model when --output saves it, else on MODEL.
+    """
+    with user_errors(debug):
+        output = Path(output_dir) if output_dir else None
+        if output is not None:
+            check_output(output)
+        job = prepare(
+            model_spec,
+            config_path=config_path,
+            input_shapes=input_shapes,
+            weights=weights,
+            trust_pickle=trust_pickle,
+            flags=flags,
+        )
+        options = FixOptions(
+            activation=Activation(activation),
+            force_reinit=force_reinit,
+            weights_given=weights is not None,
+        )
+        with progress(enabled=not quiet and sys.stderr.isatty()) as on_step:
+            result = fix(
+                job.loaded.module,
+                job.inputs,
+                job.loaded.loss_fn,
+                remedies=list(remedies) or None,
+                fix_options=options,
+                budget=budget,
+                probe_steps=probe_steps,
+                source=model_spec,
+                settings=job.settings,
+                model_name=job.loaded.name,
+                on_step=on_step,
+            )
+        if output is not None:
+            save_fix(result, output)
+            if not quiet:
+                click.echo(
+                    f"gradcheck: wrote {output}/ (model.pt, state_dict.pt, plan.yaml, report.yaml)",
+                    err=True,
+                )
+        FIX_RENDERERS[OutputFormat(output_format)](
+            result, sys.stdout, color=use_color(), before_model=job.loaded.module
+        )
+        sys.stdout.flush()
+    judged = result.after if output is not None else result.before
+    sys.exit(exit_code(judged, job.settings.fail_on))

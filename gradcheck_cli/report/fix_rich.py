@@ -1,0 +1,231 @@
+"""The terminal renderer of ``gradcheck fix``: verdicts, before/after findings and layers, trees."""
+
+from __future__ import annotations
+
+import math
+from typing import TextIO
+
+from rich import box
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+from torch import nn
+
+from gradcheck_cli.findings import Report, Severity
+from gradcheck_cli.fix import FixResult
+from gradcheck_cli.remedies.verdict import Verdict
+from gradcheck_cli.stats import value
+
+MAX_TREE_NODES = 60
+_VERDICT_STYLE = {
+    Verdict.RESOLVED: "bold green",
+    Verdict.IMPROVED: "green",
+    Verdict.NO_EFFECT: "yellow",
+    Verdict.WORSE: "bold red",
+    Verdict.NOT_APPLICABLE: "dim",
+}
+_SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def render(
+    result: FixResult, out: TextIO, *, color: bool, before_model: nn.Module | None = None
+) -> None:
+    """Write the fix report to ``out``."""
+    console = Console(
+        file=out,
+        no_color=not color,
+        force_terminal=color,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        width=120 if not color else None,
+    )
+    console.print(_summary(result))
+    if result.outcomes:
+        console.print(_outcomes(result))
+    if len(result.trials) > len(
+        [o for o in result.outcomes if o.verdict is not Verdict.NOT_APPLICABLE]
+    ):
+        console.print(_trials(result))
+    if result.chosen is not None:
+        console.print(_findings(result.before, result.after))
+        console.print(_layers(result))
+        if before_model is not None:
+            console.print(_trees(result, before_model))
+    if result.probe_losses:
+        console.print(_losses(result.probe_losses))
+    for outcome in result.outcomes:
+        for note in outcome.notes:
+            console.print(Text(f"note ({outcome.remedy}): {note}", style="dim"))
+
+
+def _summary(result: FixResult) -> Panel:
+    text = Text()
+    text.append("model    ", style="dim")
+    text.append(f"{result.before.model.name} ({result.before.model.type})\n")
+    text.append("before   ", style="dim")
+    text.append(result.before.status.value.upper(), style=_status_style(result.before))
+    text.append("\nafter    ", style="dim")
+    text.append(result.after.status.value.upper(), style=_status_style(result.after))
+    text.append("\nresult   ", style="dim")
+    text.append(result.message)
+    return Panel(text, title="gradcheck fix", title_align="left", box=box.ROUNDED, expand=False)
+
+
+def _status_style(report: Report) -> str:
+    return {"healthy": "bold green", "warning": "yellow", "error": "bold red"}[report.status.value]
+
+
+def _outcomes(result: FixResult) -> Table:
+    table = Table(
+        title="Remedies, each tried alone and measured again",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for header in ("remedy", "verdict", "edits", "why / what was left"):
+        table.add_column(header)
+    chosen = set(result.chosen.remedies) if result.chosen else set()
+    for o in result.outcomes:
+        name = Text(o.remedy + (" (applied)" if o.remedy in chosen else ""))
+        detail = o.reason or "; ".join(n for n in o.notes if not n.startswith("in a training loop"))
+        table.add_row(
+            name,
+            Text(o.verdict.value, style=_VERDICT_STYLE[o.verdict]),
+            str(o.edits or "-"),
+            Text(detail),
+        )
+    return table
+
+
+def _trials(result: FixResult) -> Table:
+    table = Table(title="Combinations tried", title_justify="left", box=box.SIMPLE_HEAD)
+    for header in ("remedies", "status", "findings"):
+        table.add_column(header)
+    for t in result.trials:
+        if len(t.remedies) < 2:
+            continue
+        found = ", ".join(f"{f.id}:{f.severity.value}" for f in t.report.findings) or "-"
+        table.add_row(Text(" + ".join(t.remedies)), t.report.status.value, Text(found))
+    return table
+
+
+def _findings(before: Report, after: Report) -> Table:
+    table = Table(title="Findings before and after", title_justify="left", box=box.SIMPLE_HEAD)
+    for header in ("finding", "before", "after"):
+        table.add_column(header)
+    ids = sorted({f.id for f in before.findings} | {f.id for f in after.findings})
+
+    def worst(report: Report, finding_id: str) -> Text:
+        levels = [f.severity for f in report.findings if f.id == finding_id]
+        if not levels:
+            return Text("-", style="green")
+        top = max(levels, key=lambda s: s.rank)
+        return Text(top.value, style=_SEVERITY_STYLE[top])
+
+    for finding_id in ids:
+        table.add_row(finding_id, worst(before, finding_id), worst(after, finding_id))
+    if not ids:
+        table.add_row("(none)", "-", "-")
+    return table
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.2e}"
+
+
+def _layers(result: FixResult) -> Table:
+    table = Table(
+        title="Per-layer gradient-to-weight ratio before and after",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for header, justify in (
+        ("layer", "left"),
+        ("type", "left"),
+        ("before", "right"),
+        ("after", "right"),
+        ("after layer", "left"),
+    ):
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    after = {layer.name: layer for layer in result.after.layers}
+    for layer in result.before.layers:
+        ratio = value(layer.grad_to_weight)
+        if ratio is None:
+            continue
+        new_name = result.plan.rename(layer.name)
+        moved = after.get(new_name)
+        table.add_row(
+            Text(layer.display_name),
+            Text(layer.type),
+            _fmt(ratio),
+            _fmt(value(moved.grad_to_weight) if moved else None),
+            Text(new_name if new_name != layer.name else "", style="dim"),
+        )
+    return table
+
+
+def _trees(result: FixResult, before_model: nn.Module) -> Table:
+    touched = {e.target for e in result.plan.edits}
+    grid = Table.grid(padding=(0, 4))
+    grid.add_column()
+    grid.add_column()
+    grid.add_row(
+        _tree("model before", before_model, lambda name, m: "yellow" if name in touched else ""),
+        _tree("model after", result.model, lambda name, m: _after_style(name, m, result)),
+    )
+    return grid
+
+
+def _after_style(name: str, module: nn.Module, result: FixResult) -> str:
+    new_types = {"Residual", "GradClip", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm"}
+    renamed = {
+        result.plan.rename(e.target)
+        for e in result.plan.edits
+        if e.op in ("replace-activation", "init")
+    }
+    if type(module).__name__ in new_types or name in renamed:
+        return "green"
+    return ""
+
+
+def _tree(title: str, model: nn.Module, style: object) -> Tree:
+    tree = Tree(Text(title, style="bold"))
+    nodes = {"": tree}
+    count = 0
+    for name, module in model.named_modules():
+        if not name:
+            continue
+        count += 1
+        if count > MAX_TREE_NODES:
+            tree.add(
+                Text(
+                    f"... {sum(1 for _ in model.modules()) - MAX_TREE_NODES - 1} more", style="dim"
+                )
+            )
+            break
+        parent = nodes.get(name.rpartition(".")[0], tree)
+        label = Text(
+            f"{name.rpartition('.')[2]}: {type(module).__name__}", style=style(name, module)
+        )  # type: ignore[operator]
+        nodes[name] = parent.add(label)
+    return tree
+
+
+def _losses(curves: dict[str, list[float]]) -> Table:
+    table = Table(
+        title="Training probe (Adam, lr 1e-3, same batches)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for header in ("model", "first loss", "last loss", "change"):
+        table.add_column(header)
+    for label, losses in curves.items():
+        first, last = losses[0], losses[-1]
+        table.add_row(label, f"{first:.4g}", f"{last:.4g}", f"{last - first:+.4g}")
+    return table

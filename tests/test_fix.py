@@ -1,0 +1,257 @@
+"""``fix`` end to end: the API's choices and guarantees, the CLI, the saved folder, a fresh reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from gradcheck_cli.api import fix
+from gradcheck_cli.cli import main
+from gradcheck_cli.fix import Trial, best, combinations
+from gradcheck_cli.loading import load_model
+from gradcheck_cli.remedies.plan import Plan, apply_plan
+from gradcheck_cli.remedies.verdict import Verdict
+
+from .conftest import ROOT, SAMPLES
+
+PATHOLOGICAL = {
+    # sample: (the error finding it must lose, the remedy gradcheck should pick)
+    "deep_sigmoid.py": ("vanishing", "relu-swap"),
+    "relu_default_init.py": ("vanishing", "kaiming-init"),
+    "deep_relu_xavier.py": ("vanishing", "kaiming-init"),
+    "exploding_init.py": ("exploding", "kaiming-init"),
+    "dead_relu.py": ("dead-units", "kaiming-init"),
+    "saturated_tanh.py": ("saturation", "xavier-init"),
+}
+
+
+def _fix(sample: str, **kw: object):
+    loaded = load_model(str(SAMPLES / sample))
+    return loaded, fix(
+        loaded.module, loaded.example_inputs, loaded.loss_fn, source=str(SAMPLES / sample), **kw
+    )
+
+
+@pytest.mark.parametrize("sample", list(PATHOLOGICAL))
+def test_fix_picks_a_measured_cure(sample: str) -> None:
+    finding, remedy = PATHOLOGICAL[sample]
+    loaded, result = _fix(sample)
+    assert result.chosen is not None and result.chosen.remedies == (remedy,)
+    assert finding in {f.id for f in result.before.findings}
+    assert result.after.status.value == "healthy"
+    by_id = {o.remedy: o for o in result.outcomes}
+    assert by_id[remedy].verdict is Verdict.RESOLVED
+    x = torch.randn(4, 64)
+    assert result.model(x).shape == loaded.module(x).shape  # input and output shapes unchanged
+
+
+def test_fix_reports_remedies_that_make_things_worse() -> None:
+    _, result = _fix("relu_default_init.py")
+    residual = next(o for o in result.outcomes if o.remedy == "residual-wrap")
+    assert residual.verdict is Verdict.WORSE  # summing unnormalised ReLU blocks explodes
+    assert "residual-wrap" not in result.chosen.remedies  # type: ignore[union-attr]
+
+
+def test_fix_never_modifies_the_original() -> None:
+    loaded = load_model(str(SAMPLES / "deep_sigmoid.py"))
+    before = {k: v.clone() for k, v in loaded.module.state_dict().items()}
+    types = [type(m) for m in loaded.module.modules()]
+    result = fix(loaded.module)
+    assert result.model is not loaded.module
+    assert [type(m) for m in loaded.module.modules()] == types
+    assert all(torch.equal(before[k], v) for k, v in loaded.module.state_dict().items())
+
+
+def test_healthy_model_is_returned_unchanged() -> None:
+    loaded, result = _fix("mlp_he.py")
+    assert result.model is loaded.module and result.chosen is None and result.trials == ()
+    assert "nothing needed fixing" in result.message
+
+
+def test_unfixable_nan_is_returned_unchanged_with_verdicts() -> None:
+    loaded, result = _fix("nan_model.py")
+    assert result.chosen is None and result.model is loaded.module
+    assert {o.verdict for o in result.outcomes} == {Verdict.NO_EFFECT}
+    assert "returned unchanged" in result.message
+
+
+def test_requested_remedy_that_cannot_apply_is_skipped_not_crashed() -> None:
+    _, result = _fix("relu_default_init.py", remedies=["relu-swap"])
+    (outcome,) = result.outcomes
+    assert (
+        outcome.verdict is Verdict.NOT_APPLICABLE and "no saturating activation" in outcome.reason
+    )
+    assert result.chosen is None
+
+
+def test_combinations_skip_conflicts_and_respect_the_budget() -> None:
+    combos = combinations(["xavier-init", "grad-clip", "relu-swap", "kaiming-init"], budget=10)
+    assert ("relu-swap", "kaiming-init") in combos  # application order, not request order
+    assert all(not {"kaiming-init", "xavier-init"} <= set(c) for c in combos)
+    assert all(not {"relu-swap", "xavier-init"} <= set(c) for c in combos)
+    assert combinations(["relu-swap", "batchnorm", "grad-clip"], budget=2) == [
+        ("relu-swap", "batchnorm"),
+        ("relu-swap", "grad-clip"),
+    ]
+
+
+def test_best_prefers_score_then_fewer_remedies_then_causes_over_clipping() -> None:
+    from gradcheck_cli.findings import Finding, ModelInfo, Report, RunInfo, Severity
+
+    def report(*severities: Severity) -> Report:
+        findings = tuple(Finding("exploding", s, (), "", {}) for s in severities)
+        return Report(
+            ModelInfo("m", "M", 1, 1), RunInfo(1, 1, "cpu", "mse", 0, 0.0, "x", "t"), findings, ()
+        )
+
+    def trial(remedies: tuple[str, ...], rep: Report, verdict: Verdict = Verdict.IMPROVED) -> Trial:
+        return Trial(remedies, Plan(()), rep, verdict)
+
+    before = report(Severity.ERROR)
+    clip, init = trial(("grad-clip",), report()), trial(("kaiming-init",), report())
+    pair = trial(("kaiming-init", "batchnorm"), report())
+    warn = trial(("batchnorm",), report(Severity.WARNING))
+    assert best([clip, pair, warn, init], before) is init
+    assert best([warn], before) is warn
+    assert best([trial(("batchnorm",), report(Severity.ERROR), Verdict.NO_EFFECT)], before) is None
+    assert best([trial(("x",), report(), Verdict.WORSE)], before) is None
+
+
+def test_probe_steps_train_both_models_on_the_same_batches() -> None:
+    _, result = _fix("deep_sigmoid.py", probe_steps=5)
+    assert set(result.probe_losses) == {"original", "fixed"}
+    assert all(len(v) == 5 for v in result.probe_losses.values())
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_cli_fix_writes_the_folder_and_it_reloads_in_a_new_process(tmp_path: Path) -> None:
+    out = tmp_path / "fixed"
+    result = run("fix", str(SAMPLES / "deep_sigmoid.py"), "--output", str(out), "--format", "json")
+    assert result.exit_code == 0, result.stderr  # judged on the saved, fixed model
+    data = json.loads(result.stdout)
+    assert data["chosen"] == ["relu-swap"] and data["before"]["status"] == "error"
+    assert data["after"]["status"] == "healthy"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "model.pt",
+        "plan.yaml",
+        "report.yaml",
+        "state_dict.pt",
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["fixed"]  # no staging folder left
+    saved = yaml.safe_load((out / "report.yaml").read_text())
+    assert saved["remedies"][0] == {
+        "remedy": "relu-swap",
+        "verdict": "resolved",
+        "reason": "",
+        "notes": [],
+        "edits": 20,
+    }
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gradcheck_cli",
+            "diagnose",
+            str(out / "model.pt"),
+            "--trust-pickle",
+            "--format",
+            "yaml",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stderr
+    fresh = yaml.safe_load(check.stdout)
+    assert fresh["status"] == "healthy"
+    assert sum(l["type"] == "ReLU" for l in fresh["layers"]) == 10
+
+    # Adopting the fix without pickles: the user's own code + plan.yaml + state_dict.pt.
+    loaded = load_model(str(SAMPLES / "deep_sigmoid.py"))
+    model = apply_plan(loaded.module, Plan.load(out / "plan.yaml"))
+    model.load_state_dict(torch.load(out / "state_dict.pt", weights_only=True))
+    reloaded = torch.load(out / "model.pt", weights_only=False)
+    x = torch.randn(3, 64)
+    assert torch.allclose(model.eval()(x), reloaded.eval()(x))
+    via_flags = run(
+        "diagnose",
+        str(SAMPLES / "deep_sigmoid.py"),
+        "--plan",
+        str(out / "plan.yaml"),
+        "--weights",
+        str(out / "state_dict.pt"),
+        "--format",
+        "yaml",
+    )
+    assert via_flags.exit_code == 0 and yaml.safe_load(via_flags.stdout)["status"] == "healthy"
+
+
+def test_cli_fix_refuses_a_non_empty_output_and_writes_nothing_on_failure(tmp_path: Path) -> None:
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    result = run("fix", str(SAMPLES / "deep_sigmoid.py"), "--output", str(busy))
+    assert result.exit_code == 2 and "not empty" in result.stderr
+    assert (busy / "keep.txt").read_text() == "mine"
+    broken = tmp_path / "broken.py"
+    broken.write_text("def build_model(:\n")
+    failed = run("fix", str(broken), "--output", str(tmp_path / "new"))
+    assert failed.exit_code == 2 and not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.py", "busy"]
+
+
+def test_cli_fix_rich_output_shows_verdicts_tables_and_trees() -> None:
+    result = run("fix", str(SAMPLES / "saturated_tanh.py"), "--probe-steps", "3")
+    assert result.exit_code == 1  # nothing saved: judged on the original
+    out = result.stdout
+    for text in (
+        "gradcheck fix",
+        "xavier-init (applied)",
+        "resolved",
+        "Findings before and after",
+        "saturation",
+        "model before",
+        "model after",
+        "Training probe",
+    ):
+        assert text in out, text
+
+
+def test_cli_fix_healthy_and_unknown_remedy() -> None:
+    healthy = run("fix", str(SAMPLES / "mlp_he.py"), "--format", "yaml")
+    assert (
+        healthy.exit_code == 0
+        and "nothing needed fixing" in yaml.safe_load(healthy.stdout)["message"]
+    )
+    bad = run("fix", str(SAMPLES / "mlp_he.py"), "--remedy", "magic")
+    assert bad.exit_code == 2 and "Invalid value" in bad.stderr
+
+
+def test_remedies_command_lists_every_remedy() -> None:
+    result = run("remedies")
+    assert result.exit_code == 0
+    for remedy in (
+        "relu-swap",
+        "kaiming-init",
+        "xavier-init",
+        "residual-wrap",
+        "batchnorm",
+        "grad-clip",
+    ):
+        assert f"{remedy} (applied by fix)" in result.stdout
+    assert "lower-lr (advice only)" in result.stdout

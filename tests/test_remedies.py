@@ -1,0 +1,316 @@
+"""Each remedy's rewrite, checked on the module tree itself: structure, counts, shapes, numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gradcheck_cli import diagnose
+from gradcheck_cli.findings import Severity
+from gradcheck_cli.loading import load_model
+from gradcheck_cli.remedies import REGISTRY
+from gradcheck_cli.remedies.base import (
+    Activation,
+    FixOptions,
+    NotApplicable,
+    Proposal,
+    RemedyContext,
+)
+from gradcheck_cli.remedies.edits import Edit, PlanError, renamed
+from gradcheck_cli.remedies.grad_clip import GradClip
+from gradcheck_cli.remedies.plan import Plan, apply_plan
+from gradcheck_cli.remedies.probe import probe
+from gradcheck_cli.remedies.residual_wrap import Residual
+from gradcheck_cli.remedies.verdict import Verdict, judge
+
+from .conftest import SAMPLES
+
+
+def mlp(
+    act: type[nn.Module] = nn.Sigmoid,
+    depth: int = 6,
+    width: int = 32,
+    out_act: type[nn.Module] | None = None,
+) -> nn.Sequential:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Linear(8, width), act()]
+    for _ in range(depth - 1):
+        layers += [nn.Linear(width, width), act()]
+    layers.append(nn.Linear(width, 3))
+    if out_act is not None:
+        layers.append(out_act())
+    return nn.Sequential(*layers)
+
+
+def propose(
+    remedy: str, model: nn.Module, x: torch.Tensor | None = None, **options: object
+) -> Proposal | NotApplicable:
+    x = torch.randn(16, 8) if x is None else x
+    report = diagnose(model, x)
+    context = RemedyContext(probe(model, x), report, FixOptions(**options))  # type: ignore[arg-type]
+    return REGISTRY[remedy]().propose(model, context)
+
+
+def applied(
+    remedy: str, model: nn.Module, x: torch.Tensor | None = None, **options: object
+) -> nn.Module:
+    proposal = propose(remedy, model, x, **options)
+    assert isinstance(proposal, Proposal), proposal
+    return apply_plan(model, Plan(proposal.edits))
+
+
+def params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_relu_swap_leaves_no_saturating_module_and_reinitialises() -> None:
+    model = mlp(nn.Tanh)
+    fixed = applied("relu-swap", model)
+    assert not any(isinstance(m, (nn.Tanh, nn.Sigmoid)) for m in fixed.modules())
+    assert sum(isinstance(m, nn.ReLU) for m in fixed.modules()) == 6
+    assert params(fixed) == params(model)
+    x = torch.randn(4, 8)
+    assert fixed(x).shape == model(x).shape
+    hidden = fixed[2].weight
+    assert hidden.std().item() == pytest.approx(
+        math.sqrt(2 / 32), rel=0.15
+    )  # He: std = sqrt(2/fan_in)
+    assert torch.count_nonzero(fixed[2].bias) == 0
+    assert isinstance(model[1], nn.Tanh)  # the original is untouched
+
+
+def test_relu_swap_other_activation_and_output_kept() -> None:
+    model = mlp(nn.Sigmoid, out_act=nn.Sigmoid)
+    proposal = propose("relu-swap", model, activation=Activation.LEAKY_RELU)
+    assert isinstance(proposal, Proposal)
+    assert any("output activation" in n for n in proposal.notes)
+    fixed = apply_plan(model, Plan(proposal.edits))
+    assert isinstance(fixed[-1], nn.Sigmoid)  # it defines the output range
+    assert sum(isinstance(m, nn.LeakyReLU) for m in fixed.modules()) == 6
+
+
+def test_relu_swap_reports_functional_activations() -> None:
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.sigmoid(self.a(x)).tanh())
+
+    proposal = propose("relu-swap", Functional())
+    assert isinstance(proposal, NotApplicable)
+    assert "2 activation(s) called as functions" in proposal.reason and "sigmoid" in proposal.reason
+
+    class Untraceable(Functional):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > 0:  # data-dependent control flow defeats symbolic tracing
+                x = x * 2
+            return self.b(torch.sigmoid(self.a(x)))
+
+    proposal = propose("relu-swap", Untraceable())
+    assert isinstance(proposal, NotApplicable) and "does not trace" in proposal.reason
+
+
+def test_swap_without_he_init_still_vanishes() -> None:
+    # The brief's point, measured: ReLU with PyTorch's default init is not enough in a deep net.
+    loaded = load_model(str(SAMPLES / "deep_sigmoid.py"))
+    proposal = propose("relu-swap", loaded.module, torch.randn(16, 64))
+    assert isinstance(proposal, Proposal)
+    swap_only = Plan(tuple(e for e in proposal.edits if e.op == "replace-activation"))
+    with_init = Plan(proposal.edits)
+    vanishing = [
+        f for f in diagnose(apply_plan(loaded.module, swap_only)).findings if f.id == "vanishing"
+    ]
+    assert vanishing and vanishing[0].severity is Severity.ERROR
+    assert diagnose(apply_plan(loaded.module, with_init)).status.value == "healthy"
+
+
+def test_residual_wrap_adds_the_input() -> None:
+    model = mlp(nn.Sigmoid, depth=4)
+    proposal = propose("residual-wrap", model)
+    assert isinstance(proposal, Proposal)
+    (edit,) = proposal.edits
+    assert edit.op == "residual-group" and edit.args["groups"] == [[2, 4], [4, 6], [6, 8]]
+    assert any("changes shape" in n for n in proposal.notes)  # 8->32 and 32->3 blocks left
+    fixed = apply_plan(model, Plan(proposal.edits))
+    blocks = [m for m in fixed.modules() if isinstance(m, Residual)]
+    assert len(blocks) == 3 and params(fixed) == params(model)
+    x = torch.randn(5, 32)
+    assert torch.allclose(blocks[0](x), x + blocks[0].body(x))
+    assert fixed(torch.randn(5, 8)).shape == (5, 3)
+
+
+def test_residual_wrap_module_list_and_not_applicable() -> None:
+    class Stack(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList(nn.Linear(8, 8) for _ in range(3))
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for block in self.blocks:
+                x = torch.tanh(block(x))
+            return self.head(x)
+
+    fixed = applied("residual-wrap", Stack())
+    assert all(isinstance(b, Residual) for b in fixed.blocks)  # type: ignore[union-attr]
+    flat = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    proposal = propose("residual-wrap", flat)
+    assert isinstance(proposal, NotApplicable) and "changes shape" in proposal.reason
+
+
+def test_batchnorm_inserts_the_right_norm() -> None:
+    model = mlp(nn.ReLU, depth=3)
+    fixed = applied("batchnorm", model)
+    norms = [m for m in fixed.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert [n.num_features for n in norms] == [32, 32, 32]  # hidden layers only, not the head
+    assert params(fixed) == params(model) + 3 * 2 * 32
+    assert isinstance(fixed[0], nn.Sequential) and isinstance(fixed[0][0], nn.Linear)
+
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    fixed_conv = applied("batchnorm", conv, torch.randn(8, 3, 8, 8))
+    assert isinstance(fixed_conv[0][1], nn.BatchNorm2d) and fixed_conv[0][1].num_features == 4
+
+    seq = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 3))
+    proposal = propose("batchnorm", seq, torch.randn(4, 10, 8))  # (N, L, F): a sequence
+    assert isinstance(proposal, Proposal) and proposal.edits[0].args["norm"] == "LayerNorm"
+    already = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    assert isinstance(propose("batchnorm", already), NotApplicable)
+
+
+def test_grad_clip_really_bounds_the_global_norm() -> None:
+    loaded = load_model(str(SAMPLES / "exploding_init.py"))
+    proposal = propose("grad-clip", loaded.module, torch.randn(16, 64))
+    assert isinstance(proposal, Proposal)
+    max_norm = proposal.edits[0].args["max_norm"]
+    weight_norm = math.sqrt(
+        sum(p.detach().square().sum().item() for p in loaded.module.parameters())
+    )
+    assert max_norm == pytest.approx(0.1 * weight_norm, rel=0.05)
+    assert "clip_grad_norm_(model.parameters(), max_norm=" in proposal.notes[0]
+    fixed = apply_plan(loaded.module, Plan(proposal.edits))
+    assert isinstance(fixed, GradClip)
+    loss = nn.functional.cross_entropy(fixed(torch.randn(16, 64)), torch.randint(0, 10, (16,)))
+    loss.backward()
+    total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in fixed.parameters()]))
+    assert total.item() <= max_norm * (1 + 1e-5)
+    unclipped = loaded.module
+    nn.functional.cross_entropy(
+        unclipped(torch.randn(16, 64)), torch.randint(0, 10, (16,))
+    ).backward()
+    assert (
+        torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in unclipped.parameters()]))
+        > 100 * max_norm
+    )
+
+
+@pytest.mark.parametrize("remedy", ["kaiming-init", "xavier-init", "relu-swap"])
+def test_reinit_refused_on_trained_weights(remedy: str) -> None:
+    model = mlp(nn.Tanh) if remedy != "kaiming-init" else mlp(nn.ReLU)
+    refused = propose(remedy, model, weights_given=True)
+    if remedy == "relu-swap":  # the swap still applies; the re-initialisation is left out
+        assert isinstance(refused, Proposal) and all(e.op != "init" for e in refused.edits)
+        assert any("--force-reinit" in n for n in refused.notes)
+    else:
+        assert isinstance(refused, NotApplicable) and "--force-reinit" in refused.reason
+    forced = propose(remedy, model, weights_given=True, force_reinit=True)
+    assert isinstance(forced, Proposal) and any(e.op == "init" for e in forced.edits)
+
+
+def test_plan_round_trip_reproduces_architecture_and_weights() -> None:
+    model = mlp(nn.Sigmoid, depth=4)
+    edits = tuple(
+        e for r in ("relu-swap", "batchnorm", "residual-wrap") for e in propose(r, model).edits
+    )  # type: ignore[union-attr]
+    plan = Plan(edits, ("relu-swap", "batchnorm", "residual-wrap"), source="m.py", seed=7)
+    again = Plan.from_dict(__import__("yaml").safe_load(plan.to_yaml()))
+    assert again == plan
+    a, b = apply_plan(model, plan), apply_plan(mlp(nn.Sigmoid, depth=4), again)
+    assert [type(m).__name__ for m in a.modules()] == [type(m).__name__ for m in b.modules()]
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+    b.load_state_dict(a.state_dict())  # a saved state_dict loads into the re-planned model
+
+
+def test_renamed_follows_each_edit() -> None:
+    group = Edit("residual-group", "", {"groups": [[2, 4], [4, 5]]})
+    assert [renamed(str(i), group) for i in range(6)] == [
+        "0",
+        "1",
+        "2.body.0",
+        "2.body.1",
+        "3.body",
+        "4",
+    ]
+    assert renamed("2.weight", group) == "2.body.0.weight"
+    assert renamed("net.3", Edit("insert-norm", "net.3")) == "net.3.0"
+    assert renamed("a.b", Edit("residual", "a")) == "a.body.b"
+    assert renamed("x", Edit("wrap-grad-clip", "")) == "module.x"
+    plan = Plan((Edit("insert-norm", "2", {"norm": "BatchNorm1d", "features": 32}), group))
+    assert plan.rename("2") == "2.body.0.0"
+    fixed = apply_plan(mlp(nn.ReLU, depth=3), plan)
+    assert isinstance(fixed.get_submodule(plan.rename("2")), nn.Linear)
+
+
+def test_bad_plans_are_usage_errors() -> None:
+    with pytest.raises(PlanError, match="no submodule"):
+        apply_plan(mlp(), Plan((Edit("init", "nope", {"scheme": "kaiming_normal"}),)))
+    with pytest.raises(PlanError, match="unknown edit op"):
+        apply_plan(mlp(), Plan((Edit("explode", "0"),)))
+    with pytest.raises(PlanError, match="plan_version"):
+        Plan.from_dict({"edits": []})
+
+
+def _report(*findings: tuple[str, Severity]):
+    from gradcheck_cli.findings import Finding, ModelInfo, Report, RunInfo
+
+    return Report(
+        ModelInfo("m", "M", 1, 1),
+        RunInfo(1, 1, "cpu", "mse", 0, 0.0, "x", "t"),
+        tuple(Finding(i, s, (), "", {}) for i, s in findings),
+        (),
+    )
+
+
+@pytest.mark.parametrize(
+    "before,after,targets,verdict",
+    [
+        ([("vanishing", Severity.ERROR)], [], {"vanishing"}, Verdict.RESOLVED),
+        (
+            [("vanishing", Severity.ERROR)],
+            [("vanishing", Severity.WARNING)],
+            {"vanishing"},
+            Verdict.IMPROVED,
+        ),
+        (
+            [("vanishing", Severity.ERROR)],
+            [("vanishing", Severity.ERROR)],
+            {"vanishing"},
+            Verdict.NO_EFFECT,
+        ),
+        (
+            [("vanishing", Severity.ERROR)],
+            [("exploding", Severity.WARNING)],
+            {"vanishing"},
+            Verdict.WORSE,
+        ),
+        (
+            [("vanishing", Severity.WARNING)],
+            [("vanishing", Severity.ERROR)],
+            {"vanishing"},
+            Verdict.WORSE,
+        ),
+        (
+            [("vanishing", Severity.ERROR), ("saturation", Severity.ERROR)],
+            [("saturation", Severity.ERROR)],
+            {"vanishing"},
+            Verdict.RESOLVED,
+        ),
+    ],
+)
+def test_judge(before, after, targets, verdict) -> None:
+    assert judge(_report(*before), _report(*after), targets) is verdict
