@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TextIO
 
 from rich import box
@@ -194,7 +195,7 @@ def _after_style(name: str, module: nn.Module, result: FixResult) -> str:
     return ""
 
 
-def _tree(title: str, model: nn.Module, style: object) -> Tree:
+def _tree(title: str, model: nn.Module, style: Callable[[str, nn.Module], str]) -> Tree:
     tree = Tree(Text(title, style="bold"))
     nodes = {"": tree}
     count = 0
