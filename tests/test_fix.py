@@ -135,7 +135,9 @@ def run(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def test_cli_fix_writes_the_folder_and_it_reloads_in_a_new_process(tmp_path: Path) -> None:
+def test_cli_fix_writes_the_folder_and_it_reloads_in_a_new_process(
+    tmp_path: Path, validate_report
+) -> None:
     out = tmp_path / "fixed"
     result = run("fix", str(SAMPLES / "deep_sigmoid.py"), "--output", str(out), "--format", "json")
     assert result.exit_code == 0, result.stderr  # judged on the saved, fixed model
@@ -150,6 +152,8 @@ def test_cli_fix_writes_the_folder_and_it_reloads_in_a_new_process(tmp_path: Pat
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["fixed"]  # no staging folder left
     saved = yaml.safe_load((out / "report.yaml").read_text())
+    validate_report(saved["before"])
+    validate_report(saved["after"])
     assert saved["remedies"][0] == {
         "remedy": "relu-swap",
         "verdict": "resolved",
@@ -228,6 +232,8 @@ def test_cli_fix_rich_output_shows_verdicts_tables_and_trees() -> None:
         "model before",
         "model after",
         "Training probe",
+        "0: Linear  [edited]",
+        "0: Linear  [re-initialised]",
     ):
         assert text in out, text
 
@@ -255,3 +261,25 @@ def test_remedies_command_lists_every_remedy() -> None:
     ):
         assert f"{remedy} (applied by fix)" in result.stdout
     assert "lower-lr (advice only)" in result.stdout
+
+
+def test_change_marks_follow_renames() -> None:
+    from gradcheck_cli.remedies.edits import Edit
+    from gradcheck_cli.report.fix_rich import change_marks
+
+    plan = Plan(
+        (
+            Edit("replace-activation", "1", {"module": "ReLU"}),
+            Edit("init", "0", {"scheme": "kaiming_normal"}),
+            Edit("insert-norm", "2", {"norm": "BatchNorm1d", "features": 8}),
+            Edit("residual-group", "", {"groups": [[2, 4]]}),
+        )
+    )
+    assert change_marks(plan) == {
+        "1": "replaced",
+        "0": "re-initialised",
+        "2.body.0": "new",
+        "2.body.0.1": "new",
+        "2": "new",
+        "2.body": "new",
+    }

@@ -16,6 +16,8 @@ from torch import nn
 
 from gradcheck_cli.findings import Report, Severity
 from gradcheck_cli.fix import FixResult
+from gradcheck_cli.remedies.edits import renamed
+from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict
 from gradcheck_cli.stats import value
 
@@ -172,30 +174,49 @@ def _layers(result: FixResult) -> Table:
 
 
 def _trees(result: FixResult, before_model: nn.Module) -> Table:
-    touched = {e.target for e in result.plan.edits}
+    edited = {e.target for e in result.plan.edits if e.target}
+    marks = change_marks(result.plan)
     grid = Table.grid(padding=(0, 4))
     grid.add_column()
     grid.add_column()
+    clipped = any(e.op == "wrap-grad-clip" for e in result.plan.edits)
     grid.add_row(
-        _tree("model before", before_model, lambda name, m: "yellow" if name in touched else ""),
-        _tree("model after", result.model, lambda name, m: _after_style(name, m, result)),
+        _tree("model before", before_model, lambda name: "edited" if name in edited else ""),
+        _tree(
+            "model after" + (" (wrapped in GradClip)" if clipped else ""),
+            result.model,
+            lambda name: marks.get(name, ""),
+        ),
     )
     return grid
 
 
-def _after_style(name: str, module: nn.Module, result: FixResult) -> str:
-    new_types = {"Residual", "GradClip", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm"}
-    renamed = {
-        result.plan.rename(e.target)
-        for e in result.plan.edits
-        if e.op in ("replace-activation", "init")
-    }
-    if type(module).__name__ in new_types or name in renamed:
-        return "green"
-    return ""
+def change_marks(plan: Plan) -> dict[str, str]:
+    """Module names of the planned model that an edit created, replaced or re-initialised."""
+    marks: dict[str, str] = {}
+    for edit in plan.edits:
+        marks = {renamed(name, edit): mark for name, mark in marks.items()}
+        target = edit.target
+        prefix = f"{target}." if target else ""
+        if edit.op == "replace-activation":
+            marks[target] = "replaced"
+        elif edit.op == "init":
+            marks.setdefault(target, "re-initialised")
+        elif edit.op == "insert-norm":
+            marks[target] = "new"
+            marks[f"{target}.1"] = "new"
+        elif edit.op == "residual":
+            marks[target] = "new"
+        elif edit.op == "residual-group":
+            for start, end in edit.args["groups"]:
+                position = renamed(f"{prefix}{start}", edit).removeprefix(prefix).split(".")[0]
+                marks[f"{prefix}{position}"] = "new"
+                if end - start > 1:
+                    marks[f"{prefix}{position}.body"] = "new"
+    return marks
 
 
-def _tree(title: str, model: nn.Module, style: Callable[[str, nn.Module], str]) -> Tree:
+def _tree(title: str, model: nn.Module, mark: Callable[[str], str]) -> Tree:
     tree = Tree(Text(title, style="bold"))
     nodes = {"": tree}
     count = 0
@@ -211,9 +232,10 @@ def _tree(title: str, model: nn.Module, style: Callable[[str, nn.Module], str]) 
             )
             break
         parent = nodes.get(name.rpartition(".")[0], tree)
-        label = Text(
-            f"{name.rpartition('.')[2]}: {type(module).__name__}", style=style(name, module)
-        )  # type: ignore[operator]
+        note = mark(name)
+        label = Text(f"{name.rpartition('.')[2]}: {type(module).__name__}")
+        if note:
+            label.append(f"  [{note}]", style="green" if note != "edited" else "yellow")
         nodes[name] = parent.add(label)
     return tree
 
