@@ -283,3 +283,38 @@ def test_change_marks_follow_renames() -> None:
         "2": "new",
         "2.body": "new",
     }
+
+
+@pytest.mark.parametrize("sample", list(PATHOLOGICAL))
+def test_saved_fix_of_every_pathology_is_healthy_in_a_fresh_process(
+    sample: str, tmp_path: Path
+) -> None:
+    finding, _ = PATHOLOGICAL[sample]
+    out = tmp_path / "out"
+    saved = run("fix", str(SAMPLES / sample), "--output", str(out), "--format", "yaml", "-q")
+    assert saved.exit_code == 0, saved.stderr
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gradcheck_cli",
+            "diagnose",
+            str(out / "model.pt"),
+            "--trust-pickle",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    fresh = json.loads(check.stdout)
+    assert finding not in {f["id"] for f in fresh["findings"] if f["severity"] == "error"}
+    assert check.returncode == 0, [f["message"] for f in fresh["findings"]]
+    original = load_model(str(SAMPLES / sample)).module
+    reloaded = torch.load(out / "model.pt", weights_only=False)
+    x = torch.randn(2, 64)
+    assert reloaded(x).shape == original(x).shape
