@@ -71,7 +71,9 @@ def diagnose(
         model_name: how the report names the model (default: its class name).
         on_step: progress observer called as ``on_step(done, total)``.
         **options: ``steps``, ``seed``, ``batch_size``, ``device``, ``loss``, ``fail_on``,
-            ``thresholds`` (``{finding_id: {option: value}}``), as the CLI flags.
+            ``thresholds`` (``{finding_id: {option: value}}``), ``checks``
+            (``{finding_id: {"severity": "off"|"info"|..., "ignore_layers": [glob, ...]}}``)
+            and ``ignore_layers``, as in the config file.
 
     Returns:
         The :class:`Report`; ``report.status``, ``.findings``, ``.layers``, ``.to_yaml()``.
@@ -97,7 +99,7 @@ def diagnose(
             on_step=on_step or (lambda done, total: None),
         )
     seconds = time.perf_counter() - started
-    findings = run_checks(measured.stats, chosen.thresholds)
+    findings = run_checks(measured.stats, chosen.thresholds, chosen.rules)
     params = list(model.parameters())
     return Report(
         model=ModelInfo(

@@ -19,7 +19,7 @@ from typing import Any
 import tomllib
 import yaml
 
-from gradcheck_cli.checks import CHECKS, default_options
+from gradcheck_cli.checks import CHECKS, Rule, RuleSeverity, default_options
 from gradcheck_cli.errors import ConfigError
 from gradcheck_cli.findings import FailOn
 from gradcheck_cli.loading import LossKind
@@ -43,7 +43,9 @@ class Settings:
     device: Device = Device.AUTO
     loss: LossKind = LossKind.AUTO
     fail_on: FailOn = FailOn.ERROR
+    regression_factor: float = 10.0
     thresholds: Mapping[str, Any] = field(default_factory=default_options)
+    rules: Mapping[str, Rule] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
@@ -54,6 +56,9 @@ class Settings:
                 )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        factor = self.regression_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
+            raise ConfigError(f"regression-factor must be a number above 1, got {factor!r}")
 
 
 _SCALARS = {"steps": int, "seed": int, "batch_size": int}
@@ -69,7 +74,11 @@ def apply_mapping(settings: Settings, data: Mapping[str, Any], *, source: str) -
     changes: dict[str, Any] = {}
     for raw, value in data.items():
         key = _key(str(raw))
-        if key in _SCALARS:
+        if key == "regression_factor":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{source}: '{raw}' must be a number, got {value!r}")
+            changes[key] = float(value)
+        elif key in _SCALARS:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{source}: '{raw}' must be an integer, got {value!r}")
             changes[key] = value
@@ -77,8 +86,25 @@ def apply_mapping(settings: Settings, data: Mapping[str, Any], *, source: str) -
             changes[key] = parse_enum(_ENUMS[key], value, f"{source}: '{raw}'")
         elif key == "thresholds":
             changes[key] = threshold_options(value, source=source, base=settings.thresholds)
+        elif key == "checks":
+            changes["rules"] = check_rules(value, source=source, base=settings.rules)
+        elif key == "ignore_layers":
+            rules = dict(changes.get("rules", settings.rules))
+            rules["*"] = Rule(ignore_layers=_patterns(value, f"{source}: '{raw}'"))
+            changes["rules"] = rules
         else:
-            allowed = ", ".join(sorted([*_SCALARS, *_ENUMS, "thresholds"]))
+            allowed = ", ".join(
+                sorted(
+                    [
+                        *_SCALARS,
+                        *_ENUMS,
+                        "thresholds",
+                        "checks",
+                        "ignore_layers",
+                        "regression_factor",
+                    ]
+                )
+            )
             raise ConfigError(f"{source}: unknown key '{raw}'; known keys are {allowed}")
     return dataclasses.replace(settings, **changes)
 
@@ -127,6 +153,45 @@ def threshold_options(
                 raise ConfigError(f"{source}: thresholds.{check_id}.{raw} must be a number")
             changes[name] = int(value) if isinstance(default, int) else float(value)
         merged[check_id] = dataclasses.replace(current, **changes)
+    return merged
+
+
+def _patterns(value: Any, label: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{label} must be a list of glob patterns of layer names")
+    return tuple(value)
+
+
+def check_rules(data: Any, *, source: str, base: Mapping[str, Rule]) -> dict[str, Rule]:
+    """Per-check rules from ``{finding-id: {severity: ..., ignore-layers: [...]}}``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: 'checks' must be a table of finding ids")
+    merged = dict(base)
+    for check_id, values in data.items():
+        if check_id not in CHECKS:
+            raise ConfigError(
+                f"{source}: unknown finding id '{check_id}' in checks; known: " + ", ".join(CHECKS)
+            )
+        if isinstance(values, Rule):
+            merged[check_id] = values
+            continue
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: checks.{check_id} must be a table")
+        rule = merged.get(check_id, Rule())
+        for raw, value in values.items():
+            key = _key(str(raw))
+            label = f"{source}: checks.{check_id}.{raw}"
+            if key == "severity":
+                # YAML reads a bare `off` as False
+                text = "off" if value is False else value
+                rule = dataclasses.replace(rule, severity=parse_enum(RuleSeverity, text, label))
+            elif key == "ignore_layers":
+                rule = dataclasses.replace(rule, ignore_layers=_patterns(value, label))
+            else:
+                raise ConfigError(f"{label}: unknown key; use severity or ignore-layers")
+        merged[check_id] = rule
     return merged
 
 

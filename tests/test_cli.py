@@ -196,7 +196,7 @@ BAD_INPUTS = [
     (
         "bad report suffix",
         lambda p: ["diagnose", HEALTHY, "--report", str(p / "r.txt")],
-        "must end in one of .json, .yaml, .yml",
+        "must end in one of .json, .md, .xml, .yaml, .yml",
     ),
     (
         "report folder missing",

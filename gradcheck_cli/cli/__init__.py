@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gradcheck_cli import __version__
+from gradcheck_cli.cli.compare import compare_command
 from gradcheck_cli.cli.diagnose import diagnose_command
 from gradcheck_cli.cli.explain import explain_command
 from gradcheck_cli.cli.fix import fix_command
@@ -18,6 +19,7 @@ def main() -> None:
 
 
 main.add_command(diagnose_command)
+main.add_command(compare_command)
 main.add_command(explain_command)
 main.add_command(fix_command)
 main.add_command(remedies_command)

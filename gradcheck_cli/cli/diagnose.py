@@ -6,7 +6,8 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import click
 
@@ -14,8 +15,9 @@ from gradcheck_cli.api import diagnose
 from gradcheck_cli.cli.errors import user_errors
 from gradcheck_cli.cli.files import report_target, write_atomic
 from gradcheck_cli.cli.options import choice, measure_options, prepare
-from gradcheck_cli.findings import exit_code
-from gradcheck_cli.report import FILE_FORMATS, RENDERERS, OutputFormat
+from gradcheck_cli.compare import Comparison, compare, load_report
+from gradcheck_cli.findings import ExitCode, FailOn, Report, exit_code
+from gradcheck_cli.report import COMPARE_RENDERERS, FILE_FORMATS, RENDERERS, OutputFormat
 
 
 @click.command("diagnose")
@@ -31,20 +33,40 @@ from gradcheck_cli.report import FILE_FORMATS, RENDERERS, OutputFormat
 )
 @click.option(
     "--report",
-    "report_path",
+    "report_paths",
+    multiple=True,
     type=click.Path(dir_okay=False),
-    help="Also write the report to this .yaml/.json file.",
+    help="Also write the report to this file; format by extension: .yaml/.yml, .json, .xml (JUnit), .md (Markdown). Repeatable.",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    help="Also write a JUnit XML report to this file.",
+)
+@click.option(
+    "--baseline",
+    "baseline_path",
+    type=click.Path(dir_okay=False),
+    help="An earlier YAML/JSON report: exit 1 only on a regression against it.",
+)
+@click.option(
+    "--regression-factor",
+    type=float,
+    help="How far a layer's gradient RMS may move from the baseline [default: 10].",
 )
 @click.option(
     "--plan",
     "plan_path",
     type=click.Path(dir_okay=False),
-    help="Apply a plan.yaml from 'gradcheck fix' to the model before measuring (then --weights loads its state_dict.pt).",
+    help="Apply a plan.yaml from 'gradcheck fix' before measuring (then --weights loads its state_dict.pt).",
 )
 def diagnose_command(
     model_spec: str,
     output_format: str,
-    report_path: str | None,
+    report_paths: tuple[str, ...],
+    junit_path: str | None,
+    baseline_path: str | None,
     plan_path: str | None,
     config_path: str | None,
     input_shapes: tuple[str, ...],
@@ -57,10 +79,16 @@ def diagnose_command(
     """Measure MODEL's gradients over a few backward passes and report per-layer findings.
 
     MODEL is path/to/file.py, path/to/file.py:NAME, package.module:NAME or a saved .pt file.
-    Exit code: 0 healthy (nothing at --fail-on), 1 findings at --fail-on, 2 usage error.
+    Exit code: 0 healthy (nothing at --fail-on), 1 findings at --fail-on (with --baseline: a
+    regression), 2 usage error.
     """
     with user_errors(debug):
-        report_file = report_target(report_path, FILE_FORMATS)
+        targets: list[tuple[Path | None, OutputFormat | None]] = [
+            (report_target(p, FILE_FORMATS), None) for p in report_paths
+        ]
+        if junit_path is not None:
+            targets.append((report_target(junit_path, {}, any_suffix=True), OutputFormat.JUNIT))
+        baseline = load_report(Path(baseline_path)) if baseline_path else None
         job = prepare(
             model_spec,
             config_path=config_path,
@@ -70,6 +98,7 @@ def diagnose_command(
             flags=flags,
             plan=plan_path,
         )
+        fail_on = job.settings.fail_on
         with progress(enabled=not quiet and sys.stderr.isatty()) as on_step:
             report = diagnose(
                 job.loaded.module,
@@ -79,14 +108,48 @@ def diagnose_command(
                 model_name=job.loaded.name,
                 on_step=on_step,
             )
-        if report_file is not None:
-            render = RENDERERS[FILE_FORMATS[report_file.suffix.lower()]]
-            write_atomic(report_file, lambda handle: render(report, handle, color=False))
+        for path, forced in targets:
+            assert path is not None
+            write_atomic(
+                path, _writer(report, forced or FILE_FORMATS[path.suffix.lower()], fail_on)
+            )
             if not quiet:
-                click.echo(f"gradcheck: wrote {report_file}", err=True)
-        RENDERERS[OutputFormat(output_format)](report, sys.stdout, color=use_color())
-        sys.stdout.flush()
-    sys.exit(exit_code(report, job.settings.fail_on))
+                click.echo(f"gradcheck: wrote {path}", err=True)
+        comparison = None
+        if baseline is not None:
+            comparison = compare(
+                baseline, report.to_dict(), factor=job.settings.regression_factor, fail_on=fail_on
+            )
+        emit(OutputFormat(output_format), report, comparison, fail_on)
+    if comparison is not None:
+        sys.exit(ExitCode.FINDINGS if comparison.regressed else ExitCode.OK)
+    sys.exit(exit_code(report, fail_on))
+
+
+def _writer(report: Report, fmt: OutputFormat, fail_on: FailOn) -> Callable[[TextIO], None]:
+    def write(handle: TextIO) -> None:
+        RENDERERS[fmt](report, handle, fail_on=fail_on)
+
+    return write
+
+
+def emit(
+    fmt: OutputFormat, report: Report | None, comparison: Comparison | None, fail_on: FailOn
+) -> None:
+    """Render to stdout (a comparison when there is one) and, for the ``github`` format, append
+    the Markdown summary to ``$GITHUB_STEP_SUMMARY`` when GitHub Actions sets it."""
+    if comparison is not None:
+        COMPARE_RENDERERS[fmt](comparison, sys.stdout, color=use_color(), fail_on=fail_on)
+    elif report is not None:
+        RENDERERS[fmt](report, sys.stdout, color=use_color(), fail_on=fail_on)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if fmt is OutputFormat.GITHUB and summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            if report is not None:
+                RENDERERS[OutputFormat.MARKDOWN](report, handle, fail_on=fail_on)
+            if comparison is not None:
+                COMPARE_RENDERERS[OutputFormat.MARKDOWN](comparison, handle, fail_on=fail_on)
+    sys.stdout.flush()
 
 
 def use_color() -> bool:
@@ -116,6 +179,3 @@ def progress(*, enabled: bool) -> Iterator[Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
         yield on_step
-
-
-__all__ = ["diagnose_command", "progress", "use_color"]

@@ -11,16 +11,18 @@ from typing import Any, TextIO
 from gradcheck_cli.errors import ConfigError
 
 
-def report_target(report_path: str | None, formats: Mapping[str, Any]) -> Path | None:
-    """Check ``--report`` (extension, folder) before the model is even loaded."""
+def report_target(
+    report_path: str | None, formats: Mapping[str, Any], *, any_suffix: bool = False
+) -> Path | None:
+    """Check a report path (extension, folder) before the model is even loaded."""
     if report_path is None:
         return None
     path = Path(report_path)
-    if path.suffix.lower() not in formats:
+    if not any_suffix and path.suffix.lower() not in formats:
         allowed = ", ".join(sorted(formats))
         raise ConfigError(f"--report '{report_path}' must end in one of {allowed}")
     if not path.parent.resolve().is_dir():
-        raise ConfigError(f"--report '{report_path}': folder '{path.parent}' does not exist")
+        raise ConfigError(f"report '{report_path}': folder '{path.parent}' does not exist")
     return path
 
 

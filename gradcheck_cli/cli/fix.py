@@ -64,7 +64,7 @@ from gradcheck_cli.report import FIX_RENDERERS, OutputFormat
 @click.option(
     "--format",
     "output_format",
-    type=choice(OutputFormat),
+    type=click.Choice([f.value for f in FIX_RENDERERS]),
     default="rich",
     show_default=True,
     help="What to print on stdout.",

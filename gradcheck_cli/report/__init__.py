@@ -11,9 +11,22 @@ from typing import Protocol, TextIO
 
 from torch import nn
 
-from gradcheck_cli.findings import Report
+from gradcheck_cli.compare import Comparison
+from gradcheck_cli.findings import FailOn, Report
 from gradcheck_cli.fix import FixResult
-from gradcheck_cli.report import fix_data, fix_rich, json_format, rich_text, yaml_format
+from gradcheck_cli.report import (
+    compare_ci,
+    compare_data,
+    compare_rich,
+    fix_data,
+    fix_rich,
+    github,
+    json_format,
+    junit,
+    markdown,
+    rich_text,
+    yaml_format,
+)
 
 
 class OutputFormat(str, enum.Enum):
@@ -22,18 +35,27 @@ class OutputFormat(str, enum.Enum):
     RICH = "rich"
     YAML = "yaml"
     JSON = "json"
+    GITHUB = "github"
+    JUNIT = "junit"
+    MARKDOWN = "markdown"
 
 
 class Renderer(Protocol):
-    """Writes a report to a text stream; ``color`` is only honoured by terminal formats."""
+    """Writes a report to a text stream; ``color`` is only honoured by terminal formats and
+    ``fail_on`` by the CI formats that mark failures."""
 
-    def __call__(self, report: Report, out: TextIO, *, color: bool) -> None: ...
+    def __call__(
+        self, report: Report, out: TextIO, *, color: bool = False, fail_on: FailOn = FailOn.ERROR
+    ) -> None: ...
 
 
 RENDERERS: dict[OutputFormat, Renderer] = {
     OutputFormat.RICH: rich_text.render,
     OutputFormat.YAML: yaml_format.render,
     OutputFormat.JSON: json_format.render,
+    OutputFormat.GITHUB: github.render,
+    OutputFormat.JUNIT: junit.render,
+    OutputFormat.MARKDOWN: markdown.render,
 }
 
 
@@ -51,11 +73,45 @@ FIX_RENDERERS: dict[OutputFormat, FixRenderer] = {
     OutputFormat.JSON: fix_data.render_json,
 }
 
+
+class CompareRenderer(Protocol):
+    """Writes a comparison with a baseline."""
+
+    def __call__(
+        self,
+        comparison: Comparison,
+        out: TextIO,
+        *,
+        color: bool = False,
+        fail_on: FailOn = FailOn.ERROR,
+    ) -> None: ...
+
+
+COMPARE_RENDERERS: dict[OutputFormat, CompareRenderer] = {
+    OutputFormat.RICH: compare_rich.render,
+    OutputFormat.YAML: compare_data.render_yaml,
+    OutputFormat.JSON: compare_data.render_json,
+    OutputFormat.GITHUB: compare_ci.render_github,
+    OutputFormat.JUNIT: compare_ci.render_junit,
+    OutputFormat.MARKDOWN: compare_ci.render_markdown,
+}
+
 # Report files are machine output: their format follows the file's extension.
 FILE_FORMATS: dict[str, OutputFormat] = {
     ".yaml": OutputFormat.YAML,
     ".yml": OutputFormat.YAML,
     ".json": OutputFormat.JSON,
+    ".xml": OutputFormat.JUNIT,
+    ".md": OutputFormat.MARKDOWN,
 }
 
-__all__ = ["FILE_FORMATS", "FIX_RENDERERS", "FixRenderer", "OutputFormat", "RENDERERS", "Renderer"]
+__all__ = [
+    "COMPARE_RENDERERS",
+    "FILE_FORMATS",
+    "FIX_RENDERERS",
+    "CompareRenderer",
+    "FixRenderer",
+    "OutputFormat",
+    "RENDERERS",
+    "Renderer",
+]

@@ -17,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from gradcheck_cli.findings import Finding, Report, Severity, Status
+from gradcheck_cli.findings import FailOn, Finding, Report, Severity, Status
 from gradcheck_cli.remedies import REMEDIES
 from gradcheck_cli.stats import LayerStats, value
 
@@ -30,7 +30,9 @@ _STATUS_STYLE = {
 }
 
 
-def render(report: Report, out: TextIO, *, color: bool) -> None:
+def render(
+    report: Report, out: TextIO, *, color: bool = False, fail_on: FailOn = FailOn.ERROR
+) -> None:
     """Write the human-readable report to ``out``."""
     console = Console(
         file=out,

@@ -1,0 +1,59 @@
+"""``gradcheck compare OLD NEW``: the per-layer and per-finding difference of two reports."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gradcheck_cli.cli.diagnose import emit
+from gradcheck_cli.cli.errors import user_errors
+from gradcheck_cli.cli.options import choice
+from gradcheck_cli.compare import compare, load_report
+from gradcheck_cli.config import Settings, parse_enum
+from gradcheck_cli.findings import ExitCode, FailOn
+from gradcheck_cli.report import OutputFormat
+
+
+@click.command("compare")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option(
+    "--format",
+    "output_format",
+    type=choice(OutputFormat),
+    default="rich",
+    show_default=True,
+    help="What to print on stdout.",
+)
+@click.option(
+    "--fail-on",
+    type=choice(FailOn),
+    default="error",
+    show_default=True,
+    help="Lowest severity of a new finding that is a regression.",
+)
+@click.option(
+    "--regression-factor",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="How far a layer's gradient RMS may move.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def compare_command(
+    old: str, new: str, output_format: str, fail_on: str, regression_factor: float, debug: bool
+) -> None:
+    """Compare report NEW with baseline OLD; exit 1 on a regression, 0 otherwise."""
+    with user_errors(debug):
+        settings = Settings(regression_factor=regression_factor)  # validates the factor
+        level = parse_enum(FailOn, fail_on, "--fail-on")
+        comparison = compare(
+            load_report(Path(old)),
+            load_report(Path(new)),
+            factor=settings.regression_factor,
+            fail_on=level,
+        )
+        emit(OutputFormat(output_format), None, comparison, level)
+    sys.exit(ExitCode.FINDINGS if comparison.regressed else ExitCode.OK)

@@ -1,0 +1,303 @@
+"""Baselines: compare two reports layer by layer and finding by finding.
+
+Works on the plain report documents (``Report.to_dict()`` or a YAML/JSON file), so a baseline
+written by any earlier run, or by another machine, can be compared. A regression is a finding
+that is new or more severe and reaches ``--fail-on``, or a layer whose gradient RMS moved by
+more than ``factor`` in either direction. Layers that appear, disappear or were renamed are
+reported as such.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gradcheck_cli.errors import UsageError
+from gradcheck_cli.findings import SCHEMA_VERSION, FailOn, Severity
+
+
+class LayerChange(str, enum.Enum):
+    """How one layer's gradient RMS compares with the baseline."""
+
+    UNCHANGED = "unchanged"
+    DROPPED = "dropped"
+    ROSE = "rose"
+    ADDED = "added"
+    REMOVED = "removed"
+    RENAMED = "renamed"
+
+
+class FindingChange(str, enum.Enum):
+    """How one finding id compares with the baseline."""
+
+    NEW = "new"
+    WORSE = "worse"
+    UNCHANGED = "unchanged"
+    BETTER = "better"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    """One layer: gradient RMS before and after, and the verdict."""
+
+    name: str
+    type: str
+    old: float | None
+    new: float | None
+    change: LayerChange
+    old_name: str = ""
+
+    @property
+    def factor(self) -> float | None:
+        """new / old; inf when the gradient appeared, 0 when it vanished."""
+        if self.old is None or self.new is None:
+            return None
+        if self.old == 0:
+            return 1.0 if self.new == 0 else math.inf
+        return self.new / self.old
+
+    @property
+    def regression(self) -> bool:
+        """A gradient that dropped or rose beyond the factor."""
+        return self.change in (LayerChange.DROPPED, LayerChange.ROSE)
+
+
+@dataclass(frozen=True)
+class FindingDiff:
+    """One finding id: worst severity before and after."""
+
+    id: str
+    old: Severity | None
+    new: Severity | None
+    change: FindingChange
+    regression: bool
+    message: str = ""
+    layers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything ``gradcheck compare`` and ``diagnose --baseline`` report."""
+
+    old_model: str
+    new_model: str
+    old_status: str
+    new_status: str
+    factor: float
+    fail_on: FailOn
+    layers: tuple[LayerDiff, ...]
+    findings: tuple[FindingDiff, ...]
+
+    @property
+    def regressed(self) -> bool:
+        """True when any finding or layer regressed: the exit code is then 1."""
+        return any(f.regression for f in self.findings) or any(l.regression for l in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, deterministically ordered."""
+
+        def num(x: float | None) -> float | str | None:
+            if x is None:
+                return None
+            if not math.isfinite(x):
+                return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+            return float(f"{x:.4g}")
+
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "comparison",
+            "old": {"model": self.old_model, "status": self.old_status},
+            "new": {"model": self.new_model, "status": self.new_status},
+            "regression_factor": self.factor,
+            "fail_on": self.fail_on.value,
+            "regressed": self.regressed,
+            "findings": [
+                {
+                    "id": f.id,
+                    "old": f.old.value if f.old else None,
+                    "new": f.new.value if f.new else None,
+                    "change": f.change.value,
+                    "regression": f.regression,
+                    "message": f.message,
+                    "layers": list(f.layers),
+                }
+                for f in self.findings
+            ],
+            "layers": [
+                {
+                    "name": l.name,
+                    "type": l.type,
+                    "old_grad_rms": num(l.old),
+                    "new_grad_rms": num(l.new),
+                    "factor": num(l.factor),
+                    "change": l.change.value,
+                    "old_name": l.old_name,
+                    "regression": l.regression,
+                }
+                for l in self.layers
+            ],
+        }
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """A report document from a YAML or JSON file (a fix report gives its ``after``)."""
+    if not path.is_file():
+        raise UsageError(f"report '{path}' does not exist; check the path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise UsageError(
+            f"'{path}' is not valid {path.suffix.lstrip('.').upper() or 'YAML'}"
+        ) from exc
+    if isinstance(data, Mapping) and "after" in data and "layers" not in data:
+        data = data["after"]
+    if not isinstance(data, Mapping) or "layers" not in data or "findings" not in data:
+        raise UsageError(f"'{path}' is not a gradcheck report (no layers and findings)")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise UsageError(
+            f"'{path}' has schema_version {data.get('schema_version')!r}; this gradcheck reads "
+            f"{SCHEMA_VERSION}: regenerate the baseline"
+        )
+    return dict(data)
+
+
+def _median(stat: Any) -> float | None:
+    if not isinstance(stat, Mapping) or "median" not in stat:
+        return None
+    value = stat["median"]
+    if isinstance(value, str):
+        return float(value)  # 'nan', 'inf', '-inf'
+    return float(value)
+
+
+def _worst(report: Mapping[str, Any]) -> dict[str, tuple[Severity, Mapping[str, Any]]]:
+    worst: dict[str, tuple[Severity, Mapping[str, Any]]] = {}
+    for f in report.get("findings", []):
+        severity = Severity(f["severity"])
+        if f["id"] not in worst or severity.rank > worst[f["id"]][0].rank:
+            worst[f["id"]] = (severity, f)
+    return worst
+
+
+def _reaches(severity: Severity, fail_on: FailOn) -> bool:
+    return fail_on is not FailOn.NEVER and severity.rank >= Severity(fail_on.value).rank
+
+
+def compare(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    *,
+    factor: float = 10.0,
+    fail_on: FailOn = FailOn.ERROR,
+) -> Comparison:
+    """Compare report documents ``old`` (the baseline) and ``new``."""
+    findings = []
+    before, after = _worst(old), _worst(new)
+    for finding_id in sorted(set(before) | set(after)):
+        was = before.get(finding_id, (None, {}))[0]
+        now, data = after.get(finding_id, (None, {}))
+        if was is None and now is not None:
+            change = FindingChange.NEW
+        elif now is None:
+            change = FindingChange.RESOLVED
+        elif was is not None and now.rank > was.rank:
+            change = FindingChange.WORSE
+        elif was is not None and now.rank < was.rank:
+            change = FindingChange.BETTER
+        else:
+            change = FindingChange.UNCHANGED
+        regression = change in (FindingChange.NEW, FindingChange.WORSE) and _reaches(now, fail_on)  # type: ignore[arg-type]
+        findings.append(
+            FindingDiff(
+                finding_id,
+                was,
+                now,
+                change,
+                regression,
+                str(data.get("message", ""))
+                if data
+                else str(before[finding_id][1].get("message", "")),
+                tuple(data.get("layers", ())) if data else (),
+            )
+        )
+    return Comparison(
+        old_model=str(old.get("model", {}).get("name", "")),
+        new_model=str(new.get("model", {}).get("name", "")),
+        old_status=str(old.get("status", "")),
+        new_status=str(new.get("status", "")),
+        factor=factor,
+        fail_on=fail_on,
+        layers=tuple(_layer_diffs(old, new, factor)),
+        findings=tuple(findings),
+    )
+
+
+def _layer_diffs(old: Mapping[str, Any], new: Mapping[str, Any], factor: float) -> list[LayerDiff]:
+    old_layers = {l["name"]: l for l in old.get("layers", [])}
+    new_layers = {l["name"]: l for l in new.get("layers", [])}
+    removed = [l for name, l in old_layers.items() if name not in new_layers]
+    diffs: list[LayerDiff] = []
+    for name, layer in new_layers.items():
+        now = _median(layer.get("grad_rms"))
+        if name not in old_layers:
+            # Same type at the same position as a layer that disappeared: a rename.
+            twin = next(
+                (
+                    r
+                    for r in removed
+                    if r["type"] == layer["type"] and r.get("order") == layer.get("order")
+                ),
+                None,
+            )
+            if twin is not None:
+                removed.remove(twin)
+                was = _median(twin.get("grad_rms"))
+                change = _moved(was, now, factor)
+                diffs.append(
+                    LayerDiff(
+                        name,
+                        layer["type"],
+                        was,
+                        now,
+                        change if change is not LayerChange.UNCHANGED else LayerChange.RENAMED,
+                        old_name=twin["name"],
+                    )
+                )
+            elif now is not None:
+                diffs.append(LayerDiff(name, layer["type"], None, now, LayerChange.ADDED))
+            continue
+        was = _median(old_layers[name].get("grad_rms"))
+        if was is None and now is None:
+            continue  # an activation: nothing to compare
+        diffs.append(LayerDiff(name, layer["type"], was, now, _moved(was, now, factor)))
+    for layer in removed:
+        was = _median(layer.get("grad_rms"))
+        if was is not None:
+            diffs.append(LayerDiff(layer["name"], layer["type"], was, None, LayerChange.REMOVED))
+    return diffs
+
+
+def _moved(was: float | None, now: float | None, factor: float) -> LayerChange:
+    if was is None or now is None:
+        return LayerChange.ADDED if was is None and now is not None else LayerChange.UNCHANGED
+    if math.isnan(was) or math.isnan(now):
+        return LayerChange.UNCHANGED if math.isnan(was) and math.isnan(now) else LayerChange.ROSE
+    if was == now:
+        return LayerChange.UNCHANGED
+    if was == 0:
+        return LayerChange.ROSE
+    ratio = now / was
+    if ratio < 1 / factor:
+        return LayerChange.DROPPED
+    if ratio > factor:
+        return LayerChange.ROSE
+    return LayerChange.UNCHANGED
