@@ -99,7 +99,11 @@ def test_to_dict_rounds_and_spells_out_nonfinite(validate_report) -> None:
 
 
 def test_every_format_has_a_renderer() -> None:
+    from gradcheck_cli.report import COMPARE_RENDERERS, FIX_RENDERERS
+
     assert set(RENDERERS) == set(OutputFormat)
+    assert set(COMPARE_RENDERERS) == set(OutputFormat)
+    assert set(FIX_RENDERERS) == {OutputFormat.RICH, OutputFormat.YAML, OutputFormat.JSON}
     assert set(FILE_FORMATS.values()) <= set(OutputFormat)
 
 
@@ -112,6 +116,12 @@ def test_renderers_write_the_same_report(fmt: OutputFormat) -> None:
         assert yaml.safe_load(text)["status"] == "warning"
     elif fmt is OutputFormat.JSON:
         assert json.loads(text)["findings"][0]["id"] == "vanishing"
+    elif fmt is OutputFormat.GITHUB:
+        assert text.splitlines()[0].startswith("::warning title=gradcheck vanishing in a[0]::m")
+    elif fmt is OutputFormat.JUNIT:
+        assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>') and "<testsuites" in text
+    elif fmt is OutputFormat.MARKDOWN:
+        assert text.startswith("## gradcheck: 🟡 warning") and "| `vanishing` |" in text
     else:
         assert "WARNING" in text and "a[0]" in text  # markup-like names are printed verbatim
         assert "\x1b[" not in text

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import torch
 
 from gradcheck_cli.config import Device, Settings, load_settings, parse_enum
 from gradcheck_cli.findings import FailOn
@@ -100,7 +101,11 @@ def prepare(
             given[key] = parse_enum(kind, given[key], f"--{key.replace('_', '-')}")
     settings = dataclasses.replace(settings, **given)
     shapes = [InputShape.parse(s) for s in input_shapes]
-    loaded = load_model(model_spec, trust_pickle=trust_pickle)
+    # Seeded, so a model file that initialises randomly builds the same weights every run:
+    # baselines compare like with like.
+    with torch.random.fork_rng():
+        torch.manual_seed(settings.seed)
+        loaded = load_model(model_spec, trust_pickle=trust_pickle)
     if plan is not None:
         from gradcheck_cli.remedies.plan import Plan, apply_plan
 
@@ -109,8 +114,6 @@ def prepare(
     if weights is not None:
         load_weights(loaded.module, weights)
     if shapes:
-        import torch
-
         inputs: Any = shapes_factory(shapes, torch.device("cpu"))
     else:
         inputs = loaded.example_inputs

@@ -1,0 +1,60 @@
+"""Helpers for the user's own test suite: assert that a model's gradients are healthy.
+
+    from gradcheck_cli.testing import assert_healthy_gradients
+
+    def test_my_model_trains():
+        assert_healthy_gradients(build_model(), lambda b: torch.randn(b, 3, 32, 32))
+
+The failure message lists the report's findings, so a red test says what is wrong and what to
+try. With the package installed, pytest also gets a ``gradcheck`` fixture that is this function.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from gradcheck_cli.api import diagnose
+from gradcheck_cli.config import parse_enum
+from gradcheck_cli.findings import ExitCode, FailOn, Report, Severity, exit_code
+from gradcheck_cli.loading import InputFactory, Inputs, LossFn
+
+
+def failure_message(report: Report, fail_on: FailOn) -> str:
+    """The findings at or above ``fail_on``, one paragraph each."""
+    threshold = Severity(fail_on.value).rank if fail_on is not FailOn.NEVER else 99
+    failing = [f for f in report.findings if f.severity.rank >= threshold]
+    lines = [
+        f"gradcheck: {report.model.name} has {len(failing)} finding(s) at or above "
+        f"{fail_on.value} (status {report.status.value}):"
+    ]
+    for f in sorted(failing, key=lambda f: -f.severity.rank):
+        layers = ", ".join(f.layers[:6]) + (
+            f" (+{len(f.layers) - 6} more)" if len(f.layers) > 6 else ""
+        )
+        lines.append(f"  [{f.severity.value}] {f.id}: {f.message}")
+        if layers:
+            lines.append(f"      layers: {layers}")
+        if f.remedies:
+            lines.append(f"      remedies: {', '.join(f.remedies)} (gradcheck explain {f.id})")
+    return "\n".join(lines)
+
+
+def assert_healthy_gradients(
+    model: nn.Module,
+    inputs: Inputs | InputFactory | None = None,
+    loss_fn: LossFn | None = None,
+    *,
+    fail_on: FailOn | str = FailOn.ERROR,
+    **options: Any,
+) -> Report:
+    """Diagnose ``model`` and raise AssertionError if a finding reaches ``fail_on``.
+
+    Takes the same arguments as :func:`gradcheck_cli.diagnose`; returns the report when healthy.
+    """
+    level = parse_enum(FailOn, fail_on, "fail_on")
+    report = diagnose(model, inputs, loss_fn, **options)
+    if exit_code(report, level) is ExitCode.FINDINGS:
+        raise AssertionError(failure_message(report, level))
+    return report

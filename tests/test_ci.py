@@ -1,0 +1,267 @@
+"""gradcheck in CI: annotations, JUnit, Markdown, baselines, per-check config, determinism, pytest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from torch import nn
+
+from gradcheck_cli.cli import main
+from gradcheck_cli.testing import assert_healthy_gradients
+
+from .conftest import ROOT, SAMPLES
+
+SIGMOID = str(SAMPLES / "deep_sigmoid.py")
+HEALTHY = str(SAMPLES / "mlp_he.py")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    return CliRunner(env=env).invoke(main, list(args), catch_exceptions=False)
+
+
+def test_github_annotations_name_the_layer_and_the_file(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    result = run(
+        "diagnose", SIGMOID, "--format", "github", env={"GITHUB_STEP_SUMMARY": str(summary)}
+    )
+    assert result.exit_code == 1
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith(
+        f"::error file={SIGMOID.replace(':', '%3A')},title=gradcheck vanishing in 0::"
+    )
+    assert "gradients shrink with depth" in first and "[layers: 0, 2, 4" in first
+    assert "Remedies: relu-swap, kaiming-init" in first
+    assert rest[-1].startswith("::notice title=gradcheck::") and "error (1 error" in rest[-1]
+    text = summary.read_text()
+    assert text.startswith("## gradcheck: 🔴 error") and "| 🔴 error | `vanishing` |" in text
+
+
+def test_junit_report_fails_the_right_test_case(tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    result = run("diagnose", SIGMOID, "--junit", str(junit), "--format", "yaml")
+    assert result.exit_code == 1
+    root = ET.parse(junit).getroot()
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("tests") == "6" and suite.get("failures") == "1"
+    failed = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert [c.get("name") for c in failed] == ["vanishing: Vanishing gradients"]
+    failure = failed[0].find("failure")
+    assert failure is not None and failure.get("type") == "error"
+    assert "layers: 0, 2, 4" in (failure.text or "")
+
+
+def test_junit_below_fail_on_is_context_not_failure(tmp_path: Path) -> None:
+    junit = tmp_path / "r.xml"  # --report by extension
+    unused = str(SAMPLES / "unused_branch.py")
+    assert run("diagnose", unused, "--report", str(junit), "--format", "yaml").exit_code == 0
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "0"
+    case = next(c for c in suite.iter("testcase") if c.get("name", "").startswith("no-gradient"))
+    assert "never run in forward" in (case.findtext("system-out") or "")
+    assert (
+        run(
+            "diagnose", unused, "--report", str(junit), "--fail-on", "warning", "--format", "yaml"
+        ).exit_code
+        == 1
+    )
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "1"
+
+
+def test_markdown_report_file(tmp_path: Path) -> None:
+    md = tmp_path / "summary.md"
+    assert run("diagnose", HEALTHY, "--report", str(md), "--format", "json", "-q").exit_code == 0
+    text = md.read_text()
+    assert text.startswith("## gradcheck: ✅ healthy") and "No findings." in text
+    assert text.count("| Linear |") == 21
+
+
+def _write_models(tmp_path: Path) -> tuple[str, str]:
+    base = (
+        "import torch\nfrom torch import nn\n"
+        "def build_model(scale=1.0):\n"
+        "    torch.manual_seed(0)\n"
+        "    layers = []\n"
+        "    for i in range(4):\n"
+        "        lin = nn.Linear(32, 32)\n"
+        "        nn.init.kaiming_normal_(lin.weight, nonlinearity='relu')\n"
+        "        layers += [lin, nn.ReLU()]\n"
+        "    layers.append(nn.Linear(32, 4))\n"
+        "    model = nn.Sequential(*layers)\n"
+        "    with torch.no_grad():\n"
+        "        model[4].weight.mul_(scale)\n"
+        "    return model\n"
+    )
+    old = tmp_path / "model_v1.py"
+    new = tmp_path / "model_v2.py"
+    old.write_text(base)
+    # v2 shrinks layer 4 by 100: the gradient reaching layers 0 and 2 drops about 100x.
+    new.write_text(base.replace("def build_model(scale=1.0)", "def build_model(scale=0.01)"))
+    return str(old), str(new)
+
+
+def test_baseline_catches_a_100x_drop_and_names_the_layer(tmp_path: Path) -> None:
+    old, new = _write_models(tmp_path)
+    baseline = tmp_path / "baseline.yaml"
+    assert run("diagnose", old, "--report", str(baseline), "--format", "yaml", "-q").exit_code == 0
+    same = run("diagnose", old, "--baseline", str(baseline), "--format", "github")
+    assert same.exit_code == 0 and "no regression" in same.stdout
+    changed = run("diagnose", new, "--baseline", str(baseline), "--format", "github")
+    assert changed.exit_code == 1
+    errors = [line for line in changed.stdout.splitlines() if line.startswith("::error")]
+    assert any("gradcheck regression in 0" in line and "dropped" in line for line in errors)
+    assert any("gradcheck regression in 2" in line for line in errors)
+    as_yaml = yaml.safe_load(
+        run("diagnose", new, "--baseline", str(baseline), "--format", "yaml").stdout
+    )
+    dropped = {l["name"]: l for l in as_yaml["layers"] if l["change"] == "dropped"}
+    assert set(dropped) >= {"0", "2"} and dropped["0"]["factor"] < 0.02
+    loose = run(
+        "diagnose",
+        new,
+        "--baseline",
+        str(baseline),
+        "--regression-factor",
+        "1000",
+        "--format",
+        "yaml",
+    )
+    assert loose.exit_code == 0
+
+
+def test_compare_reports_new_findings_and_renamed_or_removed_layers(tmp_path: Path) -> None:
+    old = tmp_path / "old.yaml"
+    new = tmp_path / "new.json"
+    run("diagnose", HEALTHY, "--report", str(old), "--format", "yaml", "-q")
+    run("diagnose", SIGMOID, "--report", str(new), "--format", "yaml", "-q")
+    result = run("compare", str(old), str(new), "--format", "yaml")
+    assert result.exit_code == 1
+    data = yaml.safe_load(result.stdout)
+    (finding,) = data["findings"]
+    assert finding["id"] == "vanishing" and finding["change"] == "new" and finding["regression"]
+    changes = {l["change"] for l in data["layers"]}
+    assert "removed" in changes  # the 20-layer MLP has more Linear layers than the 10-layer one
+    assert run("compare", str(new), str(new)).exit_code == 0
+    rich = run("compare", str(old), str(new)).stdout
+    assert "REGRESSION" in rich and "vanishing" in rich
+
+    renamed = yaml.safe_load(old.read_text())
+    for layer in renamed["layers"]:
+        if layer["name"] == "0":
+            layer["name"] = "stem"
+    (tmp_path / "renamed.yaml").write_text(yaml.safe_dump(renamed))
+    result = yaml.safe_load(
+        run("compare", str(old), str(tmp_path / "renamed.yaml"), "--format", "yaml").stdout
+    )
+    stem = next(l for l in result["layers"] if l["name"] == "stem")
+    assert stem["change"] == "renamed" and stem["old_name"] == "0"
+    assert result["regressed"] is False
+
+
+@pytest.mark.parametrize(
+    "content,message", [("nope: [", "not valid"), ("a: 1\n", "not a gradcheck report")]
+)
+def test_compare_rejects_what_is_not_a_report(tmp_path: Path, content: str, message: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content)
+    result = run("compare", str(bad), str(bad))
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_per_check_config_severity_off_and_ignored_layers(tmp_path: Path) -> None:
+    dead = str(SAMPLES / "dead_relu.py")
+    (tmp_path / "gradcheck.yaml").write_text(
+        "checks:\n  no-gradient:\n    severity: off\n  dead-units:\n    severity: warning\n"
+    )
+    report = yaml.safe_load(run("diagnose", dead, "--format", "yaml").stdout)
+    assert [(f["id"], f["severity"]) for f in report["findings"]] == [("dead-units", "warning")]
+    (tmp_path / "gradcheck.yaml").write_text("ignore-layers: ['*']\n")
+    result = run("diagnose", dead, "--format", "yaml")
+    assert result.exit_code == 0 and yaml.safe_load(result.stdout)["findings"] == []
+    (tmp_path / "gradcheck.yaml").write_text(
+        "checks:\n  dead-units:\n    ignore-layers: ['1', '3', '5', '7', '9']\n"
+    )
+    report = yaml.safe_load(run("diagnose", dead, "--format", "yaml").stdout)
+    dead_finding = next(f for f in report["findings"] if f["id"] == "dead-units")
+    assert dead_finding["layers"] == ["11"]
+    (tmp_path / "gradcheck.yaml").write_text("checks:\n  dead-units:\n    severity: loud\n")
+    bad = run("diagnose", dead)
+    assert bad.exit_code == 2 and "must be one of off|info|warning|error" in bad.stderr
+
+
+def test_same_seed_same_report_across_processes(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gradcheck_cli",
+                "diagnose",
+                str(SAMPLES / "resnet_bn.py"),
+                "--format",
+                "yaml",
+                "--seed",
+                "3",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+        )
+        data = yaml.safe_load(done.stdout)
+        data["run"].pop("seconds")
+        outputs.append(data)
+    assert outputs[0] == outputs[1]  # identical to the 4 significant digits reported
+
+
+def test_assert_healthy_gradients() -> None:
+    torch.manual_seed(0)
+    healthy = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    report = assert_healthy_gradients(healthy, lambda b: torch.randn(b, 8))
+    assert report.status.value == "healthy"
+    sick = nn.Sequential(
+        *[m for _ in range(10) for m in (nn.Linear(16, 16), nn.Sigmoid())], nn.Linear(16, 2)
+    )
+    with pytest.raises(AssertionError) as info:
+        assert_healthy_gradients(sick, lambda b: torch.randn(b, 16))
+    text = str(info.value)
+    assert "[error] vanishing: gradients shrink with depth" in text
+    assert "remedies: relu-swap" in text and "gradcheck explain vanishing" in text
+    assert_healthy_gradients(sick, lambda b: torch.randn(b, 16), fail_on="never")
+
+
+def test_pytest_plugin_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import torch
+        from torch import nn
+
+        def test_ok(gradcheck):
+            model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+            gradcheck(model, lambda b: torch.randn(b, 4))
+
+        def test_sick(gradcheck):
+            layers = [m for _ in range(10) for m in (nn.Linear(8, 8), nn.Sigmoid())]
+            gradcheck(nn.Sequential(*layers, nn.Linear(8, 2)), lambda b: torch.randn(b, 8))
+        """
+    )
+    result = pytester.runpytest()  # the plugin loads through its pytest11 entry point
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*[[]error[]] vanishing*"])
