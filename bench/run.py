@@ -47,7 +47,14 @@ def plain(model: torch.nn.Module, work: Workload, steps: int, device: torch.devi
 
 
 def checked(model: torch.nn.Module, work: Workload, steps: int, device: torch.device) -> None:
-    diagnose(model, lambda b: work.batch(b, device), work.loss, steps=steps, batch_size=work.batch_size, device=device.type)
+    diagnose(
+        model,
+        lambda b: work.batch(b, device),
+        work.loss,
+        steps=steps,
+        batch_size=work.batch_size,
+        device=device.type,
+    )
 
 
 MODES = {"plain": plain, "diagnose": checked}
@@ -109,7 +116,9 @@ def peak_memory(work: Workload, steps: int, device: torch.device) -> dict[str, f
     for mode in MODES:
         done = subprocess.run(
             [sys.executable, __file__, "--memory-child", work.name, mode, str(steps)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         peaks[mode] = json.loads(done.stdout.strip().splitlines()[-1])["extra"]
     return peaks
@@ -122,7 +131,9 @@ def startup() -> tuple[float, float]:
     )
     root = str(Path(__file__).resolve().parent.parent)
     runs = [
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+        )
         for _ in range(3)
     ]
     pairs = [tuple(float(x) for x in r.stdout.split()) for r in runs]
@@ -130,9 +141,13 @@ def startup() -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--steps", type=int, default=3, help="N: passes per phase (gradcheck's default)")
+    parser.add_argument(
+        "--steps", type=int, default=3, help="N: passes per phase (gradcheck's default)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="skip the 1,000-layer MLP and memory")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
@@ -141,27 +156,49 @@ def main() -> None:
         name, mode, steps = args.memory_child
         memory_child(name, mode, int(steps))
         return
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
-    where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
-    print(f"gradcheck benchmark: torch {torch.__version__} on {device.type} ({where}); N={args.steps} steps, best of {args.repeats}")
-    print(f"{'workload':<14} {'params':>8} {'plain s':>9} {'diagnose s':>11} {'time x':>7} {'plain MB':>9} {'diag MB':>8} {'mem x':>6}")
+    device = torch.device(
+        "cuda"
+        if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
+    where = (
+        torch.cuda.get_device_name(0)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"gradcheck benchmark: torch {torch.__version__} on {device.type} ({where}); N={args.steps} steps, best of {args.repeats}"
+    )
+    print(
+        f"{'workload':<14} {'params':>8} {'plain s':>9} {'diagnose s':>11} {'time x':>7} {'plain MB':>9} {'diag MB':>8} {'mem x':>6}"
+    )
     for work in WORKLOADS.values():
         params = sum(p.numel() for p in build(work, torch.device("cpu")).parameters())
         t = times(work, args.steps, args.repeats, device)
-        m = {"plain": float("nan"), "diagnose": float("nan")} if args.quick else peak_memory(work, args.steps, device)
+        m = (
+            {"plain": float("nan"), "diagnose": float("nan")}
+            if args.quick
+            else peak_memory(work, args.steps, device)
+        )
         print(
             f"{work.name:<14} {params / 1e6:>7.1f}M {t['plain']:>9.3f} {t['diagnose']:>11.3f} "
             f"{t['diagnose'] / t['plain']:>7.2f} {m['plain'] / 2**20:>9.1f} {m['diagnose'] / 2**20:>8.1f} "
             f"{m['diagnose'] / m['plain']:>6.2f}"
         )
-    print(f"\n{'scaling':<14} {'layers':>8} {'plain s':>9} {'diagnose s':>11} {'time x':>7} {'extra ms/layer':>15}")
+    print(
+        f"\n{'scaling':<14} {'layers':>8} {'plain s':>9} {'diagnose s':>11} {'time x':>7} {'extra ms/layer':>15}"
+    )
     for depth in (10, 100) if args.quick else (10, 100, 1000):
         work = scaling(depth)
         t = times(work, args.steps, args.repeats, device)
         per_layer = (t["diagnose"] - t["plain"]) / (depth * args.steps) * 1e3
-        print(f"{work.name:<14} {depth:>8} {t['plain']:>9.3f} {t['diagnose']:>11.3f} {t['diagnose'] / t['plain']:>7.2f} {per_layer:>15.3f}")
+        print(
+            f"{work.name:<14} {depth:>8} {t['plain']:>9.3f} {t['diagnose']:>11.3f} {t['diagnose'] / t['plain']:>7.2f} {per_layer:>15.3f}"
+        )
     torch_s, extra_s = startup()
-    print(f"\nstart-up: import torch {torch_s:.2f} s; gradcheck's CLI imports {extra_s:.2f} s beyond it (target < 1.5 s)")
+    print(
+        f"\nstart-up: import torch {torch_s:.2f} s; gradcheck's CLI imports {extra_s:.2f} s beyond it (target < 1.5 s)"
+    )
 
 
 if __name__ == "__main__":

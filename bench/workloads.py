@@ -54,20 +54,31 @@ def resnet() -> nn.Module:
         stages += [Block(cin, cout, stride), Block(cout, cout, 1)]
         cin = cout
     return nn.Sequential(
-        nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-        *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10),
+        nn.Conv2d(3, 64, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        *stages,
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(512, 10),
     )
 
 
 class GPT(nn.Module):
     """A GPT-like decoder: pre-LN, causal attention, GELU MLP; 6 layers, d=512 (~23M params)."""
 
-    def __init__(self, layers: int = 6, width: int = 512, vocab: int = 8192, context: int = 128) -> None:
+    def __init__(
+        self, layers: int = 6, width: int = 512, vocab: int = 8192, context: int = 128
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
         self.pos = nn.Embedding(context, width)
-        layer = nn.TransformerEncoderLayer(width, 8, 4 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(width), enable_nested_tensor=False)
+        layer = nn.TransformerEncoderLayer(
+            width, 8, 4 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(
+            layer, layers, norm=nn.LayerNorm(width), enable_nested_tensor=False
+        )
         self.head = nn.Linear(width, vocab)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -81,17 +92,33 @@ def _ce(output: object, batch: object) -> torch.Tensor:
     assert isinstance(output, torch.Tensor)
     if output.dim() == 3:
         assert isinstance(batch, torch.Tensor)
-        return nn.functional.cross_entropy(output[:, :-1].reshape(-1, output.shape[-1]), batch[:, 1:].reshape(-1))
-    return nn.functional.cross_entropy(output, torch.zeros(output.shape[0], dtype=torch.long, device=output.device))
+        return nn.functional.cross_entropy(
+            output[:, :-1].reshape(-1, output.shape[-1]), batch[:, 1:].reshape(-1)
+        )
+    return nn.functional.cross_entropy(
+        output, torch.zeros(output.shape[0], dtype=torch.long, device=output.device)
+    )
 
 
 WORKLOADS = {
-    "mlp-16x1024": Workload("mlp-16x1024", lambda: mlp(16), lambda b, d: torch.randn(b, 256, device=d), 64, _ce),
-    "resnet18-bn": Workload("resnet18-bn", resnet, lambda b, d: torch.randn(b, 3, 32, 32, device=d), 32, _ce),
-    "gpt-6x512": Workload("gpt-6x512", GPT, lambda b, d: torch.randint(0, 8192, (b, 128), device=d), 8, _ce),
+    "mlp-16x1024": Workload(
+        "mlp-16x1024", lambda: mlp(16), lambda b, d: torch.randn(b, 256, device=d), 64, _ce
+    ),
+    "resnet18-bn": Workload(
+        "resnet18-bn", resnet, lambda b, d: torch.randn(b, 3, 32, 32, device=d), 32, _ce
+    ),
+    "gpt-6x512": Workload(
+        "gpt-6x512", GPT, lambda b, d: torch.randint(0, 8192, (b, 128), device=d), 8, _ce
+    ),
 }
 
 
 def scaling(depth: int) -> Workload:
     """A narrow MLP of ``depth`` layers, to show how the overhead grows with the layer count."""
-    return Workload(f"mlp-{depth}x64", lambda: mlp(depth, 64), lambda b, d: torch.randn(b, 256, device=d), 32, _ce)
+    return Workload(
+        f"mlp-{depth}x64",
+        lambda: mlp(depth, 64),
+        lambda b, d: torch.randn(b, 256, device=d),
+        32,
+        _ce,
+    )

@@ -70,7 +70,7 @@ def diagnose(
         settings: a full :class:`Settings`; keyword ``options`` are applied on top of it.
         model_name: how the report names the model (default: its class name).
         on_step: progress observer called as ``on_step(done, total)``.
-        **options: ``steps``, ``seed``, ``batch_size``, ``device``, ``loss``, ``fail_on``,
+        **options: ``steps``, ``seed``, ``batch_size``, ``device``, ``loss``, ``amp``, ``fail_on``,
             ``thresholds`` (``{finding_id: {option: value}}``), ``checks``
             (``{finding_id: {"severity": "off"|"info"|..., "ignore_layers": [glob, ...]}}``)
             and ``ignore_layers``, as in the config file.
@@ -96,6 +96,7 @@ def diagnose(
             seed=chosen.seed,
             batch_size=chosen.batch_size,
             device=device,
+            amp=chosen.amp,
             on_step=on_step or (lambda done, total: None),
         )
     seconds = time.perf_counter() - started
@@ -117,6 +118,7 @@ def diagnose(
             seconds=seconds,
             inputs=_describe_inputs(inputs, model),
             torch=str(torch.__version__),
+            amp=chosen.amp.value,
         ),
         findings=tuple(findings),
         layers=measured.stats.layers,

@@ -23,6 +23,7 @@ from gradcheck_cli.checks import CHECKS, Rule, RuleSeverity, default_options
 from gradcheck_cli.errors import ConfigError
 from gradcheck_cli.findings import FailOn
 from gradcheck_cli.loading import LossKind
+from gradcheck_cli.measure import Amp
 
 
 class Device(str, enum.Enum):
@@ -43,6 +44,7 @@ class Settings:
     device: Device = Device.AUTO
     loss: LossKind = LossKind.AUTO
     fail_on: FailOn = FailOn.ERROR
+    amp: Amp = Amp.NONE
     regression_factor: float = 10.0
     thresholds: Mapping[str, Any] = field(default_factory=default_options)
     rules: Mapping[str, Rule] = field(default_factory=dict)
@@ -62,7 +64,12 @@ class Settings:
 
 
 _SCALARS = {"steps": int, "seed": int, "batch_size": int}
-_ENUMS: dict[str, type[enum.Enum]] = {"device": Device, "loss": LossKind, "fail_on": FailOn}
+_ENUMS: dict[str, type[enum.Enum]] = {
+    "device": Device,
+    "loss": LossKind,
+    "fail_on": FailOn,
+    "amp": Amp,
+}
 
 
 def _key(raw: str) -> str:

@@ -98,6 +98,7 @@ class RunInfo:
     seconds: float
     inputs: str
     torch: str
+    amp: str = "none"
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class Report:
                 "seconds": _num(self.run.seconds),
                 "inputs": self.run.inputs,
                 "torch": self.run.torch,
+                "amp": self.run.amp,
                 "losses": [_num(v) for v in self.losses],
             },
             "status": self.status.value,
@@ -230,6 +232,7 @@ def _layer_dict(layer: LayerStats) -> dict[str, Any]:
         "out_grad_rms": _measured(layer.out_grad_rms),
         "dead_fraction": _measured(layer.dead_fraction),
         "saturated_fraction": _measured(layer.saturated_fraction),
+        "underflow_fraction": _measured(layer.underflow_fraction),
         "nonfinite": {
             "activations": layer.nonfinite.activations,
             "output_grads": layer.nonfinite.output_grads,

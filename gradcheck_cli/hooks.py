@@ -100,6 +100,8 @@ def _is_normaliser(module: nn.Module) -> bool:
     return isinstance(module, _NORM_TYPES) or type(module).__name__.endswith("Norm")
 
 
+FP16_TINY = 2.0**-24  # float16's smallest subnormal, about 5.96e-8
+
 # --- the recorder ------------------------------------------------------------------------------
 
 # Quantities accumulated per layer from hook calls; each has its own slot block.
@@ -113,6 +115,7 @@ class Recorder:
     def __init__(self, model: nn.Module, targets: list[tuple[str, nn.Module, LayerKind]]):
         self.model = model
         self.count_nonfinite = False
+        self.count_underflow = False
         self._modules = [m for _, m, _ in targets]
         self._layers = len(targets)
         self._params: list[torch.nn.Parameter] = []
@@ -195,6 +198,15 @@ class Recorder:
                 stack.callback(handle.remove)
             yield
 
+    @contextlib.contextmanager
+    def counting_underflow(self) -> Iterator[None]:
+        """Count, per layer, the gradient values float16 would flush to zero, while the block runs."""
+        self.count_underflow = True
+        try:
+            yield
+        finally:
+            self.count_underflow = False
+
     def _locator_hook(self, name: str) -> Callable[..., None]:
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
             t = _first_tensor(output)
@@ -227,6 +239,10 @@ class Recorder:
         module = self._modules[i]
         bounds = _saturation_bounds(module)
         dead = isinstance(module, _DEAD_TYPES)
+        # The gradient at an activation's output is the one its neighbours already report;
+        # skipping it saves a hook per activation call (the per-layer cost that matters in
+        # deep, narrow nets). One closure per layer, made once, not one per call.
+        grad_hook = None if kind is LayerKind.ACTIVATION else self._grad_hook(i)
 
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
             self._calls[i] += 1
@@ -250,8 +266,8 @@ class Recorder:
                 lo, hi = bounds
                 self._add_count(1, i, ((x <= lo) | (x >= hi)).sum())
                 self._sat_numel[i] += x.numel()
-            if t.requires_grad:
-                t.register_hook(self._grad_hook(i))
+            if grad_hook is not None and t.requires_grad:
+                t.register_hook(grad_hook)
 
         return hook
 
@@ -346,7 +362,12 @@ class Recorder:
             if g is not None and not g.is_sparse:
                 touched = torch.linalg.vector_norm(g, dim=-1) > 0
                 used[i] = (rows * touched).sum()
-        pieces += [grad_sq, used, nf_grad]
+        underflow = torch.zeros(n, dtype=torch.float64, device=device)
+        if self.count_underflow and dense:
+            # Nonzero values below 2**-24, float16's smallest subnormal, become zero in fp16.
+            tiny = [((g != 0) & (g.abs() < FP16_TINY)).sum() for g in dense]
+            underflow.index_add_(0, owners, torch.stack(tiny).double().to(device))
+        pieces += [grad_sq, used, nf_grad, underflow]
         if self._located:
             pieces.append(torch.stack([flag for _, flag in self._located]).double())
         host = torch.cat([p.to(device) for p in pieces]).cpu().tolist()  # the one sync
@@ -357,7 +378,8 @@ class Recorder:
         dead, sat, nf_act, nf_out = (counts[k * n : (k + 1) * n] for k in range(4))
         grad_sq_h, used_h, nf_grad_h = body[6 * n : 7 * n], body[7 * n : 8 * n], body[8 * n : 9 * n]
         counted = self.count_nonfinite
-        flags = body[9 * n :]
+        underflow_h = body[9 * n : 10 * n]
+        flags = body[10 * n :]
         first_forward = next(
             (name for (name, _), bad in zip(self._located, flags, strict=True) if bad), None
         )
@@ -382,6 +404,7 @@ class Recorder:
             nonfinite_out_grad=tuple(int(v) for v in nf_out) if counted else None,
             nonfinite_grad=tuple(int(v) for v in nf_grad_h) if counted else None,
             first_nonfinite_module=first_forward,
+            underflow=tuple(int(v) for v in underflow_h) if self.count_underflow else None,
         )
 
     def _reduce(

@@ -8,6 +8,8 @@ exact non-finite counting switched on: the common case pays nothing for it.
 
 from __future__ import annotations
 
+import contextlib
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,19 @@ def _ignore(done: int, total: int) -> None:
     """The default progress observer: does nothing."""
 
 
+class Amp(str, enum.Enum):
+    """Mixed precision for the passes (``--amp``): autocast to bfloat16 or float16."""
+
+    NONE = "none"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype, or None for full precision."""
+        return {Amp.NONE: None, Amp.BF16: torch.bfloat16, Amp.FP16: torch.float16}[self]
+
+
 @dataclass(frozen=True)
 class Measurement:
     """Aggregated statistics plus the facts the report needs about how they were obtained."""
@@ -42,89 +57,74 @@ class Measurement:
     loss: str
 
 
-def measure(
-    model: nn.Module,
-    make_inputs: InputFactory,
-    *,
-    loss_fn: LossFn | None,
-    loss: LossKind,
-    steps: int,
-    seed: int,
-    batch_size: int,
-    device: torch.device,
-    on_step: StepObserver = _ignore,
-) -> Measurement:
-    """Run ``steps`` measured passes and aggregate them."""
-    records: list[StepRecord] = []
-    used_loss = "loss_fn" if loss_fn is not None else loss.value
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with capture(model) as recorder:
-        for step in range(steps):
-            record, used_loss = _step(
-                recorder, model, make_inputs, loss_fn, loss, seed, step, batch_size, device, devices
+@dataclass(frozen=True)
+class Passes:
+    """Everything one measured step needs besides the step number."""
+
+    model: nn.Module
+    make_inputs: InputFactory
+    loss_fn: LossFn | None
+    loss: LossKind
+    seed: int
+    batch_size: int
+    device: torch.device
+
+    def step(self, recorder: Recorder, step: int, amp: Amp) -> tuple[StepRecord, str]:
+        """One seeded forward/loss/backward pass under ``amp``, read back in one transfer."""
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            # One seed per step: a fresh batch each step, the same batch when a step is rerun.
+            torch.manual_seed(self.seed * 100_003 + step)
+            recorder.begin_step()
+            inputs = self._inputs()
+            dtype = amp.dtype
+            autocast: contextlib.AbstractContextManager[Any] = (
+                torch.autocast(self.device.type, dtype=dtype)
+                if dtype is not None
+                else contextlib.nullcontext()
             )
-            if record.anomalous:
-                with recorder.counting():
-                    record, used_loss = _step(
-                        recorder,
-                        model,
-                        make_inputs,
-                        loss_fn,
-                        loss,
-                        seed,
-                        step,
-                        batch_size,
-                        device,
-                        devices,
-                    )
-            records.append(record)
-            on_step(step + 1, steps)
-    return Measurement(stats=aggregate(recorder.infos, records), loss=str(used_loss))
+            with autocast:  # forward and loss only, as torch.amp recommends
+                output = self._forward(inputs)
+                value, used = self._loss(output, inputs)
+            try:
+                value.reshape(()).float().backward()
+            except Exception as exc:
+                raise ModelRunError(
+                    f"the backward pass raised {type(exc).__name__}: {_first_line(exc)}"
+                ) from exc
+            return recorder.end_step(value.detach().float().reshape(())), used
 
-
-def _step(
-    recorder: Recorder,
-    model: nn.Module,
-    make_inputs: InputFactory,
-    loss_fn: LossFn | None,
-    loss: LossKind,
-    seed: int,
-    step: int,
-    batch_size: int,
-    device: torch.device,
-    devices: list[int],
-) -> tuple[StepRecord, str]:
-    with torch.random.fork_rng(devices=devices):
-        # One seed per step: a fresh batch each step, the same batch when a step is rerun.
-        torch.manual_seed(seed * 100_003 + step)
-        recorder.begin_step()
+    def _inputs(self) -> Any:
         try:
-            inputs = to_device(make_inputs(batch_size), device)
+            return to_device(self.make_inputs(self.batch_size), self.device)
         except InputError:
             raise
         except Exception as exc:
             raise InputError(
-                f"example_inputs({batch_size}) raised {type(exc).__name__}: {exc}"
+                f"example_inputs({self.batch_size}) raised {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _forward(self, inputs: Any) -> Any:
         try:
-            output = call_model(model, inputs)
+            return call_model(self.model, inputs)
         except Exception as exc:
             raise ModelRunError(
                 f"the model's forward pass raised {type(exc).__name__}: {_first_line(exc)}; "
                 f"the inputs were {_describe(inputs)}: pass --input-shape or define "
                 "example_inputs(batch_size)"
             ) from exc
-        used: str
-        if loss_fn is not None:
+
+    def _loss(self, output: Any, inputs: Any) -> tuple[torch.Tensor, str]:
+        if self.loss_fn is not None:
             try:
-                value = loss_fn(output, inputs)
+                value = self.loss_fn(output, inputs)
             except Exception as exc:
                 raise ModelRunError(
                     f"loss_fn raised {type(exc).__name__}: {_first_line(exc)}"
                 ) from exc
             used = "loss_fn"
         else:
-            kind, value = resolve_loss(loss, output)
+            kind, value = resolve_loss(self.loss, output)
             used = kind.value if isinstance(kind, LossKind) else kind
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             raise ModelRunError(
@@ -137,13 +137,44 @@ def _step(
                 "check that the model has trainable parameters and that forward does not "
                 "run under torch.no_grad()"
             )
-        try:
-            value.reshape(()).backward()
-        except Exception as exc:
-            raise ModelRunError(
-                f"the backward pass raised {type(exc).__name__}: {_first_line(exc)}"
-            ) from exc
-        return recorder.end_step(value.detach().reshape(())), used
+        return value, used
+
+
+def measure(
+    model: nn.Module,
+    make_inputs: InputFactory,
+    *,
+    loss_fn: LossFn | None,
+    loss: LossKind,
+    steps: int,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    amp: Amp = Amp.NONE,
+    on_step: StepObserver = _ignore,
+) -> Measurement:
+    """Run ``steps`` measured passes and aggregate them.
+
+    Under ``amp=fp16`` one more full-precision pass (step 0's batch) counts the gradient values
+    float16 cannot hold (nonzero, below 2**-24): under fp16 autocast they are already zeros.
+    """
+    passes = Passes(model, make_inputs, loss_fn, loss, seed, batch_size, device)
+    records: list[StepRecord] = []
+    shadow: list[StepRecord] = []
+    used_loss = "loss_fn" if loss_fn is not None else loss.value
+    with capture(model) as recorder:
+        for step in range(steps):
+            record, used_loss = passes.step(recorder, step, amp)
+            if record.anomalous:
+                with recorder.counting():
+                    record, used_loss = passes.step(recorder, step, amp)
+            records.append(record)
+            on_step(step + 1, steps)
+        if amp is Amp.FP16:
+            with recorder.counting_underflow():
+                shadow.append(passes.step(recorder, 0, Amp.NONE)[0])
+    stats = aggregate(recorder.infos, records, shadow)
+    return Measurement(stats=stats, loss=str(used_loss))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -107,6 +107,7 @@ class LayerStats:
     grad_zero_steps: int = 0  # steps in which every gradient value was exactly zero
     zero_weights: bool = False  # all weights exactly zero: a deliberate zero initialisation
     feeds_norm: bool = False  # output goes straight into a normaliser: scale-invariant weights
+    underflow_fraction: Measured = Skipped("measured only with --amp fp16")
 
     @property
     def display_name(self) -> str:
@@ -181,6 +182,7 @@ class StepRecord:
     nonfinite_out_grad: tuple[int, ...] | None = None
     nonfinite_grad: tuple[int, ...] | None = None
     first_nonfinite_module: str | None = None  # innermost module whose output had NaN/Inf
+    underflow: tuple[int, ...] | None = None  # gradient values fp16 would flush (--amp fp16)
 
     @property
     def anomalous(self) -> bool:
@@ -199,9 +201,18 @@ def _ratio(num: float, den: float) -> float:
     return num / den
 
 
-def aggregate(infos: Sequence[LayerInfo], records: Sequence[StepRecord]) -> ModelStats:
-    """Aggregate step records into per-layer statistics, ordered by forward execution."""
+def aggregate(
+    infos: Sequence[LayerInfo],
+    records: Sequence[StepRecord],
+    shadow: Sequence[StepRecord] = (),
+) -> ModelStats:
+    """Aggregate step records into per-layer statistics, ordered by forward execution.
+
+    ``shadow`` records come from full-precision passes that only count fp16 underflow.
+    """
     layers = [_aggregate_layer(i, info, records) for i, info in enumerate(infos)]
+    if shadow:
+        layers = [_with_underflow(layer, i, shadow) for i, layer in enumerate(layers)]
     called = sorted((l for l in layers if l.order >= 0), key=lambda l: l.order)
     uncalled = [l for l in layers if l.order < 0]
     ordered = [replace(layer, order=pos) for pos, layer in enumerate([*called, *uncalled])]
@@ -210,6 +221,17 @@ def aggregate(infos: Sequence[LayerInfo], records: Sequence[StepRecord]) -> Mode
         losses=tuple(r.loss for r in records),
         steps=len(records),
         first_nonfinite=_first_nonfinite(infos, records),
+    )
+
+
+def _with_underflow(layer: LayerStats, i: int, shadow: Sequence[StepRecord]) -> LayerStats:
+    fractions = [
+        r.underflow[i] / r.grad_numel[i]
+        for r in shadow
+        if r.underflow is not None and r.grad_numel[i] and not r.grad_none[i]
+    ]
+    return replace(
+        layer, underflow_fraction=Summary.of(fractions, missing="no gradient to measure")
     )
 
 
@@ -268,7 +290,13 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
         act_rms=Summary.of(act, missing=not_called if not orders else "no tensor output"),
         out_grad_rms=Summary.of(
             out_grad,
-            missing=not_called if not orders else "no gradient flowed to the output",
+            missing=(
+                not_called
+                if not orders
+                else "not measured for activations"
+                if info.kind is LayerKind.ACTIVATION
+                else "no gradient flowed to the output"
+            ),
         ),
         dead_fraction=Summary.of(dead, missing="not a ReLU-family activation"),
         saturated_fraction=Summary.of(saturated, missing="not a saturating activation"),

@@ -21,6 +21,7 @@ from gradcheck_cli.loading import (
     load_weights,
     shapes_factory,
 )
+from gradcheck_cli.measure import Amp
 
 
 def choice(kind: type[Any]) -> click.Choice:
@@ -52,6 +53,11 @@ _MEASURE_OPTIONS = [
         "--trust-pickle",
         is_flag=True,
         help="Allow loading a pickled module (.pt): this runs code from the file.",
+    ),
+    click.option(
+        "--amp",
+        type=choice(Amp),
+        help="Run the passes under autocast: bf16 or fp16 (fp16 adds the underflow check) [default: none].",
     ),
     click.option(
         "--fail-on", type=choice(FailOn), help="Lowest severity that exits 1 [default: error]."
@@ -96,7 +102,7 @@ def prepare(
     """Settings (defaults < config < flags), the model (with plan and weights) and its inputs."""
     settings, _ = load_settings(Path(config_path) if config_path else None, cwd=Path.cwd())
     given = {k: v for k, v in flags.items() if v is not None}
-    for key, kind in (("device", Device), ("loss", LossKind), ("fail_on", FailOn)):
+    for key, kind in (("device", Device), ("loss", LossKind), ("fail_on", FailOn), ("amp", Amp)):
         if key in given:
             given[key] = parse_enum(kind, given[key], f"--{key.replace('_', '-')}")
     settings = dataclasses.replace(settings, **given)

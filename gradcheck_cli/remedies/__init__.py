@@ -41,6 +41,14 @@ REMEDIES: dict[str, str] = {
         "Clip the global gradient norm before the optimizer step: "
         "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) (Pascanu et al. 2013)."
     ),
+    "grad-scaler": (
+        "Scale the loss in fp16 training: scaler = torch.amp.GradScaler(); "
+        "scaler.scale(loss).backward(); scaler.step(optimizer); scaler.update(). Advice only."
+    ),
+    "bf16": (
+        "Train in bfloat16 (torch.autocast(device_type, dtype=torch.bfloat16)): float32's "
+        "exponent range, so no gradient underflow and no loss scaling. Advice only."
+    ),
     "lower-lr": (
         "Lower the learning rate or add warmup. Advice only: it bounds the damage of large "
         "gradients but cures neither vanishing nor exploding gradients."
