@@ -20,7 +20,7 @@ from gradcheck_cli.checks import run_checks
 from gradcheck_cli.config import Device, Settings, apply_mapping
 from gradcheck_cli.errors import UsageError
 from gradcheck_cli.findings import ModelInfo, Report, RunInfo, Severity
-from gradcheck_cli.fix import FixResult, RemedyOutcome, Trial, best, combinations
+from gradcheck_cli.fix import FixResult, RemedyOutcome, Trial, best, combinations, memory_note
 from gradcheck_cli.loading import (
     InputFactory,
     Inputs,
@@ -211,6 +211,8 @@ def fix(
         return FixResult(before, None, (), (), model, message)
 
     context = RemedyContext(_probe(model, inputs, chosen), before, opts)
+    warning = memory_note(model, _device_of(model) or torch.device("cpu"))
+    notes = (warning,) if warning else ()
     outcomes: list[RemedyOutcome] = []
     proposals: dict[str, Proposal] = {}
     for remedy_id in wanted:
@@ -247,14 +249,14 @@ def fix(
     outcomes.sort(key=lambda o: order[o.remedy])
     if winner is None:
         message = "no remedy improved the diagnosis; the model is returned unchanged"
-        return FixResult(before, None, tuple(outcomes), tuple(trials), model, message)
+        return FixResult(before, None, tuple(outcomes), tuple(trials), model, message, notes=notes)
     fixed = apply_plan(model, winner.plan)
     message = (
         f"applied {', '.join(winner.remedies)}: {before.status.value} -> "
         f"{winner.report.status.value}"
     )
     losses = _probe_training(model, fixed, inputs, loss_fn, chosen, probe_steps)
-    return FixResult(before, winner, tuple(outcomes), tuple(trials), fixed, message, losses)
+    return FixResult(before, winner, tuple(outcomes), tuple(trials), fixed, message, losses, notes)
 
 
 def _suggested(report: Report) -> list[str]:

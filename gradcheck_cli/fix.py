@@ -63,6 +63,7 @@ class FixResult:
     model: nn.Module
     message: str
     probe_losses: dict[str, list[float]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
     def after(self) -> Report:
@@ -80,6 +81,7 @@ class FixResult:
             "schema_version": SCHEMA_VERSION,
             "tool": {"name": "gradcheck", "version": self.before.tool_version},
             "message": self.message,
+            "notes": list(self.notes),
             "chosen": list(self.chosen.remedies) if self.chosen else [],
             "remedies": [
                 {
@@ -111,6 +113,35 @@ class FixResult:
     def to_yaml(self) -> str:
         """The fix report as YAML (report.yaml in the output folder)."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+
+
+def memory_note(model: nn.Module, device: torch.device) -> str:
+    """A warning when the copies that ``fix`` makes may not fit: "" when they do.
+
+    ``diagnose`` never copies the model; ``fix`` holds the original, one trial copy and the
+    chosen copy at once, so it needs about twice the model's size free.
+    """
+    size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    free = _free_bytes(device)
+    if free is None or 2 * size <= 0.5 * free:
+        return ""
+    return (
+        f"memory is short: fix copies the model ({size / 2**20:.0f} MiB) for each trial and "
+        f"about {free / 2**20:.0f} MiB is free on {device}; use --remedy to try fewer remedies"
+    )
+
+
+def _free_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def combinations(applicable: Sequence[str], budget: int) -> list[tuple[str, ...]]:

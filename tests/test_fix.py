@@ -318,3 +318,14 @@ def test_saved_fix_of_every_pathology_is_healthy_in_a_fresh_process(
     reloaded = torch.load(out / "model.pt", weights_only=False)
     x = torch.randn(2, 64)
     assert reloaded(x).shape == original(x).shape
+
+
+def test_memory_note_only_when_copies_may_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradcheck_cli.fix as fix_module
+
+    model = torch.nn.Linear(1000, 1000)  # 4 MB of weights
+    monkeypatch.setattr(fix_module, "_free_bytes", lambda device: 10 * 2**30)
+    assert fix_module.memory_note(model, torch.device("cpu")) == ""
+    monkeypatch.setattr(fix_module, "_free_bytes", lambda device: 8 * 2**20)
+    note = fix_module.memory_note(model, torch.device("cpu"))
+    assert note.startswith("memory is short") and "4 MiB" in note

@@ -59,6 +59,8 @@ def render(
             console.print(_trees(result, before_model))
     if result.probe_losses:
         console.print(_losses(result.probe_losses))
+    for note in result.notes:
+        console.print(Text(f"warning: {note}", style="yellow"))
     for outcome in result.outcomes:
         for note in outcome.notes:
             console.print(Text(f"note ({outcome.remedy}): {note}", style="dim"))
