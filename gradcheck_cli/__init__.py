@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 from gradcheck_cli.api import diagnose, fix  # noqa: E402
 from gradcheck_cli.findings import ExitCode, FailOn, Finding, Report, Severity, Status  # noqa: E402
-from gradcheck_cli.fix import FixResult  # noqa: E402
+from gradcheck_cli.fixing import FixResult  # noqa: E402
 from gradcheck_cli.remedies.plan import Plan, apply_plan  # noqa: E402
 
 __all__ = [

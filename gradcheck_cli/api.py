@@ -20,7 +20,7 @@ from gradcheck_cli.checks import run_checks
 from gradcheck_cli.config import Device, Settings, apply_mapping
 from gradcheck_cli.errors import UsageError
 from gradcheck_cli.findings import ModelInfo, Report, RunInfo, Severity
-from gradcheck_cli.fix import FixResult, RemedyOutcome, Trial, best, combinations, memory_note
+from gradcheck_cli.fixing import FixResult, RemedyOutcome, Trial, best, combinations, memory_note
 from gradcheck_cli.loading import (
     InputFactory,
     Inputs,

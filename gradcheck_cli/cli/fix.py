@@ -13,7 +13,7 @@ from gradcheck_cli.cli.diagnose import progress, use_color
 from gradcheck_cli.cli.errors import user_errors
 from gradcheck_cli.cli.options import choice, measure_options, prepare
 from gradcheck_cli.findings import exit_code
-from gradcheck_cli.fix import check_output, save_fix
+from gradcheck_cli.fixing import check_output, save_fix
 from gradcheck_cli.remedies import REGISTRY
 from gradcheck_cli.remedies.base import Activation, FixOptions
 from gradcheck_cli.report import FIX_RENDERERS, OutputFormat

@@ -13,7 +13,7 @@ from torch import nn
 
 from gradcheck_cli.compare import Comparison
 from gradcheck_cli.findings import FailOn, Report
-from gradcheck_cli.fix import FixResult
+from gradcheck_cli.fixing import FixResult
 from gradcheck_cli.report import (
     compare_ci,
     compare_data,
