@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from workloads import WORKLOADS, Workload, scaling  # noqa: E402
+from workloads import LARGE, WORKLOADS, Workload, scaling  # noqa: E402
 
 from gradcheck_cli import diagnose  # noqa: E402
 
@@ -78,6 +78,7 @@ def times(work: Workload, steps: int, repeats: int, device: torch.device) -> dic
     best = {mode: float("inf") for mode in MODES}
     for _ in range(repeats):
         for mode, fn in MODES.items():
+            model.zero_grad(set_to_none=True)  # both phases start without gradients
             best[mode] = min(best[mode], timed(fn, model, work, steps, device))
     return best
 
@@ -89,7 +90,8 @@ def rss_bytes() -> int:
 
 def memory_child(name: str, mode: str, steps: int) -> None:
     """Run in a fresh process: peak RSS of one phase above the RSS after building the model."""
-    work = WORKLOADS[name] if name in WORKLOADS else scaling(int(name.split("-")[1].split("x")[0]))
+    known = {**WORKLOADS, **LARGE}
+    work = known[name] if name in known else scaling(int(name.split("-")[1].split("x")[0]))
     device = torch.device("cpu")
     model = build(work, device)
     gc.collect()
@@ -105,6 +107,7 @@ def peak_memory(work: Workload, steps: int, device: torch.device) -> dict[str, f
         plain(model, work, 1, device)
         peaks = {}
         for mode, fn in MODES.items():
+            model.zero_grad(set_to_none=True)
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
@@ -150,6 +153,9 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="skip the 1,000-layer MLP and memory")
+    parser.add_argument(
+        "--large", action="store_true", help="GPU-sized workloads (default on CUDA)"
+    )
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -172,7 +178,8 @@ def main() -> None:
     print(
         f"{'workload':<14} {'params':>8} {'plain s':>9} {'diagnose s':>11} {'time x':>7} {'plain MB':>9} {'diag MB':>8} {'mem x':>6}"
     )
-    for work in WORKLOADS.values():
+    large = args.large or device.type == "cuda"
+    for work in (LARGE if large else WORKLOADS).values():
         params = sum(p.numel() for p in build(work, torch.device("cpu")).parameters())
         t = times(work, args.steps, args.repeats, device)
         m = (

@@ -113,6 +113,25 @@ WORKLOADS = {
 }
 
 
+# GPU-sized versions: a GPT-2-medium-sized decoder (24 layers, d=1024, seq 512, batch 8) and
+# larger batches, so that the passes are not dominated by kernel-launch latency.
+LARGE = {
+    "mlp-16x4096": Workload(
+        "mlp-16x4096", lambda: mlp(16, 4096), lambda b, d: torch.randn(b, 256, device=d), 1024, _ce
+    ),
+    "resnet18-bn-b256": Workload(
+        "resnet18-bn-b256", resnet, lambda b, d: torch.randn(b, 3, 32, 32, device=d), 256, _ce
+    ),
+    "gpt-24x1024": Workload(
+        "gpt-24x1024",
+        lambda: GPT(24, 1024, 50304, 512),
+        lambda b, d: torch.randint(0, 50304, (b, 512), device=d),
+        8,
+        _ce,
+    ),
+}
+
+
 def scaling(depth: int) -> Workload:
     """A narrow MLP of ``depth`` layers, to show how the overhead grows with the layer count."""
     return Workload(

@@ -86,6 +86,9 @@ class Passes:
             with autocast:  # forward and loss only, as torch.amp recommends
                 output = self._forward(inputs)
                 value, used = self._loss(output, inputs)
+            # Holding the output through backward would keep tensors (large logits) that
+            # autograd frees early in a plain training step.
+            del output
             try:
                 value.reshape(()).float().backward()
             except Exception as exc:
