@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from gradcheck_cli.findings import Finding
+from gradcheck_cli.findings import Finding, Severity
 from gradcheck_cli.stats import LayerKind, LayerStats, ModelStats, Summary, value
 
 
@@ -43,6 +43,47 @@ class Check:
         if not match:
             return ""
         return " ".join(match.group(1).split())
+
+
+class FractionCheck(Check):
+    """A check on a per-layer fraction (dead units, saturated values, fp16 underflow).
+
+    Subclasses name the statistic (``stat``, a ``LayerStats`` field), the evidence key and the
+    message; a layer at or above ``Options.warning`` is listed, and the finding is an error when
+    the largest fraction reaches ``Options.error``.
+    """
+
+    stat: ClassVar[str]
+    evidence_key: ClassVar[str]
+    message: ClassVar[str]
+
+    def evaluate(self, stats: ModelStats, options: Any) -> list[Finding]:
+        hits = []
+        for layer in stats.layers:
+            fraction = value(getattr(layer, self.stat))
+            if fraction is not None and fraction >= options.warning:
+                hits.append((layer, fraction))
+        if not hits:
+            return []
+        top = max(f for _, f in hits)
+        severity = Severity.ERROR if top >= options.error else Severity.WARNING
+        listing = ", ".join(f"{l.display_name} {f:.0%}" for l, f in hits[:5])
+        more = f" and {len(hits) - 5} more" if len(hits) > 5 else ""
+        return [
+            Finding(
+                id=self.id,
+                severity=severity,
+                layers=tuple(l.display_name for l, _ in hits),
+                message=f"{self.message}: {listing}{more}",
+                evidence={
+                    f"max_{self.evidence_key}": top,
+                    "threshold": options.error if severity is Severity.ERROR else options.warning,
+                    self.evidence_key: {l.display_name: f for l, f in hits},
+                },
+                remedies=self.remedies,
+                why=self.section("Why it matters"),
+            )
+        ]
 
 
 def worst(findings: list[Finding]) -> list[Finding]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradcheck_cli.checks.base import Check
-from gradcheck_cli.findings import Finding, Severity
-from gradcheck_cli.stats import ModelStats, value
+from gradcheck_cli.checks.base import FractionCheck
 
 
-class DeadUnits(Check):
+class DeadUnits(FractionCheck):
     """Dead units: ReLU features or channels that are zero for every sample of the batch.
 
     Symptom:
@@ -36,6 +34,9 @@ class DeadUnits(Check):
     id = "dead-units"
     name = "Dead ReLU units"
     remedies = ("kaiming-init", "batchnorm", "relu-swap")
+    stat = "dead_fraction"
+    evidence_key = "dead_fraction"
+    message = "most units are dead (zero for every sample)"
 
     @dataclass(frozen=True)
     class Options:
@@ -43,31 +44,3 @@ class DeadUnits(Check):
 
         warning: float = 0.7
         error: float = 0.95
-
-    def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
-        hits = []
-        for layer in stats.layers:
-            dead = value(layer.dead_fraction)
-            if dead is not None and dead >= options.warning:
-                hits.append((layer, dead))
-        if not hits:
-            return []
-        worst_dead = max(d for _, d in hits)
-        severity = Severity.ERROR if worst_dead >= options.error else Severity.WARNING
-        listing = ", ".join(f"{l.display_name} {d:.0%}" for l, d in hits[:5])
-        more = f" and {len(hits) - 5} more" if len(hits) > 5 else ""
-        return [
-            Finding(
-                id=self.id,
-                severity=severity,
-                layers=tuple(l.display_name for l, _ in hits),
-                message=f"most units are dead (zero for every sample): {listing}{more}",
-                evidence={
-                    "max_dead_fraction": worst_dead,
-                    "threshold": options.error if severity is Severity.ERROR else options.warning,
-                    "dead_fraction": {l.display_name: d for l, d in hits},
-                },
-                remedies=self.remedies,
-                why=self.section("Why it matters"),
-            )
-        ]

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradcheck_cli.checks.base import Check
-from gradcheck_cli.findings import Finding, Severity
-from gradcheck_cli.stats import ModelStats, value
+from gradcheck_cli.checks.base import FractionCheck
 
 
-class Saturation(Check):
+class Saturation(FractionCheck):
     """Saturated units: sigmoid, tanh and hard variants pinned at their bounds.
 
     Symptom:
@@ -36,6 +34,9 @@ class Saturation(Check):
     id = "saturation"
     name = "Saturated activations"
     remedies = ("xavier-init", "batchnorm", "relu-swap")
+    stat = "saturated_fraction"
+    evidence_key = "saturated_fraction"
+    message = "activations are saturated (flat, near-zero derivative)"
 
     @dataclass(frozen=True)
     class Options:
@@ -43,31 +44,3 @@ class Saturation(Check):
 
         warning: float = 0.2
         error: float = 0.5
-
-    def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
-        hits = []
-        for layer in stats.layers:
-            saturated = value(layer.saturated_fraction)
-            if saturated is not None and saturated >= options.warning:
-                hits.append((layer, saturated))
-        if not hits:
-            return []
-        top = max(s for _, s in hits)
-        severity = Severity.ERROR if top >= options.error else Severity.WARNING
-        listing = ", ".join(f"{l.display_name} {s:.0%}" for l, s in hits[:5])
-        more = f" and {len(hits) - 5} more" if len(hits) > 5 else ""
-        return [
-            Finding(
-                id=self.id,
-                severity=severity,
-                layers=tuple(l.display_name for l, _ in hits),
-                message=f"activations are saturated (flat, near-zero derivative): {listing}{more}",
-                evidence={
-                    "max_saturated_fraction": top,
-                    "threshold": options.error if severity is Severity.ERROR else options.warning,
-                    "saturated_fraction": {l.display_name: s for l, s in hits},
-                },
-                remedies=self.remedies,
-                why=self.section("Why it matters"),
-            )
-        ]

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradcheck_cli.checks.base import Check
-from gradcheck_cli.findings import Finding, Severity
-from gradcheck_cli.stats import ModelStats, value
+from gradcheck_cli.checks.base import FractionCheck
 
 
-class Underflow(Check):
+class Underflow(FractionCheck):
     """Gradients that float16 flushes to zero: mixed-precision training without loss scaling.
 
     Symptom:
@@ -34,6 +32,11 @@ class Underflow(Check):
     id = "underflow"
     name = "fp16 gradient underflow"
     remedies = ("grad-scaler", "bf16")
+    stat = "underflow_fraction"
+    evidence_key = "underflow_fraction"
+    message = (
+        "gradient values below float16's smallest subnormal (2**-24) would flush to zero under fp16"
+    )
 
     @dataclass(frozen=True)
     class Options:
@@ -41,34 +44,3 @@ class Underflow(Check):
 
         warning: float = 0.1
         error: float = 0.5
-
-    def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
-        hits = []
-        for layer in stats.layers:
-            fraction = value(layer.underflow_fraction)
-            if fraction is not None and fraction >= options.warning:
-                hits.append((layer, fraction))
-        if not hits:
-            return []
-        top = max(f for _, f in hits)
-        severity = Severity.ERROR if top >= options.error else Severity.WARNING
-        listing = ", ".join(f"{l.display_name} {f:.0%}" for l, f in hits[:5])
-        more = f" and {len(hits) - 5} more" if len(hits) > 5 else ""
-        return [
-            Finding(
-                id=self.id,
-                severity=severity,
-                layers=tuple(l.display_name for l, _ in hits),
-                message=(
-                    f"gradient values below float16's smallest subnormal (2**-24) would flush to "
-                    f"zero under fp16: {listing}{more}"
-                ),
-                evidence={
-                    "max_underflow_fraction": top,
-                    "threshold": options.error if severity is Severity.ERROR else options.warning,
-                    "underflow_fraction": {l.display_name: f for l, f in hits},
-                },
-                remedies=self.remedies,
-                why=self.section("Why it matters"),
-            )
-        ]

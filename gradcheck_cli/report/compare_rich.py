@@ -6,12 +6,12 @@ import math
 from typing import TextIO
 
 from rich import box
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from gradcheck_cli.compare import Comparison
 from gradcheck_cli.findings import FailOn
+from gradcheck_cli.report.console import make_console
 
 
 def _fmt(x: float | None) -> str:
@@ -26,15 +26,7 @@ def render(
     comparison: Comparison, out: TextIO, *, color: bool = False, fail_on: FailOn = FailOn.ERROR
 ) -> None:
     """Write the verdict, the finding differences and the per-layer differences."""
-    console = Console(
-        file=out,
-        no_color=not color,
-        force_terminal=color,
-        highlight=False,
-        markup=False,
-        emoji=False,
-        width=120 if not color else None,
-    )
+    console = make_console(out, color=color)
     verdict = Text(
         "REGRESSION" if comparison.regressed else "NO REGRESSION",
         style="bold red" if comparison.regressed else "bold green",

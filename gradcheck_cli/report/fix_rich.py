@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import TextIO
 
 from rich import box
-from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -19,6 +18,7 @@ from gradcheck_cli.fixing import FixResult
 from gradcheck_cli.remedies.edits import renamed
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict
+from gradcheck_cli.report.console import make_console
 from gradcheck_cli.stats import value
 
 MAX_TREE_NODES = 60
@@ -36,15 +36,7 @@ def render(
     result: FixResult, out: TextIO, *, color: bool, before_model: nn.Module | None = None
 ) -> None:
     """Write the fix report to ``out``."""
-    console = Console(
-        file=out,
-        no_color=not color,
-        force_terminal=color,
-        highlight=False,
-        markup=False,
-        emoji=False,
-        width=120 if not color else None,
-    )
+    console = make_console(out, color=color)
     console.print(_summary(result))
     if result.outcomes:
         console.print(_outcomes(result))

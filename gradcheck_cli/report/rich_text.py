@@ -12,13 +12,14 @@ import re
 from typing import TextIO
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from gradcheck_cli.findings import FailOn, Finding, Report, Severity, Status
 from gradcheck_cli.remedies import REMEDIES
+from gradcheck_cli.report.console import make_console
 from gradcheck_cli.stats import LayerStats, value
 
 BAR_WIDTH = 12
@@ -34,16 +35,7 @@ def render(
     report: Report, out: TextIO, *, color: bool = False, fail_on: FailOn = FailOn.ERROR
 ) -> None:
     """Write the human-readable report to ``out``."""
-    console = Console(
-        file=out,
-        no_color=not color,
-        force_terminal=color,
-        highlight=False,
-        markup=False,
-        emoji=False,
-        width=120 if not color else None,
-        soft_wrap=False,
-    )
+    console = make_console(out, color=color)
     console.print(_summary(report))
     console.print(_layer_table(report))
     if report.findings:
