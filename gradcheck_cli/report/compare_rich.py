@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TextIO
 
 from rich import box
@@ -11,15 +10,7 @@ from rich.text import Text
 
 from gradcheck_cli.compare import Comparison
 from gradcheck_cli.findings import FailOn
-from gradcheck_cli.report.console import make_console
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if not math.isfinite(x):
-        return str(x)
-    return f"{x:.2e}"
+from gradcheck_cli.report.console import make_console, sci
 
 
 def render(
@@ -70,8 +61,8 @@ def render(
         layers.add_row(
             Text(l.name),
             Text(l.type),
-            _fmt(l.old),
-            _fmt(l.new),
+            sci(l.old),
+            sci(l.new),
             "-" if factor is None else f"x{factor:.3g}",
             Text(change, style="bold red" if l.regression else ""),
         )

@@ -1,7 +1,8 @@
-"""The one way the terminal renderers make a rich Console."""
+"""What the human-readable renderers share: the console they print on and how numbers look."""
 
 from __future__ import annotations
 
+import math
 from typing import TextIO
 
 from rich.console import Console
@@ -22,3 +23,12 @@ def make_console(out: TextIO, *, color: bool) -> Console:
         width=PLAIN_WIDTH if not color else None,
         soft_wrap=False,
     )
+
+
+def sci(x: float | None, missing: str = "-") -> str:
+    """A statistic in 3 significant digits of scientific notation; ``missing`` for None."""
+    if x is None:
+        return missing
+    if not math.isfinite(x):
+        return str(x)  # nan, inf, -inf
+    return f"{x:.2e}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TextIO
 
@@ -18,7 +17,7 @@ from gradcheck_cli.fixing import FixResult
 from gradcheck_cli.remedies.edits import renamed
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict
-from gradcheck_cli.report.console import make_console
+from gradcheck_cli.report.console import make_console, sci
 from gradcheck_cli.stats import value
 
 MAX_TREE_NODES = 60
@@ -128,14 +127,6 @@ def _findings(before: Report, after: Report) -> Table:
     return table
 
 
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if not math.isfinite(x):
-        return str(x)
-    return f"{x:.2e}"
-
-
 def _layers(result: FixResult) -> Table:
     table = Table(
         title="Per-layer gradient-to-weight ratio before and after",
@@ -160,8 +151,8 @@ def _layers(result: FixResult) -> Table:
         table.add_row(
             Text(layer.display_name),
             Text(layer.type),
-            _fmt(ratio),
-            _fmt(value(moved.grad_to_weight) if moved else None),
+            sci(ratio),
+            sci(value(moved.grad_to_weight) if moved else None),
             Text(new_name if new_name != layer.name else "", style="dim"),
         )
     return table

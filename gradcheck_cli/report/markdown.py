@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import TextIO
 
 from gradcheck_cli.findings import FailOn, Report, Severity
 from gradcheck_cli.remedies import REMEDIES
+from gradcheck_cli.report.console import sci
 from gradcheck_cli.stats import value
 
 _ICON = {Severity.ERROR: "🔴", Severity.WARNING: "🟡", Severity.INFO: "🔵"}
@@ -17,14 +17,6 @@ MAX_LAYER_ROWS = 200
 def _cell(text: str) -> str:
     """Escape what would break a Markdown table cell."""
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _num(x: float | None) -> str:
-    if x is None:
-        return "–"
-    if not math.isfinite(x):
-        return str(x)
-    return f"{x:.2e}"
 
 
 def render(
@@ -61,8 +53,8 @@ def render(
     for layer in report.layers[:MAX_LAYER_ROWS]:
         out.write(
             f"| {layer.order} | `{_cell(layer.display_name)}` | {_cell(layer.type)} "
-            f"| {_num(value(layer.grad_rms))} | {_num(value(layer.grad_to_weight))} "
-            f"| {_num(value(layer.act_rms))} |\n"
+            f"| {sci(value(layer.grad_rms), '–')} | {sci(value(layer.grad_to_weight), '–')} "
+            f"| {sci(value(layer.act_rms), '–')} |\n"
         )
     if len(report.layers) > MAX_LAYER_ROWS:
         out.write(f"\n{len(report.layers) - MAX_LAYER_ROWS} more layers in the YAML report.\n")

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from gradcheck_cli.findings import FailOn, Finding, Report, Severity, Status
 from gradcheck_cli.remedies import REMEDIES
-from gradcheck_cli.report.console import make_console
+from gradcheck_cli.report.console import make_console, sci
 from gradcheck_cli.stats import LayerStats, value
 
 BAR_WIDTH = 12
@@ -44,16 +44,6 @@ def render(
             console.print(_finding(finding))
     else:
         console.print(Text("No findings: gradients look healthy at initialisation.", style="green"))
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf"
-    return f"{x:.2e}"
 
 
 def _summary(report: Report) -> Panel:
@@ -142,10 +132,10 @@ def _layer_table(report: Report) -> Table:
             str(layer.order),
             Text(name),
             Text(layer.type),
-            _fmt(grad),
+            sci(grad),
             Text(_bar(grad, low, high), style="blue"),
-            _fmt(value(layer.grad_to_weight)),
-            _fmt(value(layer.act_rms)),
+            sci(value(layer.grad_to_weight)),
+            sci(value(layer.act_rms)),
             units or "-",
             _layer_status(layer, report.findings),
         )
