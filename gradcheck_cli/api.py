@@ -19,7 +19,7 @@ from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.config import Device, Settings, apply_mapping
 from gradcheck_cli.errors import UsageError
-from gradcheck_cli.findings import ModelInfo, Report, RunInfo, Severity
+from gradcheck_cli.findings import Finding, ModelInfo, Report, RunInfo, Severity
 from gradcheck_cli.fixing import FixResult, RemedyOutcome, Trial, best, combinations, memory_note
 from gradcheck_cli.loading import (
     InputFactory,
@@ -31,12 +31,13 @@ from gradcheck_cli.loading import (
     shapes_factory,
     to_device,
 )
-from gradcheck_cli.measure import StepObserver, measure
+from gradcheck_cli.measure import Measurement, Passes, StepObserver, measure
 from gradcheck_cli.remedies import REGISTRY
 from gradcheck_cli.remedies.base import FixOptions, NotApplicable, Proposal, RemedyContext
 from gradcheck_cli.remedies.plan import Plan, apply_plan
 from gradcheck_cli.remedies.probe import Probe, probe
 from gradcheck_cli.remedies.verdict import Verdict, judge
+from gradcheck_cli.training import train
 
 
 def resolve_device(device: Device) -> torch.device:
@@ -82,25 +83,48 @@ def diagnose(
     device = resolve_device(chosen.device)
     make_inputs = _input_factory(model, inputs, device)
     started = time.perf_counter()
+    training = None
     with contextlib.ExitStack() as stack:
         original = _device_of(model)
         if original is not None and original != device:
             model.to(device)
             stack.callback(model.to, original)
-        measured = measure(
-            model,
-            make_inputs,
-            loss_fn=loss_fn,
-            loss=chosen.loss,
-            steps=chosen.steps,
-            seed=chosen.seed,
-            batch_size=chosen.batch_size,
-            device=device,
-            amp=chosen.amp,
-            on_step=on_step or (lambda done, total: None),
-        )
+
+        def measure_at(candidate: nn.Module) -> Measurement:
+            return measure(
+                candidate,
+                make_inputs,
+                loss_fn=loss_fn,
+                loss=chosen.loss,
+                steps=chosen.steps,
+                seed=chosen.seed,
+                batch_size=chosen.batch_size,
+                device=device,
+                amp=chosen.amp,
+                on_step=on_step or (lambda done, total: None),
+            )
+
+        def evaluate(measurement: Measurement) -> list[Finding]:
+            return run_checks(measurement.stats, chosen.thresholds, chosen.rules)
+
+        if chosen.train_steps:
+            # Training changes weights: it runs on a copy, never on the caller's model.
+            passes = Passes(
+                model, make_inputs, loss_fn, chosen.loss, chosen.seed, chosen.batch_size, device
+            )
+            measured, findings, training = train(
+                copy.deepcopy(model),
+                passes,
+                steps=chosen.train_steps,
+                optimizer=chosen.optimizer,
+                lr=chosen.lr or chosen.optimizer.default_lr,
+                measure_at=measure_at,
+                evaluate=evaluate,
+            )
+        else:
+            measured = measure_at(model)
+            findings = evaluate(measured)
     seconds = time.perf_counter() - started
-    findings = run_checks(measured.stats, chosen.thresholds, chosen.rules)
     params = list(model.parameters())
     return Report(
         model=ModelInfo(
@@ -124,6 +148,7 @@ def diagnose(
         layers=measured.stats.layers,
         losses=measured.stats.losses,
         tool_version=__version__,
+        training=training,
     )
 
 

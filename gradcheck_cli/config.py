@@ -24,6 +24,7 @@ from gradcheck_cli.errors import ConfigError
 from gradcheck_cli.findings import FailOn
 from gradcheck_cli.loading import LossKind
 from gradcheck_cli.measure import Amp
+from gradcheck_cli.training import Optimizer
 
 
 class Device(str, enum.Enum):
@@ -45,6 +46,9 @@ class Settings:
     loss: LossKind = LossKind.AUTO
     fail_on: FailOn = FailOn.ERROR
     amp: Amp = Amp.NONE
+    train_steps: int = 0
+    optimizer: Optimizer = Optimizer.ADAM
+    lr: float | None = None
     regression_factor: float = 10.0
     thresholds: Mapping[str, Any] = field(default_factory=default_options)
     rules: Mapping[str, Rule] = field(default_factory=dict)
@@ -58,17 +62,30 @@ class Settings:
                 )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if (
+            not isinstance(self.train_steps, int)
+            or isinstance(self.train_steps, bool)
+            or self.train_steps < 0
+        ):
+            raise ConfigError(
+                f"train-steps must be 0 or a positive integer, got {self.train_steps!r}"
+            )
+        if self.lr is not None and (
+            isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0
+        ):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
         factor = self.regression_factor
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
             raise ConfigError(f"regression-factor must be a number above 1, got {factor!r}")
 
 
-_SCALARS = {"steps": int, "seed": int, "batch_size": int}
+_SCALARS = {"steps": int, "seed": int, "batch_size": int, "train_steps": int}
 _ENUMS: dict[str, type[enum.Enum]] = {
     "device": Device,
     "loss": LossKind,
     "fail_on": FailOn,
     "amp": Amp,
+    "optimizer": Optimizer,
 }
 
 
@@ -81,7 +98,7 @@ def apply_mapping(settings: Settings, data: Mapping[str, Any], *, source: str) -
     changes: dict[str, Any] = {}
     for raw, value in data.items():
         key = _key(str(raw))
-        if key == "regression_factor":
+        if key in ("regression_factor", "lr"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{source}: '{raw}' must be a number, got {value!r}")
             changes[key] = float(value)

@@ -111,6 +111,7 @@ class Report:
     layers: tuple[LayerStats, ...]
     losses: tuple[float, ...] = field(default=())
     tool_version: str = ""
+    training: Any = None  # a gradcheck_cli.training.Training after --train-steps
 
     @property
     def status(self) -> Status:
@@ -148,6 +149,7 @@ class Report:
             "status": self.status.value,
             "findings": [_finding_dict(f) for f in _sorted_findings(self.findings)],
             "layers": [_layer_dict(layer) for layer in self.layers],
+            **({"training": self.training.to_dict()} if self.training is not None else {}),
         }
 
     def to_yaml(self) -> str:
@@ -241,5 +243,6 @@ def _layer_dict(layer: LayerStats) -> dict[str, Any]:
         "grad_none_steps": layer.grad_none_steps,
         "grad_zero_steps": layer.grad_zero_steps,
         "zero_weights": layer.zero_weights,
+        "near_zero_weights": layer.near_zero_weights,
         "feeds_norm": layer.feeds_norm,
     }

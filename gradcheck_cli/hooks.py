@@ -100,6 +100,7 @@ def _is_normaliser(module: nn.Module) -> bool:
     return isinstance(module, _NORM_TYPES) or type(module).__name__.endswith("Norm")
 
 
+NEAR_ZERO = 0.05  # of the init scale 1/sqrt(fan_in)
 FP16_TINY = 2.0**-24  # float16's smallest subnormal, about 5.96e-8
 
 # --- the recorder ------------------------------------------------------------------------------
@@ -157,6 +158,22 @@ class Recorder:
         nonzero = [
             w if has else o for w, o, has in zip(weight_sum, other_sum, has_weight, strict=True)
         ]
+        # Near zero: every weight matrix far below the scale any standard init gives it
+        # (RMS about 1/sqrt(fan_in)), as a zero-initialised head is after its first updates.
+        # Its gradient-to-weight ratio is then huge by construction, not a sign of explosion.
+        near_zero = [True] * len(targets)
+        any_matrix = [False] * len(targets)
+        if weights:
+            params_flat = [p for _, m, _ in targets for p in m.parameters(recurse=False)]
+            for norm_value, i, weightlike, p in zip(
+                host, owner, is_weight, params_flat, strict=True
+            ):
+                if weightlike and p.dim() >= 2:
+                    any_matrix[i] = True
+                    fan_in = p[0].numel()
+                    rms = norm_value / math.sqrt(p.numel())
+                    if rms >= NEAR_ZERO * (1 / math.sqrt(fan_in)):
+                        near_zero[i] = False
         infos = []
         for i, (name, module, kind) in enumerate(targets):
             params = list(module.parameters(recurse=False))
@@ -175,6 +192,7 @@ class Recorder:
                     trainable=trainable,
                     weight_norm=math.sqrt(sq[i]),
                     zero_weights=bool(params) and nonzero[i] == 0.0,
+                    near_zero_weights=any_matrix[i] and near_zero[i],
                 )
             )
         return infos

@@ -76,7 +76,7 @@ class Passes:
             # One seed per step: a fresh batch each step, the same batch when a step is rerun.
             torch.manual_seed(self.seed * 100_003 + step)
             recorder.begin_step()
-            inputs = self._inputs()
+            inputs = self.inputs()
             dtype = amp.dtype
             autocast: contextlib.AbstractContextManager[Any] = (
                 torch.autocast(self.device.type, dtype=dtype)
@@ -84,8 +84,8 @@ class Passes:
                 else contextlib.nullcontext()
             )
             with autocast:  # forward and loss only, as torch.amp recommends
-                output = self._forward(inputs)
-                value, used = self._loss(output, inputs)
+                output = self.forward(inputs)
+                value, used = self.loss_of(output, inputs)
             # Holding the output through backward would keep tensors (large logits) that
             # autograd frees early in a plain training step.
             del output
@@ -97,7 +97,8 @@ class Passes:
                 ) from exc
             return recorder.end_step(value.detach().float().reshape(())), used
 
-    def _inputs(self) -> Any:
+    def inputs(self) -> Any:
+        """A batch from the input factory, on the device; its errors are usage errors."""
         try:
             return to_device(self.make_inputs(self.batch_size), self.device)
         except InputError:
@@ -107,7 +108,8 @@ class Passes:
                 f"example_inputs({self.batch_size}) raised {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _forward(self, inputs: Any) -> Any:
+    def forward(self, inputs: Any) -> Any:
+        """The model's output; an exception in forward is a usage error."""
         try:
             return call_model(self.model, inputs)
         except Exception as exc:
@@ -117,7 +119,8 @@ class Passes:
                 "example_inputs(batch_size)"
             ) from exc
 
-    def _loss(self, output: Any, inputs: Any) -> tuple[torch.Tensor, str]:
+    def loss_of(self, output: Any, inputs: Any) -> tuple[torch.Tensor, str]:
+        """The scalar loss and the name of the loss used; a bad loss is a usage error."""
         if self.loss_fn is not None:
             try:
                 value = self.loss_fn(output, inputs)

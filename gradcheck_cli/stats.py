@@ -106,6 +106,7 @@ class LayerStats:
     grad_none_steps: int = 0  # steps in which no trainable parameter got a .grad at all
     grad_zero_steps: int = 0  # steps in which every gradient value was exactly zero
     zero_weights: bool = False  # all weights exactly zero: a deliberate zero initialisation
+    near_zero_weights: bool = False  # weights far below any init scale (a zero init, updated)
     feeds_norm: bool = False  # output goes straight into a normaliser: scale-invariant weights
     underflow_fraction: Measured = Skipped("measured only with --amp fp16")
 
@@ -152,7 +153,7 @@ class LayerInfo:
     trainable: int
     weight_norm: float
     zero_weights: bool
-    unit_dim_hint: int | None = None
+    near_zero_weights: bool = False
 
 
 @dataclass(frozen=True)
@@ -310,6 +311,7 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
             1 for r in records if trainable and not r.grad_none[i] and r.grad_sumsq[i] == 0.0
         ),
         zero_weights=info.zero_weights,
+        near_zero_weights=info.near_zero_weights,
         feeds_norm=any(r.feeds_norm[i] for r in records),
     )
 

@@ -102,14 +102,15 @@ def ratio_layers(stats: ModelStats) -> list[LayerStats]:
     """Weight layers with a usable gradient-to-weight ratio, in forward order.
 
     Left out: normalisers and embeddings (their ratios follow other laws), zero-initialised
-    layers (no weight to compare with), and layers with no or exactly zero gradient (the
+    layers and layers whose weights are still near zero (their ratio is huge by construction:
+    ``||W||`` is tiny), and layers with no or exactly zero gradient (the
     ``no-gradient`` check speaks for those).
     """
     layers = []
     for layer in stats.layers:
         g = value(layer.grad_to_weight)
         if layer.kind is LayerKind.WEIGHT and g is not None and 0 < g < math.inf:
-            if not layer.zero_weights:
+            if not (layer.zero_weights or layer.near_zero_weights):
                 layers.append(layer)
     return layers
 

@@ -22,6 +22,7 @@ from gradcheck_cli.loading import (
     shapes_factory,
 )
 from gradcheck_cli.measure import Amp
+from gradcheck_cli.training import Optimizer
 
 
 def choice(kind: type[Any]) -> click.Choice:
@@ -58,6 +59,17 @@ _MEASURE_OPTIONS = [
         "--amp",
         type=choice(Amp),
         help="Run the passes under autocast: bf16 or fp16 (fp16 adds the underflow check) [default: none].",
+    ),
+    click.option(
+        "--train-steps",
+        type=int,
+        help="Train a copy this many optimizer steps, measuring at 0, K/4, K/2, 3K/4 and K; findings are those after training [default: 0].",
+    ),
+    click.option(
+        "--optimizer", type=choice(Optimizer), help="Optimizer for --train-steps [default: adam]."
+    ),
+    click.option(
+        "--lr", type=float, help="Learning rate for --train-steps [default: 1e-3; sgd 1e-2]."
     ),
     click.option(
         "--fail-on", type=choice(FailOn), help="Lowest severity that exits 1 [default: error]."
@@ -102,7 +114,13 @@ def prepare(
     """Settings (defaults < config < flags), the model (with plan and weights) and its inputs."""
     settings, _ = load_settings(Path(config_path) if config_path else None, cwd=Path.cwd())
     given = {k: v for k, v in flags.items() if v is not None}
-    for key, kind in (("device", Device), ("loss", LossKind), ("fail_on", FailOn), ("amp", Amp)):
+    for key, kind in (
+        ("device", Device),
+        ("loss", LossKind),
+        ("fail_on", FailOn),
+        ("amp", Amp),
+        ("optimizer", Optimizer),
+    ):
         if key in given:
             given[key] = parse_enum(kind, given[key], f"--{key.replace('_', '-')}")
     settings = dataclasses.replace(settings, **given)

@@ -38,6 +38,8 @@ def render(
     console = make_console(out, color=color)
     console.print(_summary(report))
     console.print(_layer_table(report))
+    if report.training is not None:
+        console.print(_training(report))
     if report.findings:
         console.print(Text("Findings", style="bold"))
         for finding in sorted(report.findings, key=lambda f: -f.severity.rank):
@@ -167,3 +169,55 @@ def _finding(finding: Finding) -> Group:
 def _first_sentence(text: str) -> str:
     # A sentence ends at a full stop followed by a capital, so "He et al. 2015" stays whole.
     return re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)[0]
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(series: tuple[float | None, ...]) -> str:
+    """Log-scale sparkline of a positive series; a space where a value is missing or not positive."""
+    logs = [math.log10(v) if v is not None and math.isfinite(v) and v > 0 else None for v in series]
+    known = [v for v in logs if v is not None]
+    if not known:
+        return ""
+    low, high = min(known), max(known)
+    span = high - low or 1.0
+    return "".join(
+        " " if v is None else SPARKS[min(len(SPARKS) - 1, int((v - low) / span * len(SPARKS)))]
+        for v in logs
+    )
+
+
+def _training(report: Report) -> Group:
+    training = report.training
+    head = Text(
+        f"Training: {training.taken} of {training.requested} {training.optimizer.value} steps at "
+        f"lr {training.lr:g}; findings above are those after training",
+        style="bold",
+    )
+    parts: list[Text | Table] = [head]
+    if training.stopped:
+        parts.append(Text(f"stopped: {training.stopped}", style="bold red"))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for header in ("after step", "loss", "findings"):
+        table.add_column(header)
+    for mark in training.checkpoints:
+        found = ", ".join(f"{i}:{s.value}" for i, s in mark.findings) or "-"
+        table.add_row(str(mark.step), sci(mark.loss), Text(found))
+    parts.append(table)
+    trend = Table(
+        title="grad RMS over the checkpoints (log scale)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+    )
+    trend.add_column("layer")
+    trend.add_column("trend")
+    trend.add_column("first", justify="right")
+    trend.add_column("last", justify="right")
+    for name, series in list(training.trends.items())[:40]:
+        trend.add_row(Text(name or "(model)"), sparkline(series), sci(series[0]), sci(series[-1]))
+    parts.append(trend)
+    for note in training.notes:
+        parts.append(Text(f"note: {note}", style="cyan"))
+    return Group(*parts)

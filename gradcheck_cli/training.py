@@ -1,0 +1,202 @@
+"""Training dynamics (``--train-steps K``): measure, take real optimizer steps, measure again.
+
+Many failures appear only after some training (a recurrent net whose gradients explode after a
+few updates at a high learning rate, units that die), and some alarms at initialisation go away
+after one update (a zero-initialised head blocks the gradient only until its weights move). This
+module trains a copy of the model for K steps on fresh seeded batches with the same loss as the
+measurement, measures at checkpoints 0, K/4, K/2, 3K/4 and K, and keeps per-layer trends. The
+findings of the report are those of the last checkpoint; findings that were present at step 0
+and are gone by then are kept as notes, so the report says why the model looked sick at init.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli.findings import Finding, Severity
+from gradcheck_cli.measure import Measurement, Passes
+from gradcheck_cli.stats import value
+
+# Training batches are drawn from seeds apart from the measurement's.
+TRAIN_SEED_OFFSET = 50_000
+
+
+class Optimizer(str, enum.Enum):
+    """``--optimizer``: what takes the training steps."""
+
+    SGD = "sgd"
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+    @property
+    def default_lr(self) -> float:
+        """The learning rate used when ``--lr`` is not given."""
+        return 0.01 if self is Optimizer.SGD else 1e-3
+
+    def build(self, params: Sequence[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+        """The torch optimizer over ``params``."""
+        if self is Optimizer.SGD:
+            return torch.optim.SGD(params, lr=lr)
+        if self is Optimizer.ADAM:
+            return torch.optim.Adam(params, lr=lr)
+        return torch.optim.AdamW(params, lr=lr)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One measurement during training: after ``step`` optimizer steps."""
+
+    step: int
+    loss: float
+    findings: tuple[tuple[str, Severity], ...]
+
+
+@dataclass(frozen=True)
+class Training:
+    """What ``--train-steps`` did: the steps taken, checkpoints, trends and notes."""
+
+    optimizer: Optimizer
+    lr: float
+    requested: int
+    taken: int
+    losses: tuple[float, ...]
+    checkpoints: tuple[Checkpoint, ...]
+    trends: dict[str, tuple[float | None, ...]]
+    notes: tuple[str, ...] = ()
+    stopped: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the report's ``training`` key."""
+
+        def num(x: float | None) -> float | str | None:
+            if x is None:
+                return None
+            if not math.isfinite(x):
+                return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+            return float(f"{x:.4g}")
+
+        return {
+            "optimizer": self.optimizer.value,
+            "lr": self.lr,
+            "requested_steps": self.requested,
+            "steps_taken": self.taken,
+            "stopped": self.stopped,
+            "losses": [num(v) for v in self.losses],
+            "checkpoints": [
+                {
+                    "step": c.step,
+                    "loss": num(c.loss),
+                    "findings": [f"{i}:{s.value}" for i, s in c.findings],
+                }
+                for c in self.checkpoints
+            ],
+            "grad_rms_trends": {
+                name: [num(v) for v in series] for name, series in self.trends.items()
+            },
+            "notes": list(self.notes),
+        }
+
+
+def checkpoints(steps: int) -> list[int]:
+    """0, K/4, K/2, 3K/4 and K (rounded up, without repeats)."""
+    return sorted({0, *(math.ceil(steps * q / 4) for q in (1, 2, 3)), steps})
+
+
+def train(
+    model: nn.Module,
+    passes: Passes,
+    *,
+    steps: int,
+    optimizer: Optimizer,
+    lr: float,
+    measure_at: Callable[[nn.Module], Measurement],
+    evaluate: Callable[[Measurement], list[Finding]],
+) -> tuple[Measurement, list[Finding], Training]:
+    """Train ``model`` (already a copy; ``passes`` supplies batches and loss) and measure it.
+
+    Returns the last measurement, its findings, and the training record. A non-finite loss stops
+    the training; the model is then measured as it is.
+    """
+    passes = replace(passes, model=model)
+    opt = optimizer.build([p for p in model.parameters() if p.requires_grad], lr)
+    losses: list[float] = []
+    marks: list[Checkpoint] = []
+    measured: list[tuple[int, Measurement]] = []
+    first: list[Finding] = []
+    findings: list[Finding] = []
+    stopped = ""
+    taken = 0
+    for mark in checkpoints(steps):
+        while taken < mark and not stopped:
+            loss = _train_step(model, passes, taken, opt)
+            losses.append(loss)
+            taken += 1
+            if not math.isfinite(loss):
+                stopped = f"the training loss became {loss} at step {taken}"
+        measurement = measure_at(model)
+        findings = evaluate(measurement)
+        if not marks:
+            first = findings
+        finite = [v for v in measurement.stats.losses if math.isfinite(v)]
+        marks.append(
+            Checkpoint(
+                taken,
+                sum(finite) / len(finite) if finite else math.nan,
+                tuple((f.id, f.severity) for f in findings),
+            )
+        )
+        measured.append((taken, measurement))
+        if stopped:
+            break
+    final = measured[-1][1]
+    names = [layer.name for layer in final.stats.layers]
+    trends = {
+        name: tuple(_grad_rms(m, name) for _, m in measured)
+        for name in names
+        if any(_grad_rms(m, name) is not None for _, m in measured)
+    }
+    notes = _notes(first, marks)
+    record = Training(
+        optimizer, lr, steps, taken, tuple(losses), tuple(marks), trends, notes, stopped
+    )
+    return final, findings, record
+
+
+def _train_step(model: nn.Module, passes: Passes, step: int, opt: torch.optim.Optimizer) -> float:
+    model.train()
+    devices = [passes.device.index or 0] if passes.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(passes.seed * 100_003 + TRAIN_SEED_OFFSET + step)
+        inputs = passes.inputs()
+        value_, _ = passes.loss_of(passes.forward(inputs), inputs)
+        opt.zero_grad(set_to_none=True)
+        value_.float().backward()
+        opt.step()
+    return float(value_.detach())
+
+
+def _grad_rms(measurement: Measurement, name: str) -> float | None:
+    for layer in measurement.stats.layers:
+        if layer.name == name:
+            return value(layer.grad_rms)
+    return None
+
+
+def _notes(first: list[Finding], marks: list[Checkpoint]) -> tuple[str, ...]:
+    """Findings of step 0 that training made go away: what they said, and when they went."""
+    notes = []
+    for f in first:
+        gone = next((m.step for m in marks if (f.id, f.severity) not in m.findings), None)
+        if gone is not None and (f.id, f.severity) not in marks[-1].findings:
+            notes.append(
+                f"at step 0: {f.id} ({f.severity.value}): {f.message}; gone after {gone} "
+                "optimizer step(s)"
+            )
+    return tuple(notes)

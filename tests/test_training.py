@@ -1,0 +1,94 @@
+"""--train-steps: training a copy between measurements, trends, and why step 0 looked sick."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from torch import nn
+
+from gradcheck_cli import diagnose
+from gradcheck_cli.cli import main
+from gradcheck_cli.loading import load_model
+from gradcheck_cli.training import checkpoints
+
+from .conftest import SAMPLES
+
+
+def test_checkpoints() -> None:
+    assert checkpoints(4) == [0, 1, 2, 3, 4]
+    assert checkpoints(10) == [0, 3, 5, 8, 10]
+    assert checkpoints(1) == [0, 1]
+
+
+def test_zero_head_is_healthy_after_one_update_and_the_report_says_why(validate_report) -> None:
+    model = load_model(str(SAMPLES / "zero_head.py")).module
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = diagnose(model, train_steps=4)
+    assert report.status.value == "healthy" and report.findings == ()
+    training = report.training
+    assert training is not None and training.taken == 4 and len(training.losses) == 4
+    assert [c.step for c in training.checkpoints] == [0, 1, 2, 3, 4]
+    assert [i for i, _ in training.checkpoints[0].findings] == ["no-gradient"]
+    assert all(c.findings == () for c in training.checkpoints[1:])
+    (note,) = training.notes
+    assert (
+        note.startswith("at step 0: no-gradient (info)") and "gone after 1 optimizer step" in note
+    )
+    body = training.trends["0"]
+    assert body[0] == 0.0 and body[-1] > 0  # blocked at init, flowing once the head moved
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # a copy trained
+    data = report.to_dict()
+    validate_report(data)
+    assert data["training"]["checkpoints"][0]["findings"] == ["no-gradient:info"]
+
+
+def test_training_stops_on_a_nonfinite_loss() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4))
+    report = diagnose(
+        model, lambda b: torch.randn(b, 8), train_steps=10, optimizer="sgd", lr=1e6, loss="mse"
+    )
+    training = report.training
+    assert training is not None and training.stopped.startswith("the training loss became")
+    assert training.taken < 10
+    assert not math.isfinite(training.losses[-1])
+    assert "nonfinite" in {f.id for f in report.findings}
+
+
+def test_cli_train_steps_with_sparklines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        main,
+        [
+            "diagnose",
+            str(SAMPLES / "zero_head.py"),
+            "--train-steps",
+            "2",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.1",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "Training: 2 of 2 sgd steps at lr 0.1" in result.stdout
+    assert "note: at step 0: no-gradient (info)" in result.stdout
+    assert any(ch in result.stdout for ch in "▁▂▃▄▅▆▇█")
+    data = yaml.safe_load(
+        CliRunner()
+        .invoke(
+            main,
+            ["diagnose", str(SAMPLES / "zero_head.py"), "--train-steps", "2", "--format", "yaml"],
+        )
+        .stdout
+    )
+    assert data["training"]["optimizer"] == "adam" and data["training"]["lr"] == 0.001
+    bad = CliRunner().invoke(
+        main, ["diagnose", str(SAMPLES / "zero_head.py"), "--train-steps", "-1"]
+    )
+    assert bad.exit_code == 2 and "train-steps" in bad.stderr
