@@ -27,7 +27,7 @@ from gradcheck_cli.errors import InputError, ModelLoadError
 
 Inputs = Any  # a tensor, a tuple of positional inputs, or a dict of keyword inputs
 InputFactory = Callable[[int], Inputs]
-LossFn = Callable[[Any, Inputs], torch.Tensor]
+LossFn = Callable[..., torch.Tensor]  # loss_fn(output, inputs[, targets])
 
 
 class LossKind(str, enum.Enum):
@@ -421,8 +421,111 @@ def shapes_factory(shapes: list[InputShape], device: torch.device) -> InputFacto
     return make
 
 
+@dataclass(frozen=True)
+class Labeled:
+    """A batch of real data with its targets (``--data``): the model gets ``inputs``."""
+
+    inputs: Inputs
+    targets: torch.Tensor
+
+
+_TARGET_KEYS = ("target", "targets", "y")
+_INPUT_KEYS = ("x", "inputs", "input")
+
+
+def load_data(path: str | Path) -> tuple[Inputs, torch.Tensor | None]:
+    """Read ``--data``: a ``.pt`` (tensor, tuple/list or dict), ``.npy`` or ``.npz`` file.
+
+    A tensor is the inputs. A tuple or list is ``(inputs..., targets)``: its last element is the
+    target. A dict is keyword inputs, except a ``target``/``targets``/``y`` entry, which is the
+    target (Hugging Face ``labels`` stay inputs: those models compute their own loss). An
+    ``.npz`` with ``x``/``inputs`` and ``y``/``targets`` arrays is ``(inputs, targets)``. The
+    first dimension of every tensor is the sample dimension. Loaded weights-only: no code runs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"data file '{path}' does not exist; check --data")
+    try:
+        if path.suffix in (".npy", ".npz"):
+            import numpy as np
+
+            raw: Any = np.load(path, allow_pickle=False)
+            if path.suffix == ".npz":
+                raw = {k: raw[k] for k in raw.files}
+            data = _tensors(raw)
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(
+            f"cannot read data file '{path}' ({type(exc).__name__}: {exc}); use a .pt of "
+            "tensors, a .npy or a .npz"
+        ) from exc
+    if isinstance(data, Mapping):
+        data = dict(data)
+        target = next((data.pop(k) for k in _TARGET_KEYS if k in data), None)
+        inputs_key = next((k for k in _INPUT_KEYS if k in data), None)
+        if inputs_key is not None and len(data) == 1:
+            return data[inputs_key], target
+        return data, target
+    if isinstance(data, (tuple, list)):
+        if len(data) < 2:
+            return (data[0] if data else None), None
+        rest = tuple(data[:-1])
+        return (rest[0] if len(rest) == 1 else rest), data[-1]
+    if isinstance(data, torch.Tensor):
+        return data, None
+    raise InputError(f"data file '{path}' holds a {type(data).__name__}, not tensors")
+
+
+def _tensors(raw: Any) -> Any:
+    if isinstance(raw, Mapping):
+        return {k: _tensors(v) for k, v in raw.items()}
+    return torch.from_numpy(raw.copy())
+
+
+def data_factory(inputs: Inputs, targets: torch.Tensor | None, source: str) -> InputFactory:
+    """Fresh batches of real data: ``batch_size`` rows drawn under the step's seed."""
+    count = _rows(inputs)
+    if targets is not None and targets.shape[0] != count:
+        raise InputError(f"--data: {count} input rows but {targets.shape[0]} targets")
+
+    def make(batch_size: int) -> Inputs:
+        rows = torch.randperm(count)[: min(batch_size, count)]
+        batch = _take(inputs, rows)
+        return batch if targets is None else Labeled(batch, targets[rows])
+
+    make.description = f"data {source} ({count} rows)"  # type: ignore[attr-defined]
+    return make
+
+
+def _rows(inputs: Inputs) -> int:
+    sizes = {t.shape[0] for t in _flat(inputs)}
+    if len(sizes) != 1:
+        raise InputError(f"--data: tensors disagree on the number of rows: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _flat(inputs: Inputs) -> list[torch.Tensor]:
+    if isinstance(inputs, torch.Tensor):
+        return [inputs]
+    values = inputs.values() if isinstance(inputs, Mapping) else inputs
+    return [t for v in values for t in _flat(v)]
+
+
+def _take(inputs: Inputs, rows: torch.Tensor) -> Inputs:
+    if isinstance(inputs, torch.Tensor):
+        return inputs[rows]
+    if isinstance(inputs, Mapping):
+        return {k: _take(v, rows) for k, v in inputs.items()}
+    return tuple(_take(v, rows) for v in inputs)
+
+
 def to_device(inputs: Inputs, device: torch.device) -> Inputs:
     """Move every tensor in a (nested) input structure to ``device``."""
+    if isinstance(inputs, Labeled):
+        return Labeled(to_device(inputs.inputs, device), inputs.targets.to(device))
     if isinstance(inputs, torch.Tensor):
         return inputs.to(device)
     if isinstance(inputs, tuple):
@@ -436,6 +539,8 @@ def to_device(inputs: Inputs, device: torch.device) -> Inputs:
 
 def call_model(model: nn.Module, inputs: Inputs) -> Any:
     """Call the model: a tuple is positional arguments, a dict keyword arguments."""
+    if isinstance(inputs, Labeled):
+        inputs = inputs.inputs
     if isinstance(inputs, tuple):
         return model(*inputs)
     if isinstance(inputs, Mapping):
@@ -479,12 +584,15 @@ def own_loss(output: Any) -> torch.Tensor | None:
     return None
 
 
-def resolve_loss(kind: LossKind, output: Any) -> tuple[LossKind | str, torch.Tensor]:
+def resolve_loss(
+    kind: LossKind, output: Any, targets: torch.Tensor | None = None
+) -> tuple[LossKind | str, torch.Tensor]:
     """Compute the loss for ``output``; returns the loss actually used (for the report) too.
 
-    ``auto``: the output's own ``.loss`` when it has one; cross-entropy against random labels
-    for logits (2-D ``(N, C)``, 3-D ``(N, L, C)`` with classes last, 4-D+ ``(N, C, ...)``);
-    mean squared error against a standard normal target otherwise.
+    ``auto``: the output's own ``.loss`` when it has one; cross-entropy for logits (2-D
+    ``(N, C)``, 3-D ``(N, L, C)`` with classes last, 4-D+ ``(N, C, ...)``) against integer
+    ``targets`` from ``--data``, or random labels; mean squared error against float ``targets``
+    or a standard normal target otherwise.
     """
     if kind is LossKind.AUTO:
         carried = own_loss(output)
@@ -493,12 +601,23 @@ def resolve_loss(kind: LossKind, output: Any) -> tuple[LossKind | str, torch.Ten
     y = primary_output(output)
     if kind is LossKind.AUTO:
         classes = _class_dim(y)
-        kind = LossKind.CROSS_ENTROPY if classes is not None else LossKind.MSE
+        integer_targets = targets is not None and not targets.is_floating_point()
+        if targets is not None:
+            kind = (
+                LossKind.CROSS_ENTROPY if integer_targets and classes is not None else LossKind.MSE
+            )
+        else:
+            kind = LossKind.CROSS_ENTROPY if classes is not None else LossKind.MSE
     y = y.float()
     if kind is LossKind.SUM:
         return kind, y.sum()
     if kind is LossKind.MSE:
-        target = torch.randn(y.shape, device=y.device)
+        target = targets.float() if targets is not None else torch.randn(y.shape, device=y.device)
+        if target.shape != y.shape:
+            raise InputError(
+                f"the --data targets have shape {tuple(target.shape)} but the output "
+                f"{tuple(y.shape)}; use --loss or define loss_fn"
+            )
         return kind, nn.functional.mse_loss(y, target)
     dim = _class_dim(y)
     if dim is None:
@@ -509,6 +628,13 @@ def resolve_loss(kind: LossKind, output: Any) -> tuple[LossKind | str, torch.Ten
     if dim != 1:
         y = y.movedim(dim, 1)
     target_shape = (y.shape[0], *y.shape[2:])
+    if targets is not None:
+        if tuple(targets.shape) != target_shape or targets.is_floating_point():
+            raise InputError(
+                f"cross-entropy needs integer targets of shape {target_shape}, but the --data "
+                f"targets are {str(targets.dtype).removeprefix('torch.')} {tuple(targets.shape)}"
+            )
+        return LossKind.CROSS_ENTROPY, nn.functional.cross_entropy(y, targets.long())
     target = torch.randint(0, y.shape[1], target_shape, device=y.device)
     return LossKind.CROSS_ENTROPY, nn.functional.cross_entropy(y, target)
 

@@ -21,6 +21,7 @@ from gradcheck_cli.errors import InputError, ModelRunError
 from gradcheck_cli.hooks import Recorder, capture
 from gradcheck_cli.loading import (
     InputFactory,
+    Labeled,
     LossFn,
     LossKind,
     call_model,
@@ -121,16 +122,20 @@ class Passes:
 
     def loss_of(self, output: Any, inputs: Any) -> tuple[torch.Tensor, str]:
         """The scalar loss and the name of the loss used; a bad loss is a usage error."""
+        targets = inputs.targets if isinstance(inputs, Labeled) else None
         if self.loss_fn is not None:
             try:
-                value = self.loss_fn(output, inputs)
+                if targets is None:
+                    value = self.loss_fn(output, inputs)
+                else:  # --data with targets: loss_fn(output, inputs, targets)
+                    value = self.loss_fn(output, inputs.inputs, targets)
             except Exception as exc:
                 raise ModelRunError(
                     f"loss_fn raised {type(exc).__name__}: {_first_line(exc)}"
                 ) from exc
             used = "loss_fn"
         else:
-            kind, value = resolve_loss(self.loss, output)
+            kind, value = resolve_loss(self.loss, output, targets)
             used = kind.value if isinstance(kind, LossKind) else kind
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             raise ModelRunError(

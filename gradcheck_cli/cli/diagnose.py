@@ -71,6 +71,7 @@ def diagnose_command(
     config_path: str | None,
     input_shapes: tuple[str, ...],
     weights: str | None,
+    data_path: str | None,
     trust_pickle: bool,
     quiet: bool,
     debug: bool,
@@ -96,6 +97,7 @@ def diagnose_command(
             weights=weights,
             trust_pickle=trust_pickle,
             flags=flags,
+            data_path=data_path,
             plan=plan_path,
         )
         fail_on = job.settings.fail_on

@@ -81,6 +81,7 @@ def fix_command(
     config_path: str | None,
     input_shapes: tuple[str, ...],
     weights: str | None,
+    data_path: str | None,
     trust_pickle: bool,
     quiet: bool,
     debug: bool,
@@ -102,6 +103,7 @@ def fix_command(
             weights=weights,
             trust_pickle=trust_pickle,
             flags=flags,
+            data_path=data_path,
         )
         options = FixOptions(
             activation=Activation(activation),

@@ -17,6 +17,8 @@ from gradcheck_cli.loading import (
     InputShape,
     LoadedModel,
     LossKind,
+    data_factory,
+    load_data,
     load_model,
     load_weights,
     shapes_factory,
@@ -44,6 +46,12 @@ _MEASURE_OPTIONS = [
         multiple=True,
         metavar="SHAPE[:DTYPE[:LOW-HIGH]]",
         help="One positional input without the batch dim, e.g. 3x32x32 or 128:int64:0-50257. Repeat for several inputs.",
+    ),
+    click.option(
+        "--data",
+        "data_path",
+        type=click.Path(dir_okay=False),
+        help="Real batches from a .pt (tensor, (inputs..., targets) or dict), .npy or .npz file; targets, when present, feed the loss.",
     ),
     click.option(
         "--weights",
@@ -110,6 +118,7 @@ def prepare(
     trust_pickle: bool,
     flags: dict[str, Any],
     plan: str | None = None,
+    data_path: str | None = None,
 ) -> Job:
     """Settings (defaults < config < flags), the model (with plan and weights) and its inputs."""
     settings, _ = load_settings(Path(config_path) if config_path else None, cwd=Path.cwd())
@@ -137,8 +146,10 @@ def prepare(
         loaded = dataclasses.replace(loaded, module=module)
     if weights is not None:
         load_weights(loaded.module, weights)
-    if shapes:
-        inputs: Any = shapes_factory(shapes, torch.device("cpu"))
+    if data_path is not None:
+        inputs: Any = data_factory(*load_data(data_path), source=data_path)
+    elif shapes:
+        inputs = shapes_factory(shapes, torch.device("cpu"))
     else:
         inputs = loaded.example_inputs
     return Job(loaded, inputs, settings)
