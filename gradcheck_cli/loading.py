@@ -54,6 +54,11 @@ class LoadedModel:
 
 def load_model(spec: str, *, trust_pickle: bool = False, weights: str | None = None) -> LoadedModel:
     """Build the model that ``spec`` names; raise :class:`ModelLoadError` with advice otherwise."""
+    from gradcheck_cli.zoo import is_zoo_spec, load_zoo
+
+    if is_zoo_spec(spec):
+        module, make = load_zoo(spec)
+        return LoadedModel(module=module, name=spec, example_inputs=make)
     path_part, _, attr = spec.partition(":")
     if re.match(r"^[A-Za-z]:[\\/]", spec):  # a Windows drive letter is not a NAME separator
         path_part, attr = spec, ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -124,7 +125,7 @@ def ratio(layer: LayerStats) -> float:
 
 @dataclass(frozen=True)
 class DepthProfile:
-    """Gradient-to-weight ratios of the first and last quarter of the weight layers."""
+    """Median gradient-to-weight ratios of the first and second half of the weight layers."""
 
     early: tuple[LayerStats, ...]
     late: tuple[LayerStats, ...]
@@ -138,14 +139,24 @@ class DepthProfile:
 
 
 def depth_profile(layers: Sequence[LayerStats], min_layers: int) -> DepthProfile | None:
-    """Compare the first and last quarter of ``layers``; None when there are too few."""
+    """Compare the first and the second half of ``layers``; None when there are too few.
+
+    The output layer (the last one) is left out: it receives the loss gradient directly and its
+    ratio is large by nature. Each half is summarised by its median, so that layers whose ratio
+    is small for a structural reason, such as the query and key projections of attention at
+    initialisation (their gradient is second order while the softmax is near uniform), do not
+    pass for a decay with depth.
+    """
     if len(layers) < min_layers:
         return None
-    quarter = max(1, len(layers) // 4)
-    early, late = layers[:quarter], layers[-quarter:]
+    body = list(layers[:-1])
+    half = len(body) // 2
+    if half == 0:
+        return None
+    early, late = body[:half], body[-half:]
     return DepthProfile(
         early=tuple(early),
         late=tuple(late),
-        early_ratio=gmean([ratio(l) for l in early]),
-        late_ratio=gmean([ratio(l) for l in late]),
+        early_ratio=statistics.median(ratio(l) for l in early),
+        late_ratio=statistics.median(ratio(l) for l in late),
     )

@@ -1,0 +1,131 @@
+"""Model zoos without writing a file: ``hf:ClassName[:config.json]``, ``torchvision:NAME``,
+``timm:NAME``.
+
+Models are built from a configuration with random weights; nothing is ever downloaded (the
+Hugging Face hub is switched offline while building). Inputs and labels come from the model's
+own metadata: token ids below ``vocab_size`` (and labels, so the model computes its own loss) for
+text models, ``num_channels x image_size x image_size`` pixels for vision models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli.errors import ModelLoadError
+
+ZOOS = ("hf", "torchvision", "timm")
+TEXT_LENGTH = 64
+
+
+def is_zoo_spec(spec: str) -> bool:
+    """``hf:...``, ``torchvision:...`` or ``timm:...``."""
+    prefix, sep, _ = spec.partition(":")
+    return bool(sep) and prefix in ZOOS
+
+
+def load_zoo(spec: str) -> tuple[nn.Module, Callable[[int], Any]]:
+    """The model a zoo spec names, and an input factory that fits it."""
+    zoo, _, rest = spec.partition(":")
+    if zoo == "hf":
+        return _huggingface(rest, spec)
+    if zoo == "torchvision":
+        module = _require("torchvision", spec)
+        builder = getattr(module.models, rest, None)
+        if builder is None:
+            raise ModelLoadError(f"'{spec}': torchvision.models has no '{rest}'")
+        model = builder(weights=None)  # random weights: nothing is downloaded
+        return model, lambda b: torch.randn(b, 3, 224, 224)
+    module = _require("timm", spec)
+    try:
+        model = module.create_model(rest, pretrained=False)
+    except Exception as exc:
+        raise ModelLoadError(f"'{spec}': timm cannot build '{rest}': {exc}") from exc
+    size = model.default_cfg.get("input_size", (3, 224, 224))
+    return model, lambda b: torch.randn(b, *size)
+
+
+def _require(name: str, spec: str) -> Any:
+    try:
+        return __import__(name)
+    except ImportError:
+        raise ModelLoadError(
+            f"'{spec}' needs the '{name}' package, which is not installed; pip install {name}"
+        ) from None
+
+
+def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]:
+    transformers = _require("transformers", spec)
+    class_name, _, config_path = rest.partition(":")
+    cls = getattr(transformers, class_name, None)
+    if cls is None or not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise ModelLoadError(f"'{spec}': transformers has no model class '{class_name}'")
+    config_class = getattr(cls, "config_class", None)
+    if config_class is None:
+        raise ModelLoadError(f"'{spec}': {class_name} has no config class to build it from")
+    if config_path:
+        path = Path(config_path)
+        if not path.is_file():
+            raise ModelLoadError(f"'{spec}': config file '{path}' does not exist")
+        try:
+            config = config_class(**json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as exc:
+            raise ModelLoadError(
+                f"'{spec}': '{path}' is not a valid {config_class.__name__}: {exc}"
+            ) from exc
+    else:
+        config = config_class()
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        model = cls(config)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"'{spec}': building {class_name} from its config failed: {exc}"
+        ) from exc
+    finally:
+        if previous is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
+    return model, _hf_inputs(class_name, config)
+
+
+def _hf_inputs(class_name: str, config: Any) -> Callable[[int], Any]:
+    if hasattr(config, "image_size") and hasattr(config, "num_channels"):
+        size, channels = int(config.image_size), int(config.num_channels)
+        labels = int(getattr(config, "num_labels", 2))
+
+        def vision(b: int) -> dict[str, torch.Tensor]:
+            batch = {"pixel_values": torch.randn(b, channels, size, size)}
+            if "ImageClassification" in class_name:
+                batch["labels"] = torch.randint(0, labels, (b,))
+            return batch
+
+        return vision
+    vocab = int(getattr(config, "vocab_size", 0) or 0)
+    if not vocab:
+        raise ModelLoadError(
+            f"hf:{class_name}: cannot tell its inputs from the config; write a model file "
+            "with example_inputs(batch_size)"
+        )
+    labels = int(getattr(config, "num_labels", 2))
+
+    def text(b: int) -> dict[str, torch.Tensor]:
+        ids = torch.randint(0, vocab, (b, TEXT_LENGTH))
+        batch = {"input_ids": ids}
+        if "SequenceClassification" in class_name:
+            batch["labels"] = torch.randint(0, labels, (b,))
+        elif any(
+            k in class_name for k in ("LMHead", "CausalLM", "MaskedLM", "ConditionalGeneration")
+        ):
+            batch["labels"] = ids
+        return batch
+
+    return text

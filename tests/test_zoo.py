@@ -1,0 +1,91 @@
+"""Zoo specs: hf:ClassName[:config.json] builds offline from a config; missing zoos fail cleanly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from gradcheck_cli.cli import main
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(autouse=True)
+def _cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "cls,config,loss",
+    [
+        (
+            "GPT2LMHeadModel",
+            {"n_layer": 2, "n_embd": 64, "n_head": 2, "vocab_size": 500},
+            "model-output-loss",
+        ),
+        (
+            "BertForSequenceClassification",
+            {
+                "num_hidden_layers": 2,
+                "hidden_size": 64,
+                "num_attention_heads": 2,
+                "intermediate_size": 128,
+                "vocab_size": 500,
+            },
+            "model-output-loss",
+        ),
+        (
+            "ViTForImageClassification",
+            {
+                "num_hidden_layers": 2,
+                "hidden_size": 64,
+                "num_attention_heads": 2,
+                "intermediate_size": 128,
+                "image_size": 32,
+                "patch_size": 8,
+            },
+            "model-output-loss",
+        ),
+        (
+            "BertModel",
+            {
+                "num_hidden_layers": 2,
+                "hidden_size": 64,
+                "num_attention_heads": 2,
+                "intermediate_size": 128,
+                "vocab_size": 500,
+            },
+            "cross-entropy",
+        ),
+    ],
+)
+def test_hf_models_from_a_local_config(
+    tmp_path: Path, cls: str, config: dict, loss: str, validate_report
+) -> None:
+    pytest.importorskip("transformers")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = run("diagnose", f"hf:{cls}:{path}", "--format", "yaml")
+    assert result.exit_code == 0, result.stderr
+    report = yaml.safe_load(result.stdout)
+    validate_report(report)
+    assert report["model"]["type"] == cls and report["run"]["loss"] == loss
+    assert report["status"] == "healthy"
+
+
+def test_unknown_class_and_missing_zoos() -> None:
+    pytest.importorskip("transformers")
+    bad = run("diagnose", "hf:NoSuchModel")
+    assert bad.exit_code == 2 and "transformers has no model class 'NoSuchModel'" in bad.stderr
+    for spec, package in (("torchvision:resnet50", "torchvision"), ("timm:resnet18", "timm")):
+        try:
+            __import__(package)
+        except ImportError:
+            result = run("diagnose", spec)
+            assert result.exit_code == 2 and f"needs the '{package}' package" in result.stderr
