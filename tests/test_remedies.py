@@ -125,7 +125,10 @@ def test_swap_without_he_init_still_vanishes() -> None:
     vanishing = [
         f for f in diagnose(apply_plan(loaded.module, swap_only)).findings if f.id == "vanishing"
     ]
-    assert vanishing and vanishing[0].severity is Severity.ERROR
+    # Still vanishing: the first layers learn hundreds of times slower than the last hidden
+    # ones (a warning at this depth of 10; the 20-layer relu_default_init.py is an error).
+    assert vanishing and vanishing[0].severity is Severity.WARNING
+    assert float(vanishing[0].evidence["decay"]) < 1e-2
     assert diagnose(apply_plan(loaded.module, with_init)).status.value == "healthy"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -111,9 +110,30 @@ def ratio_layers(stats: ModelStats) -> list[LayerStats]:
     for layer in stats.layers:
         g = value(layer.grad_to_weight)
         if layer.kind is LayerKind.WEIGHT and g is not None and 0 < g < math.inf:
-            if not (layer.zero_weights or layer.near_zero_weights):
+            if not (layer.zero_weights or layer.near_zero_weights or is_query_or_key(layer.name)):
                 layers.append(layer)
     return layers
+
+
+# The separate query and key projections of attention, by the names the common implementations
+# give them (Hugging Face BERT/RoBERTa/ViT/Llama/T5, diffusers, DistilBERT, fairseq/xformers).
+_QK_NAMES = frozenset(
+    {"query", "key", "q_proj", "k_proj", "to_q", "to_k", "wq", "wk", "q", "k", "q_lin", "k_lin"}
+)
+
+
+def is_query_or_key(name: str) -> bool:
+    """Whether a layer is an attention query or key projection.
+
+    At initialisation their gradient is second order: the attention logits are near zero, the
+    softmax near uniform, and the gradient of each projection is scaled by the other's small
+    weights, so their gradient-to-weight ratio sits two orders of magnitude below the value,
+    output and MLP layers of the same block (measured on a 2-layer Hugging Face BERT). That is
+    the normal start of every transformer, not vanishing with depth, so they are left out of
+    the ratio rules. Fused projections (GPT-2's c_attn, nn.MultiheadAttention's in_proj) mix in
+    the values and need no exception.
+    """
+    return name.rpartition(".")[2] in _QK_NAMES
 
 
 def ratio(layer: LayerStats) -> float:
@@ -125,7 +145,7 @@ def ratio(layer: LayerStats) -> float:
 
 @dataclass(frozen=True)
 class DepthProfile:
-    """Median gradient-to-weight ratios of the first and second half of the weight layers."""
+    """Gradient-to-weight ratios of the first and last quarter of the weight layers."""
 
     early: tuple[LayerStats, ...]
     late: tuple[LayerStats, ...]
@@ -139,24 +159,21 @@ class DepthProfile:
 
 
 def depth_profile(layers: Sequence[LayerStats], min_layers: int) -> DepthProfile | None:
-    """Compare the first and the second half of ``layers``; None when there are too few.
+    """Compare the first and last quarter of ``layers``; None when there are too few.
 
-    The output layer (the last one) is left out: it receives the loss gradient directly and its
-    ratio is large by nature. Each half is summarised by its median, so that layers whose ratio
-    is small for a structural reason, such as the query and key projections of attention at
-    initialisation (their gradient is second order while the softmax is near uniform), do not
-    pass for a decay with depth.
+    The output layer (the last) is left out when there are more than ``min_layers``: it gets
+    the loss gradient directly, and its ratio, large by nature, would pass for decay in the
+    layers below it (a small Hugging Face BERT whose pooler and classifier sit at the end).
     """
     if len(layers) < min_layers:
         return None
-    body = list(layers[:-1])
-    half = len(body) // 2
-    if half == 0:
-        return None
-    early, late = body[:half], body[-half:]
+    if len(layers) > min_layers:
+        layers = layers[:-1]
+    quarter = max(1, len(layers) // 4)
+    early, late = layers[:quarter], layers[-quarter:]
     return DepthProfile(
         early=tuple(early),
         late=tuple(late),
-        early_ratio=statistics.median(ratio(l) for l in early),
-        late_ratio=statistics.median(ratio(l) for l in late),
+        early_ratio=gmean([ratio(l) for l in early]),
+        late_ratio=gmean([ratio(l) for l in late]),
     )

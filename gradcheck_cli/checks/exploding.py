@@ -16,7 +16,7 @@ class Exploding(Check):
     Symptom:
         The median gradient-to-weight ratio ||grad W|| / ||W|| over the weight layers is
         above 1 (warning) or 10 (error), or one layer's ratio is above 100, or the ratio of
-        the first half of the layers exceeds that of the second half by 100x (warning) or
+        the first quarter of the layers exceeds that of the last quarter by 100x (warning) or
         10,000x (error). Layers whose output goes straight into a normaliser are left out of
         the magnitude rules: their weights are scale-invariant and show large relative
         gradients at initialisation without harm.

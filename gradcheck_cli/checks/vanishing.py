@@ -14,10 +14,9 @@ class Vanishing(Check):
     """Gradients vanish: early layers learn orders of magnitude slower than late ones.
 
     Symptom:
-        The median gradient-to-weight ratio ||grad W|| / ||W|| of the first half of the
-        weight layers is far below that of the second half (depth decay; the output layer is
-        left out, and medians keep the small query/key gradients of attention at init from
-        passing for decay), or the median ratio over all weight layers is tiny (every layer starves, as when the forward
+        The gradient-to-weight ratio ||grad W|| / ||W|| of the first quarter of the weight
+        layers (geometric mean) is far below that of the last quarter (depth decay), or the
+        median ratio over all weight layers is tiny (every layer starves, as when the forward
         signal collapses in a deep ReLU net with Xavier init).
 
     Why it matters:
