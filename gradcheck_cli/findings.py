@@ -11,11 +11,14 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from gradcheck_cli.stats import LayerStats, Measured, Skipped, Summary
+
+if TYPE_CHECKING:
+    from gradcheck_cli.training import Training
 
 SCHEMA_VERSION = 1
 SIGNIFICANT_DIGITS = 4
@@ -111,7 +114,7 @@ class Report:
     layers: tuple[LayerStats, ...]
     losses: tuple[float, ...] = field(default=())
     tool_version: str = ""
-    training: Any = None  # a gradcheck_cli.training.Training after --train-steps
+    training: Training | None = None  # after --train-steps
 
     @property
     def status(self) -> Status:
