@@ -21,6 +21,7 @@ from gradcheck_cli.findings import FailOn, Finding, Report, Severity, Status
 from gradcheck_cli.remedies import REMEDIES
 from gradcheck_cli.report.console import make_console, sci
 from gradcheck_cli.stats import LayerStats, value
+from gradcheck_cli.training import Training
 
 BAR_WIDTH = 12
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -39,7 +40,7 @@ def render(
     console.print(_summary(report))
     console.print(_layer_table(report))
     if report.training is not None:
-        console.print(_training(report))
+        console.print(_training(report.training))
     if report.findings:
         console.print(Text("Findings", style="bold"))
         for finding in sorted(report.findings, key=lambda f: -f.severity.rank):
@@ -188,8 +189,7 @@ def sparkline(series: tuple[float | None, ...]) -> str:
     )
 
 
-def _training(report: Report) -> Group:
-    training = report.training
+def _training(training: Training) -> Group:
     head = Text(
         f"Training: {training.taken} of {training.requested} {training.optimizer.value} steps at "
         f"lr {training.lr:g}; findings above are those after training",
