@@ -12,6 +12,7 @@ from gradcheck_cli.api import diagnose, fix  # noqa: E402
 from gradcheck_cli.findings import ExitCode, FailOn, Finding, Report, Severity, Status  # noqa: E402
 from gradcheck_cli.fixing import FixResult  # noqa: E402
 from gradcheck_cli.remedies.plan import Plan, apply_plan  # noqa: E402
+from gradcheck_cli.watch import watch  # noqa: E402
 
 __all__ = [
     "ExitCode",
@@ -26,4 +27,5 @@ __all__ = [
     "apply_plan",
     "diagnose",
     "fix",
+    "watch",
 ]

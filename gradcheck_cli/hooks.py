@@ -79,18 +79,18 @@ def _kind(module: nn.Module) -> LayerKind | None:
     return None
 
 
-def _first_tensor(output: Any) -> torch.Tensor | None:
+def first_tensor(output: Any) -> torch.Tensor | None:
     """The primary tensor of a module output: itself, or the first tensor in a tuple/list/dict."""
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, (tuple, list)):
         for item in output:
-            found = _first_tensor(item)
+            found = first_tensor(item)
             if found is not None:
                 return found
     if isinstance(output, dict):
         for item in output.values():
-            found = _first_tensor(item)
+            found = first_tensor(item)
             if found is not None:
                 return found
     return None
@@ -117,6 +117,7 @@ class Recorder:
         self.model = model
         self.count_nonfinite = False
         self.count_underflow = False
+        self.active = True  # watch() switches the hooks off between the steps it samples
         self._modules = [m for _, m, _ in targets]
         self._layers = len(targets)
         self._params: list[torch.nn.Parameter] = []
@@ -227,7 +228,7 @@ class Recorder:
 
     def _locator_hook(self, name: str) -> Callable[..., None]:
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
-            t = _first_tensor(output)
+            t = first_tensor(output)
             if t is not None and t.is_floating_point():
                 self._located.append((name, torch.isfinite(t.detach()).logical_not().any()))
 
@@ -263,11 +264,13 @@ class Recorder:
         grad_hook = None if kind is LayerKind.ACTIVATION else self._grad_hook(i)
 
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            if not self.active:
+                return
             self._calls[i] += 1
             if self._order[i] < 0:
                 self._order[i] = self._next_order
                 self._next_order += 1
-            t = _first_tensor(output)
+            t = first_tensor(output)
             if t is None or not t.is_floating_point():
                 return
             if kind is LayerKind.WEIGHT:
@@ -335,11 +338,13 @@ class Recorder:
 
     # per-step bookkeeping ---------------------------------------------------------------------
 
-    def begin_step(self) -> None:
-        """Forget the previous step and clear parameter gradients."""
+    def begin_step(self, *, clear_grads: bool = True) -> None:
+        """Forget the previous step and (unless watching a training loop) clear gradients."""
         self._reset()
-        for p in self._params:
-            p.grad = None
+        self.active = True
+        if clear_grads:
+            for p in self._params:
+                p.grad = None
 
     def end_step(self, loss: torch.Tensor) -> StepRecord:
         """Reduce this step's values on the device and bring them to the host in one transfer."""
@@ -452,22 +457,24 @@ def measured_modules(model: nn.Module) -> list[tuple[str, nn.Module, LayerKind]]
 
 
 @contextlib.contextmanager
-def capture(model: nn.Module) -> Iterator[Recorder]:
+def capture(model: nn.Module, *, restore_state: bool = True) -> Iterator[Recorder]:
     """Measure ``model`` while the block runs forward and backward passes, then undo everything.
 
     The model is put in train mode inside the block. On exit, normally or by exception, every
     hook is removed and the model's mode, ``requires_grad`` flags, ``.grad`` tensors and buffers
-    are as they were.
+    are as they were. With ``restore_state=False`` (watching the user's own training) only the
+    hooks are added and removed: the training owns the model's state.
     """
     with contextlib.ExitStack() as stack:
-        training = {m: m.training for m in model.modules()}
-        stack.callback(restore_training, training)
-        params = list(model.parameters())
-        flags = [p.requires_grad for p in params]
-        grads = [p.grad for p in params]
-        stack.callback(_restore_params, params, flags, grads)
-        buffers = [(b, b.detach().clone()) for b in model.buffers()]
-        stack.callback(_restore_buffers, buffers)
+        if restore_state:
+            training = {m: m.training for m in model.modules()}
+            stack.callback(restore_training, training)
+            params = list(model.parameters())
+            flags = [p.requires_grad for p in params]
+            grads = [p.grad for p in params]
+            stack.callback(_restore_params, params, flags, grads)
+            buffers = [(b, b.detach().clone()) for b in model.buffers()]
+            stack.callback(_restore_buffers, buffers)
 
         targets = measured_modules(model)
         recorder = Recorder(model, targets)
@@ -477,7 +484,8 @@ def capture(model: nn.Module) -> Iterator[Recorder]:
             stack.callback(module.register_forward_hook(recorder.forward_hook(i, kind)).remove)
             if kind is LayerKind.NORM and _is_normaliser(module):
                 stack.callback(module.register_forward_pre_hook(recorder.norm_pre_hook(i)).remove)
-        model.train()
+        if restore_state:
+            model.train()
         yield recorder
 
 

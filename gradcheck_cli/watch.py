@@ -1,0 +1,120 @@
+"""Watching the user's own training loop: ``with gradcheck_cli.watch(model, every=50) as w``.
+
+Every ``every``-th forward pass of the model (the first one included) is measured with the same
+hooks as ``diagnose``; the others run with the hooks switched off (one attribute test each). The
+step's gradients are read when its backward pass ends (a callback queued on the autograd engine,
+before the optimizer step), without clearing or changing them. ``w.report()`` aggregates the
+sampled steps and runs the same checks, giving the same Report object as ``diagnose``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli import __version__
+from gradcheck_cli.checks import run_checks
+from gradcheck_cli.config import Settings, apply_mapping
+from gradcheck_cli.findings import ModelInfo, Report, RunInfo
+from gradcheck_cli.hooks import Recorder, first_tensor, capture
+from gradcheck_cli.stats import StepRecord, aggregate
+
+
+class Watcher:
+    """Collects sampled steps of a training loop; see :func:`watch`."""
+
+    def __init__(self, model: nn.Module, recorder: Recorder, every: int, settings: Settings):
+        self.model = model
+        self.every = every
+        self.settings = settings
+        self.forwards = 0
+        self.records: list[StepRecord] = []
+        self._recorder = recorder
+        self._batch = 0
+        self._pending = False
+        self._started = time.perf_counter()
+        recorder.active = False
+
+    def pre_forward(self, module: nn.Module, args: Any) -> None:
+        """Arm the hooks on every ``every``-th forward pass."""
+        armed = self.forwards % self.every == 0 and torch.is_grad_enabled() and module.training
+        self.forwards += 1
+        if armed:
+            self._recorder.begin_step(clear_grads=False)
+            first = first_tensor(args)
+            if first is not None and first.dim() > 0:
+                self._batch = int(first.shape[0])
+        else:
+            self._recorder.active = False
+
+    def post_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        """Ask for a callback at the end of this step's backward pass."""
+        if not self._recorder.active:
+            return
+        out = first_tensor(output)
+        self._recorder.active = False  # the backward hooks are already registered
+        if out is not None and out.requires_grad:
+            self._pending = True
+            out.register_hook(self._queue)
+
+    def _queue(self, grad: torch.Tensor) -> None:
+        torch.autograd.Variable._execution_engine.queue_callback(self._collect)
+
+    def _collect(self) -> None:
+        if not self._pending:
+            return
+        self._pending = False
+        zero = torch.zeros((), device=next(self.model.parameters()).device)
+        self.records.append(self._recorder.end_step(zero))
+
+    def report(self) -> Report:
+        """The diagnosis of the sampled steps so far (same checks and thresholds as diagnose)."""
+        stats = aggregate(self._recorder.infos, self.records)
+        findings = run_checks(stats, self.settings.thresholds, self.settings.rules)
+        params = list(self.model.parameters())
+        device = params[0].device if params else torch.device("cpu")
+        return Report(
+            model=ModelInfo(
+                type(self.model).__name__,
+                type(self.model).__name__,
+                sum(p.numel() for p in params),
+                sum(p.numel() for p in params if p.requires_grad),
+            ),
+            run=RunInfo(
+                steps=max(1, len(self.records)),
+                batch_size=max(1, self._batch),
+                device=str(device),
+                loss="user training loop",
+                seed=0,
+                seconds=time.perf_counter() - self._started,
+                inputs=f"1 in {self.every} of {self.forwards} forward passes of the training loop",
+                torch=str(torch.__version__),
+            ),
+            findings=tuple(findings),
+            layers=stats.layers,
+            losses=(),
+            tool_version=__version__,
+        )
+
+
+@contextlib.contextmanager
+def watch(model: nn.Module, every: int = 50, **options: Any) -> Iterator[Watcher]:
+    """Measure every ``every``-th training step of the block's own loop; hooks gone on exit.
+
+    ``options`` are the threshold and check settings of :func:`gradcheck_cli.diagnose`
+    (``thresholds=``, ``checks=``, ``ignore_layers=``). Only steps whose backward pass goes
+    through the model's output are recorded.
+    """
+    if every < 1:
+        raise ValueError("every must be at least 1")
+    settings = apply_mapping(Settings(), options, source="watch()")
+    with capture(model, restore_state=False) as recorder, contextlib.ExitStack() as stack:
+        watcher = Watcher(model, recorder, every, settings)
+        stack.callback(model.register_forward_pre_hook(watcher.pre_forward).remove)
+        stack.callback(model.register_forward_hook(watcher.post_forward).remove)
+        yield watcher
