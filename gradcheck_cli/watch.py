@@ -21,7 +21,7 @@ from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.config import Settings, apply_mapping
 from gradcheck_cli.findings import ModelInfo, Report, RunInfo
-from gradcheck_cli.hooks import Recorder, first_tensor, capture
+from gradcheck_cli.hooks import Recorder, capture, first_tensor
 from gradcheck_cli.stats import StepRecord, aggregate
 
 
