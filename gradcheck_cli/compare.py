@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from gradcheck_cli.errors import UsageError
-from gradcheck_cli.findings import SCHEMA_VERSION, FailOn, Severity
+from gradcheck_cli.findings import SCHEMA_VERSION, FailOn, Severity, plain_number
 
 
 class LayerChange(str, enum.Enum):
@@ -104,13 +104,6 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         """Plain data, deterministically ordered."""
 
-        def num(x: float | None) -> float | str | None:
-            if x is None:
-                return None
-            if not math.isfinite(x):
-                return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-            return float(f"{x:.4g}")
-
         return {
             "schema_version": SCHEMA_VERSION,
             "kind": "comparison",
@@ -135,9 +128,9 @@ class Comparison:
                 {
                     "name": l.name,
                     "type": l.type,
-                    "old_grad_rms": num(l.old),
-                    "new_grad_rms": num(l.new),
-                    "factor": num(l.factor),
+                    "old_grad_rms": plain_number(l.old),
+                    "new_grad_rms": plain_number(l.new),
+                    "factor": plain_number(l.factor),
                     "change": l.change.value,
                     "old_name": l.old_name,
                     "regression": l.regression,

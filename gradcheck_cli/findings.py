@@ -143,11 +143,11 @@ class Report:
                 "device": self.run.device,
                 "loss": self.run.loss,
                 "seed": self.run.seed,
-                "seconds": _num(self.run.seconds),
+                "seconds": plain_number(self.run.seconds),
                 "inputs": self.run.inputs,
                 "torch": self.run.torch,
                 "amp": self.run.amp,
-                "losses": [_num(v) for v in self.losses],
+                "losses": [plain_number(v) for v in self.losses],
             },
             "status": self.status.value,
             "findings": [_finding_dict(f) for f in _sorted_findings(self.findings)],
@@ -178,8 +178,14 @@ def _sorted_findings(findings: tuple[Finding, ...]) -> list[Finding]:
     return sorted(findings, key=lambda f: (-f.severity.rank, f.id, f.layers))
 
 
-def _num(x: float) -> float | str:
-    """Round to fixed significant digits; NaN and Inf become the strings 'nan', 'inf', '-inf'."""
+def plain_number(x: float | None) -> float | int | str | None:
+    """Round to fixed significant digits; NaN and Inf become the strings 'nan', 'inf', '-inf'.
+
+    Every machine-readable document (report, comparison, training record) goes through this,
+    so numbers look the same everywhere and JSON stays strict. None passes through.
+    """
+    if x is None:
+        return None
     if isinstance(x, bool) or isinstance(x, int):
         return x
     if math.isnan(x):
@@ -191,7 +197,7 @@ def _num(x: float) -> float | str:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, float):
-        return _num(value)
+        return plain_number(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, Mapping):
@@ -217,7 +223,11 @@ def _measured(stat: Measured) -> dict[str, Any]:
     if isinstance(stat, Skipped):
         return {"skipped": stat.reason}
     assert isinstance(stat, Summary)
-    return {"median": _num(stat.median), "min": _num(stat.low), "max": _num(stat.high)}
+    return {
+        "median": plain_number(stat.median),
+        "min": plain_number(stat.low),
+        "max": plain_number(stat.high),
+    }
 
 
 def _layer_dict(layer: LayerStats) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import yaml
 from torch import nn
 
 from gradcheck_cli.errors import UsageError
-from gradcheck_cli.findings import SCHEMA_VERSION, Report
+from gradcheck_cli.findings import SCHEMA_VERSION, Report, plain_number
 from gradcheck_cli.remedies import APPLY_ORDER, CONFLICTS, PREFERENCE
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict, score
@@ -104,7 +104,7 @@ class FixResult:
                 for t in self.trials
             ],
             "probe_losses": {
-                k: [float(f"{v:.4g}") for v in vs] for k, vs in self.probe_losses.items()
+                k: [plain_number(v) for v in vs] for k, vs in self.probe_losses.items()
             },
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli.findings import Finding, Severity
+from gradcheck_cli.findings import Finding, Severity, plain_number
 from gradcheck_cli.measure import Measurement, Passes
 from gradcheck_cli.stats import value
 
@@ -75,30 +75,23 @@ class Training:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the report's ``training`` key."""
 
-        def num(x: float | None) -> float | str | None:
-            if x is None:
-                return None
-            if not math.isfinite(x):
-                return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-            return float(f"{x:.4g}")
-
         return {
             "optimizer": self.optimizer.value,
             "lr": self.lr,
             "requested_steps": self.requested,
             "steps_taken": self.taken,
             "stopped": self.stopped,
-            "losses": [num(v) for v in self.losses],
+            "losses": [plain_number(v) for v in self.losses],
             "checkpoints": [
                 {
                     "step": c.step,
-                    "loss": num(c.loss),
+                    "loss": plain_number(c.loss),
                     "findings": [f"{i}:{s.value}" for i, s in c.findings],
                 }
                 for c in self.checkpoints
             ],
             "grad_rms_trends": {
-                name: [num(v) for v in series] for name, series in self.trends.items()
+                name: [plain_number(v) for v in series] for name, series in self.trends.items()
             },
             "notes": list(self.notes),
         }
