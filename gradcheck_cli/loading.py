@@ -47,6 +47,7 @@ class LoadedModel:
     name: str
     example_inputs: InputFactory | None = None
     loss_fn: LossFn | None = None
+    batches: Callable[[], Any] | None = None
 
 
 # --- loading models ----------------------------------------------------------------------------
@@ -138,6 +139,7 @@ def _import_dotted(dotted: str) -> Any:
 def _from_namespace(namespace: Any, attr: str | None, *, label: str) -> LoadedModel:
     example = getattr(namespace, "example_inputs", None)
     loss_fn = getattr(namespace, "loss_fn", None)
+    batches = getattr(namespace, "batches", None)
     if attr is not None:
         if not hasattr(namespace, attr):
             raise ModelLoadError(f"'{label}': there is no name '{attr}' in that module")
@@ -152,6 +154,7 @@ def _from_namespace(namespace: Any, attr: str | None, *, label: str) -> LoadedMo
         name=name,
         example_inputs=example if callable(example) else None,
         loss_fn=loss_fn if callable(loss_fn) else None,
+        batches=batches if callable(batches) else None,
     )
 
 
@@ -525,6 +528,36 @@ def _take(inputs: Inputs, rows: torch.Tensor) -> Inputs:
     if isinstance(inputs, Mapping):
         return {k: _take(v, rows) for k, v in inputs.items()}
     return tuple(_take(v, rows) for v in inputs)
+
+
+def batches_factory(batches: Callable[[], Any], source: str) -> InputFactory:
+    """Real batches from a model file's ``batches()`` generator, one per step.
+
+    A batch that is a tensor or a dict is the inputs; a tuple or list is ``(inputs..., targets)``
+    (the DataLoader convention). Batches are remembered by the step's seed, so a step that is
+    rerun (to count NaN/Inf exactly) sees the same batch.
+    """
+    iterator = iter(batches())
+    seen: dict[int, Inputs] = {}
+
+    def make(batch_size: int) -> Inputs:
+        key = torch.initial_seed()  # the step's seed, set by the caller
+        if key not in seen:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                raise InputError(
+                    f"batches() in {source} ran out; yield at least --steps batches"
+                ) from None
+            if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+                rest = tuple(batch[:-1])
+                seen[key] = Labeled(rest[0] if len(rest) == 1 else rest, batch[-1])
+            else:
+                seen[key] = batch
+        return seen[key]
+
+    make.description = f"batches() of {source}"  # type: ignore[attr-defined]
+    return make
 
 
 def to_device(inputs: Inputs, device: torch.device) -> Inputs:

@@ -86,3 +86,28 @@ def test_cli_data(tmp_path: Path, arrays, monkeypatch: pytest.MonkeyPatch) -> No
     torch.save(torch.randn(10, 7), tmp_path / "wrong.pt")
     bad = CliRunner().invoke(main, ["diagnose", HEALTHY, "--data", "wrong.pt"])
     assert bad.exit_code == 2 and "forward pass raised" in bad.stderr
+
+
+def test_batches_generator_in_the_model_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gen.py").write_text(
+        "import torch\nfrom torch import nn\n"
+        "def build_model():\n"
+        "    torch.manual_seed(0)\n"
+        "    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))\n"
+        "def batches():\n"
+        "    g = torch.Generator().manual_seed(0)\n"
+        "    while True:\n"
+        "        yield torch.randn(12, 8, generator=g), torch.randint(0, 3, (12,), generator=g)\n"
+    )
+    result = CliRunner().invoke(main, ["diagnose", "gen.py", "--format", "yaml"])
+    assert result.exit_code == 0, result.stderr
+    report = yaml.safe_load(result.stdout)
+    assert report["run"]["inputs"] == "batches() of gen.py" and report["run"]["loss"] == "cross-entropy"
+    (tmp_path / "short.py").write_text(
+        "import torch\nfrom torch import nn\n"
+        "def build_model():\n    return nn.Linear(8, 3)\n"
+        "def batches():\n    yield torch.randn(4, 8)\n"
+    )
+    short = CliRunner().invoke(main, ["diagnose", "short.py", "--steps", "3"])
+    assert short.exit_code == 2 and "batches() in short.py ran out" in short.stderr

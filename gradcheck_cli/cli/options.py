@@ -17,6 +17,7 @@ from gradcheck_cli.loading import (
     InputShape,
     LoadedModel,
     LossKind,
+    batches_factory,
     data_factory,
     load_data,
     load_model,
@@ -148,6 +149,8 @@ def prepare(
         load_weights(loaded.module, weights)
     if data_path is not None:
         inputs: Any = data_factory(*load_data(data_path), source=data_path)
+    elif loaded.batches is not None and not shapes:
+        inputs = batches_factory(loaded.batches, model_spec)
     elif shapes:
         inputs = shapes_factory(shapes, torch.device("cpu"))
     else:
