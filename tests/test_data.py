@@ -88,7 +88,9 @@ def test_cli_data(tmp_path: Path, arrays, monkeypatch: pytest.MonkeyPatch) -> No
     assert bad.exit_code == 2 and "forward pass raised" in bad.stderr
 
 
-def test_batches_generator_in_the_model_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batches_generator_in_the_model_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "gen.py").write_text(
         "import torch\nfrom torch import nn\n"
@@ -103,7 +105,10 @@ def test_batches_generator_in_the_model_file(tmp_path: Path, monkeypatch: pytest
     result = CliRunner().invoke(main, ["diagnose", "gen.py", "--format", "yaml"])
     assert result.exit_code == 0, result.stderr
     report = yaml.safe_load(result.stdout)
-    assert report["run"]["inputs"] == "batches() of gen.py" and report["run"]["loss"] == "cross-entropy"
+    assert (
+        report["run"]["inputs"] == "batches() of gen.py"
+        and report["run"]["loss"] == "cross-entropy"
+    )
     (tmp_path / "short.py").write_text(
         "import torch\nfrom torch import nn\n"
         "def build_model():\n    return nn.Linear(8, 3)\n"
