@@ -345,3 +345,11 @@ def test_explain_and_version() -> None:
     assert run("explain", "nope").exit_code == 2
     version = run("--version")
     assert version.exit_code == 0 and "gradcheck, version 0.1.0" in version.stdout
+
+
+def test_report_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "r.yaml"
+    run("diagnose", HEALTHY, "--report", str(target), "-q", "--format", "json")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -18,6 +18,8 @@ from gradcheck_cli.cli.options import choice, measure_options, prepare
 from gradcheck_cli.compare import Comparison, compare, load_report
 from gradcheck_cli.findings import ExitCode, FailOn, Report, exit_code
 from gradcheck_cli.report import COMPARE_RENDERERS, FILE_FORMATS, RENDERERS, OutputFormat
+from gradcheck_cli.report.plot import check_target as check_plot
+from gradcheck_cli.report.plot import plot as draw
 
 
 @click.command("diagnose")
@@ -56,6 +58,12 @@ from gradcheck_cli.report import COMPARE_RENDERERS, FILE_FORMATS, RENDERERS, Out
     help="How far a layer's gradient RMS may move from the baseline [default: 10].",
 )
 @click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    help="Also draw the gradient flow (and training trends) to this .png/.svg/.pdf (needs matplotlib).",
+)
+@click.option(
     "--plan",
     "plan_path",
     type=click.Path(dir_okay=False),
@@ -67,6 +75,7 @@ def diagnose_command(
     report_paths: tuple[str, ...],
     junit_path: str | None,
     baseline_path: str | None,
+    plot_path: str | None,
     plan_path: str | None,
     config_path: str | None,
     input_shapes: tuple[str, ...],
@@ -90,6 +99,8 @@ def diagnose_command(
         if junit_path is not None:
             targets.append((report_target(junit_path, {}, any_suffix=True), OutputFormat.JUNIT))
         baseline = load_report(Path(baseline_path)) if baseline_path else None
+        if plot_path is not None:
+            check_plot(Path(plot_path))
         job = prepare(
             model_spec,
             config_path=config_path,
@@ -117,6 +128,10 @@ def diagnose_command(
             )
             if not quiet:
                 click.echo(f"gradcheck: wrote {path}", err=True)
+        if plot_path is not None:
+            draw(report, Path(plot_path))
+            if not quiet:
+                click.echo(f"gradcheck: wrote {plot_path}", err=True)
         comparison = None
         if baseline is not None:
             comparison = compare(

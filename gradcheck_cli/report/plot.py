@@ -1,0 +1,105 @@
+"""Pictures for people who would rather look than read: ``--plot FILE.png|svg``.
+
+Needs the optional ``plot`` extra (matplotlib). Draws the per-layer gradient flow (gradient RMS
+and gradient-to-weight ratio on a log scale, in forward order, the layers named by error and
+warning findings marked) and, after ``--train-steps``, each layer's gradient RMS over the
+checkpoints. The file is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from gradcheck_cli.errors import UsageError
+from gradcheck_cli.findings import Report, Severity
+from gradcheck_cli.stats import value
+
+FORMATS = (".png", ".svg", ".pdf")
+
+
+def check_target(path: Path) -> None:
+    """Refuse a bad ``--plot`` path, or a missing matplotlib, before any work is done."""
+    if path.suffix.lower() not in FORMATS:
+        raise UsageError(f"--plot '{path}' must end in {', '.join(FORMATS)}")
+    if not path.resolve().parent.is_dir():
+        raise UsageError(f"--plot '{path}': folder '{path.parent}' does not exist")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'gradcheck-cli[plot]'") from None
+
+
+def plot(report: Report, path: Path) -> None:
+    """Draw the report into ``path`` (PNG, SVG or PDF by extension)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    layers = [l for l in report.layers if value(l.grad_rms) is not None]
+    names = [l.display_name for l in layers]
+    marked = {
+        name: f.severity
+        for f in sorted(report.findings, key=lambda f: f.severity.rank)
+        if f.severity.rank >= Severity.WARNING.rank
+        for name in f.layers
+    }
+    rows = 2 if report.training is not None else 1
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(max(8, 0.25 * len(names) + 3), 4.5 * rows), squeeze=False
+    )
+    ax = axes[0][0]
+    x = list(range(len(layers)))
+
+    def positive(values: list[float | None]) -> list[float]:
+        return [v if v is not None and math.isfinite(v) and v > 0 else math.nan for v in values]
+
+    ax.plot(x, positive([value(l.grad_rms) for l in layers]), "o-", label="gradient RMS")
+    ax.plot(
+        x, positive([value(l.grad_to_weight) for l in layers]), "s--", label="gradient / weight"
+    )
+    for i, name in enumerate(names):
+        severity = marked.get(name)
+        if severity is not None:
+            ax.axvspan(
+                i - 0.5, i + 0.5, color="red" if severity is Severity.ERROR else "orange", alpha=0.2
+            )
+    ax.set_yscale("log")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_title(f"{report.model.name}: {report.status.value} (shaded: layers named by findings)")
+    ax.set_xlabel("layer, in forward order")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    if report.training is not None:
+        trend_ax = axes[1][0]
+        steps = [c.step for c in report.training.checkpoints]
+        for name, series in list(report.training.trends.items())[:20]:
+            trend_ax.plot(
+                steps[: len(series)], positive(list(series)), "o-", label=name or "(model)"
+            )
+        trend_ax.set_yscale("log")
+        trend_ax.set_xlabel("optimizer steps")
+        trend_ax.set_ylabel("gradient RMS")
+        trend_ax.set_title("gradient RMS during training")
+        trend_ax.legend(fontsize=6, ncol=2)
+        trend_ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=path.suffix, dir=path.resolve().parent
+    )
+    os.close(fd)
+    try:
+        fig.savefig(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a picture is not
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)

@@ -1,0 +1,37 @@
+"""--plot draws the gradient flow (and training trends) with matplotlib."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gradcheck_cli.cli import main
+
+from .conftest import SAMPLES
+
+
+def test_plot_png_and_svg(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png, svg = tmp_path / "flow.png", tmp_path / "trend.svg"
+    result = CliRunner().invoke(
+        main, ["diagnose", str(SAMPLES / "deep_sigmoid.py"), "--plot", str(png), "--format", "yaml"]
+    )
+    assert result.exit_code == 1 and f"wrote {png}" in result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    result = CliRunner().invoke(
+        main,
+        ["diagnose", str(SAMPLES / "zero_head.py"), "--train-steps", "2", "--plot", str(svg), "-q"],
+    )
+    assert result.exit_code == 0
+    text = svg.read_text()
+    assert text.lstrip().startswith("<?xml") and "gradient RMS during training" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flow.png", "trend.svg"]
+
+
+def test_plot_bad_target_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["diagnose", str(SAMPLES / "mlp_he.py"), "--plot", str(tmp_path / "x.gif")]
+    )
+    assert result.exit_code == 2 and "must end in .png, .svg, .pdf" in result.stderr
