@@ -19,6 +19,7 @@ import torch
 import yaml
 from torch import nn
 
+from gradcheck_cli.atomic import ordinary_mode
 from gradcheck_cli.errors import UsageError
 from gradcheck_cli.findings import SCHEMA_VERSION, Report, plain_number
 from gradcheck_cli.remedies import APPLY_ORDER, CONFLICTS, PREFERENCE
@@ -200,9 +201,7 @@ def save_fix(result: FixResult, output: Path) -> None:
         for path in staging.iterdir():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+        staging.chmod(ordinary_mode(folder=True))  # mkdtemp makes it private
         if output.exists():
             output.rmdir()
         os.replace(staging, output)

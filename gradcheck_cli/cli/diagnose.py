@@ -12,8 +12,9 @@ from typing import Any, TextIO
 import click
 
 from gradcheck_cli.api import diagnose
+from gradcheck_cli.atomic import write_atomic
 from gradcheck_cli.cli.errors import user_errors
-from gradcheck_cli.cli.files import report_target, write_atomic
+from gradcheck_cli.cli.files import report_target
 from gradcheck_cli.cli.options import choice, measure_options, prepare
 from gradcheck_cli.compare import Comparison, compare, load_report
 from gradcheck_cli.findings import ExitCode, FailOn, Report, exit_code

@@ -1,12 +1,10 @@
-"""Report files: validated before any work, written atomically."""
+"""Report paths, validated before any work (the writing is in :mod:`gradcheck_cli.atomic`)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from gradcheck_cli.errors import ConfigError
 
@@ -24,25 +22,3 @@ def report_target(
     if not path.parent.resolve().is_dir():
         raise ConfigError(f"report '{report_path}': folder '{path.parent}' does not exist")
     return path
-
-
-def write_atomic(path: Path, write: Callable[[TextIO], None]) -> None:
-    """Write to a temporary file beside ``path``, fsync it, and rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, ordinary_file_mode())  # mkstemp makes it private; a report is not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def ordinary_file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give a new file under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask

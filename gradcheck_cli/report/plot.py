@@ -9,10 +9,9 @@ checkpoints. The file is written atomically.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from gradcheck_cli.atomic import save_atomic
 from gradcheck_cli.errors import UsageError
 from gradcheck_cli.findings import Report, Severity
 from gradcheck_cli.stats import value
@@ -88,18 +87,7 @@ def plot(report: Report, path: Path) -> None:
         trend_ax.legend(fontsize=6, ncol=2)
         trend_ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=path.suffix, dir=path.resolve().parent
-    )
-    os.close(fd)
     try:
-        fig.savefig(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a picture is not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        save_atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".").lower()))
     finally:
         plt.close(fig)
