@@ -151,6 +151,9 @@ def test_cli_fix_writes_the_folder_and_it_reloads_in_a_new_process(
         "state_dict.pt",
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["fixed"]  # no staging folder left
+    from gradcheck_cli.atomic import ordinary_mode
+
+    assert out.stat().st_mode & 0o777 == ordinary_mode(folder=True)  # not mkdtemp's private mode
     saved = yaml.safe_load((out / "report.yaml").read_text())
     validate_report(saved["before"])
     validate_report(saved["after"])
