@@ -40,13 +40,13 @@ class Watcher:
         self._started = time.perf_counter()
         recorder.active = False
 
-    def pre_forward(self, module: nn.Module, args: Any) -> None:
+    def pre_forward(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
         """Arm the hooks on every ``every``-th forward pass."""
         armed = self.forwards % self.every == 0 and torch.is_grad_enabled() and module.training
         self.forwards += 1
         if armed:
             self._recorder.begin_step(clear_grads=False)
-            first = first_tensor(args)
+            first = first_tensor(args) if args else first_tensor(kwargs)  # HF passes kwargs
             if first is not None and first.dim() > 0:
                 self._batch = int(first.shape[0])
         else:
@@ -115,6 +115,8 @@ def watch(model: nn.Module, every: int = 50, **options: Any) -> Iterator[Watcher
     settings = apply_mapping(Settings(), options, source="watch()")
     with capture(model, restore_state=False) as recorder, contextlib.ExitStack() as stack:
         watcher = Watcher(model, recorder, every, settings)
-        stack.callback(model.register_forward_pre_hook(watcher.pre_forward).remove)
+        stack.callback(
+            model.register_forward_pre_hook(watcher.pre_forward, with_kwargs=True).remove
+        )
         stack.callback(model.register_forward_hook(watcher.post_forward).remove)
         yield watcher

@@ -1,0 +1,1 @@
+"""Thin adapters that run :func:`gradcheck_cli.watch` inside other training frameworks."""
