@@ -25,11 +25,8 @@ from gradcheck_cli.loading import (
     InputFactory,
     Inputs,
     LossFn,
-    call_model,
     infer_input_shape,
-    resolve_loss,
     shapes_factory,
-    to_device,
 )
 from gradcheck_cli.measure import Measurement, Passes, StepObserver, measure
 from gradcheck_cli.remedies import REGISTRY
@@ -37,7 +34,7 @@ from gradcheck_cli.remedies.base import FixOptions, NotApplicable, Proposal, Rem
 from gradcheck_cli.remedies.plan import Plan, apply_plan
 from gradcheck_cli.remedies.probe import Probe, probe
 from gradcheck_cli.remedies.verdict import Verdict, judge
-from gradcheck_cli.training import train
+from gradcheck_cli.training import Optimizer, train, train_step
 
 
 def resolve_device(device: Device) -> torch.device:
@@ -296,17 +293,22 @@ def _suggested(report: Report) -> list[str]:
     return wanted
 
 
-def _first_batch(
-    model: nn.Module, inputs: Inputs | InputFactory | None, settings: Settings
-) -> Inputs:
-    make = _input_factory(model, inputs, _device_of(model) or torch.device("cpu"))
-    with torch.random.fork_rng():
-        torch.manual_seed(settings.seed * 100_003)
-        return to_device(make(settings.batch_size), _device_of(model) or torch.device("cpu"))
+def _passes(
+    model: nn.Module,
+    inputs: Inputs | InputFactory | None,
+    loss_fn: LossFn | None,
+    settings: Settings,
+) -> Passes:
+    """Batches and loss for work on ``model`` outside ``diagnose`` (probe, probe training)."""
+    device = _device_of(model) or torch.device("cpu")
+    make = _input_factory(model, inputs, device)
+    return Passes(model, make, loss_fn, settings.loss, settings.seed, settings.batch_size, device)
 
 
 def _probe(model: nn.Module, inputs: Inputs | InputFactory | None, settings: Settings) -> Probe:
-    batch = _first_batch(model, inputs, settings)
+    passes = _passes(model, inputs, None, settings)
+    with passes.seeded(0):  # the batch of the diagnosis' first step
+        batch = passes.inputs()
     try:
         return probe(model, batch)
     except UsageError:
@@ -328,26 +330,11 @@ def _probe_training(
         return {}
     curves: dict[str, list[float]] = {}
     for label, source in (("original", original), ("fixed", fixed)):
-        candidate = copy.deepcopy(source)
-        candidate.train()
-        device = _device_of(candidate) or torch.device("cpu")
-        make = _input_factory(candidate, inputs, device)
-        optimizer = torch.optim.Adam(
-            [p for p in candidate.parameters() if p.requires_grad], lr=1e-3
-        )
-        losses = []
-        with torch.random.fork_rng():
-            for step in range(steps):
-                torch.manual_seed(settings.seed * 100_003 + step)
-                batch = to_device(make(settings.batch_size), device)
-                output = call_model(candidate, batch)
-                if loss_fn is not None:
-                    loss = loss_fn(output, batch)
-                else:
-                    loss = resolve_loss(settings.loss, output)[1]
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-        curves[label] = losses
+        passes = _passes(copy.deepcopy(source), inputs, loss_fn, settings)
+        trainable = [p for p in passes.model.parameters() if p.requires_grad]
+        optimizer = Optimizer.ADAM.build(trainable, 1e-3)
+        # The diagnosis' own batch seeds, so both models see the same batches.
+        curves[label] = [
+            train_step(passes, step, optimizer, seed_offset=0) for step in range(steps)
+        ]
     return curves

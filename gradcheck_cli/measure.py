@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,12 +70,20 @@ class Passes:
     batch_size: int
     device: torch.device
 
-    def step(self, recorder: Recorder, step: int, amp: Amp) -> tuple[StepRecord, str]:
-        """One seeded forward/loss/backward pass under ``amp``, read back in one transfer."""
+    @contextlib.contextmanager
+    def seeded(self, key: int) -> Iterator[None]:
+        """Run the block under seed ``key`` of this run, leaving the caller's RNG untouched.
+
+        One seed per step: a fresh batch each step, the same batch when a step is rerun.
+        """
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            # One seed per step: a fresh batch each step, the same batch when a step is rerun.
-            torch.manual_seed(self.seed * 100_003 + step)
+            torch.manual_seed(self.seed * 100_003 + key)
+            yield
+
+    def step(self, recorder: Recorder, step: int, amp: Amp) -> tuple[StepRecord, str]:
+        """One seeded forward/loss/backward pass under ``amp``, read back in one transfer."""
+        with self.seeded(step):
             recorder.begin_step()
             inputs = self.inputs()
             dtype = amp.dtype

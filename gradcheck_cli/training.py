@@ -128,7 +128,7 @@ def train(
     taken = 0
     for mark in checkpoints(steps):
         while taken < mark and not stopped:
-            loss = _train_step(model, passes, taken, opt)
+            loss = train_step(passes, taken, opt)
             losses.append(loss)
             taken += 1
             if not math.isfinite(loss):
@@ -162,11 +162,12 @@ def train(
     return final, findings, record
 
 
-def _train_step(model: nn.Module, passes: Passes, step: int, opt: torch.optim.Optimizer) -> float:
-    model.train()
-    devices = [passes.device.index or 0] if passes.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(passes.seed * 100_003 + TRAIN_SEED_OFFSET + step)
+def train_step(
+    passes: Passes, step: int, opt: torch.optim.Optimizer, *, seed_offset: int = TRAIN_SEED_OFFSET
+) -> float:
+    """One optimizer step on ``passes.model`` with the run's seeded batch and loss; the loss."""
+    passes.model.train()
+    with passes.seeded(seed_offset + step):
         inputs = passes.inputs()
         value_, _ = passes.loss_of(passes.forward(inputs), inputs)
         opt.zero_grad(set_to_none=True)

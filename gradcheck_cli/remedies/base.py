@@ -150,7 +150,11 @@ def reinit_refusal(context: RemedyContext) -> str | None:
 def propose_init(
     model: nn.Module, context: RemedyContext, remedy: str, scheme: str, families: set[str]
 ) -> Proposal | NotApplicable:
-    """Init edits for every Linear/Conv layer whose next activation is in ``families``."""
+    """Init edits for every Linear/Conv layer whose next activation is in ``families``; not
+    applicable after ``--weights`` without ``--force-reinit``."""
+    refusal = reinit_refusal(context)
+    if refusal is not None:
+        return NotApplicable(remedy, refusal)
     calls = leaf_calls(model, context.probe)
     edits = []
     for i, call in enumerate(calls):

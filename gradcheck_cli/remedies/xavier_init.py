@@ -10,7 +10,6 @@ from gradcheck_cli.remedies.base import (
     Remedy,
     RemedyContext,
     propose_init,
-    reinit_refusal,
 )
 
 
@@ -26,7 +25,4 @@ class XavierInit(Remedy):
     reinitialises = True
 
     def propose(self, model: nn.Module, context: RemedyContext) -> Proposal | NotApplicable:
-        refusal = reinit_refusal(context)
-        if refusal is not None:
-            return NotApplicable(self.id, refusal)
         return propose_init(model, context, self.id, "xavier_uniform", {"tanh", "sigmoid"})
