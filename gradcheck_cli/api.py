@@ -146,6 +146,7 @@ def diagnose(
         losses=measured.stats.losses,
         tool_version=__version__,
         training=training,
+        temporal=measured.stats.temporal,
     )
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from gradcheck_cli.stats import LayerStats, Measured, Skipped, Summary
+from gradcheck_cli.stats import LayerStats, Measured, Skipped, Summary, TemporalProfile
 
 if TYPE_CHECKING:
     from gradcheck_cli.training import Training
@@ -115,6 +115,7 @@ class Report:
     losses: tuple[float, ...] = field(default=())
     tool_version: str = ""
     training: Training | None = None  # after --train-steps
+    temporal: tuple[TemporalProfile, ...] = ()  # sequence models: gradient per time step
 
     @property
     def status(self) -> Status:
@@ -152,6 +153,7 @@ class Report:
             "status": self.status.value,
             "findings": [_finding_dict(f) for f in _sorted_findings(self.findings)],
             "layers": [_layer_dict(layer) for layer in self.layers],
+            **({"temporal": [_temporal_dict(t) for t in self.temporal]} if self.temporal else {}),
             **({"training": self.training.to_dict()} if self.training is not None else {}),
         }
 
@@ -258,4 +260,24 @@ def _layer_dict(layer: LayerStats) -> dict[str, Any]:
         "zero_weights": layer.zero_weights,
         "near_zero_weights": layer.near_zero_weights,
         "feeds_norm": layer.feeds_norm,
+    }
+
+
+# Longer profiles are averaged over buckets of consecutive steps to keep reports small.
+PROFILE_POINTS = 64
+
+
+def _temporal_dict(profile: TemporalProfile) -> dict[str, Any]:
+    stride = max(1, math.ceil(len(profile.norms) / PROFILE_POINTS))
+    buckets = [profile.norms[i : i + stride] for i in range(0, len(profile.norms), stride)]
+    ratio = profile.early_to_late
+    return {
+        "module": profile.module or "(model)",
+        "cell": profile.cell,
+        "method": profile.method,
+        "steps": len(profile.norms),
+        "early_to_late": plain_number(ratio) if ratio is not None else None,
+        "reach_steps": profile.reach(),
+        "stride": stride,
+        "profile": [plain_number(sum(b) / len(b)) for b in buckets],
     }

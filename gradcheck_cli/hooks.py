@@ -160,7 +160,8 @@ class Recorder:
             w if has else o for w, o, has in zip(weight_sum, other_sum, has_weight, strict=True)
         ]
         # Near zero: every weight matrix far below the scale any standard init gives it
-        # (RMS about 1/sqrt(fan_in)), as a zero-initialised head is after its first updates.
+        # (RMS about 1/sqrt(fan_in)), as a zero-initialised head is after its first updates;
+        # for a normaliser, its scale far below 1.
         # Its gradient-to-weight ratio is then huge by construction, not a sign of explosion.
         near_zero = [True] * len(targets)
         any_matrix = [False] * len(targets)
@@ -169,11 +170,18 @@ class Recorder:
             for norm_value, i, weightlike, p in zip(
                 host, owner, is_weight, params_flat, strict=True
             ):
-                if weightlike and p.dim() >= 2:
+                if not weightlike or p.numel() == 0:
+                    continue
+                rms = norm_value / math.sqrt(p.numel())
+                if p.dim() >= 2:
                     any_matrix[i] = True
-                    fan_in = p[0].numel()
-                    rms = norm_value / math.sqrt(p.numel())
-                    if rms >= NEAR_ZERO * (1 / math.sqrt(fan_in)):
+                    if rms >= NEAR_ZERO * (1 / math.sqrt(p[0].numel())):
+                        near_zero[i] = False
+                elif targets[i][2] is LayerKind.NORM:
+                    # A normaliser's scale starts at 1; near zero, it is a zero-init residual
+                    # gamma (Goyal et al. 2017) that has taken a few updates.
+                    any_matrix[i] = True
+                    if rms >= NEAR_ZERO:
                         near_zero[i] = False
         infos = []
         for i, (name, module, kind) in enumerate(targets):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -28,7 +28,8 @@ from gradcheck_cli.loading import (
     resolve_loss,
     to_device,
 )
-from gradcheck_cli.stats import ModelStats, StepRecord, aggregate
+from gradcheck_cli.stats import ModelStats, StepRecord, TemporalProfile, aggregate
+from gradcheck_cli.temporal import PositionProfiler, probe_recurrent, recurrent_modules
 
 StepObserver = Callable[[int, int], None]
 
@@ -181,18 +182,29 @@ def measure(
     records: list[StepRecord] = []
     shadow: list[StepRecord] = []
     used_loss = "loss_fn" if loss_fn is not None else loss.value
-    with capture(model) as recorder:
+    temporal: list[TemporalProfile] = []
+    with capture(model) as recorder, PositionProfiler.attach(model) as positions:
         for step in range(steps):
+            if positions is not None:
+                positions.step = step
             record, used_loss = passes.step(recorder, step, amp)
             if record.anomalous:
                 with recorder.counting():
                     record, used_loss = passes.step(recorder, step, amp)
             records.append(record)
             on_step(step + 1, steps)
+        if positions is not None:
+            positions.enabled = False
+            profile = positions.profile()
+            temporal.extend([profile] if profile is not None else [])
         if amp is Amp.FP16:
             with recorder.counting_underflow():
                 shadow.append(passes.step(recorder, 0, Amp.NONE)[0])
-    stats = aggregate(recorder.infos, records, shadow)
+        if recurrent_modules(model):
+            recorder.active = False  # the probe's forward pass is not a measured step
+            with passes.seeded(0):
+                temporal.extend(probe_recurrent(model, lambda: passes.forward(passes.inputs())))
+    stats = replace(aggregate(recorder.infos, records, shadow), temporal=tuple(temporal))
     return Measurement(stats=stats, loss=str(used_loss))
 
 

@@ -126,6 +126,57 @@ class FirstNonFinite:
 
 
 @dataclass(frozen=True)
+class TemporalProfile:
+    """The gradient norm reaching each time step of a sequence, in input order.
+
+    ``method`` says what was differentiated: ``last step`` (a recurrent module's last output,
+    projected on a random direction) or ``loss`` (the diagnosis loss, at an embedding's output).
+    """
+
+    module: str
+    cell: str  # RNN, RNN_RELU, LSTM, GRU, or attention
+    gated: bool
+    method: str
+    norms: tuple[float, ...]
+
+    @property
+    def window(self) -> int:
+        """How many steps make the "early" and the "late" end: a tenth of the sequence."""
+        return max(1, len(self.norms) // 10)
+
+    @property
+    def early(self) -> float:
+        """Mean gradient norm over the first tenth of the steps."""
+        return statistics.fmean(self.norms[: self.window])
+
+    @property
+    def late(self) -> float:
+        """Mean gradient norm over the last tenth of the steps."""
+        return statistics.fmean(self.norms[-self.window :])
+
+    @property
+    def early_to_late(self) -> float | None:
+        """``early / late``; None when the late steps get no gradient at all."""
+        return self.early / self.late if self.late > 0 and math.isfinite(self.late) else None
+
+    def reach(self, factor: float = 1e-3) -> int:
+        """How many steps, counted back from the end, get at least ``factor`` x the late mean.
+
+        Trailing steps with no gradient at all (the last position of a next-token loss) are
+        skipped, not counted as the end of the reach.
+        """
+        norms = list(self.norms)
+        while norms and norms[-1] == 0:
+            norms.pop()
+        steps = 0
+        for norm in reversed(norms):
+            if not norm >= factor * self.late:
+                break
+            steps += 1
+        return steps
+
+
+@dataclass(frozen=True)
 class ModelStats:
     """The input of every check: per-layer statistics plus model-level facts."""
 
@@ -133,6 +184,9 @@ class ModelStats:
     losses: tuple[float, ...]
     steps: int
     first_nonfinite: FirstNonFinite | None = None
+    temporal: tuple[TemporalProfile, ...] = ()
+    # Under --train-steps, after step 0: each layer's gradient norm at step 0 of the training.
+    start_grad_norms: tuple[tuple[str, float], ...] = ()
 
     def by_name(self, name: str) -> LayerStats:
         """The layer called ``name``; raises KeyError when there is none."""

@@ -22,7 +22,7 @@ from torch import nn
 
 from gradcheck_cli.findings import Finding, Severity, plain_number
 from gradcheck_cli.measure import Measurement, Passes
-from gradcheck_cli.stats import value
+from gradcheck_cli.stats import ModelStats, value
 
 # Training batches are drawn from seeds apart from the measurement's.
 TRAIN_SEED_OFFSET = 50_000
@@ -122,7 +122,7 @@ def train(
     losses: list[float] = []
     marks: list[Checkpoint] = []
     measured: list[tuple[int, Measurement]] = []
-    first: list[Finding] = []
+    found: list[tuple[int, list[Finding]]] = []
     findings: list[Finding] = []
     stopped = ""
     taken = 0
@@ -134,9 +134,13 @@ def train(
             if not math.isfinite(loss):
                 stopped = f"the training loss became {loss} at step {taken}"
         measurement = measure_at(model)
+        if measured:
+            start = measured[0][1].stats
+            measurement = replace(
+                measurement, stats=replace(measurement.stats, start_grad_norms=_norms(start))
+            )
         findings = evaluate(measurement)
-        if not marks:
-            first = findings
+        found.append((taken, findings))
         finite = [v for v in measurement.stats.losses if math.isfinite(v)]
         marks.append(
             Checkpoint(
@@ -155,11 +159,41 @@ def train(
         for name in names
         if any(_grad_rms(m, name) is not None for _, m in measured)
     }
-    notes = _notes(first, marks)
+    notes = _notes(found[0][1], marks)
     record = Training(
         optimizer, lr, steps, taken, tuple(losses), tuple(marks), trends, notes, stopped
     )
-    return final, findings, record
+    return final, findings + transient(found), record
+
+
+def transient(found: Sequence[tuple[int, Sequence[Finding]]]) -> list[Finding]:
+    """Findings that arose during training and were gone again by the last checkpoint.
+
+    A net whose gradients explode at step 5 and that has saturated by step 20 went through a
+    failure the last checkpoint no longer shows. Each such finding (at warning or above, not
+    already there at step 0, and not at the end at its severity or above) is kept, at its worst,
+    with the step it was seen at. Findings of step 0 that training cured are notes instead.
+    """
+    if len(found) < 3:
+        return []
+    (_, first), middle, (last_step, last) = found[0], found[1:-1], found[-1]
+
+    def covered(finding: Finding, among: Sequence[Finding]) -> bool:
+        return any(f.id == finding.id and f.severity.rank >= finding.severity.rank for f in among)
+
+    kept: dict[str, Finding] = {}
+    for step, findings in middle:
+        for f in findings:
+            if f.severity.rank < Severity.WARNING.rank or covered(f, first) or covered(f, last):
+                continue
+            if f.id in kept and kept[f.id].severity.rank >= f.severity.rank:
+                continue
+            kept[f.id] = replace(
+                f,
+                message=f"at step {step} of {last_step}, gone by the end: {f.message}",
+                evidence={**f.evidence, "step": step},
+            )
+    return list(kept.values())
 
 
 def train_step(
@@ -174,6 +208,13 @@ def train_step(
         value_.float().backward()
         opt.step()
     return float(value_.detach())
+
+
+def _norms(stats: ModelStats) -> tuple[tuple[str, float], ...]:
+    """Each layer's measured gradient norm, for the growth-in-training rule of ``exploding``."""
+    return tuple(
+        (layer.name, norm) for layer in stats.layers if (norm := value(layer.grad_norm)) is not None
+    )
 
 
 def _grad_rms(measurement: Measurement, name: str) -> float | None:

@@ -56,7 +56,7 @@ def test_junit_report_fails_the_right_test_case(tmp_path: Path) -> None:
     assert result.exit_code == 1
     root = ET.parse(junit).getroot()
     suite = root.find("testsuite")
-    assert suite is not None and suite.get("tests") == "7" and suite.get("failures") == "1"
+    assert suite is not None and suite.get("tests") == "8" and suite.get("failures") == "1"
     failed = [c for c in suite.iter("testcase") if c.find("failure") is not None]
     assert [c.get("name") for c in failed] == ["vanishing: Vanishing gradients"]
     failure = failed[0].find("failure")

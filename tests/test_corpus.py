@@ -44,6 +44,7 @@ def test_corpus_is_large_and_mixed() -> None:
     covered = {finding for c in sick for finding in c["expect"]}
     assert covered == {
         "vanishing",
+        "vanishing-over-time",
         "exploding",
         "nonfinite",
         "dead-units",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,8 +14,9 @@ from torch import nn
 
 from gradcheck_cli import diagnose
 from gradcheck_cli.cli import main
+from gradcheck_cli.findings import Finding, Severity
 from gradcheck_cli.loading import load_model
-from gradcheck_cli.training import checkpoints
+from gradcheck_cli.training import checkpoints, transient
 
 from .conftest import SAMPLES
 
@@ -92,3 +94,68 @@ def test_cli_train_steps_with_sparklines(tmp_path: Path, monkeypatch: pytest.Mon
         main, ["diagnose", str(SAMPLES / "zero_head.py"), "--train-steps", "-1"]
     )
     assert bad.exit_code == 2 and "train-steps" in bad.stderr
+
+
+def _train_rnn(spec: str) -> Any:
+    torch.manual_seed(0)
+    loaded = load_model(str(SAMPLES / spec))
+    return diagnose(
+        loaded.module,
+        loaded.example_inputs,
+        loaded.loss_fn,
+        train_steps=20,
+        optimizer="sgd",
+        lr=0.1,
+    )
+
+
+def test_rnn_explodes_only_after_some_high_lr_steps(validate_report) -> None:
+    report = _train_rnn("rnn_high_lr.py")
+    training = report.training
+    assert training is not None and training.stopped == ""
+    assert training.checkpoints[0].findings == ()  # healthy at initialisation
+    exploding = next(f for f in report.findings if f.id == "exploding")
+    assert exploding.severity is Severity.ERROR and exploding.evidence["rule"] == "training"
+    assert exploding.evidence["growth"] > 1e4  # measured 1.1e13
+    assert set(exploding.layers) == {"rnn", "fc"}
+    first = next(
+        c.step for c in training.checkpoints if any(i == "exploding" for i, _ in c.findings)
+    )
+    assert first == 5  # a warning after 5 steps, an error from step 10 on
+    assert training.losses[-1] > 1e3 * training.losses[0]
+    validate_report(report.to_dict())
+
+
+def test_healthy_lstm_does_not_explode_under_the_same_training() -> None:
+    report = _train_rnn("rnn_high_lr.py:build_lstm")
+    assert report.findings == ()
+    training = report.training
+    assert training is not None and all(c.findings == () for c in training.checkpoints)
+
+
+def _finding(id_: str, severity: Severity) -> Finding:
+    return Finding(id=id_, severity=severity, layers=("x",), message="m", evidence={})
+
+
+def test_transient_findings_are_kept_with_their_step() -> None:
+    w, e = Severity.WARNING, Severity.ERROR
+    found = [
+        (0, [_finding("vanishing", e)]),
+        (
+            5,
+            [
+                _finding("exploding", w),
+                _finding("vanishing", e),
+                _finding("dead-units", Severity.INFO),
+            ],
+        ),
+        (10, [_finding("exploding", e), _finding("saturation", w)]),
+        (20, [_finding("saturation", w)]),
+    ]
+    kept = transient(found)
+    # exploding arose in training and is gone at the end: kept at its worst, with its step.
+    # vanishing was there at step 0 (a note's business); saturation is still there at the end;
+    # info findings are not kept.
+    assert [(f.id, f.severity, f.evidence["step"]) for f in kept] == [("exploding", e, 10)]
+    assert kept[0].message == "at step 10 of 20, gone by the end: m"
+    assert transient(found[:2]) == []  # no checkpoint between the first and the last

@@ -20,12 +20,22 @@ from gradcheck_cli.checks.nonfinite import NonFinite
 from gradcheck_cli.checks.saturation import Saturation
 from gradcheck_cli.checks.underflow import Underflow
 from gradcheck_cli.checks.vanishing import Vanishing
+from gradcheck_cli.checks.vanishing_over_time import VanishingOverTime
 from gradcheck_cli.findings import Finding, Severity
 from gradcheck_cli.stats import ModelStats
 
 CHECKS: dict[str, type[Check]] = {
     cls.id: cls
-    for cls in (NonFinite, Vanishing, Exploding, DeadUnits, Saturation, NoGradient, Underflow)
+    for cls in (
+        NonFinite,
+        Vanishing,
+        VanishingOverTime,
+        Exploding,
+        DeadUnits,
+        Saturation,
+        NoGradient,
+        Underflow,
+    )
 }
 
 

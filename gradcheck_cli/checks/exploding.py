@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -19,7 +20,9 @@ class Exploding(Check):
         the first quarter of the layers exceeds that of the last quarter by 100x (warning) or
         10,000x (error). Layers whose output goes straight into a normaliser are left out of
         the magnitude rules: their weights are scale-invariant and show large relative
-        gradients at initialisation without harm.
+        gradients at initialisation without harm. Under --train-steps, also when the global
+        gradient norm has grown 100x (warning) or 10,000x (error) since step 0: when the
+        weights blow up with the gradients the ratios stay moderate while the loss diverges.
 
     Why it matters:
         With a ratio above 1, a single SGD step at learning rate 1 replaces the layer's weights
@@ -51,12 +54,15 @@ class Exploding(Check):
         growth_warning: float = 1e2
         growth_error: float = 1e4
         min_layers: int = 3
+        training_warning: float = 1e2
+        training_error: float = 1e4
 
     def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
+        findings = self._in_training(stats, options)
         layers = [l for l in ratio_layers(stats) if not l.feeds_norm]
         if not layers:
-            return []
-        findings = []
+            return worst(findings)
+
         why = self.section("Why it matters")
         median = statistics.median(ratio(l) for l in layers)
         biggest = max(layers, key=ratio)
@@ -142,3 +148,56 @@ class Exploding(Check):
                 )
             )
         return worst(findings)
+
+    def _in_training(self, stats: ModelStats, options: Options) -> list[Finding]:
+        """Growth of the global gradient norm since step 0 of ``--train-steps``.
+
+        The ratio rules miss an explosion in which the weights blow up with the gradients (a
+        net thrown off a curvature wall by a large step, Pascanu et al. 2013): the gradient
+        norm measured against where training started does not.
+        """
+        start = dict(stats.start_grad_norms)
+        pairs = [
+            (layer, start[layer.name], now)
+            for layer in stats.layers
+            if layer.name in start
+            and (now := value(layer.grad_norm)) is not None
+            and math.isfinite(now)
+            and math.isfinite(start[layer.name])
+        ]
+        before = math.sqrt(sum(s * s for _, s, _ in pairs))
+        after = math.sqrt(sum(n * n for _, _, n in pairs))
+        if before == 0 or after <= options.training_warning * before:
+            return []
+        growth = after / before
+        severity = Severity.ERROR if growth > options.training_error else Severity.WARNING
+        grown = sorted(
+            ((l, n / s) for l, s, n in pairs if s > 0 and n > options.training_warning * s),
+            key=lambda pair: -pair[1],
+        )
+        named = ", ".join(f"{l.display_name} {g:.0e}x" for l, g in grown[:3])
+        return [
+            Finding(
+                id=self.id,
+                severity=severity,
+                layers=tuple(l.display_name for l, _ in grown),
+                message=(
+                    f"gradients exploded during training: the global gradient norm grew "
+                    f"{growth:.1e}x since step 0 ({before:.1e} -> {after:.1e})"
+                    + (f"; most in {named}" if named else "")
+                ),
+                evidence={
+                    "rule": "training",
+                    "growth": growth,
+                    "start_norm": before,
+                    "norm": after,
+                    "threshold": (
+                        options.training_error
+                        if severity is Severity.ERROR
+                        else options.training_warning
+                    ),
+                },
+                remedies=self.remedies,
+                why=self.section("Why it matters"),
+            )
+        ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gradcheck_cli.checks.base import Check, depth_profile, ratio, ratio_layers, worst
 from gradcheck_cli.findings import Finding, Severity
@@ -130,4 +130,27 @@ class Vanishing(Check):
                     why=self.section("Why it matters"),
                 )
             )
-        return worst(findings)
+        return [_waking(f, stats) for f in worst(findings)]
+
+
+def _waking(finding: Finding, stats: ModelStats) -> Finding:
+    """Information only while zero-initialised layers are still near zero.
+
+    A zero-init head or residual gamma (Goyal et al. 2017) scales down the gradient of every
+    layer behind it until its weights have grown: after the first updates the ratios are tiny
+    by design, not by depth.
+    """
+    waking = [l.display_name for l in stats.layers if l.near_zero_weights]
+    if not waking:
+        return finding
+    shown = ", ".join(waking[:3]) + (f" and {len(waking) - 3} more" if len(waking) > 3 else "")
+    return replace(
+        finding,
+        severity=Severity.INFO,
+        message=(
+            f"{finding.message}; {len(waking)} zero-initialised layer(s) are still near zero "
+            f"({shown}) and scale down the gradient behind them until they grow: measure "
+            "again after more steps"
+        ),
+        evidence={**finding.evidence, "near_zero_layers": len(waking)},
+    )

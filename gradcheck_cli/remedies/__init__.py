@@ -41,6 +41,21 @@ REMEDIES: dict[str, str] = {
         "Clip the global gradient norm before the optimizer step: "
         "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) (Pascanu et al. 2013)."
     ),
+    "gated-cell": (
+        "Replace a vanilla nn.RNN with nn.LSTM or nn.GRU: gates give the gradient a path "
+        "through time that is not a product of squashed Jacobians (Hochreiter & Schmidhuber "
+        "1997; Cho et al. 2014). Advice only."
+    ),
+    "gate-bias": (
+        "Start the gates remembering: LSTM forget-gate bias of 1 or more (Gers et al. 2000; "
+        "Jozefowicz et al. 2015), or chrono init, b_forget = log(U(1, T - 1)) and b_input = "
+        "-b_forget, for dependencies of up to T steps (Tallec & Ollivier 2018)."
+    ),
+    "truncate-bptt": (
+        "If the task needs no dependencies longer than the gradient reaches, train with "
+        "truncated backpropagation through time on windows of that length: it bounds the "
+        "horizon honestly instead of curing the decay. Advice only."
+    ),
     "grad-scaler": (
         "Scale the loss in fp16 training: scaler = torch.amp.GradScaler(); "
         "scaler.scale(loss).backward(); scaler.step(optimizer); scaler.update(). Advice only."

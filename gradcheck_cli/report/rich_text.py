@@ -20,7 +20,7 @@ from rich.text import Text
 from gradcheck_cli.findings import FailOn, Finding, Report, Severity, Status
 from gradcheck_cli.remedies import REMEDIES
 from gradcheck_cli.report.console import make_console, sci
-from gradcheck_cli.stats import LayerStats, value
+from gradcheck_cli.stats import LayerStats, TemporalProfile, value
 from gradcheck_cli.training import Training
 
 BAR_WIDTH = 12
@@ -39,6 +39,8 @@ def render(
     console = make_console(out, color=color)
     console.print(_summary(report))
     console.print(_layer_table(report))
+    if report.temporal:
+        console.print(_temporal(report.temporal))
     if report.training is not None:
         console.print(_training(report.training))
     if report.findings:
@@ -187,6 +189,36 @@ def sparkline(series: tuple[float | None, ...]) -> str:
         " " if v is None else SPARKS[min(len(SPARKS) - 1, int((v - low) / span * len(SPARKS)))]
         for v in logs
     )
+
+
+SPARK_POINTS = 48
+
+
+def _temporal(profiles: tuple[TemporalProfile, ...]) -> Table:
+    table = Table(
+        title="Gradient over time: reaching each input step, first to last (log scale; blank = 0)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+    )
+    for header in ("module", "of", "profile", "early/late", "reaches back"):
+        table.add_column(header, justify="right" if header == "early/late" else "left")
+    for profile in profiles:
+        n = len(profile.norms)
+        stride = math.ceil(n / SPARK_POINTS)
+        points = tuple(
+            sum(chunk) / len(chunk)
+            for chunk in (profile.norms[i : i + stride] for i in range(0, n, stride))
+        )
+        differentiated = "last output step" if profile.method == "last step" else "loss"
+        table.add_row(
+            Text(f"{profile.module or '(model)'} ({profile.cell}, {n} steps)"),
+            differentiated,
+            sparkline(points),
+            sci(profile.early_to_late),
+            f"{profile.reach()} steps",
+        )
+    return table
 
 
 def _training(training: Training) -> Group:

@@ -1,0 +1,99 @@
+"""The ``vanishing-over-time`` check: early time steps of a recurrent module get no gradient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gradcheck_cli.checks.base import Check
+from gradcheck_cli.findings import Finding, Severity
+from gradcheck_cli.stats import ModelStats, TemporalProfile
+
+
+class VanishingOverTime(Check):
+    """Gradients vanish over time: a recurrent module's last state forgets its first inputs.
+
+    Symptom:
+        For each nn.RNN, nn.LSTM and nn.GRU (sequences of 10 steps or more), the gradient of
+        the module's last output step (projected on a random direction) with respect to each
+        input step is measured. The mean over the first tenth of the steps is below 1e-3
+        (warning) or 1e-6 (error) times the mean over the last tenth. For LSTM and GRU cells
+        the finding is information only: their gates can learn to keep memory, and whether a
+        task needs dependencies that long is not something gradients at initialisation show.
+        Attention stacks get a profile too (the loss gradient reaching each position of the
+        embedding output), which is reported and plotted but not judged: attention reaches every
+        position in one step, and how much gradient a position gets follows the attention
+        weights, not a product over time steps.
+
+    Why it matters:
+        The gradient from step T back to step t is a product of T - t Jacobians of the
+        recurrence; when their norms stay below 1 it shrinks exponentially, so the weights
+        cannot learn dependencies longer than a few steps (Bengio, Simard & Frasconi 1994;
+        Pascanu, Mikolov & Bengio 2013). A vanilla RNN with PyTorch's default init is in this
+        regime; so is an LSTM whose forget gates start near 0.5.
+
+    Remedy:
+        Use a gated cell (LSTM, Hochreiter & Schmidhuber 1997; GRU, Cho et al. 2014) and start
+        its gates remembering: forget-gate bias of 1 or more (Gers et al. 2000; Jozefowicz et
+        al. 2015) or chrono initialisation matched to the sequence length (Tallec & Ollivier
+        2018). If the task does not need the long range, truncate backpropagation through time
+        to the horizon the gradient reaches. Gradient clipping treats the opposite failure,
+        exploding gradients (Pascanu et al. 2013); it does not bring vanished gradients back.
+
+    References:
+        Bengio, Simard & Frasconi 1994; Pascanu, Mikolov & Bengio 2013; Hochreiter &
+        Schmidhuber 1997; Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba & Sutskever
+        2015; Tallec & Ollivier 2018.
+    """
+
+    id = "vanishing-over-time"
+    name = "Vanishing gradients over time"
+    remedies = ("gated-cell", "gate-bias", "truncate-bptt")
+
+    @dataclass(frozen=True)
+    class Options:
+        """Thresholds on the early-to-late gradient ratio of a recurrent module."""
+
+        warning: float = 1e-3
+        error: float = 1e-6
+
+    def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
+        return [
+            finding
+            for profile in stats.temporal
+            if profile.method == "last step"
+            for finding in self._judge(profile, options)
+        ]
+
+    def _judge(self, profile: TemporalProfile, options: Options) -> list[Finding]:
+        ratio = profile.early_to_late
+        if ratio is None or ratio >= options.warning:
+            return []
+        if profile.gated:
+            severity = Severity.INFO
+            remedies: tuple[str, ...] = ("gate-bias", "truncate-bptt")
+        else:
+            severity = Severity.ERROR if ratio < options.error else Severity.WARNING
+            remedies = self.remedies
+        name = profile.module or "(model)"
+        share = "none of" if ratio == 0 else f"{ratio:.1e} times"  # 0: underflowed float32
+        steps = len(profile.norms)
+        return [
+            Finding(
+                id=self.id,
+                severity=severity,
+                layers=(name,),
+                message=(
+                    f"{name} ({profile.cell}, {steps} steps): the first {profile.window} input "
+                    f"steps get {share} the gradient of the last {profile.window}; more than "
+                    f"1e-3 of it reaches back only {profile.reach()} of {steps} steps"
+                ),
+                evidence={
+                    "early_to_late": ratio,
+                    "steps": steps,
+                    "reach_steps": profile.reach(),
+                    "threshold": options.error if severity is Severity.ERROR else options.warning,
+                },
+                remedies=remedies,
+                why=self.section("Why it matters"),
+            )
+        ]

@@ -1,0 +1,178 @@
+"""Temporal profiles: how much gradient reaches each time step of a sequence.
+
+Two measurements, both on the batch of measurement step 0 or on the measured steps themselves:
+
+* Recurrent modules (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``): the gradient of the module's last
+  output step, projected on a random direction, with respect to each step of the module's input
+  (``d<v, h_T> / dx_t``; Bengio et al. 1994, Pascanu et al. 2013). It does not depend on the loss,
+  so a sequence-labelling loss on every step cannot hide that the last state has forgotten the
+  first inputs. One extra forward pass; only the recurrent module is differentiated. For a
+  bidirectional module the forward direction is measured.
+* Attention stacks (no recurrent module; an ``nn.Embedding`` feeding attention): the gradient of
+  the diagnosis loss reaching the embedding output at each position, from the measured steps.
+
+This module only collects numbers; :mod:`gradcheck_cli.checks.vanishing_over_time` judges them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli.stats import TemporalProfile
+
+# Sequences shorter than this have no meaningful "early" and "late" steps.
+MIN_STEPS = 10
+
+
+def recurrent_modules(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:
+    """The recurrent modules of ``model``, in registration order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.RNNBase)]
+
+
+def _cell(module: nn.RNNBase) -> str:
+    return "RNN_RELU" if module.mode == "RNN_RELU" else module.mode.replace("RNN_TANH", "RNN")
+
+
+def probe_recurrent(model: nn.Module, run_forward: Callable[[], Any]) -> list[TemporalProfile]:
+    """Profile every recurrent module during one call of ``run_forward`` (the model's forward).
+
+    The caller seeds the call (the probe direction is drawn from the global generator) and keeps
+    other hooks quiet. Each module's input is swapped for a detached copy that requires grad, so
+    the gradient measured is the module's own, whatever comes before it.
+    """
+    found: list[TemporalProfile] = []
+    seen: set[str] = set()
+
+    def hooks(name: str, module: nn.RNNBase) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        time_axis = 1 if module.batch_first else 0
+        leaf: list[torch.Tensor] = []
+
+        def pre(mod: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            leaf.clear()
+            if name in seen or not args or not isinstance(args[0], torch.Tensor):
+                return None  # measured once; PackedSequence inputs are not profiled
+            x = args[0]
+            if not x.is_floating_point() or x.dim() != 3 or x.shape[time_axis] < MIN_STEPS:
+                return None
+            copy = x.detach().requires_grad_(True)
+            leaf.append(copy)
+            return (copy, *args[1:])
+
+        def post(mod: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if not leaf:
+                return
+            x = leaf.pop()
+            out = output[0] if isinstance(output, tuple) else output
+            if not isinstance(out, torch.Tensor) or not out.requires_grad:
+                return
+            last = out.select(time_axis, out.shape[time_axis] - 1)
+            if module.bidirectional:  # the forward direction's half of the features
+                last = last[..., : last.shape[-1] // 2]
+            direction = torch.randn(last.shape, device=last.device, dtype=last.dtype)
+            (grad,) = torch.autograd.grad((last * direction).sum(), x, retain_graph=True)
+            others = [d for d in range(grad.dim()) if d != time_axis]
+            norms = torch.linalg.vector_norm(grad.float(), dim=others)
+            seen.add(name)
+            found.append(
+                TemporalProfile(
+                    module=name,
+                    cell=_cell(module),
+                    gated=module.mode in ("LSTM", "GRU"),
+                    method="last step",
+                    norms=tuple(float(v) for v in norms.cpu()),
+                )
+            )
+
+        return pre, post
+
+    with contextlib.ExitStack() as stack:
+        for name, module in recurrent_modules(model):
+            pre, post = hooks(name, module)
+            stack.callback(module.register_forward_pre_hook(pre).remove)
+            stack.callback(module.register_forward_hook(post).remove)
+        with torch.enable_grad():
+            run_forward()
+    return found
+
+
+def _is_attention(module: nn.Module) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention")
+
+
+class PositionProfiler:
+    """Collects, per measured step, the loss gradient reaching each position of an embedding.
+
+    Used as ``with PositionProfiler.attach(model) as profiler`` around the measured steps; set
+    ``profiler.step`` before each step (a rerun of a step replaces its row) and
+    ``profiler.enabled`` to pause it.
+    """
+
+    def __init__(self, name: str, time_axis: int):
+        self.name = name
+        self.time_axis = time_axis
+        self.step = 0
+        self.enabled = True
+        self._rows: dict[int, torch.Tensor] = {}
+
+    @classmethod
+    @contextlib.contextmanager
+    def attach(cls, model: nn.Module) -> Iterator[PositionProfiler | None]:
+        """Hook the first embedding of a model with attention; None for other models."""
+        if recurrent_modules(model):
+            yield None
+            return
+        attention = [m for m in model.modules() if _is_attention(m)]
+        embedding = next(
+            ((n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)), None
+        )
+        if not attention or embedding is None:
+            yield None
+            return
+        seq_first = any(
+            isinstance(m, nn.MultiheadAttention) and not m.batch_first for m in attention
+        )
+        profiler = cls(embedding[0], 0 if seq_first else 1)
+        handle = embedding[1].register_forward_hook(profiler._forward)
+        try:
+            yield profiler
+        finally:
+            handle.remove()
+
+    def _forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        if (
+            self.enabled
+            and isinstance(output, torch.Tensor)
+            and output.dim() == 3
+            and output.requires_grad
+            and output.shape[self.time_axis] >= MIN_STEPS
+        ):
+            step = self.step
+            others = [d for d in range(3) if d != self.time_axis]
+
+            def keep(grad: torch.Tensor) -> None:
+                self._rows[step] = torch.linalg.vector_norm(grad.float(), dim=others).detach()
+
+            output.register_hook(keep)
+
+    def profile(self) -> TemporalProfile | None:
+        """The median over steps of each position's gradient norm; None if nothing was seen."""
+        if not self._rows:
+            return None
+        lengths = {row.numel() for row in self._rows.values()}
+        if len(lengths) != 1:  # batches of different lengths: profile the first step alone
+            rows = [self._rows[min(self._rows)]]
+        else:
+            rows = [self._rows[k] for k in sorted(self._rows)]
+        median = torch.stack(rows).median(dim=0).values.cpu()
+        return TemporalProfile(
+            module=self.name,
+            cell="attention",
+            gated=False,
+            method="loss",
+            norms=tuple(float(v) for v in median),
+        )

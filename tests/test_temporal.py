@@ -1,0 +1,159 @@
+"""Temporal profiles and vanishing-over-time: how much gradient reaches each time step."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from gradcheck_cli import diagnose
+from gradcheck_cli.checks import run_checks
+from gradcheck_cli.cli import main
+from gradcheck_cli.findings import Severity
+from gradcheck_cli.loading import load_model
+from gradcheck_cli.stats import ModelStats, TemporalProfile
+from gradcheck_cli.temporal import probe_recurrent
+
+from .conftest import SAMPLES
+
+
+def _report(spec: str, **options: object):  # type: ignore[no-untyped-def]
+    loaded = load_model(str(SAMPLES / spec))
+    return diagnose(loaded.module, loaded.example_inputs, loaded.loss_fn, **options)
+
+
+def test_vanilla_rnn_over_120_steps_vanishes_over_time(validate_report) -> None:
+    report = _report("vanilla_rnn.py")
+    (finding,) = report.findings
+    assert finding.id == "vanishing-over-time" and finding.severity is Severity.ERROR
+    assert finding.layers == ("rnn",)
+    assert finding.evidence["early_to_late"] < 1e-6 and finding.evidence["steps"] == 120
+    assert finding.remedies == ("gated-cell", "gate-bias", "truncate-bptt")
+    (profile,) = report.temporal
+    assert profile.cell == "RNN" and profile.method == "last step" and len(profile.norms) == 120
+    assert profile.reach() < 30  # the gradient reaches back a few dozen steps at most
+    data = report.to_dict()
+    validate_report(data)
+    assert data["temporal"][0]["steps"] == 120 and data["temporal"][0]["stride"] == 2
+    assert len(data["temporal"][0]["profile"]) == 60
+
+
+def test_lstm_with_chrono_init_keeps_its_gradient_over_time() -> None:
+    report = _report("lstm_chrono.py")
+    assert report.findings == ()
+    (profile,) = report.temporal
+    assert profile.cell == "LSTM" and profile.gated
+    ratio = profile.early_to_late
+    assert ratio is not None and 1e-2 < ratio < 10  # measured 0.10
+    assert profile.reach() == 120
+
+
+def test_default_lstm_vanishing_over_time_is_information_only() -> None:
+    report = _report("lstm_classifier.py")  # 2-layer LSTM, PyTorch's default biases, 50 steps
+    (finding,) = report.findings
+    assert finding.id == "vanishing-over-time" and finding.severity is Severity.INFO
+    assert finding.evidence["early_to_late"] < 1e-6  # measured 6e-9: real, but gates can learn
+    assert finding.remedies == ("gate-bias", "truncate-bptt")
+
+
+@pytest.mark.parametrize(
+    ("forget_bias", "severity"),
+    [(0.0, Severity.INFO), (1.0, Severity.INFO), (3.0, None)],
+)
+def test_forget_gate_bias_decides_the_lstm_finding(
+    forget_bias: float, severity: Severity | None
+) -> None:
+    torch.manual_seed(0)
+    lstm = nn.LSTM(16, 64, batch_first=True)
+    with torch.no_grad():
+        lstm.bias_hh_l0.zero_()
+        lstm.bias_ih_l0.zero_()
+        lstm.bias_ih_l0[64:128] = forget_bias
+    model = _LastStep(lstm)
+    report = diagnose(model, lambda b: torch.randn(b, 120, 16))
+    found = [f.severity for f in report.findings if f.id == "vanishing-over-time"]
+    assert found == ([] if severity is None else [severity])
+
+
+class _LastStep(nn.Module):
+    def __init__(self, rnn: nn.RNNBase, out: int = 4) -> None:
+        super().__init__()
+        self.rnn = rnn
+        self.fc = nn.Linear(rnn.hidden_size * (2 if rnn.bidirectional else 1), out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rnn(x)[0][:, -1] if self.rnn.batch_first else self.rnn(x)[0][-1])
+
+
+def test_sequence_first_relu_rnn_and_short_sequences() -> None:
+    torch.manual_seed(0)
+    rnn = nn.RNN(8, 32, nonlinearity="relu")  # batch_first=False: time is dimension 0
+    report = diagnose(_LastStep(rnn), lambda b: torch.randn(100, b, 8))
+    (profile,) = report.temporal
+    assert profile.cell == "RNN_RELU" and len(profile.norms) == 100
+    assert [f.id for f in report.findings] == ["vanishing-over-time"]
+    short = diagnose(_LastStep(nn.RNN(8, 32)), lambda b: torch.randn(5, b, 8))
+    assert short.temporal == () and short.findings == ()  # under 10 steps: not profiled
+
+
+def test_probe_measures_the_module_not_the_loss() -> None:
+    # A per-step loss would hide the decay; the probe differentiates the last output step only.
+    torch.manual_seed(0)
+    rnn = nn.RNN(4, 16, batch_first=True)
+    x = torch.randn(3, 30, 4)
+    (profile,) = probe_recurrent(rnn, lambda: rnn(x))
+    assert profile.module == "" and len(profile.norms) == 30
+    assert profile.norms[-1] > 0 and profile.norms[0] < profile.norms[-1] * 1e-3
+    # The probe leaves no hook and no gradient behind.
+    assert not rnn._forward_hooks and not rnn._forward_pre_hooks
+    assert all(p.grad is None for p in rnn.parameters())
+
+
+def test_bidirectional_modules_are_profiled_in_the_forward_direction() -> None:
+    torch.manual_seed(0)
+    rnn = nn.GRU(8, 16, batch_first=True, bidirectional=True)
+    (profile,) = probe_recurrent(rnn, lambda: rnn(torch.randn(4, 40, 8)))
+    assert profile.cell == "GRU" and len(profile.norms) == 40
+    ratio = profile.early_to_late
+    assert ratio is not None and ratio < 1e-3  # the backward half would make the first steps big
+
+
+def test_attention_stacks_get_a_profile_that_is_not_judged(validate_report) -> None:
+    report = _report("transformer_preln.py")
+    assert report.findings == ()
+    (profile,) = report.temporal
+    assert profile.cell == "attention" and profile.method == "loss" and profile.module == "embed"
+    assert len(profile.norms) == 64
+    assert profile.norms[-1] == 0.0  # next-token loss: the last position predicts nothing
+    ratio = profile.early_to_late
+    assert ratio is not None and 0.5 < ratio < 5  # measured 1.6: attention reaches every step
+    validate_report(report.to_dict())
+    # The check ignores loss profiles even when they decay.
+    fake = TemporalProfile("embed", "attention", False, "loss", tuple([1e-9] * 10 + [1.0] * 90))
+    assert run_checks(ModelStats((), (), 1, temporal=(fake,))) == []
+
+
+def test_thresholds_are_configurable() -> None:
+    report = _report("lstm_chrono.py", thresholds={"vanishing-over-time": {"warning": 0.5}})
+    (finding,) = report.findings
+    assert finding.severity is Severity.INFO and finding.evidence["threshold"] == 0.5
+
+
+def test_profile_arithmetic() -> None:
+    profile = TemporalProfile("rnn", "RNN", False, "last step", (0.0,) * 10 + (1.0,) * 90)
+    assert profile.window == 10 and profile.early == 0.0 and profile.late == 1.0
+    assert profile.early_to_late == 0.0 and profile.reach() == 90
+    flat = TemporalProfile("rnn", "RNN", False, "last step", (2.0,) * 10)
+    assert flat.window == 1 and flat.early_to_late == 1.0 and flat.reach() == 10
+    dead = TemporalProfile("rnn", "RNN", False, "last step", (0.0,) * 10)
+    assert dead.early_to_late is None and math.isclose(dead.late, 0.0)
+
+
+def test_cli_shows_the_profile(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(main, ["diagnose", str(SAMPLES / "vanilla_rnn.py")])
+    assert result.exit_code == 1, result.stderr
+    assert "vanishing-over-time" in result.stdout
+    assert "Gradient over time" in result.stdout and "rnn (RNN, 120 steps)" in result.stdout
