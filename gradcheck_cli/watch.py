@@ -28,9 +28,18 @@ from gradcheck_cli.stats import StepRecord, aggregate
 class Watcher:
     """Collects sampled steps of a training loop; see :func:`watch`."""
 
-    def __init__(self, model: nn.Module, recorder: Recorder, every: int, settings: Settings):
+    def __init__(
+        self,
+        model: nn.Module,
+        recorder: Recorder,
+        every: int,
+        settings: Settings,
+        *,
+        manual: bool = False,
+    ):
         self.model = model
         self.every = every
+        self.manual = manual
         self.settings = settings
         self.forwards = 0
         self.records: list[StepRecord] = []
@@ -39,6 +48,24 @@ class Watcher:
         self._pending = False
         self._started = time.perf_counter()
         recorder.active = False
+
+    def begin_step(self, batch_size: int | None = None) -> None:
+        """Measure the training step that starts now (``watch(..., manual=True)``).
+
+        Every forward pass until :meth:`end_step` is measured (several with gradient
+        accumulation). Calling it again before ``end_step`` changes nothing.
+        """
+        if self._pending:
+            return
+        self._recorder.begin_step(clear_grads=False)
+        self._pending = True
+        if batch_size:
+            self._batch = batch_size
+
+    def end_step(self) -> None:
+        """Read the measured step's gradients: after backward, before the optimizer step."""
+        self._recorder.active = False
+        self._collect()
 
     def pre_forward(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
         """Arm the hooks on every ``every``-th forward pass."""
@@ -92,7 +119,11 @@ class Watcher:
                 loss="user training loop",
                 seed=0,
                 seconds=time.perf_counter() - self._started,
-                inputs=f"1 in {self.every} of {self.forwards} forward passes of the training loop",
+                inputs=(
+                    f"{len(self.records)} training steps, 1 in {self.every}"
+                    if self.manual
+                    else f"1 in {self.every} of {self.forwards} forward passes of the training loop"
+                ),
                 torch=str(torch.__version__),
             ),
             findings=tuple(findings),
@@ -103,20 +134,26 @@ class Watcher:
 
 
 @contextlib.contextmanager
-def watch(model: nn.Module, every: int = 50, **options: Any) -> Iterator[Watcher]:
+def watch(
+    model: nn.Module, every: int = 50, *, manual: bool = False, **options: Any
+) -> Iterator[Watcher]:
     """Measure every ``every``-th training step of the block's own loop; hooks gone on exit.
 
     ``options`` are the threshold and check settings of :func:`gradcheck_cli.diagnose`
     (``thresholds=``, ``checks=``, ``ignore_layers=``). Only steps whose backward pass goes
-    through the model's output are recorded.
+    through the model's output are recorded. With ``manual=True`` the steps are not found from
+    the model's forward passes: the caller marks each step to measure with
+    :meth:`Watcher.begin_step` and :meth:`Watcher.end_step` (what the Lightning callback does,
+    since a LightningModule's training_step need not call its own forward).
     """
     if every < 1:
         raise ValueError("every must be at least 1")
     settings = apply_mapping(Settings(), options, source="watch()")
     with capture(model, restore_state=False) as recorder, contextlib.ExitStack() as stack:
-        watcher = Watcher(model, recorder, every, settings)
-        stack.callback(
-            model.register_forward_pre_hook(watcher.pre_forward, with_kwargs=True).remove
-        )
-        stack.callback(model.register_forward_hook(watcher.post_forward).remove)
+        watcher = Watcher(model, recorder, every, settings, manual=manual)
+        if not manual:
+            stack.callback(
+                model.register_forward_pre_hook(watcher.pre_forward, with_kwargs=True).remove
+            )
+            stack.callback(model.register_forward_hook(watcher.post_forward).remove)
         yield watcher

@@ -48,3 +48,54 @@ def test_trainer_callback_reports_and_removes_hooks(tmp_path: Path) -> None:
     assert classifier.grad_rms.median > 0  # type: ignore[union-attr]
     hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
     assert hooks == 0
+
+
+def test_lightning_callback_agrees_with_diagnose_and_removes_hooks(tmp_path: Path) -> None:
+    lightning = pytest.importorskip("lightning")
+    from torch import nn
+
+    from gradcheck_cli import diagnose
+    from gradcheck_cli.integrations.lightning import GradcheckCallback
+    from gradcheck_cli.loading import load_model
+
+    from .conftest import SAMPLES
+
+    class Classifier(lightning.LightningModule):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = load_model(str(SAMPLES / "deep_sigmoid.py")).module
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int):  # type: ignore[no-untyped-def]
+            x, y = batch
+            # self.net, not self(x): the callback must not depend on the module's own forward
+            return nn.functional.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    torch.manual_seed(0)
+    module = Classifier()
+    data = torch.utils.data.TensorDataset(torch.randn(160, 64), torch.randint(0, 10, (160,)))
+    loader = torch.utils.data.DataLoader(data, batch_size=16)
+    callback = GradcheckCallback(every=3)
+    trainer = lightning.Trainer(
+        max_steps=7,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        callbacks=[callback],
+    )
+    trainer.fit(module, loader)
+    report = callback.report
+    assert report is not None
+    assert report.run.inputs == "3 training steps, 1 in 3" and report.run.batch_size == 16
+    reference = diagnose(load_model(str(SAMPLES / "deep_sigmoid.py")).module)
+    assert {f.id: f.severity for f in report.findings} == {
+        f.id: f.severity for f in reference.findings
+    }
+    assert {f.id for f in report.findings} == {"vanishing"}
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
+    assert hooks == 0
