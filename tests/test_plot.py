@@ -35,3 +35,16 @@ def test_plot_bad_target_is_a_usage_error(tmp_path: Path) -> None:
         main, ["diagnose", str(SAMPLES / "mlp_he.py"), "--plot", str(tmp_path / "x.gif")]
     )
     assert result.exit_code == 2 and "must end in .png, .svg, .pdf" in result.stderr
+
+
+def test_plot_draws_the_temporal_profile(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    svg = tmp_path / "time.svg"
+    result = CliRunner().invoke(
+        main,
+        ["diagnose", str(SAMPLES / "rnn_high_lr.py"), "--train-steps", "4", "--plot", str(svg)],
+    )
+    assert result.exit_code == 0, result.stderr
+    text = svg.read_text()
+    assert "gradient reaching each time step" in text and "rnn (RNN), early/late" in text
+    assert "gradient RMS during training" in text  # the three panels together

@@ -46,7 +46,7 @@ def plot(report: Report, path: Path) -> None:
         if f.severity.rank >= Severity.WARNING.rank
         for name in f.layers
     }
-    rows = 2 if report.training is not None else 1
+    rows = 1 + (report.training is not None) + bool(report.temporal)
     fig, axes = plt.subplots(
         rows, 1, figsize=(max(8, 0.25 * len(names) + 3), 4.5 * rows), squeeze=False
     )
@@ -73,8 +73,24 @@ def plot(report: Report, path: Path) -> None:
     ax.set_xlabel("layer, in forward order")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
+    row = 1
+    if report.temporal:
+        time_ax = axes[row][0]
+        row += 1
+        for profile in report.temporal:
+            ratio = profile.early_to_late
+            label = f"{profile.module or '(model)'} ({profile.cell}), early/late " + (
+                f"{ratio:.1e}" if ratio is not None else "n/a"
+            )
+            time_ax.plot(range(len(profile.norms)), positive(list(profile.norms)), label=label)
+        time_ax.set_yscale("log")
+        time_ax.set_xlabel("input time step (gaps: no gradient at all)")
+        time_ax.set_ylabel("gradient norm")
+        time_ax.set_title("gradient reaching each time step")
+        time_ax.legend(fontsize=7)
+        time_ax.grid(True, which="both", alpha=0.3)
     if report.training is not None:
-        trend_ax = axes[1][0]
+        trend_ax = axes[row][0]
         steps = [c.step for c in report.training.checkpoints]
         for name, series in list(report.training.trends.items())[:20]:
             trend_ax.plot(
