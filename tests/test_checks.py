@@ -18,6 +18,7 @@ from gradcheck_cli.stats import (
     NonFinite,
     Skipped,
     Summary,
+    TemporalProfile,
 )
 
 S = Skipped("n/a")
@@ -62,6 +63,12 @@ def stats(
 ) -> ModelStats:
     ordered = tuple(replace(l, order=i) for i, l in enumerate(layers))
     return ModelStats(layers=ordered, losses=losses, steps=len(losses), **kw)  # type: ignore[arg-type]
+
+
+def _profile(early_to_late: float, *, gated: bool = False) -> TemporalProfile:
+    """A 100-step recurrent profile whose first ten steps get ``early_to_late`` of the last ten."""
+    norms = (early_to_late,) * 10 + (1.0,) * 80 + (1.0,) * 10
+    return TemporalProfile("rnn", "LSTM" if gated else "RNN", gated, "last step", norms)
 
 
 def chain(*ratios: float, **kw: object) -> ModelStats:
@@ -178,7 +185,10 @@ CASES = [
     ),
     (
         "blocked by zero init is info",
-        stats(layer("a", 0.0, grad_zero_steps=3), layer("head", math.inf, zero_weights=True)),
+        stats(
+            layer("a", 0.0, grad_zero_steps=3),
+            layer("head", math.inf, zero_weights=True, grad_norm=_s(0.5)),
+        ),
         {"no-gradient": "info"},
     ),
     (
@@ -194,6 +204,62 @@ CASES = [
     (
         "gradient missing in one step only is fine",
         stats(layer("a", grad_zero_steps=1), layer("b")),
+        {},
+    ),
+    (
+        "finite gradients whose norm overflows float32",
+        stats(
+            layer("a", 0.1), layer("b", 0.1, grad_norm=_s(math.inf), grad_to_weight=_s(math.inf))
+        ),
+        {"exploding": "error"},
+    ),
+    (
+        "an overflowing norm with Inf values is nonfinite's business",
+        stats(
+            layer("a", 0.1),
+            layer("b", 0.1, grad_norm=_s(math.inf), nonfinite=NonFinite(param_grads=3)),
+        ),
+        {"nonfinite": "error"},
+    ),
+    (
+        "RNN gradient growing back in time errs",
+        stats(layer("rnn", 0.1), temporal=(_profile(1e5),)),
+        {"exploding": "error"},
+    ),
+    (
+        "... 100x-10,000x warns",
+        stats(layer("rnn", 0.1), temporal=(_profile(1e3),)),
+        {"exploding": "warning"},
+    ),
+    (
+        "vanilla RNN vanishing over time errs",
+        stats(layer("rnn", 0.1), temporal=(_profile(1e-7),)),
+        {"vanishing-over-time": "error"},
+    ),
+    (
+        "... 1e-3..1e-6 warns",
+        stats(layer("rnn", 0.1), temporal=(_profile(1e-4),)),
+        {"vanishing-over-time": "warning"},
+    ),
+    (
+        "gated cells: information",
+        stats(layer("rnn", 0.1), temporal=(_profile(1e-9, gated=True),)),
+        {"vanishing-over-time": "info"},
+    ),
+    ("flat profile is fine", stats(layer("rnn", 0.1), temporal=(_profile(0.5),)), {}),
+    (
+        "training growth: 1e3x warns",
+        stats(layer("a", 1e-1, grad_norm=_s(10.0)), start_grad_norms=(("a", 1e-2),)),
+        {"exploding": "warning"},
+    ),
+    (
+        "training growth: 1e5x errs",
+        stats(layer("a", 1e-1, grad_norm=_s(1e3)), start_grad_norms=(("a", 1e-2),)),
+        {"exploding": "error"},
+    ),
+    (
+        "training growth: 50x is fine",
+        stats(layer("a", 1e-1, grad_norm=_s(0.5)), start_grad_norms=(("a", 1e-2),)),
         {},
     ),
 ]

@@ -159,3 +159,31 @@ def test_transient_findings_are_kept_with_their_step() -> None:
     assert [(f.id, f.severity, f.evidence["step"]) for f in kept] == [("exploding", e, 10)]
     assert kept[0].message == "at step 10 of 20, gone by the end: m"
     assert transient(found[:2]) == []  # no checkpoint between the first and the last
+
+
+def test_identity_relu_rnn_explodes_in_training_even_past_float32_norms() -> None:
+    # An IRNN (Le et al. 2015: ReLU, identity recurrent weights) is healthy at init; a few Adam
+    # steps at lr 0.05 push its spectral radius past 1, and gradients grow ~1e13x back in time.
+    # Gradient values stay finite while their norms overflow float32: this once passed as healthy.
+    torch.manual_seed(0)
+    rnn = nn.RNN(8, 64, nonlinearity="relu", batch_first=True)
+    with torch.no_grad():
+        rnn.weight_hh_l0.copy_(torch.eye(64))
+        rnn.bias_hh_l0.zero_()
+        rnn.bias_ih_l0.zero_()
+    loaded = load_model(str(SAMPLES / "rnn_high_lr.py"))
+    model = loaded.module.__class__(rnn)  # the sample's Regressor around the IRNN
+    report = diagnose(
+        model,
+        lambda b: torch.randn(b, 50, 8),
+        loaded.loss_fn,
+        train_steps=10,
+        optimizer="adam",
+        lr=0.05,
+    )
+    training = report.training
+    assert training is not None and training.checkpoints[0].findings == ()
+    assert all(("exploding", Severity.ERROR) in c.findings for c in training.checkpoints[1:])
+    (exploding,) = [f for f in report.findings if f.id == "exploding"]
+    assert exploding.severity is Severity.ERROR
+    assert exploding.evidence["rule"] == "overflow"

@@ -23,6 +23,10 @@ class Exploding(Check):
         gradients at initialisation without harm. Under --train-steps, also when the global
         gradient norm has grown 100x (warning) or 10,000x (error) since step 0: when the
         weights blow up with the gradients the ratios stay moderate while the loss diverges.
+        Also when a layer's gradient norm overflows float32 although its values are finite
+        (error), and when the first tenth of a recurrent module's input steps gets 100x
+        (warning) or 10,000x (error) the gradient of the last tenth: gradients that grow going
+        back in time, the exploding-gradient problem of RNNs.
 
     Why it matters:
         With a ratio above 1, a single SGD step at learning rate 1 replaces the layer's weights
@@ -56,9 +60,15 @@ class Exploding(Check):
         min_layers: int = 3
         training_warning: float = 1e2
         training_error: float = 1e4
+        time_warning: float = 1e2
+        time_error: float = 1e4
 
     def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
-        findings = self._in_training(stats, options)
+        findings = [
+            *self._in_training(stats, options),
+            *self._overflow(stats),
+            *self._over_time(stats, options),
+        ]
         layers = [l for l in ratio_layers(stats) if not l.feeds_norm]
         if not layers:
             return worst(findings)
@@ -148,6 +158,65 @@ class Exploding(Check):
                 )
             )
         return worst(findings)
+
+    def _overflow(self, stats: ModelStats) -> list[Finding]:
+        """Gradients whose values are finite but whose norm overflows float32 (above 3.4e38)."""
+        over = [
+            l
+            for l in stats.layers
+            if value(l.grad_norm) == math.inf and l.nonfinite.param_grads == 0
+        ]
+        if not over:
+            return []
+        return [
+            Finding(
+                id=self.id,
+                severity=Severity.ERROR,
+                layers=tuple(l.display_name for l in over),
+                message=(
+                    f"the gradient norm of {len(over)} layer(s) overflows float32 although every "
+                    f"value is finite ({', '.join(l.display_name for l in over[:3])}): gradients "
+                    "of about 1e19 or more per value"
+                ),
+                evidence={"rule": "overflow", "layers": len(over)},
+                remedies=self.remedies,
+                why=self.section("Why it matters"),
+            )
+        ]
+
+    def _over_time(self, stats: ModelStats, options: Options) -> list[Finding]:
+        """A recurrent module whose gradient grows going back in time (Pascanu et al. 2013)."""
+        findings = []
+        for profile in stats.temporal:
+            ratio = profile.early_to_late
+            if profile.method != "last step" or ratio is None or ratio <= options.time_warning:
+                continue
+            severity = Severity.ERROR if ratio > options.time_error else Severity.WARNING
+            name = profile.module or "(model)"
+            findings.append(
+                Finding(
+                    id=self.id,
+                    severity=severity,
+                    layers=(name,),
+                    message=(
+                        f"{name} ({profile.cell}, {len(profile.norms)} steps): the first "
+                        f"{profile.window} input steps get {ratio:.1e} times the gradient of the "
+                        f"last {profile.window}: it grows going back in time"
+                    ),
+                    evidence={
+                        "rule": "over-time",
+                        "early_to_late": ratio,
+                        "threshold": (
+                            options.time_error
+                            if severity is Severity.ERROR
+                            else options.time_warning
+                        ),
+                    },
+                    remedies=self.remedies,
+                    why=self.section("Why it matters"),
+                )
+            )
+        return findings
 
     def _in_training(self, stats: ModelStats, options: Options) -> list[Finding]:
         """Growth of the global gradient norm since step 0 of ``--train-steps``.
