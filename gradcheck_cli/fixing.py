@@ -21,7 +21,7 @@ from torch import nn
 
 from gradcheck_cli.atomic import ordinary_mode
 from gradcheck_cli.errors import UsageError
-from gradcheck_cli.findings import SCHEMA_VERSION, Report, plain_number
+from gradcheck_cli.findings import SCHEMA_VERSION, Report, Severity, plain_number
 from gradcheck_cli.remedies import APPLY_ORDER, CONFLICTS, PREFERENCE
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict, score
@@ -158,18 +158,34 @@ def combinations(applicable: Sequence[str], budget: int) -> list[tuple[str, ...]
 
 
 def best(trials: Sequence[Trial], before: Report) -> Trial | None:
-    """The trial with the lowest score; None if none helps.
+    """The trial with the lowest score, then the fewest info findings; None if none helps.
 
-    Ties go to fewer remedies, then to remedies earlier in ``PREFERENCE``: weights before
-    architecture, and cures of the cause before gradient clipping, which bounds the symptom.
+    Info findings count only between equal scores: a remedy asked for by name against an
+    information-only finding (``--remedy gate-bias`` on a default-init LSTM) helps when it
+    removes it. Ties go to fewer remedies, then to remedies earlier in ``PREFERENCE``: weights
+    before architecture, and cures of the cause before gradient clipping, which bounds the
+    symptom.
     """
-    helpful = [t for t in trials if t.verdict is not Verdict.WORSE and t.score < score(before)]
+    start = (score(before), _infos(before))
+    helpful = [
+        t for t in trials if t.verdict is not Verdict.WORSE and (t.score, _infos(t.report)) < start
+    ]
     if not helpful:
         return None
     rank = {r: i for i, r in enumerate(PREFERENCE)}
     return min(
-        helpful, key=lambda t: (t.score, len(t.remedies), sorted(rank[r] for r in t.remedies))
+        helpful,
+        key=lambda t: (
+            t.score,
+            _infos(t.report),
+            len(t.remedies),
+            sorted(rank[r] for r in t.remedies),
+        ),
     )
+
+
+def _infos(report: Report) -> int:
+    return sum(1 for f in report.findings if f.severity is Severity.INFO)
 
 
 def check_output(output: Path) -> Path:

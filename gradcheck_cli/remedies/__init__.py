@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from gradcheck_cli.remedies.base import Remedy
 from gradcheck_cli.remedies.batchnorm import BatchNorm
+from gradcheck_cli.remedies.gate_bias import GateBias
+from gradcheck_cli.remedies.gated_cell import GatedCell
 from gradcheck_cli.remedies.grad_clip import GradClipRemedy
 from gradcheck_cli.remedies.kaiming_init import KaimingInit
 from gradcheck_cli.remedies.relu_swap import ReluSwap
@@ -42,14 +44,16 @@ REMEDIES: dict[str, str] = {
         "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) (Pascanu et al. 2013)."
     ),
     "gated-cell": (
-        "Replace a vanilla nn.RNN with nn.LSTM or nn.GRU: gates give the gradient a path "
-        "through time that is not a product of squashed Jacobians (Hochreiter & Schmidhuber "
-        "1997; Cho et al. 2014). Advice only."
+        "Replace a vanilla nn.RNN with a gated cell: gates give the gradient a path through "
+        "time that is not a product of squashed Jacobians (Hochreiter & Schmidhuber 1997; Cho "
+        "et al. 2014). Applied as an nn.GRU (same arguments and outputs) with chrono-initialised "
+        "update gates."
     ),
     "gate-bias": (
         "Start the gates remembering: LSTM forget-gate bias of 1 or more (Gers et al. 2000; "
         "Jozefowicz et al. 2015), or chrono init, b_forget = log(U(1, T - 1)) and b_input = "
-        "-b_forget, for dependencies of up to T steps (Tallec & Ollivier 2018)."
+        "-b_forget, for dependencies of up to T steps (Tallec & Ollivier 2018; the GRU's update "
+        "gate alike). Applied as chrono init for the measured sequence length."
     ),
     "truncate-bptt": (
         "If the task needs no dependencies longer than the gradient reaches, train with "
@@ -72,7 +76,16 @@ REMEDIES: dict[str, str] = {
 
 REGISTRY: dict[str, type[Remedy]] = {
     cls.id: cls
-    for cls in (ReluSwap, KaimingInit, XavierInit, BatchNorm, ResidualWrap, GradClipRemedy)
+    for cls in (
+        ReluSwap,
+        KaimingInit,
+        XavierInit,
+        GatedCell,
+        GateBias,
+        BatchNorm,
+        ResidualWrap,
+        GradClipRemedy,
+    )
 }
 
 # The order in which combined remedies are applied: activation and init edits keep module
@@ -85,7 +98,9 @@ APPLY_ORDER: tuple[str, ...] = tuple(REGISTRY)
 PREFERENCE: tuple[str, ...] = (
     "kaiming-init",
     "xavier-init",
+    "gate-bias",
     "relu-swap",
+    "gated-cell",
     "batchnorm",
     "residual-wrap",
     "grad-clip",

@@ -147,6 +147,15 @@ def reinit_refusal(context: RemedyContext) -> str | None:
     return None
 
 
+def sequence_lengths(context: RemedyContext) -> dict[str, int]:
+    """The measured sequence length of each recurrent module with a time profile."""
+    return {
+        profile.module: len(profile.norms)
+        for profile in context.report.temporal
+        if profile.method == "last step"
+    }
+
+
 def propose_init(
     model: nn.Module, context: RemedyContext, remedy: str, scheme: str, families: set[str]
 ) -> Proposal | NotApplicable:

@@ -147,11 +147,67 @@ def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None =
     if edit.op == "residual":
         replace_submodule(model, edit.target, Residual(get_submodule(model, edit.target)))
         return model
+    if edit.op == "gate-bias":
+        module = get_submodule(model, edit.target)
+        if not isinstance(module, (nn.LSTM, nn.GRU)):
+            raise PlanError(f"'{edit.target}' is not an nn.LSTM or nn.GRU")
+        chrono_init(module, int(args["steps"]), generator)
+        return model
+    if edit.op == "gated-cell":
+        old = get_submodule(model, edit.target)
+        if type(old) is not nn.RNN:
+            raise PlanError(f"'{edit.target}' is not an nn.RNN")
+        gru = nn.GRU(
+            old.input_size,
+            old.hidden_size,
+            num_layers=old.num_layers,
+            bias=old.bias,
+            batch_first=old.batch_first,
+            dropout=old.dropout,
+            bidirectional=old.bidirectional,
+        )
+        _fresh_uniform(gru, generator)
+        chrono_init(gru, int(args["steps"]), generator)
+        device = next((p.device for p in old.parameters()), None)
+        replace_submodule(model, edit.target, gru.to(device) if device is not None else gru)
+        return model
     if edit.op == "wrap-grad-clip":
         if edit.target:
             raise PlanError("wrap-grad-clip applies to the root module only")
         return GradClip(model, float(args["max_norm"]))
     raise PlanError(f"unknown edit op '{edit.op}' in plan")
+
+
+def chrono_init(module: nn.LSTM | nn.GRU, steps: int, generator: torch.Generator | None) -> None:
+    """Chrono init (Tallec & Ollivier 2018): gate biases for memories of up to ``steps`` steps.
+
+    LSTM (gates input, forget, cell, output): forget bias ``log(U(1, steps - 1))``, input bias
+    its negative. GRU (gates reset, update, new): the update-gate bias gets the same draw, so the
+    old state is kept. All other biases are zero. Draws on the CPU from ``generator``.
+    """
+    if not module.bias:
+        raise PlanError("chrono init needs a recurrent module with biases")
+    hidden = module.hidden_size
+    high = max(2.0, float(steps - 1))
+    with torch.no_grad():
+        for name, bias in module.named_parameters():
+            if not name.startswith("bias"):
+                continue
+            fresh = torch.zeros(bias.shape, dtype=torch.float32)
+            if name.startswith("bias_ih"):
+                draw = torch.empty(hidden).uniform_(1.0, high, generator=generator).log()
+                fresh[hidden : 2 * hidden] = draw  # LSTM forget gate; GRU update gate
+                if isinstance(module, nn.LSTM):
+                    fresh[:hidden] = -draw
+            bias.copy_(fresh)
+
+
+def _fresh_uniform(module: nn.RNNBase, generator: torch.Generator | None) -> None:
+    """PyTorch's default recurrent init, U(-1/sqrt(hidden), 1/sqrt(hidden)), from ``generator``."""
+    bound = 1.0 / math.sqrt(module.hidden_size)
+    with torch.no_grad():
+        for weight in module.parameters():
+            weight.copy_(torch.empty(weight.shape).uniform_(-bound, bound, generator=generator))
 
 
 def _init(module: nn.Module, args: Mapping[str, Any], generator: torch.Generator | None) -> None:
