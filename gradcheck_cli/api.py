@@ -7,7 +7,6 @@ picks a renderer and maps the report to an exit code.
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from gradcheck_cli.loading import (
     InputFactory,
     Inputs,
     LossFn,
+    copy_model,
     infer_input_shape,
     shapes_factory,
 )
@@ -110,7 +110,7 @@ def diagnose(
                 model, make_inputs, loss_fn, chosen.loss, chosen.seed, chosen.batch_size, device
             )
             measured, findings, training = train(
-                copy.deepcopy(model),
+                copy_model(model),
                 passes,
                 steps=chosen.train_steps,
                 optimizer=chosen.optimizer,
@@ -331,7 +331,7 @@ def _probe_training(
         return {}
     curves: dict[str, list[float]] = {}
     for label, source in (("original", original), ("fixed", fixed)):
-        passes = _passes(copy.deepcopy(source), inputs, loss_fn, settings)
+        passes = _passes(copy_model(source), inputs, loss_fn, settings)
         trainable = [p for p in passes.model.parameters() if p.requires_grad]
         optimizer = Optimizer.ADAM.build(trainable, 1e-3)
         # The diagnosis' own batch seeds, so both models see the same batches.

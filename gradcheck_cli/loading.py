@@ -8,6 +8,7 @@ and optional ``loss_fn(output, inputs)``.
 
 from __future__ import annotations
 
+import copy
 import enum
 import importlib
 import importlib.util
@@ -558,6 +559,19 @@ def batches_factory(batches: Callable[[], Any], source: str) -> InputFactory:
 
     make.description = f"batches() of {source}"  # type: ignore[attr-defined]
     return make
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy whose recurrent modules have their weights in one contiguous block again.
+
+    ``copy.deepcopy`` breaks cuDNN's flat weight buffer of RNN/LSTM/GRU modules, which then
+    warn and compact their weights on every call.
+    """
+    copied = copy.deepcopy(model)
+    for module in copied.modules():
+        if isinstance(module, nn.RNNBase):
+            module.flatten_parameters()
+    return copied
 
 
 def to_device(inputs: Inputs, device: torch.device) -> Inputs:

@@ -5,8 +5,11 @@ few updates at a high learning rate, units that die), and some alarms at initial
 after one update (a zero-initialised head blocks the gradient only until its weights move). This
 module trains a copy of the model for K steps on fresh seeded batches with the same loss as the
 measurement, measures at checkpoints 0, K/4, K/2, 3K/4 and K, and keeps per-layer trends. The
-findings of the report are those of the last checkpoint; findings that were present at step 0
-and are gone by then are kept as notes, so the report says why the model looked sick at init.
+findings of the report are those of the last checkpoint, plus findings that arose at an
+intermediate checkpoint and were gone again by the end (:func:`transient`); findings that were
+present at step 0 and are gone by then are kept as notes, so the report says why the model looked
+sick at init. Later checkpoints carry each layer's gradient norm at step 0, for the
+growth-in-training rule of ``exploding``.
 """
 
 from __future__ import annotations

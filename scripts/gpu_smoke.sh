@@ -9,3 +9,14 @@ for m in resnet_bn deep_sigmoid nan_model; do
   python3 -m gradcheck_cli diagnose "sample_models/$m.py" --device cuda --format json > "/tmp/$m.json"
   echo "$m exit=$? $(python3 -c "import json,sys; d=json.load(open('/tmp/$m.json')); print(d['run']['device'], d['status'], [f['id']+':'+f['severity'] for f in d['findings']], d['run']['seconds'], 's')")"
 done
+# Sequence models: the temporal probe through cuDNN RNN/LSTM kernels, training and fix on CUDA.
+for m in vanilla_rnn lstm_chrono lstm_classifier; do
+  python3 -m gradcheck_cli diagnose "sample_models/$m.py" --device cuda --format json > "/tmp/$m.json"
+  echo "$m exit=$? $(python3 -c "import json,sys; d=json.load(open('/tmp/$m.json')); print(d['run']['device'], d['status'], [f['id']+':'+f['severity'] for f in d['findings']], [(t['module'], t['early_to_late']) for t in d.get('temporal', [])], d['run']['seconds'], 's')")"
+done
+for spec in sample_models/rnn_high_lr.py sample_models/rnn_high_lr.py:build_lstm; do
+  python3 -m gradcheck_cli diagnose "$spec" --device cuda --train-steps 20 --optimizer sgd --lr 0.1 --format json > /tmp/train.json
+  echo "$spec train exit=$? $(python3 -c "import json; d=json.load(open('/tmp/train.json')); print([(c['step'], c['findings']) for c in d['training']['checkpoints']])")"
+done
+python3 -m gradcheck_cli fix sample_models/vanilla_rnn.py --device cuda --format yaml -q > /tmp/fix.yaml
+echo "fix vanilla_rnn exit=$? $(python3 -c "import yaml; d=yaml.safe_load(open('/tmp/fix.yaml')); print(d['message'], [(t['module'], t['early_to_late']) for t in d['after'].get('temporal', [])])")"

@@ -7,7 +7,6 @@ and load ``state_dict.pt``.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 import yaml
 from torch import nn
 
+from gradcheck_cli.loading import copy_model
 from gradcheck_cli.remedies.edits import Edit, PlanError, apply_edit, renamed
 
 PLAN_VERSION = 1
@@ -84,7 +84,7 @@ def apply_plan(model: nn.Module, plan: Plan, *, inplace: bool = False) -> nn.Mod
     Re-initialised weights come from a generator seeded with ``plan.seed``, so the same plan on
     the same freshly built model gives the same architecture and the same weights.
     """
-    result = model if inplace else copy.deepcopy(model)
+    result = model if inplace else copy_model(model)
     generator = torch.Generator().manual_seed(plan.seed)
     for edit in plan.edits:
         result = apply_edit(result, edit, generator)
