@@ -80,6 +80,7 @@ def test_cli_train_steps_with_sparklines(tmp_path: Path, monkeypatch: pytest.Mon
     assert result.exit_code == 0, result.stderr
     assert "Training: 2 of 2 sgd steps at lr 0.1" in result.stdout
     assert "note: at step 0: no-gradient (info)" in result.stdout
+    assert "No findings: gradients look healthy after 2 training steps." in result.stdout
     assert any(ch in result.stdout for ch in "▁▂▃▄▅▆▇█")
     data = yaml.safe_load(
         CliRunner()

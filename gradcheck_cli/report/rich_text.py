@@ -48,7 +48,12 @@ def render(
         for finding in sorted(report.findings, key=lambda f: -f.severity.rank):
             console.print(_finding(finding))
     else:
-        console.print(Text("No findings: gradients look healthy at initialisation.", style="green"))
+        when = (
+            f"after {report.training.taken} training steps"
+            if report.training is not None
+            else "at initialisation"
+        )
+        console.print(Text(f"No findings: gradients look healthy {when}.", style="green"))
 
 
 def _summary(report: Report) -> Panel:
