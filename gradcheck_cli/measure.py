@@ -195,8 +195,8 @@ def measure(
             on_step(step + 1, steps)
         if positions is not None:
             positions.enabled = False
-            profile = positions.profile()
-            temporal.extend([profile] if profile is not None else [])
+            if (profile := positions.profile()) is not None:
+                temporal.append(profile)
         if amp is Amp.FP16:
             with recorder.counting_underflow():
                 shadow.append(passes.step(recorder, 0, Amp.NONE)[0])

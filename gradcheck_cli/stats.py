@@ -140,6 +140,11 @@ class TemporalProfile:
     norms: tuple[float, ...]
 
     @property
+    def label(self) -> str:
+        """``name (cell, N steps)``, as reports name a profile."""
+        return f"{self.module or '(model)'} ({self.cell}, {len(self.norms)} steps)"
+
+    @property
     def window(self) -> int:
         """How many steps make the "early" and the "late" end: a tenth of the sequence."""
         return max(1, len(self.norms) // 10)

@@ -35,7 +35,7 @@ def recurrent_modules(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:
 
 
 def _cell(module: nn.RNNBase) -> str:
-    return "RNN_RELU" if module.mode == "RNN_RELU" else module.mode.replace("RNN_TANH", "RNN")
+    return {"RNN_TANH": "RNN"}.get(module.mode, module.mode)  # RNN, RNN_RELU, LSTM, GRU
 
 
 def probe_recurrent(model: nn.Module, run_forward: Callable[[], Any]) -> list[TemporalProfile]:
@@ -84,7 +84,7 @@ def probe_recurrent(model: nn.Module, run_forward: Callable[[], Any]) -> list[Te
                     cell=_cell(module),
                     gated=module.mode in ("LSTM", "GRU"),
                     method="last step",
-                    norms=tuple(float(v) for v in norms.cpu()),
+                    norms=tuple(norms.cpu().tolist()),
                 )
             )
 
@@ -174,5 +174,5 @@ class PositionProfiler:
             cell="attention",
             gated=False,
             method="loss",
-            norms=tuple(float(v) for v in median),
+            norms=tuple(median.tolist()),
         )

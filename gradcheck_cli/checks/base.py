@@ -77,13 +77,18 @@ class FractionCheck(Check):
                 message=f"{self.message}: {listing}{more}",
                 evidence={
                     f"max_{self.evidence_key}": top,
-                    "threshold": options.error if severity is Severity.ERROR else options.warning,
+                    "threshold": crossed(severity, options.warning, options.error),
                     self.evidence_key: {l.display_name: f for l, f in hits},
                 },
                 remedies=self.remedies,
                 why=self.section("Why it matters"),
             )
         ]
+
+
+def crossed(severity: Severity, warning: float, error: float) -> float:
+    """The threshold a finding of ``severity`` crossed, for its evidence."""
+    return error if severity is Severity.ERROR else warning
 
 
 def worst(findings: list[Finding]) -> list[Finding]:

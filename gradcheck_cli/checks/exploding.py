@@ -6,7 +6,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from gradcheck_cli.checks.base import Check, depth_profile, ratio, ratio_layers, worst
+from gradcheck_cli.checks.base import Check, crossed, depth_profile, ratio, ratio_layers, worst
 from gradcheck_cli.findings import Finding, Severity
 from gradcheck_cli.stats import ModelStats, value
 
@@ -100,10 +100,8 @@ class Exploding(Check):
                         "median_ratio": median,
                         "max_ratio": ratio(biggest),
                         "peak_activation_rms": peak_act,
-                        "threshold": (
-                            options.magnitude_error
-                            if severity is Severity.ERROR
-                            else options.magnitude_warning
+                        "threshold": crossed(
+                            severity, options.magnitude_warning, options.magnitude_error
                         ),
                     },
                     remedies=self.remedies,
@@ -147,10 +145,8 @@ class Exploding(Check):
                         "growth": profile.decay,
                         "early_ratio": profile.early_ratio,
                         "late_ratio": profile.late_ratio,
-                        "threshold": (
-                            options.growth_error
-                            if severity is Severity.ERROR
-                            else options.growth_warning
+                        "threshold": crossed(
+                            severity, options.growth_warning, options.growth_error
                         ),
                     },
                     remedies=self.remedies,
@@ -192,25 +188,20 @@ class Exploding(Check):
             if profile.method != "last step" or ratio is None or ratio <= options.time_warning:
                 continue
             severity = Severity.ERROR if ratio > options.time_error else Severity.WARNING
-            name = profile.module or "(model)"
             findings.append(
                 Finding(
                     id=self.id,
                     severity=severity,
-                    layers=(name,),
+                    layers=(profile.module or "(model)",),
                     message=(
-                        f"{name} ({profile.cell}, {len(profile.norms)} steps): the first "
-                        f"{profile.window} input steps get {ratio:.1e} times the gradient of the "
-                        f"last {profile.window}: it grows going back in time"
+                        f"{profile.label}: the first {profile.window} input steps get "
+                        f"{ratio:.1e} times the gradient of the last {profile.window}: it grows "
+                        "going back in time"
                     ),
                     evidence={
                         "rule": "over-time",
                         "early_to_late": ratio,
-                        "threshold": (
-                            options.time_error
-                            if severity is Severity.ERROR
-                            else options.time_warning
-                        ),
+                        "threshold": crossed(severity, options.time_warning, options.time_error),
                     },
                     remedies=self.remedies,
                     why=self.section("Why it matters"),
@@ -260,10 +251,8 @@ class Exploding(Check):
                     "growth": growth,
                     "start_norm": before,
                     "norm": after,
-                    "threshold": (
-                        options.training_error
-                        if severity is Severity.ERROR
-                        else options.training_warning
+                    "threshold": crossed(
+                        severity, options.training_warning, options.training_error
                     ),
                 },
                 remedies=self.remedies,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, replace
 
-from gradcheck_cli.checks.base import Check, depth_profile, ratio, ratio_layers, worst
+from gradcheck_cli.checks.base import Check, crossed, depth_profile, ratio, ratio_layers, worst
 from gradcheck_cli.findings import Finding, Severity
 from gradcheck_cli.stats import ModelStats, value
 
@@ -80,11 +80,7 @@ class Vanishing(Check):
                         "decay": profile.decay,
                         "early_ratio": profile.early_ratio,
                         "late_ratio": profile.late_ratio,
-                        "threshold": (
-                            options.depth_error
-                            if severity is Severity.ERROR
-                            else options.depth_warning
-                        ),
+                        "threshold": crossed(severity, options.depth_warning, options.depth_error),
                     },
                     remedies=self.remedies,
                     why=self.section("Why it matters"),
@@ -101,11 +97,7 @@ class Vanishing(Check):
             evidence: dict[str, float | str | int] = {
                 "rule": "magnitude",
                 "median_ratio": median,
-                "threshold": (
-                    options.magnitude_error
-                    if severity is Severity.ERROR
-                    else options.magnitude_warning
-                ),
+                "threshold": crossed(severity, options.magnitude_warning, options.magnitude_error),
                 "layers": len(layers),
             }
             if len(known) >= 2:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gradcheck_cli.checks.base import Check
+from gradcheck_cli.checks.base import Check, crossed
 from gradcheck_cli.findings import Finding, Severity
 from gradcheck_cli.stats import ModelStats, TemporalProfile
 
@@ -74,24 +74,23 @@ class VanishingOverTime(Check):
         else:
             severity = Severity.ERROR if ratio < options.error else Severity.WARNING
             remedies = self.remedies
-        name = profile.module or "(model)"
         share = "none of" if ratio == 0 else f"{ratio:.1e} times"  # 0: underflowed float32
         steps = len(profile.norms)
         return [
             Finding(
                 id=self.id,
                 severity=severity,
-                layers=(name,),
+                layers=(profile.module or "(model)",),
                 message=(
-                    f"{name} ({profile.cell}, {steps} steps): the first {profile.window} input "
-                    f"steps get {share} the gradient of the last {profile.window}; more than "
-                    f"1e-3 of it reaches back only {profile.reach()} of {steps} steps"
+                    f"{profile.label}: the first {profile.window} input steps get {share} the "
+                    f"gradient of the last {profile.window}; more than 1e-3 of it reaches back "
+                    f"only {profile.reach()} of {steps} steps"
                 ),
                 evidence={
                     "early_to_late": ratio,
                     "steps": steps,
                     "reach_steps": profile.reach(),
-                    "threshold": options.error if severity is Severity.ERROR else options.warning,
+                    "threshold": crossed(severity, options.warning, options.error),
                 },
                 remedies=remedies,
                 why=self.section("Why it matters"),

@@ -9,6 +9,7 @@ the rewriting, always on a copy.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -147,13 +148,32 @@ def reinit_refusal(context: RemedyContext) -> str | None:
     return None
 
 
-def sequence_lengths(context: RemedyContext) -> dict[str, int]:
-    """The measured sequence length of each recurrent module with a time profile."""
-    return {
+def propose_recurrent(
+    model: nn.Module,
+    context: RemedyContext,
+    remedy: str,
+    kinds: Callable[[nn.Module], bool],
+    what: str,
+) -> Proposal | NotApplicable:
+    """One ``remedy`` edit (op named as the remedy) for each module ``kinds`` accepts whose
+    time profile was measured, with its sequence length; refused after ``--weights`` unless
+    ``--force-reinit``."""
+    refusal = reinit_refusal(context)
+    if refusal is not None:
+        return NotApplicable(remedy, refusal)
+    lengths = {
         profile.module: len(profile.norms)
         for profile in context.report.temporal
         if profile.method == "last step"
     }
+    edits = [
+        Edit(remedy, name, {"steps": lengths[name]}, remedy)
+        for name, module in model.named_modules()
+        if kinds(module) and name in lengths
+    ]
+    if not edits:
+        return NotApplicable(remedy, f"no {what} with a measured time profile (10+ steps)")
+    return Proposal(remedy, tuple(edits))
 
 
 def propose_init(

@@ -9,10 +9,8 @@ from gradcheck_cli.remedies.base import (
     Proposal,
     Remedy,
     RemedyContext,
-    reinit_refusal,
-    sequence_lengths,
+    propose_recurrent,
 )
-from gradcheck_cli.remedies.edits import Edit
 
 
 class GateBias(Remedy):
@@ -31,15 +29,6 @@ class GateBias(Remedy):
     reinitialises = True
 
     def propose(self, model: nn.Module, context: RemedyContext) -> Proposal | NotApplicable:
-        refusal = reinit_refusal(context)
-        if refusal is not None:
-            return NotApplicable(self.id, refusal)
-        lengths = sequence_lengths(context)
-        edits = [
-            Edit("gate-bias", name, {"steps": lengths[name]}, self.id)
-            for name, module in model.named_modules()
-            if isinstance(module, (nn.LSTM, nn.GRU)) and name in lengths
-        ]
-        if not edits:
-            return NotApplicable(self.id, "no LSTM or GRU with a measured time profile (10+ steps)")
-        return Proposal(self.id, tuple(edits))
+        return propose_recurrent(
+            model, context, self.id, lambda m: isinstance(m, (nn.LSTM, nn.GRU)), "LSTM or GRU"
+        )

@@ -217,7 +217,7 @@ def _temporal(profiles: tuple[TemporalProfile, ...]) -> Table:
         )
         differentiated = "last output step" if profile.method == "last step" else "loss"
         table.add_row(
-            Text(f"{profile.module or '(model)'} ({profile.cell}, {n} steps)"),
+            Text(profile.label),
             differentiated,
             sparkline(points),
             sci(profile.early_to_late),
