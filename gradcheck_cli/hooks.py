@@ -164,7 +164,7 @@ class Recorder:
         # for a normaliser, its scale far below 1.
         # Its gradient-to-weight ratio is then huge by construction, not a sign of explosion.
         near_zero = [True] * len(targets)
-        any_matrix = [False] * len(targets)
+        scaled = [False] * len(targets)
         if weights:
             params_flat = [p for _, m, _ in targets for p in m.parameters(recurse=False)]
             for norm_value, i, weightlike, p in zip(
@@ -174,13 +174,13 @@ class Recorder:
                     continue
                 rms = norm_value / math.sqrt(p.numel())
                 if p.dim() >= 2:
-                    any_matrix[i] = True
+                    scaled[i] = True
                     if rms >= NEAR_ZERO * (1 / math.sqrt(p[0].numel())):
                         near_zero[i] = False
                 elif targets[i][2] is LayerKind.NORM:
                     # A normaliser's scale starts at 1; near zero, it is a zero-init residual
                     # gamma (Goyal et al. 2017) that has taken a few updates.
-                    any_matrix[i] = True
+                    scaled[i] = True
                     if rms >= NEAR_ZERO:
                         near_zero[i] = False
         infos = []
@@ -201,7 +201,7 @@ class Recorder:
                     trainable=trainable,
                     weight_norm=math.sqrt(sq[i]),
                     zero_weights=bool(params) and nonzero[i] == 0.0,
-                    near_zero_weights=any_matrix[i] and near_zero[i],
+                    near_zero_weights=scaled[i] and near_zero[i],
                 )
             )
         return infos

@@ -126,6 +126,7 @@ def train(
     marks: list[Checkpoint] = []
     measured: list[tuple[int, Measurement]] = []
     found: list[tuple[int, list[Finding]]] = []
+    start_norms: tuple[tuple[str, float], ...] | None = None  # set by the step-0 measurement
     findings: list[Finding] = []
     stopped = ""
     taken = 0
@@ -137,10 +138,11 @@ def train(
             if not math.isfinite(loss):
                 stopped = f"the training loss became {loss} at step {taken}"
         measurement = measure_at(model)
-        if measured:
-            start = measured[0][1].stats
+        if start_norms is None:
+            start_norms = _norms(measurement.stats)
+        else:
             measurement = replace(
-                measurement, stats=replace(measurement.stats, start_grad_norms=_norms(start))
+                measurement, stats=replace(measurement.stats, start_grad_norms=start_norms)
             )
         findings = evaluate(measurement)
         found.append((taken, findings))
