@@ -268,8 +268,7 @@ PROFILE_POINTS = 64
 
 
 def _temporal_dict(profile: TemporalProfile) -> dict[str, Any]:
-    stride = max(1, math.ceil(len(profile.norms) / PROFILE_POINTS))
-    buckets = [profile.norms[i : i + stride] for i in range(0, len(profile.norms), stride)]
+    stride, means = profile.buckets(PROFILE_POINTS)
     ratio = profile.early_to_late
     return {
         "module": profile.module or "(model)",
@@ -279,5 +278,5 @@ def _temporal_dict(profile: TemporalProfile) -> dict[str, Any]:
         "early_to_late": plain_number(ratio) if ratio is not None else None,
         "reach_steps": profile.reach(),
         "stride": stride,
-        "profile": [plain_number(sum(b) / len(b)) for b in buckets],
+        "profile": [plain_number(m) for m in means],
     }

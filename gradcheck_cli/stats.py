@@ -144,6 +144,14 @@ class TemporalProfile:
         """``name (cell, N steps)``, as reports name a profile."""
         return f"{self.module or '(model)'} ({self.cell}, {len(self.norms)} steps)"
 
+    def buckets(self, points: int) -> tuple[int, tuple[float, ...]]:
+        """At most ``points`` means over runs of ``stride`` consecutive steps, and the stride."""
+        stride = max(1, math.ceil(len(self.norms) / points))
+        means = tuple(
+            statistics.fmean(self.norms[i : i + stride]) for i in range(0, len(self.norms), stride)
+        )
+        return stride, means
+
     @property
     def window(self) -> int:
         """How many steps make the "early" and the "late" end: a tenth of the sequence."""

@@ -46,5 +46,5 @@ def test_plot_draws_the_temporal_profile(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.stderr
     text = svg.read_text()
-    assert "gradient reaching each time step" in text and "rnn (RNN), early/late" in text
+    assert "gradient reaching each time step" in text and "rnn (RNN, 40 steps), early/late" in text
     assert "gradient RMS during training" in text  # the three panels together

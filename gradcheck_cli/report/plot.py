@@ -79,7 +79,7 @@ def plot(report: Report, path: Path) -> None:
         row += 1
         for profile in report.temporal:
             ratio = profile.early_to_late
-            label = f"{profile.module or '(model)'} ({profile.cell}), early/late " + (
+            label = f"{profile.label}, early/late " + (
                 f"{ratio:.1e}" if ratio is not None else "n/a"
             )
             time_ax.plot(range(len(profile.norms)), positive(list(profile.norms)), label=label)

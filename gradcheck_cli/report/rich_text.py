@@ -209,12 +209,7 @@ def _temporal(profiles: tuple[TemporalProfile, ...]) -> Table:
     for header in ("module", "of", "profile", "early/late", "reaches back"):
         table.add_column(header, justify="right" if header == "early/late" else "left")
     for profile in profiles:
-        n = len(profile.norms)
-        stride = math.ceil(n / SPARK_POINTS)
-        points = tuple(
-            sum(chunk) / len(chunk)
-            for chunk in (profile.norms[i : i + stride] for i in range(0, n, stride))
-        )
+        _, points = profile.buckets(SPARK_POINTS)
         differentiated = "last output step" if profile.method == "last step" else "loss"
         table.add_row(
             Text(profile.label),
