@@ -1,4 +1,5 @@
-"""The benchmark's workloads: a deep MLP, a ResNet-like CNN with BatchNorm, a GPT-like model."""
+"""The benchmark's workloads: a deep MLP, a ResNet-like CNN with BatchNorm, a GPT-like model,
+and an LSTM language model (which pays for the temporal probe's extra forward pass)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,19 @@ class GPT(nn.Module):
         return self.head(self.blocks(h, mask=mask, is_causal=True))
 
 
+class LSTMLM(nn.Module):
+    """A 2-layer LSTM language model on token ids (the temporal probe runs on its LSTM)."""
+
+    def __init__(self, width: int = 512, vocab: int = 8192) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.lstm = nn.LSTM(width, width, num_layers=2, batch_first=True)
+        self.head = nn.Linear(width, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(self.embed(tokens))[0])
+
+
 def _ce(output: object, batch: object) -> torch.Tensor:
     assert isinstance(output, torch.Tensor)
     if output.dim() == 3:
@@ -109,6 +123,9 @@ WORKLOADS = {
     ),
     "gpt-6x512": Workload(
         "gpt-6x512", GPT, lambda b, d: torch.randint(0, 8192, (b, 128), device=d), 8, _ce
+    ),
+    "lstm-2x512": Workload(
+        "lstm-2x512", LSTMLM, lambda b, d: torch.randint(0, 8192, (b, 128), device=d), 16, _ce
     ),
 }
 
