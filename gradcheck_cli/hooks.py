@@ -96,6 +96,14 @@ def first_tensor(output: Any) -> torch.Tensor | None:
     return None
 
 
+def fan_in_of(module: nn.Module, weight: torch.Tensor) -> int:
+    """The fan-in of a weight matrix: ``weight[0].numel()``, except for Hugging Face's Conv1D
+    (GPT-2), which stores its Linear weight transposed as (in_features, out_features)."""
+    if type(module).__name__ == "Conv1D" and weight.dim() == 2:
+        return int(weight.shape[0])
+    return int(weight[0].numel())
+
+
 def _is_normaliser(module: nn.Module) -> bool:
     return isinstance(module, _NORM_TYPES) or type(module).__name__.endswith("Norm")
 
@@ -165,6 +173,7 @@ class Recorder:
         # Its gradient-to-weight ratio is then huge by construction, not a sign of explosion.
         near_zero = [True] * len(targets)
         scaled = [False] * len(targets)
+        init_sq = [0.0] * len(targets)
         if weights:
             params_flat = [p for _, m, _ in targets for p in m.parameters(recurse=False)]
             for norm_value, i, weightlike, p in zip(
@@ -175,7 +184,9 @@ class Recorder:
                 rms = norm_value / math.sqrt(p.numel())
                 if p.dim() >= 2:
                     scaled[i] = True
-                    if rms >= NEAR_ZERO * (1 / math.sqrt(p[0].numel())):
+                    fan_in = fan_in_of(targets[i][1], p)
+                    init_sq[i] += p.numel() / fan_in
+                    if rms >= NEAR_ZERO * (1 / math.sqrt(fan_in)):
                         near_zero[i] = False
                 elif targets[i][2] is LayerKind.NORM:
                     # A normaliser's scale starts at 1; near zero, it is a zero-init residual
@@ -202,6 +213,7 @@ class Recorder:
                     weight_norm=math.sqrt(sq[i]),
                     zero_weights=bool(params) and nonzero[i] == 0.0,
                     near_zero_weights=scaled[i] and near_zero[i],
+                    init_norm=math.sqrt(init_sq[i]),
                 )
             )
         return infos

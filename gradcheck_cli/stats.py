@@ -109,6 +109,7 @@ class LayerStats:
     near_zero_weights: bool = False  # weights far below any init scale (a zero init, updated)
     feeds_norm: bool = False  # output goes straight into a normaliser: scale-invariant weights
     underflow_fraction: Measured = Skipped("measured only with --amp fp16")
+    init_norm: float = 0.0  # the norm of its weight matrices at the standard scale 1/sqrt(fan_in)
 
     @property
     def display_name(self) -> str:
@@ -221,6 +222,7 @@ class LayerInfo:
     weight_norm: float
     zero_weights: bool
     near_zero_weights: bool = False
+    init_norm: float = 0.0  # the norm of its weight matrices at the standard scale 1/sqrt(fan_in)
 
 
 @dataclass(frozen=True)
@@ -379,6 +381,7 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
         ),
         zero_weights=info.zero_weights,
         near_zero_weights=info.near_zero_weights,
+        init_norm=info.init_norm,
         feeds_norm=any(r.feeds_norm[i] for r in records),
     )
 

@@ -108,56 +108,59 @@ class PositionProfiler:
     """Collects, per measured step, the loss gradient reaching each position of an embedding.
 
     Used as ``with PositionProfiler.attach(model) as profiler`` around the measured steps; set
-    ``profiler.step`` before each step (a rerun of a step replaces its row) and
-    ``profiler.enabled`` to pause it.
+    ``profiler.step`` before each step (a rerun of a step keeps the first run's row) and
+    ``profiler.enabled`` to pause it. The embedding profiled is the first one called in a step
+    with a 3-D output (token embeddings come before position embeddings; a tied, never-called
+    ``shared`` table is passed over).
     """
 
-    def __init__(self, name: str, time_axis: int):
-        self.name = name
+    def __init__(self, time_axis: int):
+        self.name = ""
         self.time_axis = time_axis
         self.step = 0
         self.enabled = True
         self._rows: dict[int, torch.Tensor] = {}
+        self._hooked = -1  # the last step whose embedding output got a gradient hook
 
     @classmethod
     @contextlib.contextmanager
     def attach(cls, model: nn.Module) -> Iterator[PositionProfiler | None]:
-        """Hook the first embedding of a model with attention; None for other models."""
-        if recurrent_modules(model):
-            yield None
-            return
+        """Hook the embeddings of a model with attention; None for other models."""
         attention = [m for m in model.modules() if _is_attention(m)]
-        embedding = next(
-            ((n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)), None
-        )
-        if not attention or embedding is None:
+        embeddings = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+        if recurrent_modules(model) or not attention or not embeddings:
             yield None
             return
         seq_first = any(
             isinstance(m, nn.MultiheadAttention) and not m.batch_first for m in attention
         )
-        profiler = cls(embedding[0], 0 if seq_first else 1)
-        handle = embedding[1].register_forward_hook(profiler._forward)
-        try:
+        profiler = cls(0 if seq_first else 1)
+        with contextlib.ExitStack() as stack:
+            for name, module in embeddings:
+                stack.callback(module.register_forward_hook(profiler._hook(name)).remove)
             yield profiler
-        finally:
-            handle.remove()
 
-    def _forward(self, module: nn.Module, args: Any, output: Any) -> None:
-        if (
-            self.enabled
-            and isinstance(output, torch.Tensor)
-            and output.dim() == 3
-            and output.requires_grad
-            and output.shape[self.time_axis] >= MIN_STEPS
-        ):
-            step = self.step
+    def _hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if (
+                not self.enabled
+                or self._hooked == self.step  # the step's first embedding call is profiled
+                or not isinstance(output, torch.Tensor)
+                or output.dim() != 3
+                or not output.requires_grad
+                or output.shape[self.time_axis] < MIN_STEPS
+            ):
+                return
+            step = self._hooked = self.step
+            self.name = self.name or name
             others = [d for d in range(3) if d != self.time_axis]
 
             def keep(grad: torch.Tensor) -> None:
                 self._rows[step] = torch.linalg.vector_norm(grad.float(), dim=others).detach()
 
             output.register_hook(keep)
+
+        return hook
 
     def profile(self) -> TemporalProfile | None:
         """The median over steps of each position's gradient norm; None if nothing was seen."""

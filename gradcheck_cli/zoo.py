@@ -81,6 +81,7 @@ def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]
             ) from exc
     else:
         config = config_class()
+    _complete_special_tokens(config)
     previous = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
@@ -95,6 +96,26 @@ def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]
         else:
             os.environ["HF_HUB_OFFLINE"] = previous
     return model, _hf_inputs(class_name, config)
+
+
+def _complete_special_tokens(config: Any) -> None:
+    """Fill the token ids a bare config leaves unset and a training forward pass needs.
+
+    GPT-2's config has no padding token, and its sequence classifier refuses batches without
+    one: the padding token becomes the end-of-text token, as the Hugging Face docs advise. T5's
+    bare config has no decoder start token, which the forward pass needs to shift the labels:
+    the padding token, which is what T5 uses. Values already set are kept.
+    """
+    if (
+        getattr(config, "pad_token_id", None) is None
+        and getattr(config, "eos_token_id", None) is not None
+    ):
+        config.pad_token_id = config.eos_token_id
+    if (
+        getattr(config, "is_encoder_decoder", False)
+        and getattr(config, "decoder_start_token_id", None) is None
+    ):
+        config.decoder_start_token_id = getattr(config, "pad_token_id", None) or 0
 
 
 def _hf_inputs(class_name: str, config: Any) -> Callable[[int], Any]:

@@ -207,6 +207,25 @@ CASES = [
         {},
     ),
     (
+        "small-init residual projections are judged at the standard scale",
+        # GPT-2 style: every other layer starts at a tenth of 1/sqrt(fan_in); against its own
+        # tiny weights its ratio is 3, against the standard scale (init_norm 10x) 0.3.
+        stats(
+            *(
+                layer(f"l{i}", 3.0, weight_norm=_s(1.0), init_norm=10.0)
+                if i % 2
+                else layer(f"l{i}", 0.3)
+                for i in range(6)
+            )
+        ),
+        {},
+    ),
+    (
+        "... but weights at or above the standard scale keep the plain ratio",
+        stats(*(layer(f"l{i}", 3.0, weight_norm=_s(1.0), init_norm=0.5) for i in range(6))),
+        {"exploding": "warning"},
+    ),
+    (
         "finite gradients whose norm overflows float32",
         stats(
             layer("a", 0.1), layer("b", 0.1, grad_norm=_s(math.inf), grad_to_weight=_s(math.inf))

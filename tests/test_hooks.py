@@ -127,3 +127,17 @@ def test_cuda_run_matches_cpu_verdict_and_returns_model() -> None:
     assert all(p.device.type == "cpu" for p in model.parameters())
     cpu = diagnose(model, lambda b: torch.randn(b, 8), device="cpu")
     assert {f.id for f in report.findings} == {f.id for f in cpu.findings}
+
+
+def test_fan_in_of_linear_conv_and_transposed_conv1d() -> None:
+    from gradcheck_cli.hooks import fan_in_of
+
+    linear, conv = nn.Linear(12, 5), nn.Conv2d(3, 8, 3)
+    assert fan_in_of(linear, linear.weight) == 12
+    assert fan_in_of(conv, conv.weight) == 27
+    pytest.importorskip("transformers")
+    from transformers.pytorch_utils import Conv1D
+
+    gpt2_linear = Conv1D(20, 12)  # (out features, in features); weight stored as (12, 20)
+    assert tuple(gpt2_linear.weight.shape) == (12, 20)
+    assert fan_in_of(gpt2_linear, gpt2_linear.weight) == 12

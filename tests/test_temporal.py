@@ -157,3 +157,25 @@ def test_cli_shows_the_profile(tmp_path) -> None:  # type: ignore[no-untyped-def
     assert result.exit_code == 1, result.stderr
     assert "vanishing-over-time" in result.stdout
     assert "Gradient over time" in result.stdout and "rnn (RNN, 120 steps)" in result.stdout
+
+
+def test_encoder_decoder_profiles_the_first_embedding_called() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BartConfig(
+        d_model=64,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        vocab_size=100,
+    )
+    torch.manual_seed(0)
+    model = transformers.BartForConditionalGeneration(config)
+    batch = {"input_ids": torch.randint(0, 100, (4, 30)), "labels": torch.randint(0, 100, (4, 30))}
+    report = diagnose(model, batch)
+    # model.shared is tied to the encoder's and decoder's tables but never called itself.
+    (profile,) = report.temporal
+    assert profile.module == "model.encoder.embed_tokens" and len(profile.norms) == 30
+    assert report.findings == ()

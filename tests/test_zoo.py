@@ -53,6 +53,25 @@ def _cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             "model-output-loss",
         ),
         (
+            # no pad token in GPT-2's config: gradcheck uses the end-of-text token, as HF advises
+            "GPT2ForSequenceClassification",
+            {"n_layer": 4, "n_embd": 64, "n_head": 2, "vocab_size": 500},
+            "model-output-loss",
+        ),
+        (
+            # no decoder start token in a bare T5 config: gradcheck uses the padding token
+            "T5ForConditionalGeneration",
+            {
+                "num_layers": 2,
+                "d_model": 64,
+                "d_ff": 128,
+                "num_heads": 2,
+                "d_kv": 32,
+                "vocab_size": 500,
+            },
+            "model-output-loss",
+        ),
+        (
             "BertModel",
             {
                 "num_hidden_layers": 2,

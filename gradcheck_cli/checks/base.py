@@ -148,6 +148,20 @@ def ratio(layer: LayerStats) -> float:
     return stat.median
 
 
+def step_ratio(layer: LayerStats) -> float:
+    """The gradient relative to the larger of the weights and their standard init scale.
+
+    ``||grad|| / max(||W||, ||W at 1/sqrt(fan_in)||)``. Layers deliberately initialised below the
+    standard scale (GPT-2's residual projections at 0.02/sqrt(2 x layers), Fixup, SkipInit) have
+    a large ratio by design: a step that is big against their small weights is ordinary against
+    the scale every other layer starts at. For all other layers it is the plain ratio.
+    """
+    weight = value(layer.weight_norm) or 0.0
+    if weight <= 0 or layer.init_norm <= weight:
+        return ratio(layer)
+    return ratio(layer) * weight / layer.init_norm
+
+
 @dataclass(frozen=True)
 class DepthProfile:
     """Gradient-to-weight ratios of the first and last quarter of the weight layers."""

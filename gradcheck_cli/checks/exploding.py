@@ -6,7 +6,14 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from gradcheck_cli.checks.base import Check, crossed, depth_profile, ratio, ratio_layers, worst
+from gradcheck_cli.checks.base import (
+    Check,
+    crossed,
+    depth_profile,
+    ratio_layers,
+    step_ratio,
+    worst,
+)
 from gradcheck_cli.findings import Finding, Severity
 from gradcheck_cli.stats import ModelStats, value
 
@@ -16,7 +23,9 @@ class Exploding(Check):
 
     Symptom:
         The median gradient-to-weight ratio ||grad W|| / ||W|| over the weight layers is
-        above 1 (warning) or 10 (error), or one layer's ratio is above 100, or the ratio of
+        above 1 (warning) or 10 (error), or one layer's ratio is above 100 (for layers whose
+        weights start below the standard scale 1/sqrt(fan_in), as GPT-2's scaled residual
+        projections do, ||W|| counts at that scale), or the ratio of
         the first quarter of the layers exceeds that of the last quarter by 100x (warning) or
         10,000x (error). Layers whose output goes straight into a normaliser are left out of
         the magnitude rules: their weights are scale-invariant and show large relative
@@ -74,8 +83,8 @@ class Exploding(Check):
             return worst(findings)
 
         why = self.section("Why it matters")
-        median = statistics.median(ratio(l) for l in layers)
-        biggest = max(layers, key=ratio)
+        median = statistics.median(step_ratio(l) for l in layers)
+        biggest = max(layers, key=step_ratio)
         acts = [a for a in (value(l.act_rms) for l in stats.layers) if a is not None]
         peak_act = max(acts, default=0.0)
         # The median needs several layers: alone, an output layer's ratio is large by nature
@@ -83,7 +92,7 @@ class Exploding(Check):
         # feed BatchNorm.
         if len(layers) >= options.min_layers and median > options.magnitude_warning:
             severity = Severity.ERROR if median > options.magnitude_error else Severity.WARNING
-            over = [l for l in layers if ratio(l) > options.magnitude_warning]
+            over = [l for l in layers if step_ratio(l) > options.magnitude_warning]
             findings.append(
                 Finding(
                     id=self.id,
@@ -92,13 +101,13 @@ class Exploding(Check):
                     message=(
                         f"gradients are larger than the weights: median gradient-to-weight "
                         f"ratio {median:.1e} over {len(layers)} weight layers (largest "
-                        f"{ratio(biggest):.1e} in {biggest.display_name}); peak activation "
+                        f"{step_ratio(biggest):.1e} in {biggest.display_name}); peak activation "
                         f"RMS {peak_act:.1e}"
                     ),
                     evidence={
                         "rule": "magnitude",
                         "median_ratio": median,
-                        "max_ratio": ratio(biggest),
+                        "max_ratio": step_ratio(biggest),
                         "peak_activation_rms": peak_act,
                         "threshold": crossed(
                             severity, options.magnitude_warning, options.magnitude_error
@@ -108,19 +117,19 @@ class Exploding(Check):
                     why=why,
                 )
             )
-        elif ratio(biggest) > options.layer_error:
+        elif step_ratio(biggest) > options.layer_error:
             findings.append(
                 Finding(
                     id=self.id,
                     severity=Severity.ERROR,
                     layers=(biggest.display_name,),
                     message=(
-                        f"{biggest.display_name} gets a gradient {ratio(biggest):.1e} times "
+                        f"{biggest.display_name} gets a gradient {step_ratio(biggest):.1e} times "
                         "the size of its weights"
                     ),
                     evidence={
                         "rule": "layer",
-                        "max_ratio": ratio(biggest),
+                        "max_ratio": step_ratio(biggest),
                         "threshold": options.layer_error,
                     },
                     remedies=self.remedies,
