@@ -13,18 +13,26 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
 
 
-@pytest.fixture(scope="session")
-def validate_report():
-    """A function that validates a report dict against the shipped JSON Schema."""
+def _validator(resource: str):  # type: ignore[no-untyped-def]
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads(
-        resources.files("gradcheck_cli").joinpath("report/schema.json").read_text("utf-8")
-    )
+    schema = json.loads(resources.files("gradcheck_cli").joinpath(resource).read_text("utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
 
-    def validate(report: dict[str, Any]) -> None:
-        errors = sorted(validator.iter_errors(report), key=lambda e: list(e.path))
+    def validate(document: dict[str, Any]) -> None:
+        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
         assert not errors, "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
 
     return validate
+
+
+@pytest.fixture(scope="session")
+def validate_report():  # type: ignore[no-untyped-def]
+    """A function that validates a report dict against the shipped JSON Schema."""
+    return _validator("report/schema.json")
+
+
+@pytest.fixture(scope="session")
+def validate_comparison():  # type: ignore[no-untyped-def]
+    """A function that validates a comparison dict against its shipped JSON Schema."""
+    return _validator("report/comparison.schema.json")

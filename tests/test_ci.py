@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -114,7 +115,9 @@ def _write_models(tmp_path: Path) -> tuple[str, str]:
     return str(old), str(new)
 
 
-def test_baseline_catches_a_100x_drop_and_names_the_layer(tmp_path: Path) -> None:
+def test_baseline_catches_a_100x_drop_and_names_the_layer(
+    tmp_path: Path, validate_comparison
+) -> None:
     old, new = _write_models(tmp_path)
     baseline = tmp_path / "baseline.yaml"
     assert run("diagnose", old, "--report", str(baseline), "--format", "yaml", "-q").exit_code == 0
@@ -128,6 +131,7 @@ def test_baseline_catches_a_100x_drop_and_names_the_layer(tmp_path: Path) -> Non
     as_yaml = yaml.safe_load(
         run("diagnose", new, "--baseline", str(baseline), "--format", "yaml").stdout
     )
+    validate_comparison(as_yaml)
     dropped = {l["name"]: l for l in as_yaml["layers"] if l["change"] == "dropped"}
     assert set(dropped) >= {"0", "2"} and dropped["0"]["factor"] < 0.02
     loose = run(
@@ -143,7 +147,9 @@ def test_baseline_catches_a_100x_drop_and_names_the_layer(tmp_path: Path) -> Non
     assert loose.exit_code == 0
 
 
-def test_compare_reports_new_findings_and_renamed_or_removed_layers(tmp_path: Path) -> None:
+def test_compare_reports_new_findings_and_renamed_or_removed_layers(
+    tmp_path: Path, validate_comparison
+) -> None:
     old = tmp_path / "old.yaml"
     new = tmp_path / "new.json"
     run("diagnose", HEALTHY, "--report", str(old), "--format", "yaml", "-q")
@@ -151,6 +157,8 @@ def test_compare_reports_new_findings_and_renamed_or_removed_layers(tmp_path: Pa
     result = run("compare", str(old), str(new), "--format", "yaml")
     assert result.exit_code == 1
     data = yaml.safe_load(result.stdout)
+    validate_comparison(data)
+    validate_comparison(json.loads(run("compare", str(old), str(new), "--format", "json").stdout))
     (finding,) = data["findings"]
     assert finding["id"] == "vanishing" and finding["change"] == "new" and finding["regression"]
     changes = {l["change"] for l in data["layers"]}
@@ -167,6 +175,7 @@ def test_compare_reports_new_findings_and_renamed_or_removed_layers(tmp_path: Pa
     result = yaml.safe_load(
         run("compare", str(old), str(tmp_path / "renamed.yaml"), "--format", "yaml").stdout
     )
+    validate_comparison(result)
     stem = next(l for l in result["layers"] if l["name"] == "stem")
     assert stem["change"] == "renamed" and stem["old_name"] == "0"
     assert result["regressed"] is False
