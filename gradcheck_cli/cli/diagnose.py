@@ -62,7 +62,7 @@ from gradcheck_cli.report.plot import plot as draw
     "--plot",
     "plot_path",
     type=click.Path(dir_okay=False),
-    help="Also draw the gradient flow (and training trends) to this .png/.svg/.pdf (needs matplotlib).",
+    help="Also draw the gradient flow (and, where measured, the temporal profile and training trends) to this .png/.svg/.pdf (needs matplotlib).",
 )
 @click.option(
     "--plan",
