@@ -27,6 +27,7 @@ from gradcheck_cli.remedies.residual_wrap import Residual
 from gradcheck_cli.remedies.verdict import Verdict, judge
 
 from .conftest import SAMPLES
+from .models import LastStep
 
 
 def mlp(
@@ -319,26 +320,15 @@ def test_judge(before, after, targets, verdict) -> None:
     assert judge(_report(*before), _report(*after), targets) is verdict
 
 
-class _LastStep(nn.Module):
-    def __init__(self, rnn: nn.RNNBase) -> None:
-        super().__init__()
-        self.rnn = rnn
-        self.fc = nn.Linear(rnn.hidden_size, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)
-        return self.fc(out[:, -1])
-
-
 def test_gated_cell_swaps_the_rnn_for_a_remembering_gru() -> None:
     torch.manual_seed(0)
-    model = _LastStep(nn.RNN(8, 16, num_layers=2, batch_first=True))
+    model = LastStep(nn.RNN(8, 16, num_layers=2, batch_first=True))
     x = torch.randn(16, 60, 8)
     fixed = applied("gated-cell", model, x)
     gru = fixed.rnn
     assert type(gru) is nn.GRU and type(model.rnn) is nn.RNN  # a copy was changed
     assert (gru.input_size, gru.hidden_size, gru.num_layers, gru.batch_first) == (8, 16, 2, True)
-    assert fixed(x).shape == model(x).shape == (16, 3)
+    assert fixed(x).shape == model(x).shape == (16, 4)
     update = gru.bias_ih_l0[16:32]
     assert torch.all(update >= 0) and torch.all(update <= math.log(59) + 1e-6)
     assert torch.count_nonzero(gru.bias_hh_l0) == 0
@@ -351,7 +341,7 @@ def test_gated_cell_swaps_the_rnn_for_a_remembering_gru() -> None:
 
 def test_gate_bias_is_chrono_init_for_the_measured_length() -> None:
     torch.manual_seed(0)
-    model = _LastStep(nn.LSTM(8, 16, batch_first=True))
+    model = LastStep(nn.LSTM(8, 16, batch_first=True))
     x = torch.randn(16, 100, 8)
     proposal = propose("gate-bias", model, x)
     assert isinstance(proposal, Proposal)
@@ -370,7 +360,7 @@ def test_gate_bias_is_chrono_init_for_the_measured_length() -> None:
 
 def test_recurrent_remedies_need_a_profile_and_respect_trained_weights() -> None:
     x = torch.randn(16, 100, 8)
-    lstm, rnn = _LastStep(nn.LSTM(8, 16, batch_first=True)), _LastStep(nn.RNN(8, 16))
+    lstm, rnn = LastStep(nn.LSTM(8, 16, batch_first=True)), LastStep(nn.RNN(8, 16))
     assert isinstance(propose("gated-cell", lstm, x), NotApplicable)  # only vanilla nn.RNN
     assert isinstance(propose("gate-bias", mlp()), NotApplicable)
     # batch_first=False: time is the first dimension, 4 steps here, too short to profile
@@ -378,7 +368,7 @@ def test_recurrent_remedies_need_a_profile_and_respect_trained_weights() -> None
     assert isinstance(short, NotApplicable) and "10+ steps" in short.reason
     for remedy, model in (
         ("gate-bias", lstm),
-        ("gated-cell", _LastStep(nn.RNN(8, 16, batch_first=True))),
+        ("gated-cell", LastStep(nn.RNN(8, 16, batch_first=True))),
     ):
         refused = propose(remedy, model, x, weights_given=True)
         assert isinstance(refused, NotApplicable) and "--force-reinit" in refused.reason
@@ -390,7 +380,7 @@ def test_recurrent_remedies_need_a_profile_and_respect_trained_weights() -> None
 def test_recurrent_plans_replay_to_the_same_weights() -> None:
     torch.manual_seed(0)
     x = torch.randn(16, 40, 8)
-    model = _LastStep(nn.RNN(8, 16, batch_first=True))
+    model = LastStep(nn.RNN(8, 16, batch_first=True))
     proposal = propose("gated-cell", model, x)
     assert isinstance(proposal, Proposal)
     plan = Plan(proposal.edits, ("gated-cell",), seed=3)
@@ -399,4 +389,4 @@ def test_recurrent_plans_replay_to_the_same_weights() -> None:
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
     with pytest.raises(PlanError, match="not an nn.RNN"):
-        apply_plan(_LastStep(nn.GRU(8, 16, batch_first=True)), plan)
+        apply_plan(LastStep(nn.GRU(8, 16, batch_first=True)), plan)

@@ -18,6 +18,7 @@ from gradcheck_cli.stats import ModelStats, TemporalProfile
 from gradcheck_cli.temporal import probe_recurrent
 
 from .conftest import SAMPLES
+from .models import LastStep
 
 
 def _report(spec: str, **options: object):  # type: ignore[no-untyped-def]
@@ -72,30 +73,20 @@ def test_forget_gate_bias_decides_the_lstm_finding(
         lstm.bias_hh_l0.zero_()
         lstm.bias_ih_l0.zero_()
         lstm.bias_ih_l0[64:128] = forget_bias
-    model = _LastStep(lstm)
+    model = LastStep(lstm)
     report = diagnose(model, lambda b: torch.randn(b, 120, 16))
     found = [f.severity for f in report.findings if f.id == "vanishing-over-time"]
     assert found == ([] if severity is None else [severity])
 
 
-class _LastStep(nn.Module):
-    def __init__(self, rnn: nn.RNNBase, out: int = 4) -> None:
-        super().__init__()
-        self.rnn = rnn
-        self.fc = nn.Linear(rnn.hidden_size * (2 if rnn.bidirectional else 1), out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.rnn(x)[0][:, -1] if self.rnn.batch_first else self.rnn(x)[0][-1])
-
-
 def test_sequence_first_relu_rnn_and_short_sequences() -> None:
     torch.manual_seed(0)
     rnn = nn.RNN(8, 32, nonlinearity="relu")  # batch_first=False: time is dimension 0
-    report = diagnose(_LastStep(rnn), lambda b: torch.randn(100, b, 8))
+    report = diagnose(LastStep(rnn), lambda b: torch.randn(100, b, 8))
     (profile,) = report.temporal
     assert profile.cell == "RNN_RELU" and len(profile.norms) == 100
     assert [f.id for f in report.findings] == ["vanishing-over-time"]
-    short = diagnose(_LastStep(nn.RNN(8, 32)), lambda b: torch.randn(5, b, 8))
+    short = diagnose(LastStep(nn.RNN(8, 32)), lambda b: torch.randn(5, b, 8))
     assert short.temporal == () and short.findings == ()  # under 10 steps: not profiled
 
 
