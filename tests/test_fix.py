@@ -332,3 +332,20 @@ def test_memory_note_only_when_copies_may_not_fit(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(fix_module, "_free_bytes", lambda device: 8 * 2**20)
     note = fix_module.memory_note(model, torch.device("cpu"))
     assert note.startswith("memory is short") and "4 MiB" in note
+
+
+def test_cli_fix_after_weights_refuses_to_reinitialise(tmp_path: Path) -> None:
+    weights = tmp_path / "trained.pt"
+    torch.save(load_model(str(SAMPLES / "relu_default_init.py")).module.state_dict(), weights)
+    spec = str(SAMPLES / "relu_default_init.py")
+    refused = yaml.safe_load(
+        run("fix", spec, "--weights", str(weights), "--format", "yaml", "-q").stdout
+    )
+    kaiming = next(r for r in refused["remedies"] if r["remedy"] == "kaiming-init")
+    assert kaiming["verdict"] == "not applicable" and "--force-reinit" in kaiming["reason"]
+    forced = yaml.safe_load(
+        run(
+            "fix", spec, "--weights", str(weights), "--force-reinit", "--format", "yaml", "-q"
+        ).stdout
+    )
+    assert forced["chosen"] == ["kaiming-init"]

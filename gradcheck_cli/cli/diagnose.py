@@ -78,11 +78,6 @@ def diagnose_command(
     baseline_path: str | None,
     plot_path: str | None,
     plan_path: str | None,
-    config_path: str | None,
-    input_shapes: tuple[str, ...],
-    weights: str | None,
-    data_path: str | None,
-    trust_pickle: bool,
     quiet: bool,
     debug: bool,
     **flags: Any,
@@ -102,16 +97,7 @@ def diagnose_command(
         baseline = load_report(Path(baseline_path)) if baseline_path else None
         if plot_path is not None:
             check_plot(Path(plot_path))
-        job = prepare(
-            model_spec,
-            config_path=config_path,
-            input_shapes=input_shapes,
-            weights=weights,
-            trust_pickle=trust_pickle,
-            flags=flags,
-            data_path=data_path,
-            plan=plan_path,
-        )
+        job = prepare(model_spec, flags, plan=plan_path)
         fail_on = job.settings.fail_on
         with progress(enabled=not quiet and sys.stderr.isatty()) as on_step:
             report = diagnose(

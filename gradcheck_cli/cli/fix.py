@@ -78,11 +78,6 @@ def fix_command(
     probe_steps: int,
     force_reinit: bool,
     output_format: str,
-    config_path: str | None,
-    input_shapes: tuple[str, ...],
-    weights: str | None,
-    data_path: str | None,
-    trust_pickle: bool,
     quiet: bool,
     debug: bool,
     **flags: Any,
@@ -96,19 +91,11 @@ def fix_command(
         output = Path(output_dir) if output_dir else None
         if output is not None:
             check_output(output)
-        job = prepare(
-            model_spec,
-            config_path=config_path,
-            input_shapes=input_shapes,
-            weights=weights,
-            trust_pickle=trust_pickle,
-            flags=flags,
-            data_path=data_path,
-        )
+        job = prepare(model_spec, flags)
         options = FixOptions(
             activation=Activation(activation),
             force_reinit=force_reinit,
-            weights_given=weights is not None,
+            weights_given=job.weights_given,
         )
         with progress(enabled=not quiet and sys.stderr.isatty()) as on_step:
             result = fix(

@@ -108,22 +108,24 @@ class Job:
     loaded: LoadedModel
     inputs: Any
     settings: Settings
+    weights_given: bool = False  # --weights loaded a (trained) checkpoint
 
 
-def prepare(
-    model_spec: str,
-    *,
-    config_path: str | None,
-    input_shapes: tuple[str, ...],
-    weights: str | None,
-    trust_pickle: bool,
-    flags: dict[str, Any],
-    plan: str | None = None,
-    data_path: str | None = None,
-) -> Job:
-    """Settings (defaults < config < flags), the model (with plan and weights) and its inputs."""
+def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) -> Job:
+    """Settings (defaults < config < flags), the model (with plan and weights) and its inputs.
+
+    ``flags`` are the values of :func:`measure_options` other than ``--quiet`` and ``--debug``:
+    the loading options (``--config``, ``--input-shape``, ``--weights``, ``--data``,
+    ``--trust-pickle``) and the settings.
+    """
+    given = dict(flags)
+    config_path: str | None = given.pop("config_path", None)
+    input_shapes: tuple[str, ...] = given.pop("input_shapes", ())
+    weights: str | None = given.pop("weights", None)
+    data_path: str | None = given.pop("data_path", None)
+    trust_pickle: bool = given.pop("trust_pickle", False)
     settings, _ = load_settings(Path(config_path) if config_path else None, cwd=Path.cwd())
-    given = {k: v for k, v in flags.items() if v is not None}
+    given = {k: v for k, v in given.items() if v is not None}
     for key, kind in (
         ("device", Device),
         ("loss", LossKind),
@@ -155,4 +157,4 @@ def prepare(
         inputs = shapes_factory(shapes, torch.device("cpu"))
     else:
         inputs = loaded.example_inputs
-    return Job(loaded, inputs, settings)
+    return Job(loaded, inputs, settings, weights_given=weights is not None)
