@@ -24,8 +24,13 @@ from gradcheck_cli.watch import Watcher, watch
 
 try:
     from lightning.pytorch import Callback
-except ImportError:  # the package's older name
-    from pytorch_lightning import Callback  # type: ignore[assignment]
+except ImportError:
+    try:  # the package's older name
+        from pytorch_lightning import Callback  # type: ignore[assignment]
+    except ImportError:
+        raise ImportError(
+            "the Lightning callback needs PyTorch Lightning: pip install 'gradcheck-cli[lightning]'"
+        ) from None
 
 
 class GradcheckCallback(Callback):  # type: ignore[misc]
