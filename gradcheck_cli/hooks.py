@@ -334,7 +334,12 @@ class Recorder:
         return hook
 
     def _add_norm(self, quantity: int, i: int, x: torch.Tensor) -> None:
-        self._norm_vals.append(torch.linalg.vector_norm(x, dtype=torch.float32))
+        # Half-precision values are accumulated in float32; float64 ones (which vector_norm will
+        # not narrow) in float64, then stored as float32 like the rest.
+        if x.dtype == torch.float64:
+            self._norm_vals.append(torch.linalg.vector_norm(x).float())
+        else:
+            self._norm_vals.append(torch.linalg.vector_norm(x, dtype=torch.float32))
         self._norm_slots.append(quantity * self._layers + i)
 
     def _add_count(self, quantity: int, i: int, count: torch.Tensor) -> None:

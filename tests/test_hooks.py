@@ -141,3 +141,15 @@ def test_fan_in_of_linear_conv_and_transposed_conv1d() -> None:
     gpt2_linear = Conv1D(20, 12)  # (out features, in features); weight stored as (12, 20)
     assert tuple(gpt2_linear.weight.shape) == (12, 20)
     assert fan_in_of(gpt2_linear, gpt2_linear.weight) == 12
+
+
+def test_float64_models_are_measured() -> None:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Linear(16, 32), nn.Sigmoid()]
+    for _ in range(9):
+        layers += [nn.Linear(32, 32), nn.Sigmoid()]
+    model = nn.Sequential(*layers, nn.Linear(32, 4)).double()
+    report = diagnose(model, torch.randn(8, 16, dtype=torch.float64))
+    assert [f.id for f in report.findings] == ["vanishing"]  # as in float32
+    first = next(l for l in report.layers if l.name == "0")
+    assert first.grad_rms.median > 0  # type: ignore[union-attr]

@@ -390,3 +390,10 @@ def test_recurrent_plans_replay_to_the_same_weights() -> None:
         assert ka == kb and torch.equal(va, vb)
     with pytest.raises(PlanError, match="not an nn.RNN"):
         apply_plan(LastStep(nn.GRU(8, 16, batch_first=True)), plan)
+
+
+def test_gated_cell_keeps_the_dtype() -> None:
+    model = LastStep(nn.RNN(8, 16, batch_first=True)).double()
+    x = torch.randn(4, 30, 8, dtype=torch.float64)
+    fixed = applied("gated-cell", model, x)
+    assert fixed.rnn.weight_ih_l0.dtype == torch.float64 and fixed(x).dtype == torch.float64

@@ -168,8 +168,10 @@ def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None =
         )
         _fresh_uniform(gru, generator)
         chrono_init(gru, int(args["steps"]), generator)
-        device = next((p.device for p in old.parameters()), None)
-        replace_submodule(model, edit.target, gru.to(device) if device is not None else gru)
+        like = next(old.parameters(), None)  # the new cell lives where the old one did
+        if like is not None:
+            gru = gru.to(device=like.device, dtype=like.dtype)
+        replace_submodule(model, edit.target, gru)
         return model
     if edit.op == "wrap-grad-clip":
         if edit.target:
