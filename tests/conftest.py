@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
+
+
+def run_in_new_process(
+    *args: str, cwd: Path, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m gradcheck_cli ARGS`` in a fresh interpreter, with this checkout importable."""
+    return subprocess.run(
+        [sys.executable, "-m", "gradcheck_cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=timeout,
+    )
 
 
 def _validator(resource: str):  # type: ignore[no-untyped-def]

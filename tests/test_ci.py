@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,7 +15,7 @@ from torch import nn
 from gradcheck_cli.cli import main
 from gradcheck_cli.testing import assert_healthy_gradients
 
-from .conftest import ROOT, SAMPLES
+from .conftest import SAMPLES, run_in_new_process
 
 SIGMOID = str(SAMPLES / "deep_sigmoid.py")
 HEALTHY = str(SAMPLES / "mlp_he.py")
@@ -213,26 +210,16 @@ def test_per_check_config_severity_off_and_ignored_layers(tmp_path: Path) -> Non
 
 
 def test_same_seed_same_report_across_processes(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     outputs = []
     for _ in range(2):
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gradcheck_cli",
-                "diagnose",
-                str(SAMPLES / "resnet_bn.py"),
-                "--format",
-                "yaml",
-                "--seed",
-                "3",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
+        done = run_in_new_process(
+            "diagnose",
+            str(SAMPLES / "resnet_bn.py"),
+            "--format",
+            "yaml",
+            "--seed",
+            "3",
             cwd=tmp_path,
-            timeout=300,
         )
         data = yaml.safe_load(done.stdout)
         data["run"].pop("seconds")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,7 @@ from gradcheck_cli.loading import load_model
 from gradcheck_cli.remedies.plan import Plan, apply_plan
 from gradcheck_cli.remedies.verdict import Verdict
 
-from .conftest import ROOT, SAMPLES
+from .conftest import SAMPLES, run_in_new_process
 
 PATHOLOGICAL = {
     # sample: (the error finding it must lose, the remedy gradcheck should pick)
@@ -165,22 +162,13 @@ def test_cli_fix_writes_the_folder_and_it_reloads_in_a_new_process(
         "edits": 20,
     }
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    check = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gradcheck_cli",
-            "diagnose",
-            str(out / "model.pt"),
-            "--trust-pickle",
-            "--format",
-            "yaml",
-        ],
-        capture_output=True,
-        text=True,
+    check = run_in_new_process(
+        "diagnose",
+        str(out / "model.pt"),
+        "--trust-pickle",
+        "--format",
+        "yaml",
         cwd=tmp_path,
-        env=env,
         timeout=120,
     )
     assert check.returncode == 0, check.stderr
@@ -296,22 +284,13 @@ def test_saved_fix_of_every_pathology_is_healthy_in_a_fresh_process(
     out = tmp_path / "out"
     saved = run("fix", str(SAMPLES / sample), "--output", str(out), "--format", "yaml", "-q")
     assert saved.exit_code == 0, saved.stderr
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    check = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gradcheck_cli",
-            "diagnose",
-            str(out / "model.pt"),
-            "--trust-pickle",
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
+    check = run_in_new_process(
+        "diagnose",
+        str(out / "model.pt"),
+        "--trust-pickle",
+        "--format",
+        "json",
         cwd=tmp_path,
-        env=env,
         timeout=120,
     )
     fresh = json.loads(check.stdout)
