@@ -9,7 +9,7 @@ import click
 
 from gradcheck_cli.cli.diagnose import emit
 from gradcheck_cli.cli.errors import user_errors
-from gradcheck_cli.cli.options import choice
+from gradcheck_cli.cli.options import choice, debug_option, format_option
 from gradcheck_cli.compare import compare, load_report
 from gradcheck_cli.config import Settings, parse_enum
 from gradcheck_cli.findings import ExitCode, FailOn
@@ -19,14 +19,7 @@ from gradcheck_cli.report import OutputFormat
 @click.command("compare")
 @click.argument("old", type=click.Path(dir_okay=False))
 @click.argument("new", type=click.Path(dir_okay=False))
-@click.option(
-    "--format",
-    "output_format",
-    type=choice(OutputFormat),
-    default="rich",
-    show_default=True,
-    help="What to print on stdout.",
-)
+@format_option(f.value for f in OutputFormat)
 @click.option(
     "--fail-on",
     type=choice(FailOn),
@@ -41,7 +34,7 @@ from gradcheck_cli.report import OutputFormat
     show_default=True,
     help="How far a layer's gradient RMS may move.",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@debug_option
 def compare_command(
     old: str, new: str, output_format: str, fail_on: str, regression_factor: float, debug: bool
 ) -> None:

@@ -15,7 +15,7 @@ from gradcheck_cli.api import diagnose
 from gradcheck_cli.atomic import write_atomic
 from gradcheck_cli.cli.errors import user_errors
 from gradcheck_cli.cli.files import report_target
-from gradcheck_cli.cli.options import choice, measure_options, prepare
+from gradcheck_cli.cli.options import format_option, measure_options, prepare
 from gradcheck_cli.compare import Comparison, compare, load_report
 from gradcheck_cli.findings import ExitCode, FailOn, Report, exit_code
 from gradcheck_cli.report import COMPARE_RENDERERS, FILE_FORMATS, RENDERERS, OutputFormat
@@ -26,14 +26,7 @@ from gradcheck_cli.report.plot import plot as draw
 @click.command("diagnose")
 @click.argument("model_spec", metavar="MODEL")
 @measure_options
-@click.option(
-    "--format",
-    "output_format",
-    type=choice(OutputFormat),
-    default="rich",
-    show_default=True,
-    help="What to print on stdout.",
-)
+@format_option(f.value for f in OutputFormat)
 @click.option(
     "--report",
     "report_paths",

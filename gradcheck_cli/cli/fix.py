@@ -11,7 +11,7 @@ import click
 from gradcheck_cli.api import fix
 from gradcheck_cli.cli.diagnose import progress, use_color
 from gradcheck_cli.cli.errors import user_errors
-from gradcheck_cli.cli.options import choice, measure_options, prepare
+from gradcheck_cli.cli.options import choice, format_option, measure_options, prepare
 from gradcheck_cli.findings import exit_code
 from gradcheck_cli.fixing import check_output, save_fix
 from gradcheck_cli.remedies import REGISTRY
@@ -61,14 +61,7 @@ from gradcheck_cli.report import FIX_RENDERERS, OutputFormat
     is_flag=True,
     help="Allow re-initialisation even when --weights loaded a trained checkpoint.",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice([f.value for f in FIX_RENDERERS]),
-    default="rich",
-    show_default=True,
-    help="What to print on stdout.",
-)
+@format_option(f.value for f in FIX_RENDERERS)
 def fix_command(
     model_spec: str,
     remedies: tuple[str, ...],

@@ -1,9 +1,10 @@
-"""Options shared by the commands that load and measure a model (diagnose, fix)."""
+"""Options shared by the commands: loading and measuring a model (diagnose, fix), --format and
+--debug (all of them)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,21 @@ from gradcheck_cli.training import Optimizer
 def choice(kind: type[Any]) -> click.Choice:
     """A click choice listing an enum's values."""
     return click.Choice([m.value for m in kind])
+
+
+def format_option(choices: Iterable[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--format`` among ``choices`` (default ``rich``): what a command prints on stdout."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(list(choices)),
+        default="rich",
+        show_default=True,
+        help="What to print on stdout.",
+    )
+
+
+debug_option = click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 
 
 _MEASURE_OPTIONS = [
@@ -90,7 +106,7 @@ _MEASURE_OPTIONS = [
         help="Config file (default: gradcheck.yaml or [tool.gradcheck] found from the working directory).",
     ),
     click.option("-q", "--quiet", is_flag=True, help="No progress or status messages on stderr."),
-    click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
+    debug_option,
 ]
 
 
