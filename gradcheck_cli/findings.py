@@ -260,6 +260,9 @@ def _layer_dict(layer: LayerStats) -> dict[str, Any]:
         "zero_weights": layer.zero_weights,
         "near_zero_weights": layer.near_zero_weights,
         "feeds_norm": layer.feeds_norm,
+        "depth": layer.depth,
+        "successor": layer.successor,
+        "residual_scale": layer.residual_scale,
     }
 
 

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli.stats import LayerInfo, LayerKind, StepRecord
+from gradcheck_cli.graph import trace
+from gradcheck_cli.stats import LayerInfo, LayerKind, StepRecord, Structure
 
 # --- which modules are measured, and how -------------------------------------------------------
 
@@ -66,6 +67,20 @@ def _saturation_bounds(module: nn.Module) -> tuple[float, float] | None:
     return None
 
 
+_SOFTMAX_TYPES: tuple[type[nn.Module], ...] = (nn.Softmax, nn.LogSoftmax)
+# A softmax row is saturated when its largest probability is at least this: every other output
+# then gets a derivative p_i (1 - p_i) or p_i p_j under 1% of its peak.
+SOFTMAX_SATURATED = 0.99
+
+
+def _softmax_dim(module: nn.Module, x: torch.Tensor) -> int:
+    """The dimension a Softmax/LogSoftmax normalises (PyTorch's legacy choice when None)."""
+    dim = getattr(module, "dim", None)
+    if dim is None:
+        return 0 if x.dim() in (0, 1, 3) else 1
+    return int(dim)
+
+
 def _kind(module: nn.Module) -> LayerKind | None:
     if isinstance(module, _EMBEDDING_TYPES):
         return LayerKind.EMBEDDING
@@ -74,7 +89,7 @@ def _kind(module: nn.Module) -> LayerKind | None:
         return LayerKind.NORM if any(True for _ in module.parameters(recurse=False)) else None
     if any(True for _ in module.parameters(recurse=False)):
         return LayerKind.WEIGHT
-    if isinstance(module, _DEAD_TYPES) or _saturation_bounds(module) is not None:
+    if isinstance(module, _DEAD_TYPES + _SOFTMAX_TYPES) or _saturation_bounds(module) is not None:
         return LayerKind.ACTIVATION
     return None
 
@@ -137,7 +152,23 @@ class Recorder:
                     self._param_layer.append(i)
         self._embedding_rows: dict[int, torch.Tensor] = {}
         self.infos = self._static_infos(targets)
+        # Layers whose every trainable parameter is a scalar or a per-channel vector (at most one
+        # dimension longer than 1): the only ones that can be residual scales (LayerScale, ReZero).
+        self._scale_like = [
+            kind is LayerKind.WEIGHT
+            and any(p.requires_grad for p in module.parameters(recurse=False))
+            and all(
+                sum(1 for d in p.shape if d > 1) <= 1
+                for p in module.parameters(recurse=False)
+                if p.requires_grad
+            )
+            for _, module, kind in targets
+        ]
         self._reset()
+
+    def structure(self, loss: torch.Tensor) -> Structure:
+        """Depth, paths and residual scales of the measured layers, from ``loss``'s graph."""
+        return trace(loss, self._params, self._param_layer, self._layers, self._scale_like)
 
     def _static_infos(self, targets: list[tuple[str, nn.Module, LayerKind]]) -> list[LayerInfo]:
         """Weight norms (one transfer for all layers), parameter counts and zero-init flags."""
@@ -261,6 +292,7 @@ class Recorder:
         self._count_vals: list[torch.Tensor] = []
         self._count_slots: list[int] = []
         self._act_numel = [0] * self._layers
+        self._act_rows = [0] * self._layers
         self._out_grad_numel = [0] * self._layers
         self._units = [0] * self._layers
         self._sat_numel = [0] * self._layers
@@ -278,6 +310,8 @@ class Recorder:
         module = self._modules[i]
         bounds = _saturation_bounds(module)
         dead = isinstance(module, _DEAD_TYPES)
+        softmax = isinstance(module, _SOFTMAX_TYPES)
+        log_probs = isinstance(module, nn.LogSoftmax)
         # The gradient at an activation's output is the one its neighbours already report;
         # skipping it saves a hook per activation call (the per-layer cost that matters in
         # deep, narrow nets). One closure per layer, made once, not one per call.
@@ -299,6 +333,8 @@ class Recorder:
             x = t.detach()
             self._add_norm(0, i, x)
             self._act_numel[i] += x.numel()
+            # Rows (tokens, samples) this call processed: how many a router sent to an expert.
+            self._act_rows[i] += x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
             if self.count_nonfinite:
                 self._add_count(2, i, torch.isfinite(x).logical_not().sum())
             if dead and x.dim() >= 2:
@@ -307,6 +343,13 @@ class Recorder:
                 lo, hi = bounds
                 self._add_count(1, i, ((x <= lo) | (x >= hi)).sum())
                 self._sat_numel[i] += x.numel()
+            if softmax and x.dim() and x.numel():
+                # Saturated rows: one output takes (nearly) all the probability.
+                peak = x.amax(dim=_softmax_dim(mod, x))
+                if log_probs:
+                    peak = peak.exp()
+                self._add_count(1, i, (peak >= SOFTMAX_SATURATED).sum())
+                self._sat_numel[i] += peak.numel()
             if grad_hook is not None and t.requires_grad:
                 t.register_hook(grad_hook)
 
@@ -437,6 +480,7 @@ class Recorder:
             calls=tuple(self._calls),
             act_sumsq=tuple(act),
             act_numel=tuple(self._act_numel),
+            act_rows=tuple(self._act_rows),
             out_grad_sumsq=tuple(out_grad),
             out_grad_numel=tuple(self._out_grad_numel),
             grad_sumsq=tuple(grad_sq_h),

@@ -28,7 +28,7 @@ from gradcheck_cli.loading import (
     resolve_loss,
     to_device,
 )
-from gradcheck_cli.stats import ModelStats, StepRecord, TemporalProfile, aggregate
+from gradcheck_cli.stats import ModelStats, StepRecord, Structure, TemporalProfile, aggregate
 from gradcheck_cli.temporal import PositionProfiler, probe_recurrent, recurrent_modules
 
 StepObserver = Callable[[int, int], None]
@@ -82,8 +82,17 @@ class Passes:
             torch.manual_seed(self.seed * 100_003 + key)
             yield
 
-    def step(self, recorder: Recorder, step: int, amp: Amp) -> tuple[StepRecord, str]:
-        """One seeded forward/loss/backward pass under ``amp``, read back in one transfer."""
+    def step(
+        self,
+        recorder: Recorder,
+        step: int,
+        amp: Amp,
+        on_loss: Callable[[torch.Tensor], None] | None = None,
+    ) -> tuple[StepRecord, str]:
+        """One seeded forward/loss/backward pass under ``amp``, read back in one transfer.
+
+        ``on_loss`` sees the loss before backward runs (while its graph is still whole).
+        """
         with self.seeded(step):
             recorder.begin_step()
             inputs = self.inputs()
@@ -99,6 +108,8 @@ class Passes:
             # Holding the output through backward would keep tensors (large logits) that
             # autograd frees early in a plain training step.
             del output
+            if on_loss is not None:
+                on_loss(value)
             try:
                 value.reshape(()).float().backward()
             except Exception as exc:
@@ -183,11 +194,15 @@ def measure(
     shadow: list[StepRecord] = []
     used_loss = "loss_fn" if loss_fn is not None else loss.value
     temporal: list[TemporalProfile] = []
+    structures: list[Structure] = []
     with capture(model) as recorder, PositionProfiler.attach(model) as positions:
         for step in range(steps):
             if positions is not None:
                 positions.step = step
-            record, used_loss = passes.step(recorder, step, amp)
+            on_loss = (
+                (lambda loss: structures.append(recorder.structure(loss))) if step == 0 else None
+            )
+            record, used_loss = passes.step(recorder, step, amp, on_loss)
             if record.anomalous:
                 with recorder.counting():
                     record, used_loss = passes.step(recorder, step, amp)
@@ -204,7 +219,8 @@ def measure(
             recorder.active = False  # the probe's forward pass is not a measured step
             with passes.seeded(0):
                 temporal.extend(probe_recurrent(model, lambda: passes.forward(passes.inputs())))
-    stats = replace(aggregate(recorder.infos, records, shadow), temporal=tuple(temporal))
+    structure = structures[0] if structures else None
+    stats = replace(aggregate(recorder.infos, records, shadow, structure), temporal=tuple(temporal))
     return Measurement(stats=stats, loss=str(used_loss))
 
 

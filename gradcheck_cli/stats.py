@@ -110,6 +110,12 @@ class LayerStats:
     feeds_norm: bool = False  # output goes straight into a normaliser: scale-invariant weights
     underflow_fraction: Measured = Skipped("measured only with --amp fp16")
     init_norm: float = 0.0  # the norm of its weight matrices at the standard scale 1/sqrt(fan_in)
+    # From the autograd graph of step 0's loss (gradcheck_cli.graph); 0 / "" when not traced.
+    depth: int = 0  # measured layers on the longest route from the loss to it (1: output layer)
+    successor: str | None = None  # the next layer toward the loss on that route
+    is_input: bool = False  # no other measured layer lies below it
+    residual_scale: bool = False  # its parameters scale a branch added to a residual stream
+    rows: int = 0  # rows (tokens, samples) its outputs held, summed over all calls and steps
 
     @property
     def display_name(self) -> str:
@@ -211,6 +217,25 @@ class ModelStats:
 
 
 @dataclass(frozen=True)
+class Structure:
+    """Per-layer facts read off one loss's autograd graph, indexed like the recorder's layers.
+
+    ``depth`` is 0 for layers the loss does not reach; ``successor`` is -1 for output layers
+    and unreached ones.
+    """
+
+    depth: tuple[int, ...]
+    successor: tuple[int, ...]
+    is_input: tuple[bool, ...]
+    residual_scale: tuple[bool, ...]
+
+    @classmethod
+    def unknown(cls, layers: int) -> Structure:
+        """No graph was traced (``watch()``, TorchScript): every layer at depth 0."""
+        return cls((0,) * layers, (-1,) * layers, (False,) * layers, (False,) * layers)
+
+
+@dataclass(frozen=True)
 class LayerInfo:
     """Static facts about a measured module, known before any step runs."""
 
@@ -253,6 +278,7 @@ class StepRecord:
     nonfinite_grad: tuple[int, ...] | None = None
     first_nonfinite_module: str | None = None  # innermost module whose output had NaN/Inf
     underflow: tuple[int, ...] | None = None  # gradient values fp16 would flush (--amp fp16)
+    act_rows: tuple[int, ...] | None = None  # rows (tokens, samples) of the outputs, all calls
 
     @property
     def anomalous(self) -> bool:
@@ -275,12 +301,16 @@ def aggregate(
     infos: Sequence[LayerInfo],
     records: Sequence[StepRecord],
     shadow: Sequence[StepRecord] = (),
+    structure: Structure | None = None,
 ) -> ModelStats:
     """Aggregate step records into per-layer statistics, ordered by forward execution.
 
-    ``shadow`` records come from full-precision passes that only count fp16 underflow.
+    ``shadow`` records come from full-precision passes that only count fp16 underflow;
+    ``structure`` is what the autograd graph of a loss said about depth and residual scales.
     """
     layers = [_aggregate_layer(i, info, records) for i, info in enumerate(infos)]
+    if structure is not None:
+        layers = [_with_structure(layer, i, structure, infos) for i, layer in enumerate(layers)]
     if shadow:
         layers = [_with_underflow(layer, i, shadow) for i, layer in enumerate(layers)]
     called = sorted((l for l in layers if l.order >= 0), key=lambda l: l.order)
@@ -291,6 +321,27 @@ def aggregate(
         losses=tuple(r.loss for r in records),
         steps=len(records),
         first_nonfinite=_first_nonfinite(infos, records),
+    )
+
+
+# A residual scale (LayerScale, ReZero) whose RMS is below this is small by design: the branch
+# it multiplies starts nearly switched off (LayerScale starts at 1e-6 to 0.1, ReZero at 0).
+SMALL_SCALE = 0.05
+
+
+def _with_structure(
+    layer: LayerStats, i: int, structure: Structure, infos: Sequence[LayerInfo]
+) -> LayerStats:
+    successor = structure.successor[i]
+    residual = structure.residual_scale[i]
+    rms = infos[i].weight_norm / math.sqrt(infos[i].params) if infos[i].params else 0.0
+    return replace(
+        layer,
+        depth=structure.depth[i],
+        successor=infos[successor].name if successor >= 0 else None,
+        is_input=structure.is_input[i],
+        residual_scale=residual,
+        near_zero_weights=layer.near_zero_weights or (residual and rms < SMALL_SCALE),
     )
 
 
@@ -383,6 +434,7 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
         near_zero_weights=info.near_zero_weights,
         init_norm=info.init_norm,
         feeds_norm=any(r.feeds_norm[i] for r in records),
+        rows=sum(r.act_rows[i] for r in records if r.act_rows is not None),
     )
 
 

@@ -69,21 +69,45 @@ class FractionCheck(Check):
         severity = Severity.ERROR if top >= options.error else Severity.WARNING
         listing = ", ".join(f"{l.display_name} {f:.0%}" for l, f in hits[:5])
         more = f" and {len(hits) - 5} more" if len(hits) > 5 else ""
+        unstable = [
+            (l, stat)
+            for l, _ in hits
+            if isinstance(stat := getattr(l, self.stat), Summary) and unsteady(stat)
+        ]
+        spread = ""
+        if unstable:
+            l, stat = unstable[0]
+            spread = (
+                f"; unstable across batches ({l.display_name} ranges from {stat.low:.0%} to "
+                f"{stat.high:.0%}): measure more --steps or a larger --batch-size"
+            )
         return [
             Finding(
                 id=self.id,
                 severity=severity,
                 layers=tuple(l.display_name for l, _ in hits),
-                message=f"{self.message}: {listing}{more}",
+                message=f"{self.message}: {listing}{more}{spread}",
                 evidence={
                     f"max_{self.evidence_key}": top,
                     "threshold": crossed(severity, options.warning, options.error),
                     self.evidence_key: {l.display_name: f for l, f in hits},
+                    **({"unstable_layers": len(unstable)} if unstable else {}),
                 },
                 remedies=self.remedies,
                 why=self.section("Why it matters"),
             )
         ]
+
+
+def unsteady(stat: Summary) -> bool:
+    """Whether a statistic's values over the steps span an order of magnitude or more.
+
+    A median over a few batches reads as a stable property of the model; when one batch gives
+    ten times another (or zero against a positive value), it is not, and the finding says so.
+    """
+    if stat.high <= 0 or not math.isfinite(stat.high):
+        return False
+    return stat.low <= 0 or stat.high / stat.low >= 10
 
 
 def crossed(severity: Severity, warning: float, error: float) -> float:
@@ -106,16 +130,22 @@ def gmean(values: Sequence[float]) -> float:
 def ratio_layers(stats: ModelStats) -> list[LayerStats]:
     """Weight layers with a usable gradient-to-weight ratio, in forward order.
 
-    Left out: normalisers and embeddings (their ratios follow other laws), zero-initialised
-    layers and layers whose weights are still near zero (their ratio is huge by construction:
-    ``||W||`` is tiny), and layers with no or exactly zero gradient (the
-    ``no-gradient`` check speaks for those).
+    Left out: normalisers and embeddings (their ratios follow other laws), residual scales
+    (LayerScale, ReZero: per-channel factors, not weight matrices), zero-initialised layers and
+    layers whose weights are still near zero (their ratio is huge by construction: ``||W||`` is
+    tiny), and layers with no or exactly zero gradient (the ``no-gradient`` check speaks for
+    those).
     """
     layers = []
     for layer in stats.layers:
         g = value(layer.grad_to_weight)
         if layer.kind is LayerKind.WEIGHT and g is not None and 0 < g < math.inf:
-            if not (layer.zero_weights or layer.near_zero_weights or is_query_or_key(layer.name)):
+            if not (
+                layer.zero_weights
+                or layer.near_zero_weights
+                or layer.residual_scale
+                or is_query_or_key(layer.name)
+            ):
                 layers.append(layer)
     return layers
 
@@ -164,30 +194,44 @@ def step_ratio(layer: LayerStats) -> float:
 
 @dataclass(frozen=True)
 class DepthProfile:
-    """Gradient-to-weight ratios of the first and last quarter of the weight layers."""
+    """Gradient-to-weight ratios of the first and last quarter of the weight layers of a path."""
 
     early: tuple[LayerStats, ...]
     late: tuple[LayerStats, ...]
     early_ratio: float
     late_ratio: float
+    path: tuple[LayerStats, ...] = ()
 
     @property
     def decay(self) -> float:
         """early / late: below 1 the gradient shrinks toward the input, above 1 it grows."""
         return self.early_ratio / self.late_ratio
 
+    @property
+    def route(self) -> str:
+        """The path as evidence: ``a -> b -> ... -> y -> z (N weight layers)``."""
+        names = [l.display_name for l in self.path]
+        shown = names if len(names) <= 6 else [*names[:3], "...", *names[-2:]]
+        return " -> ".join(shown) + f" ({len(names)} weight layers)"
+
 
 def depth_profile(layers: Sequence[LayerStats], min_layers: int) -> DepthProfile | None:
-    """Compare the first and last quarter of ``layers``; None when there are too few.
+    """Compare the first and last quarter of ``layers`` (one path, input first); None when there
+    are too few.
 
-    The output layer (the last) is left out when there are more than ``min_layers``: it gets
-    the loss gradient directly, and its ratio, large by nature, would pass for decay in the
-    layers below it (a small Hugging Face BERT whose pooler and classifier sit at the end).
+    The output layer is left out when there are more than ``min_layers``: it gets the loss
+    gradient directly, and its ratio, large by nature, would pass for decay in the layers below
+    it (a small Hugging Face BERT whose pooler and classifier sit at the end). Where the graph
+    was traced, output layers are the ones at depth 1 (next to the loss), wherever they were
+    called; otherwise the last layer of the path.
     """
     if len(layers) < min_layers:
         return None
     if len(layers) > min_layers:
-        layers = layers[:-1]
+        traced = any(l.depth for l in layers)
+        layers = [l for l in layers if l.depth != 1] if traced else list(layers[:-1])
+        if not layers:
+            return None
     quarter = max(1, len(layers) // 4)
     early, late = layers[:quarter], layers[-quarter:]
     return DepthProfile(
@@ -195,4 +239,46 @@ def depth_profile(layers: Sequence[LayerStats], min_layers: int) -> DepthProfile
         late=tuple(late),
         early_ratio=gmean([ratio(l) for l in early]),
         late_ratio=gmean([ratio(l) for l in late]),
+        path=tuple(layers),
     )
+
+
+def paths(stats: ModelStats, layers: Sequence[LayerStats]) -> list[tuple[LayerStats, ...]]:
+    """``layers`` along each route from an input layer to the loss, input first.
+
+    Depth is read from the autograd graph (:mod:`gradcheck_cli.graph`): following each input
+    layer's successor (the next layer on its longest route to the loss) gives one path per
+    input, so a CNN and an MLP fused into two heads give two paths, and neither is compared
+    with the other's head. Without a traced graph (``watch()``), the one path is forward order.
+    """
+    if not any(l.depth for l in stats.layers):
+        return [tuple(layers)]
+    wanted = {l.name for l in layers}
+    by_name = {l.name: l for l in stats.layers}
+    successors = {l.successor for l in stats.layers if l.successor is not None}
+    starts = [l for l in stats.layers if l.depth and l.is_input]
+    if not starts:  # no layer reads the inputs directly: start wherever no route arrives
+        starts = [l for l in stats.layers if l.depth and l.name not in successors]
+    found: list[tuple[LayerStats, ...]] = []
+    for start in starts:
+        chain, seen = [], set()
+        current: LayerStats | None = start
+        while current is not None and current.name not in seen:
+            seen.add(current.name)
+            if current.name in wanted:
+                chain.append(current)
+            current = by_name.get(current.successor) if current.successor else None
+        if chain and tuple(chain) not in found:
+            found.append(tuple(chain))
+    return found
+
+
+def depth_profiles(
+    stats: ModelStats, layers: Sequence[LayerStats], min_layers: int
+) -> list[DepthProfile]:
+    """The depth profile of every path with at least ``min_layers`` weight layers."""
+    return [
+        profile
+        for path in paths(stats, layers)
+        if (profile := depth_profile(path, min_layers)) is not None
+    ]

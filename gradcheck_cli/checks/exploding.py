@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from gradcheck_cli.checks.base import (
     Check,
     crossed,
-    depth_profile,
+    depth_profiles,
     ratio_layers,
     step_ratio,
     worst,
@@ -136,7 +136,8 @@ class Exploding(Check):
                     why=why,
                 )
             )
-        profile = depth_profile(layers, options.min_layers)
+        profiles = depth_profiles(stats, layers, options.min_layers)
+        profile = max(profiles, key=lambda p: p.decay, default=None)
         if profile is not None and profile.decay > options.growth_warning:
             severity = Severity.ERROR if profile.decay > options.growth_error else Severity.WARNING
             findings.append(
@@ -154,6 +155,7 @@ class Exploding(Check):
                         "growth": profile.decay,
                         "early_ratio": profile.early_ratio,
                         "late_ratio": profile.late_ratio,
+                        "path": profile.route,
                         "threshold": crossed(
                             severity, options.growth_warning, options.growth_error
                         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from gradcheck_cli.checks.base import Check
@@ -79,6 +80,9 @@ class NoGradient(Check):
                 )
         called = [l for l in detached if l.calls > 0]
         unused = [l for l in detached if l.calls == 0]
+        routed, unused = _unrouted(stats, unused)
+        for group, members in routed.items():
+            findings.append(self._routing(stats, group, members, why))
         if called:
             findings.append(
                 self._finding(
@@ -105,6 +109,51 @@ class NoGradient(Check):
             )
         return findings
 
+    def _routing(
+        self, stats: ModelStats, group: Group, members: list[LayerStats], why: str
+    ) -> Finding:
+        """Experts that got no input: info when sampling explains it, a warning when it does not.
+
+        With R rows routed uniformly over E experts, an expert gets none with probability
+        (1 - 1/E)^R, so about E (1 - 1/E)^R experts are idle by chance alone (64 experts and
+        48 routed rows leave about 30 idle). A router at initialisation is not uniform, so
+        more than that can be idle without a defect; but when fewer than a quarter of the
+        experts that chance would reach ran at all, the router sends its rows to a few
+        favourites (a collapsed router), and more rows would not change that.
+        """
+        experts, rows, idle = group.experts, group.assignments, group.idle
+        expected_idle = experts * (1 - 1 / experts) ** rows
+        active, expected_active = experts - idle, experts - expected_idle
+        evidence = {
+            "reason": "not-routed",
+            "group": group.pattern,
+            "experts": experts,
+            "idle_experts": idle,
+            "routed_rows": rows,
+            "expected_idle": expected_idle,
+        }
+        if active >= expected_active / 4:
+            return self._finding(
+                Severity.INFO,
+                members,
+                f"{idle} of {experts} experts ({group.pattern}) got no input in these "
+                f"batches: {rows} routed rows leave about {expected_idle:.0f} idle by chance "
+                "alone; raise --batch-size to see them trained",
+                evidence,
+                why,
+                remedies=(),
+            )
+        return self._finding(
+            Severity.WARNING,
+            members,
+            f"only {active} of {experts} experts ({group.pattern}) got any input from "
+            f"{rows} routed rows, where chance alone would reach about {expected_active:.0f}: "
+            "the router sends its rows to a few experts (add a load-balancing loss)",
+            evidence,
+            why,
+            remedies=(),
+        )
+
     def _finding(
         self,
         severity: Severity,
@@ -128,3 +177,56 @@ class NoGradient(Check):
 def _names(names: list[str]) -> str:
     shown = ", ".join(names[:4])
     return shown + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+@dataclass(frozen=True)
+class Group:
+    """Sibling modules of one container (``moe.experts.*.fc1``) that a router feeds."""
+
+    pattern: str
+    experts: int
+    idle: int
+    assignments: int  # rows the called siblings received, over all steps
+
+
+def _unrouted(
+    stats: ModelStats, unused: list[LayerStats]
+) -> tuple[dict[Group, list[LayerStats]], list[LayerStats]]:
+    """Split never-called layers into experts of a routed group and the rest.
+
+    Siblings are layers whose names differ only in one numeric component (``experts.3.w1``,
+    ``experts.17.w1``) and that share a type and a parameter count. They are routed when at
+    least two of them ran and the rows they received differ: a sequential stack of identical
+    blocks sends every block the same rows, a router does not.
+    """
+    routed: dict[Group, list[LayerStats]] = {}
+    rest = []
+    for layer in unused:
+        group = _group_of(stats, layer)
+        if group is None:
+            rest.append(layer)
+        else:
+            routed.setdefault(group, []).append(layer)
+    return routed, rest
+
+
+def _group_of(stats: ModelStats, layer: LayerStats) -> Group | None:
+    parts = layer.name.split(".")
+    for index in reversed(range(len(parts))):
+        if not parts[index].isdigit():
+            continue
+        pattern = ".".join([*parts[:index], "*"])
+        regex = re.compile(
+            re.escape(".".join([*parts[:index], "*", *parts[index + 1 :]])).replace(r"\*", r"\d+")
+            + "$"
+        )
+        siblings = [
+            l
+            for l in stats.layers
+            if regex.match(l.name) and l.type == layer.type and l.params == layer.params
+        ]
+        ran = [l for l in siblings if l.calls > 0]
+        if len(ran) >= 2 and len({l.rows for l in ran}) > 1:
+            idle = len(siblings) - len(ran)
+            return Group(pattern, len(siblings), idle, sum(l.rows for l in ran))
+    return None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, replace
 
-from gradcheck_cli.checks.base import Check, crossed, depth_profile, ratio, ratio_layers, worst
+from gradcheck_cli.checks.base import Check, crossed, depth_profiles, ratio, ratio_layers, worst
 from gradcheck_cli.findings import Finding, Severity
-from gradcheck_cli.stats import ModelStats, value
+from gradcheck_cli.stats import LayerKind, ModelStats, value
 
 
 class Vanishing(Check):
@@ -54,7 +54,8 @@ class Vanishing(Check):
     def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
         findings = []
         layers = ratio_layers(stats)
-        profile = depth_profile(layers, options.min_layers)
+        profiles = depth_profiles(stats, layers, options.min_layers)
+        profile = min(profiles, key=lambda p: p.decay, default=None)
         if profile is not None and profile.decay < options.depth_warning:
             severity = Severity.ERROR if profile.decay < options.depth_error else Severity.WARNING
             first, last = profile.early[0], profile.late[-1]
@@ -65,7 +66,7 @@ class Vanishing(Check):
                     # Every layer learning 1/depth_warning as fast as the last ones starves.
                     layers=tuple(
                         l.display_name
-                        for l in layers
+                        for l in profile.path
                         if ratio(l) < profile.late_ratio * options.depth_warning
                     ),
                     message=(
@@ -80,6 +81,7 @@ class Vanishing(Check):
                         "decay": profile.decay,
                         "early_ratio": profile.early_ratio,
                         "late_ratio": profile.late_ratio,
+                        "path": profile.route,
                         "threshold": crossed(severity, options.depth_warning, options.depth_error),
                     },
                     remedies=self.remedies,
@@ -122,27 +124,91 @@ class Vanishing(Check):
                     why=self.section("Why it matters"),
                 )
             )
+        small = self._small_init(stats, options)
+        if small is not None:
+            return [small]
         return [_waking(f, stats) for f in worst(findings)]
+
+    def _small_init(self, stats: ModelStats, options: Options) -> Finding | None:
+        """Most weight matrices start far below their init scale: an initialisation bug.
+
+        One zero-initialised head or residual branch is a design (Goyal et al. 2017; Fixup);
+        when more than half of the weight matrices sit below 5% of 1/sqrt(fan_in) at step 0,
+        the forward signal and the gradient shrink by that factor at every layer. Judged on
+        the untrained model only: under --train-steps, zero-initialised layers pass through
+        "near zero" on their way up.
+        """
+        if stats.start_grad_norms:
+            return None
+        matrices = [
+            l
+            for l in stats.layers
+            if l.kind is LayerKind.WEIGHT and l.init_norm > 0 and not l.residual_scale
+        ]
+        small = [l for l in matrices if l.near_zero_weights and not l.zero_weights]
+        if len(matrices) < options.min_layers or len(small) <= len(matrices) * 0.5:
+            return None
+        scales = sorted((value(l.weight_norm) or 0.0) / l.init_norm for l in small)
+        median = statistics.median(scales)
+        return Finding(
+            id=self.id,
+            severity=Severity.ERROR,
+            layers=tuple(l.display_name for l in small),
+            message=(
+                f"{len(small)} of {len(matrices)} weight layers start far below their init "
+                f"scale (median {median:.1e} of the norm at 1/sqrt(fan_in)): an initialisation "
+                "bug that shrinks the signal and the gradient at every layer; re-initialise "
+                "them (Xavier for sigmoid/tanh, He for ReLU)"
+            ),
+            evidence={
+                "rule": "small-init",
+                "small_layers": len(small),
+                "weight_layers": len(matrices),
+                "median_scale": median,
+                "threshold": 0.5,
+            },
+            remedies=("xavier-init", "kaiming-init"),
+            why=self.section("Why it matters"),
+        )
 
 
 def _waking(finding: Finding, stats: ModelStats) -> Finding:
-    """Information only while zero-initialised layers are still near zero.
+    """Information only while small-by-design layers are still near zero.
 
-    A zero-init head or residual gamma (Goyal et al. 2017) scales down the gradient of every
-    layer behind it until its weights have grown: after the first updates the ratios are tiny
-    by design, not by depth.
+    A zero-init head or residual gamma (Goyal et al. 2017), and a residual scale (LayerScale at
+    1e-6, Touvron et al. 2021; ReZero, Bachlechner et al. 2020) scale down the gradient of every
+    layer behind them until their weights have grown: the ratios are tiny by design, not by
+    depth.
     """
-    waking = [l.display_name for l in stats.layers if l.near_zero_weights]
+    waking = [l for l in stats.layers if l.near_zero_weights]
     if not waking:
         return finding
-    shown = ", ".join(waking[:3]) + (f" and {len(waking) - 3} more" if len(waking) > 3 else "")
+    scales = [l.display_name for l in waking if l.residual_scale]
+    others = [l.display_name for l in waking if not l.residual_scale]
+    parts = []
+    if scales:
+        parts.append(
+            f"{len(scales)} residual scale(s) (LayerScale/ReZero: a factor on a residual "
+            f"branch) start near zero by design ({_shown(scales)})"
+        )
+    if others:
+        parts.append(
+            f"{len(others)} zero-initialised layer(s) are still near zero ({_shown(others)})"
+        )
     return replace(
         finding,
         severity=Severity.INFO,
         message=(
-            f"{finding.message}; {len(waking)} zero-initialised layer(s) are still near zero "
-            f"({shown}) and scale down the gradient behind them until they grow: measure "
-            "again after more steps"
+            f"{finding.message}; {' and '.join(parts)}: they scale down the gradient behind "
+            "them until they grow, so measure again after some training steps"
         ),
-        evidence={**finding.evidence, "near_zero_layers": len(waking)},
+        evidence={
+            **finding.evidence,
+            "near_zero_layers": len(waking),
+            "residual_scales": len(scales),
+        },
     )
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

@@ -1,0 +1,260 @@
+"""The model's structure as the autograd graph of one loss shows it: depth, paths, residual scales.
+
+Forward call order is not depth: in a model with branches, several inputs or several heads
+(a CNN and an MLP fused into two heads, a U-Net, an encoder-decoder) the layer called last need
+not be the one next to the loss. This module walks the graph that ``loss.backward()`` will
+traverse, once, before backward runs, and reads three facts per measured layer from it:
+
+- **depth**: the number of measured layers on the longest route from the loss down to the layer
+  (1 for an output layer), and its **successor**, the next layer toward the loss on that route.
+  Following successors from an input layer gives the path along which the depth rules look for
+  a geometric trend.
+- **input**: no other measured layer lies below it (it reads the model's inputs).
+- **residual scale**: every parameter of the layer is a per-channel or scalar factor that
+  multiplies a branch which is then added to something, as LayerScale (Touvron et al. 2021),
+  ReZero (Bachlechner et al. 2020), SkipInit (De & Smith 2020) and zero-initialised gates are.
+  Such a factor is small by design; the layers behind it get a gradient scaled by it.
+
+A layer *enters* the graph at the node that combines its parameters (or a function of them
+alone, such as ``weight.t()`` or ``tanh(gate)``) with anything else. Nothing here touches hooks
+or keeps a reference to the graph after it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from gradcheck_cli.stats import Structure
+
+# Nodes through which a scaled branch may pass before it is added to the residual stream:
+# reshapes and the stochastic-depth / dropout multiply-and-divide (timm's drop_path).
+_ON_THE_WAY = frozenset(
+    {
+        "MulBackward0",
+        "DivBackward0",
+        "ViewBackward0",
+        "ReshapeAliasBackward0",
+        "UnsafeViewBackward0",
+        "PermuteBackward0",
+        "TransposeBackward0",
+        "CloneBackward0",
+        "ExpandBackward0",
+        "SqueezeBackward0",
+        "SqueezeBackward1",
+        "UnsqueezeBackward0",
+        "NativeDropoutBackward0",
+        "ToCopyBackward0",
+    }
+)
+# Nodes that pass "a function of one layer's parameters alone" up the graph.
+_PARAM_OPS = frozenset(
+    {
+        "TBackward0",
+        "ViewBackward0",
+        "ReshapeAliasBackward0",
+        "UnsafeViewBackward0",
+        "ExpandBackward0",
+        "PermuteBackward0",
+        "TransposeBackward0",
+        "UnsqueezeBackward0",
+        "SqueezeBackward0",
+        "SqueezeBackward1",
+        "CloneBackward0",
+        "ToCopyBackward0",
+        "AliasBackward0",
+        "SelectBackward0",
+        "SliceBackward0",
+        "SplitBackward0",
+        "UnbindBackward0",
+        "TanhBackward0",
+        "SigmoidBackward0",
+        "ExpBackward0",
+        "SoftplusBackward0",
+        "NegBackward0",
+        "AbsBackward0",
+        "MulBackward0",
+        "MulBackward1",
+        "DivBackward0",
+        "DivBackward1",
+        "AddBackward0",
+        "AddBackward1",
+        "SubBackward0",
+        "SubBackward1",
+        "PowBackward0",
+        "SqrtBackward0",
+        "RsqrtBackward0",
+        "NormBackward1",
+        "LinalgVectorNormBackward0",
+    }
+)
+_ADD = frozenset({"AddBackward0", "AddBackward1"})
+_MUL = frozenset({"MulBackward0"})
+_HOPS = 4  # how far a scaled branch may travel toward the loss before it must be added
+
+
+def trace(
+    loss: torch.Tensor,
+    params: Sequence[torch.Tensor],
+    owners: Sequence[int],
+    layers: int,
+    scale_like: Sequence[bool],
+) -> Structure:
+    """Read :class:`Structure` from the graph below ``loss``.
+
+    ``params[k]`` belongs to layer ``owners[k]``; ``scale_like[i]`` says whether every
+    parameter of layer ``i`` has the shape of a scalar or per-channel factor (the caller knows
+    the modules; only those layers can be residual scales).
+    """
+    if loss.grad_fn is None:
+        return Structure.unknown(layers)
+    owner_of: dict[int, int] = {}
+    for p, i in zip(params, owners, strict=True):
+        owner_of.setdefault(id(p), i)  # a tied weight belongs to the layer registered first
+    order, parents = _topological(loss.grad_fn)
+    pure = _pure(order, owner_of)
+    touches: dict[Any, set[int]] = {
+        node: {layer for c in _children(node) if (layer := pure.get(c)) is not None}
+        for node in order
+        if pure.get(node) is None
+    }
+    depth, successor = _longest_routes(order, pure, touches, layers)
+    is_input = _inputs(order, pure, touches, layers)
+    residual = [False] * layers
+    entering: dict[int, list[Any]] = {}
+    for node, found in touches.items():
+        for layer in found:
+            entering.setdefault(layer, []).append(node)
+    for layer, nodes in entering.items():
+        residual[layer] = scale_like[layer] and all(
+            _name(n) in _MUL and _reaches_add(n, parents) for n in nodes
+        )
+    return Structure(tuple(depth), tuple(successor), tuple(is_input), tuple(residual))
+
+
+def _name(node: Any) -> str:
+    return type(node).__name__
+
+
+def _children(node: Any) -> list[Any]:
+    return [child for child, _ in node.next_functions if child is not None]
+
+
+def _topological(root: Any) -> tuple[list[Any], dict[Any, list[Any]]]:
+    """Nodes reachable from ``root``, every node before its children; and each node's parents."""
+    parents: dict[Any, list[Any]] = {root: []}
+    post: list[Any] = []
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    seen = {root}
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            post.append(node)
+            continue
+        stack.append((node, True))
+        for child in _children(node):
+            parents.setdefault(child, []).append(node)
+            if child not in seen:
+                seen.add(child)
+                stack.append((child, False))
+    post.reverse()
+    return post, parents
+
+
+def _pure(order: list[Any], owner_of: dict[int, int]) -> dict[Any, int | None]:
+    """For each node, the layer whose parameters alone it is a function of, else None.
+
+    Only reshapes, casts and elementwise arithmetic pass purity up (``weight.t()``,
+    ``tanh(gate)``, a weight-norm ``g * v / ||v||``): a matmul or convolution of parameters with
+    an input that does not require grad (the first layer) has only parameter children, but it
+    is where that layer enters, not part of its parameters.
+    """
+    pure: dict[Any, int | None] = {}
+    for node in reversed(order):  # children first
+        if _name(node) == "AccumulateGrad":
+            pure[node] = owner_of.get(id(node.variable))
+            continue
+        if _name(node) not in _PARAM_OPS:
+            pure[node] = None
+            continue
+        found = {pure.get(c) for c in _children(node)}
+        pure[node] = found.pop() if len(found) == 1 else None
+    return pure
+
+
+def _longest_routes(
+    order: list[Any], pure: dict[Any, int | None], touches: dict[Any, set[int]], layers: int
+) -> tuple[list[int], list[int]]:
+    """Longest route from the loss, counted in layers entered, and the layer before each.
+
+    Several layers can enter at one node (a learned positional table added to the input of the
+    first layer): each gets that node's depth.
+    """
+    # Per node: (layers on the best route, the layer last entered, the layer entered before it)
+    best: dict[Any, tuple[int, int, int]] = {order[0]: (0, -1, -1)}
+    depth = [0] * layers
+    successor = [-1] * layers
+    for node in order:
+        if node not in best or pure.get(node) is not None:
+            continue
+        count, last, before = best[node]
+        for layer in touches.get(node, ()):
+            if count > depth[layer]:
+                depth[layer], successor[layer] = count, before
+        for child in _children(node):
+            if pure.get(child) is not None:
+                continue
+            entered = touches.get(child, set())
+            if entered and last not in entered:
+                candidate = (count + 1, min(entered), last)
+            else:
+                candidate = (count, last, before)
+            if child not in best or candidate[0] > best[child][0]:
+                best[child] = candidate
+    return depth, successor
+
+
+def _inputs(
+    order: list[Any], pure: dict[Any, int | None], touches: dict[Any, set[int]], layers: int
+) -> list[bool]:
+    """Whether no other measured layer lies below any node where a layer enters."""
+    below: dict[Any, frozenset[int]] = {}
+    for node in reversed(order):
+        found: set[int] = set()
+        for child in _children(node):
+            layer = pure.get(child)
+            found |= {layer} if layer is not None else below.get(child, frozenset())
+            if len(found) > 2:
+                break  # two layers are enough to know that one is not the node's own
+        below[node] = frozenset(found)
+    entered = [False] * layers
+    blocked = [False] * layers
+    for node, found in touches.items():
+        # What lies below the node other than the parameters entering there.
+        under = {
+            layer
+            for child in _children(node)
+            if pure.get(child) is None
+            for layer in below.get(child, frozenset())
+        }
+        for layer in found:
+            entered[layer] = True
+            blocked[layer] = blocked[layer] or bool(under - {layer})
+    return [seen and not other for seen, other in zip(entered, blocked, strict=True)]
+
+
+def _reaches_add(node: Any, parents: dict[Any, list[Any]]) -> bool:
+    """Whether a multiply's result is added to something within a few hops toward the loss."""
+    frontier = [node]
+    for _ in range(_HOPS):
+        following = []
+        for current in frontier:
+            for parent in parents.get(current, []):
+                if _name(parent) in _ADD:
+                    return True
+                if _name(parent) in _ON_THE_WAY:
+                    following.append(parent)
+        frontier = following
+    return False
