@@ -8,15 +8,15 @@ and optional ``loss_fn(output, inputs)``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import enum
-import importlib
-import importlib.util
 import inspect
 import re
 import sys
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,14 @@ import torch
 from torch import nn
 
 from gradcheck_cli.errors import InputError, ModelLoadError
+from gradcheck_cli.imports import (
+    cwd_first,
+    import_dotted,
+    import_file,
+    package_of,
+    script_argv,
+)
+from gradcheck_cli.specs import ModelSpec, SpecKind, parse_spec
 
 Inputs = Any  # a tensor, a tuple of positional inputs, or a dict of keyword inputs
 InputFactory = Callable[[int], Inputs]
@@ -55,125 +63,88 @@ class LoadedModel:
 
 
 def load_model(spec: str, *, trust_pickle: bool = False, weights: str | None = None) -> LoadedModel:
-    """Build the model that ``spec`` names; raise :class:`ModelLoadError` with advice otherwise."""
+    """Build the model that ``spec`` names; raise :class:`ModelLoadError` with advice otherwise.
+
+    ``spec`` is a zoo spec (:mod:`gradcheck_cli.zoo`) or one of the forms
+    :func:`gradcheck_cli.specs.parse_spec` reads: a file, ``FILE.py:NAME``,
+    ``package.module:NAME`` (NAME may be called with literal arguments, ``Net(hidden=128)``) or a
+    saved ``.pt``.
+    """
     from gradcheck_cli.zoo import is_zoo_spec, load_zoo
 
     if is_zoo_spec(spec):
         module, make = load_zoo(spec)
         return LoadedModel(module=module, name=spec, example_inputs=make)
-    path_part, _, attr = spec.partition(":")
-    if re.match(r"^[A-Za-z]:[\\/]", spec):  # a Windows drive letter is not a NAME separator
-        path_part, attr = spec, ""
-    path = Path(path_part)
-    if path.suffix in (".pt", ".pth", ".ts", ".pkl") and not attr:
-        loaded = _load_saved(path, trust_pickle=trust_pickle)
-    elif path.suffix == ".py":
-        module = _import_file(path)
-        loaded = _from_namespace(module, attr or None, label=spec)
-    elif attr and not path.exists():
-        module = _import_dotted(path_part)
-        loaded = _from_namespace(module, attr, label=spec)
+    parsed = parse_spec(spec)
+    if parsed.kind is SpecKind.SAVED:
+        loaded = _load_saved(parsed.path, trust_pickle=trust_pickle)
+    elif parsed.kind is SpecKind.FILE:
+        with script_argv(parsed.target):
+            loaded = _from_namespace(import_file(parsed.path), parsed)
     else:
-        raise ModelLoadError(
-            f"cannot use '{spec}' as a model: give a .py file, FILE.py:NAME, package.module:NAME "
-            "or a saved .pt file"
-        )
+        # Built inside the same context: a factory may import its siblings lazily.
+        with cwd_first(), script_argv(parsed.target):
+            loaded = _from_namespace(import_dotted(parsed.target), parsed)
     if weights is not None:
         load_weights(loaded.module, weights)
     return loaded
 
 
-def _import_file(path: Path) -> Any:
-    """Import a model file under its own module name, with its folder on ``sys.path``.
-
-    Using the file stem (not a synthetic name) lets pickle find the classes again later.
-    """
-    if not path.is_file():
-        raise ModelLoadError(f"model file '{path}' does not exist; check the path")
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    name = path.stem
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ModelLoadError(f"cannot import '{path}' as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    previous = sys.modules.get(name)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        _forget(name, previous)
-        raise ModelLoadError(
-            f"'{path}' has a syntax error at line {exc.lineno}: {exc.msg}; fix the file"
-        ) from exc
-    except Exception as exc:
-        _forget(name, previous)
-        raise ModelLoadError(
-            f"importing '{path}' raised {type(exc).__name__}: {exc}; fix the file "
-            "(rerun with --debug for the traceback)"
-        ) from exc
-    return module
-
-
-def _forget(name: str, previous: Any) -> None:
-    if previous is None:
-        sys.modules.pop(name, None)
-    else:
-        sys.modules[name] = previous
-
-
-def _import_dotted(dotted: str) -> Any:
-    try:
-        return importlib.import_module(dotted)
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"cannot import module '{dotted}': {exc}; install it or check the name"
-        ) from exc
-    except Exception as exc:
-        raise ModelLoadError(
-            f"importing '{dotted}' raised {type(exc).__name__}: {exc} "
-            "(rerun with --debug for the traceback)"
-        ) from exc
-
-
-def _from_namespace(namespace: Any, attr: str | None, *, label: str) -> LoadedModel:
+def _from_namespace(namespace: Any, spec: ModelSpec) -> LoadedModel:
     example = getattr(namespace, "example_inputs", None)
     loss_fn = getattr(namespace, "loss_fn", None)
     batches = getattr(namespace, "batches", None)
-    if attr is not None:
-        if not hasattr(namespace, attr):
-            raise ModelLoadError(f"'{label}': there is no name '{attr}' in that module")
-        module = _instantiate(getattr(namespace, attr), label)
+    if spec.name is not None:
+        module = _instantiate(_attribute(namespace, spec), spec)
     elif hasattr(namespace, "build_model"):
-        module = _instantiate(namespace.build_model, label)
+        module = _instantiate(namespace.build_model, spec)
     else:
-        module = _find_single_model(namespace, label)
-    name = label
+        module = _find_single_model(namespace, spec)
     return LoadedModel(
         module=module,
-        name=name,
+        name=spec.text,
         example_inputs=example if callable(example) else None,
         loss_fn=loss_fn if callable(loss_fn) else None,
         batches=batches if callable(batches) else None,
     )
 
 
-def _instantiate(obj: Any, label: str) -> nn.Module:
+def _attribute(namespace: Any, spec: ModelSpec) -> Any:
+    """``NAME`` or a dotted ``Class.factory`` looked up in the imported module."""
+    assert spec.name is not None
+    found = namespace
+    for part in spec.name.split("."):
+        if not hasattr(found, part):
+            raise ModelLoadError(f"'{spec.text}': there is no name '{spec.name}' in that module")
+        found = getattr(found, part)
+    return found
+
+
+def _instantiate(obj: Any, spec: ModelSpec) -> nn.Module:
+    """Call a class or factory with the spec's literal arguments (none without parentheses)."""
+    label = spec.text
     if isinstance(obj, nn.Module):
+        if spec.call:
+            raise ModelLoadError(
+                f"'{label}': {spec.name} is a module instance, not a class or factory; name it "
+                "without arguments"
+            )
         return obj
     if not callable(obj):
         raise ModelLoadError(f"'{label}' is neither an nn.Module, a class nor a factory")
+    what = spec.call_text() if spec.name is not None else "build_model()"
     try:
-        built = obj()
+        built = obj(*spec.args, **spec.keywords)
     except TypeError as exc:
+        mismatch = _signature_mismatch(obj, spec)
+        if mismatch is not None:
+            raise ModelLoadError(f"'{label}': {mismatch}") from exc
         raise ModelLoadError(
-            f"'{label}': calling it with no arguments failed ({exc}); give a factory that "
-            "takes no arguments"
+            f"'{label}': {what} raised TypeError: {exc} (rerun with --debug for the traceback)"
         ) from exc
     except Exception as exc:
         raise ModelLoadError(
-            f"'{label}': building the model raised {type(exc).__name__}: {exc} "
+            f"'{label}': {what} raised {type(exc).__name__}: {exc} "
             "(rerun with --debug for the traceback)"
         ) from exc
     if not isinstance(built, nn.Module):
@@ -183,7 +154,27 @@ def _instantiate(obj: Any, label: str) -> nn.Module:
     return built
 
 
-def _find_single_model(namespace: Any, label: str) -> nn.Module:
+def _signature_mismatch(obj: Any, spec: ModelSpec) -> str | None:
+    """Why the arguments do not fit ``obj``'s signature, or None when they do (the TypeError
+    then came from inside the constructor)."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*spec.args, **spec.keywords)
+    except TypeError as exc:
+        name = str(spec.name or getattr(obj, "__name__", "the factory"))
+        if not spec.call:
+            return (
+                f"calling {name} with no arguments failed ({exc}); give its arguments, "
+                f"{name}(k=v, ...), or name a factory that takes none"
+            )
+        return f"{spec.call_text()} does not fit {name}{signature}: {exc}"
+    return None
+
+
+def _find_single_model(namespace: Any, spec: ModelSpec) -> nn.Module:
     """Without ``build_model``: exactly one module instance, else exactly one Module subclass."""
     own = getattr(namespace, "__name__", None)
     instances = [v for v in vars(namespace).values() if isinstance(v, nn.Module)]
@@ -203,10 +194,10 @@ def _find_single_model(namespace: Any, label: str) -> nn.Module:
         and _no_arg_constructible(v)
     ]
     if len(instances) == 0 and len(classes) == 1:
-        return _instantiate(classes[0], label)
+        return _instantiate(classes[0], dataclasses.replace(spec, name=classes[0].__name__))
     found = f"{len(instances)} module instances and {len(classes)} no-argument Module classes"
     raise ModelLoadError(
-        f"'{label}' defines no build_model() and {found}; define build_model() returning "
+        f"'{spec.text}' defines no build_model() and {found}; define build_model() returning "
         "the model, or name it as FILE.py:NAME"
     )
 
@@ -260,7 +251,8 @@ def _load_saved(path: Path, *, trust_pickle: bool) -> LoadedModel:
 
 def _add_plan_source_to_path(path: Path) -> None:
     """A model saved by ``gradcheck fix`` pickles classes from the user's model file; its
-    plan.yaml names that file, whose folder goes on ``sys.path`` so they can be found again."""
+    plan.yaml names that file, whose folder (for a file in a package: the package root's
+    parent) goes on ``sys.path`` so they can be found again."""
     plan = path.parent / "plan.yaml"
     if not plan.is_file():
         return
@@ -270,8 +262,17 @@ def _add_plan_source_to_path(path: Path) -> None:
         source = str((yaml.safe_load(plan.read_text(encoding="utf-8")) or {}).get("source", ""))
     except Exception:
         return
-    candidate = Path(source.partition(":")[0]) if source else None
-    if candidate is not None and candidate.suffix == ".py" and candidate.is_file():
+    try:
+        parsed = parse_spec(source)
+    except ModelLoadError:
+        return
+    candidate = parsed.path
+    if parsed.kind is SpecKind.FILE and candidate.is_file():
+        place = package_of(candidate)
+        if place is not None:
+            if str(place.root) not in sys.path:
+                sys.path.append(str(place.root))
+            return
         folder = str(candidate.resolve().parent)
         if folder not in sys.path:
             sys.path.insert(0, folder)
@@ -333,12 +334,16 @@ _DTYPES = {
 
 @dataclass(frozen=True)
 class InputShape:
-    """One positional input: its shape without the batch dimension, dtype and integer range."""
+    """One positional input: its shape without the batch dimension, dtype and integer range.
+
+    ``high`` None (an integer shape given without a range) means [0, 2) until
+    :func:`fit_token_range` sets it to the model's vocabulary.
+    """
 
     shape: tuple[int, ...]
     dtype: torch.dtype = torch.float32
     low: int = 0
-    high: int = 2
+    high: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> InputShape:
@@ -364,7 +369,7 @@ class InputShape:
                     + ", ".join(sorted(_DTYPES))
                 )
             dtype = _DTYPES[parts[1]]
-        low, high = 0, 2
+        low, high = 0, None
         if len(parts) == 3:
             match = re.fullmatch(r"(-?\d+)-(-?\d+)", parts[2])
             if not match or int(match.group(1)) >= int(match.group(2)):
@@ -381,14 +386,47 @@ class InputShape:
             return torch.randn(size, device=device).to(self.dtype)
         if self.dtype == torch.bool:
             return torch.randint(0, 2, size, device=device).bool()
-        return torch.randint(self.low, self.high, size, device=device, dtype=self.dtype)
+        return torch.randint(self.low, self.top, size, device=device, dtype=self.dtype)
+
+    @property
+    def top(self) -> int:
+        """The exclusive upper bound of integer inputs."""
+        return 2 if self.high is None else self.high
+
+    @property
+    def integer(self) -> bool:
+        """Whether the input holds integers (token ids) with a range."""
+        return not self.dtype.is_floating_point and self.dtype != torch.bool
 
     def describe(self) -> str:
         """The shape as the user would write it, e.g. ``3x32x32:float32``."""
         text = "x".join(str(d) for d in self.shape) + ":" + str(self.dtype).removeprefix("torch.")
-        if not self.dtype.is_floating_point and self.dtype != torch.bool:
-            text += f":{self.low}-{self.high}"
+        if self.integer:
+            text += f":{self.low}-{self.top}"
         return text
+
+    def flag(self) -> str:
+        """The shortest ``--input-shape`` value that gives this input, e.g. ``30``."""
+        text = self.describe()
+        return text.removesuffix(":float32")
+
+
+_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding, nn.RNNBase)
+_SPATIAL = {nn.Conv1d: (64,), nn.Conv2d: (32, 32), nn.Conv3d: (16, 16, 16)}
+
+
+def first_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """The first registered submodule that has weights (or the model itself when it is one).
+
+    Parameters registered directly on the root (a learned positional table, a class token) are
+    looked through: they are added somewhere inside ``forward``, not applied to the input.
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, _LAYERS):
+            return name, module
+        if module is not model and any(True for _ in module.parameters(recurse=False)):
+            return name, module
+    return None
 
 
 def infer_input_shape(model: nn.Module) -> InputShape:
@@ -396,27 +434,201 @@ def infer_input_shape(model: nn.Module) -> InputShape:
 
     Linear: ``(in_features,)``; Conv1d/2d/3d: channels by 64, 32x32 or 16x16x16 (a guess at the
     spatial size: a model that needs another must say so with ``--input-shape``); Embedding:
-    32 token ids below ``num_embeddings``.
+    32 token ids below ``num_embeddings``; a batch-first RNN: 32 steps of ``input_size``. The
+    root's own parameters are looked through (see :func:`first_layer`).
     """
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            return InputShape((module.in_features,))
-        if isinstance(module, nn.Conv1d):
-            return InputShape((module.in_channels, 64))
-        if isinstance(module, nn.Conv2d):
-            return InputShape((module.in_channels, 32, 32))
-        if isinstance(module, nn.Conv3d):
-            return InputShape((module.in_channels, 16, 16, 16))
-        if isinstance(module, nn.Embedding):
-            return InputShape((32,), torch.int64, 0, module.num_embeddings)
-        if isinstance(module, nn.modules.rnn.RNNBase) and module.batch_first:
-            return InputShape((32, module.input_size))
-        if any(True for _ in module.parameters(recurse=False)):
-            break
+    found = first_layer(model)
+    if found is not None:
+        shape = _layer_input(found[1])
+        if shape is not None:
+            return shape
     raise InputError(
-        "cannot infer the model's input from its first layer; pass --input-shape (e.g. "
-        "3x224x224, or 128:int64:0-30522 for token ids) or define example_inputs(batch_size)"
+        "cannot infer the model's input from its first layer"
+        + (f" ({_layer_text(*found)})" if found is not None else "")
+        + "; pass --input-shape (e.g. 3x224x224, or 128:int64:0-30522 for token ids) or "
+        "define example_inputs(batch_size)"
     )
+
+
+def _layer_input(module: nn.Module) -> InputShape | None:
+    if isinstance(module, nn.Linear):
+        return InputShape((module.in_features,))
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return InputShape((module.in_channels, *_SPATIAL[type(module)]))
+    if isinstance(module, nn.Embedding):
+        return InputShape((32,), torch.int64, 0, module.num_embeddings)
+    if isinstance(module, nn.RNNBase) and module.batch_first:
+        return InputShape((32, module.input_size))
+    return None
+
+
+def _layer_text(name: str, module: nn.Module) -> str:
+    """``Linear(in_features=30)`` and where it is: how messages name a layer."""
+    if isinstance(module, nn.Linear):
+        text = f"Linear(in_features={module.in_features})"
+    elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        text = f"{type(module).__name__}(in_channels={module.in_channels})"
+    elif isinstance(module, nn.Embedding):
+        text = f"Embedding(num_embeddings={module.num_embeddings})"
+    elif isinstance(module, nn.RNNBase):
+        text = f"{type(module).__name__}(input_size={module.input_size}, batch_first={module.batch_first})"
+    else:
+        text = type(module).__name__
+    return f"{text} '{name}'" if name else text
+
+
+def first_embedding(model: nn.Module) -> nn.Embedding | None:
+    """The first registered ``nn.Embedding``: the table token ids index."""
+    return next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
+
+
+def fit_token_range(shapes: list[InputShape], model: nn.Module) -> list[InputShape]:
+    """Integer inputs given without a range draw ids in [0, num_embeddings) of the model's first
+    embedding (a [0, 2) default would leave most of the vocabulary unused)."""
+    embedding = first_embedding(model)
+    if embedding is None:
+        return shapes
+    return [
+        dataclasses.replace(s, high=embedding.num_embeddings) if s.integer and s.high is None else s
+        for s in shapes
+    ]
+
+
+# --- checking inferred inputs ------------------------------------------------------------------
+
+PROBE_BATCH = 2
+_PROBE_SIZES = {
+    nn.Conv1d: (64, 128, 256, 512, 1024, 16000),
+    nn.Conv2d: (32, 28, 64, 96, 128, 224, 256, 299, 384, 512),
+    nn.Conv3d: (16, 32, 64, 112),
+}
+_PROBE_LENGTHS = (32, 64, 128, 512)
+
+
+def check_inferred_inputs(model: nn.Module, batch_size: int = 16) -> InputShape:
+    """The inferred input, checked by one forward pass; when it fails, an :class:`InputError`
+    that names the model's real sizes.
+
+    The check runs like a measured step (training mode, no gradient) and leaves the model as it
+    was: modes, buffers (BatchNorm statistics) and the global RNG are restored. When the
+    inferred input does not run, inputs built from every layer's sizes are tried (each Linear's
+    ``in_features``, each convolution's channels at common image sizes, each embedding's
+    vocabulary at the lengths a positional table allows) and the first that runs is suggested.
+    """
+    layer = first_layer(model)
+    try:
+        shape = infer_input_shape(model)
+    except InputError:
+        found = _first_that_runs(model, layer, skip=None)
+        if found is None:
+            raise
+        raise InputError(
+            "cannot infer the model's input from its first layer"
+            + (f", {_layer_text(*layer)}" if layer is not None else "")
+            + f"; {found}"
+        ) from None
+    failure = _forward_failure(model, shape, min(batch_size, PROBE_BATCH))
+    if failure is not None and batch_size > PROBE_BATCH:
+        failure = _forward_failure(model, shape, batch_size)  # a model that fixes its batch size
+    if failure is None:
+        return shape
+    assert layer is not None  # a shape was inferred from it
+    head = (
+        f"the model's forward pass fails on {shape.flag()}, the input inferred from its first "
+        f"layer {_layer_text(*layer)} ({type(failure).__name__}: {_first_line(failure)})"
+    )
+    found = _first_that_runs(model, layer, skip=shape)
+    if found is not None:
+        raise InputError(f"{head}; {found}")
+    raise InputError(
+        f"{head}; no input built from the sizes of its layers runs either: pass --input-shape "
+        "with the size forward expects, or define example_inputs(batch_size)"
+    )
+
+
+def _candidates(model: nn.Module) -> list[tuple[InputShape, str, nn.Module]]:
+    """Inputs the model's layers suggest, in registration order, with the layer each fits."""
+    lengths = list(_PROBE_LENGTHS)
+    for p in model.parameters():  # a (1, L, d) positional table fixes the sequence length L
+        if p.dim() == 3 and p.shape[0] == 1:
+            lengths[:0] = [int(p.shape[1]), int(p.shape[1]) - 1]
+    lengths = [n for i, n in enumerate(lengths) if n > 0 and n not in lengths[:i]]
+    found: list[tuple[InputShape, str, nn.Module]] = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            found.append((InputShape((module.in_features,)), name, module))
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            dims = len(_SPATIAL[type(module)])
+            for size in _PROBE_SIZES[type(module)]:
+                shape = (module.in_channels, *(size,) * dims)
+                found.append((InputShape(shape), name, module))
+        elif isinstance(module, nn.Embedding):
+            for n in lengths:
+                ids = InputShape((n,), torch.int64, 0, module.num_embeddings)
+                found.append((ids, name, module))
+        elif isinstance(module, nn.RNNBase) and module.batch_first:
+            for n in lengths:
+                found.append((InputShape((n, module.input_size)), name, module))
+    return found
+
+
+def _first_that_runs(
+    model: nn.Module, first: tuple[str, nn.Module] | None, skip: InputShape | None, limit: int = 40
+) -> str | None:
+    """Advice naming the first candidate input that runs, or None when none does."""
+    tried: set[InputShape] = set() if skip is None else {skip}
+    for shape, name, module in _candidates(model):
+        if shape in tried:
+            continue
+        tried.add(shape)
+        if len(tried) > limit:
+            return None
+        if _forward_failure(model, shape, PROBE_BATCH) is not None:
+            continue
+        if first is not None and module is first[1]:
+            why = ""
+        elif isinstance(module, nn.Embedding):
+            why = f" (token ids for {_layer_text(name, module)})"
+        else:
+            why = f" (the input of {_layer_text(name, module)})"
+        return f"{shape.flag()} runs{why}: try --input-shape {shape.flag()}"
+    return None
+
+
+def _forward_failure(model: nn.Module, shape: InputShape, batch_size: int) -> Exception | None:
+    """The exception one forward pass on a batch of ``shape`` raises, or None when it runs."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with _trial(model, device):
+        try:
+            call_model(model, shape.make(batch_size, device))
+        except Exception as exc:
+            return exc
+    return None
+
+
+@contextlib.contextmanager
+def _trial(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """A forward pass that changes nothing: training mode as in a measured step, no graph,
+    buffers (BatchNorm running statistics) and the global RNG restored afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(0)
+            model.train()
+            yield
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def shapes_factory(shapes: list[InputShape], device: torch.device) -> InputFactory:
@@ -507,6 +719,38 @@ def data_factory(inputs: Inputs, targets: torch.Tensor | None, source: str) -> I
 
     make.description = f"data {source} ({count} rows)"  # type: ignore[attr-defined]
     return make
+
+
+_NARROW_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating-point parameter."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+def match_data_dtype(inputs: Inputs, model: nn.Module) -> tuple[Inputs, str | None]:
+    """Cast float64 ``--data`` inputs to a float32/half model's dtype, with the note to print.
+
+    NumPy arrays are float64 by default, and a float32 layer refuses a double input. A float64
+    model keeps float64 data; integer inputs (token ids) are never touched.
+    """
+    dtype = model_dtype(model)
+    if dtype not in _NARROW_FLOATS or not any(t.dtype == torch.float64 for t in _flat(inputs)):
+        return inputs, None
+    assert dtype is not None
+    name = str(dtype).removeprefix("torch.")
+    return _cast(inputs, dtype), (
+        f"--data holds float64 inputs; cast to {name}, the dtype of the model's parameters"
+    )
+
+
+def _cast(inputs: Inputs, dtype: torch.dtype) -> Inputs:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(dtype) if inputs.dtype == torch.float64 else inputs
+    if isinstance(inputs, Mapping):
+        return {k: _cast(v, dtype) for k, v in inputs.items()}
+    return tuple(_cast(v, dtype) for v in inputs)
 
 
 def _rows(inputs: Inputs) -> int:

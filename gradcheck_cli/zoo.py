@@ -9,6 +9,7 @@ text models, ``num_channels x image_size x image_size`` pixels for vision models
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.errors import ModelLoadError
+from gradcheck_cli.imports import missing_package_message
 
 ZOOS = ("hf", "torchvision", "timm")
 TEXT_LENGTH = 64
@@ -53,11 +55,15 @@ def load_zoo(spec: str) -> tuple[nn.Module, Callable[[int], Any]]:
 
 def _require(name: str, spec: str) -> Any:
     try:
-        return __import__(name)
-    except ImportError:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        # exc.name is what is missing: the zoo itself, or a package it needs in turn.
+        raise ModelLoadError(missing_package_message(f"'{spec}'", exc.name or name)) from None
+    except Exception as exc:  # installed but broken, e.g. built for another torch
         raise ModelLoadError(
-            f"'{spec}' needs the '{name}' package, which is not installed; pip install {name}"
-        ) from None
+            f"'{spec}': importing {name} raised {type(exc).__name__}: {exc}; reinstall it for "
+            f"torch {torch.__version__}"
+        ) from exc
 
 
 def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]:

@@ -69,11 +69,12 @@ def test_factory_must_return_a_module(tmp_path: Path) -> None:
         ("3,32,32", (3, 32, 32), torch.float32, 0, 2),
         ("128:int64:0-50257", (128,), torch.int64, 0, 50257),
         ("16:float64", (16,), torch.float64, 0, 2),
+        ("16:int64", (16,), torch.int64, 0, 2),  # [0, 2) until fit_token_range sees a vocabulary
     ],
 )
 def test_input_shape_parse(text: str, shape, dtype, low: int, high: int) -> None:
     parsed = InputShape.parse(text)
-    assert (parsed.shape, parsed.dtype, parsed.low, parsed.high) == (shape, dtype, low, high)
+    assert (parsed.shape, parsed.dtype, parsed.low, parsed.top) == (shape, dtype, low, high)
     batch = parsed.make(4, torch.device("cpu"))
     assert batch.shape == (4, *shape) and batch.dtype == dtype
     if not dtype.is_floating_point:

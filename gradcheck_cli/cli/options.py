@@ -19,10 +19,13 @@ from gradcheck_cli.loading import (
     LoadedModel,
     LossKind,
     batches_factory,
+    check_inferred_inputs,
     data_factory,
+    fit_token_range,
     load_data,
     load_model,
     load_weights,
+    match_data_dtype,
     shapes_factory,
 )
 from gradcheck_cli.measure import Amp
@@ -166,11 +169,26 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
     if weights is not None:
         load_weights(loaded.module, weights)
     if data_path is not None:
-        inputs: Any = data_factory(*load_data(data_path), source=data_path)
+        data, targets = load_data(data_path)
+        data, note = match_data_dtype(data, loaded.module)
+        if note is not None:
+            _note(note)
+        inputs: Any = data_factory(data, targets, source=data_path)
     elif loaded.batches is not None and not shapes:
         inputs = batches_factory(loaded.batches, model_spec)
     elif shapes:
-        inputs = shapes_factory(shapes, torch.device("cpu"))
+        inputs = shapes_factory(fit_token_range(shapes, loaded.module), torch.device("cpu"))
     else:
         inputs = loaded.example_inputs
+        if inputs is None:
+            # diagnose() infers the same shape; one trial forward pass first turns a misfit into
+            # advice naming the model's real sizes.
+            check_inferred_inputs(loaded.module, settings.batch_size)
     return Job(loaded, inputs, settings, weights_given=weights is not None)
+
+
+def _note(text: str) -> None:
+    """A status line on stderr, unless the command runs with --quiet."""
+    context = click.get_current_context(silent=True)
+    if context is None or not context.params.get("quiet"):
+        click.echo(f"gradcheck: note: {text}", err=True)
