@@ -31,6 +31,7 @@ from gradcheck_cli.loading import (
 from gradcheck_cli.measure import Measurement, Passes, StepObserver, measure
 from gradcheck_cli.remedies import REGISTRY
 from gradcheck_cli.remedies.base import FixOptions, NotApplicable, Proposal, RemedyContext
+from gradcheck_cli.remedies.edits import Edit
 from gradcheck_cli.remedies.plan import Plan, apply_plan
 from gradcheck_cli.remedies.probe import Probe, probe
 from gradcheck_cli.remedies.verdict import Verdict, judge
@@ -247,8 +248,9 @@ def fix(
         else:
             proposals[remedy_id] = proposal
 
-    def trial(combo: tuple[str, ...]) -> Trial:
-        edits = tuple(e for r in combo for e in proposals[r].edits)
+    def trial(combo: tuple[str, ...], edits: tuple[Edit, ...] | None = None) -> Trial:
+        if edits is None:
+            edits = tuple(e for r in combo for e in proposals[r].edits)
         plan = Plan(edits=edits, remedies=combo, source=source, seed=chosen.seed)
         report = run(apply_plan(model, plan))
         targets = {f.id for f in before.findings for r in combo if r in f.remedies}
@@ -266,7 +268,10 @@ def fix(
                 )
             )
     if not any(t.score == 0 for t in trials):
-        trials += [trial(combo) for combo in combinations(list(proposals), budget)]
+        combos = combinations(list(proposals), budget)
+        trials += [trial(combo) for combo in combos]
+        chained = _chained(model, proposals, wanted, context, inputs, chosen, source)
+        trials += [trial(c, e) for c, e in list(chained.items())[: max(0, budget - len(combos))]]
     winner = best(trials, before)
     order = {r: i for i, r in enumerate(wanted)}
     outcomes.sort(key=lambda o: order[o.remedy])
@@ -280,6 +285,33 @@ def fix(
     )
     losses = _probe_training(model, fixed, inputs, loss_fn, chosen, probe_steps)
     return FixResult(before, winner, tuple(outcomes), tuple(trials), fixed, message, losses, notes)
+
+
+def _chained(
+    model: nn.Module,
+    proposals: dict[str, Proposal],
+    wanted: Sequence[str],
+    context: RemedyContext,
+    inputs: Inputs | InputFactory | None,
+    chosen: Settings,
+    source: str,
+) -> dict[tuple[str, ...], tuple[Edit, ...]]:
+    """Pairs in which the second remedy applies only after the first has changed the model.
+
+    ``kaiming-init`` finds no ReLU to initialise for in a sigmoid net, but it does once
+    ``relu-swap`` has put ReLUs there: applicability is judged again on the changed model.
+    """
+    later = [r for r in wanted if r not in proposals]
+    chained: dict[tuple[str, ...], tuple[Edit, ...]] = {}
+    for first, proposal in proposals.items() if later else ():
+        plan = Plan(edits=proposal.edits, remedies=(first,), source=source, seed=chosen.seed)
+        changed = apply_plan(model, plan)
+        after = RemedyContext(_probe(changed, inputs, chosen), context.report, context.options)
+        for remedy_id in later:
+            then = REGISTRY[remedy_id]().propose(changed, after)
+            if isinstance(then, Proposal):
+                chained[(first, remedy_id)] = proposal.edits + then.edits
+    return chained
 
 
 def _suggested(report: Report) -> list[str]:

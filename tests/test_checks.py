@@ -341,3 +341,166 @@ def test_readme_documents_every_threshold() -> None:
         assert row is not None, check_id
         for f in fields(cls.Options):
             assert f"`{f.name.replace('_', '-')}`" in row, (check_id, f.name)
+
+
+# --- structure-aware rules (issue 10): hand-built depth, successors and scales -----------------
+
+
+def _branches(cnn: tuple[float, ...], mlp: tuple[float, ...], fuse: float, heads: dict[str, float]):
+    """A CNN branch and an MLP branch into ``fuse``, then output layers at depth 1."""
+    layers = []
+    for prefix, ratios in (("cnn", cnn), ("mlp", mlp)):
+        for i, r in enumerate(ratios):
+            successor = f"{prefix}.{i + 1}" if i + 1 < len(ratios) else "fuse"
+            depth = len(ratios) - i + 2
+            layers.append(
+                layer(f"{prefix}.{i}", r, depth=depth, successor=successor, is_input=i == 0)
+            )
+    layers.append(layer("fuse", fuse, depth=2, successor=next(iter(heads))))
+    layers += [layer(name, r, depth=1) for name, r in heads.items()]
+    return stats(*layers)
+
+
+def test_depth_rules_follow_paths_not_call_order() -> None:
+    # Forward order ends with the regression head (ratio 1.0): comparing cnn.0 with it as the
+    # two ends of one stack reads 3e-3, a false warning. Along each path, heads left out, the
+    # CNN decays 3e-3 / 8e-2 and the MLP not at all.
+    model = _branches((3e-3, 1e-2, 1.5e-2), (2e-2, 5e-2), 8e-2, {"reg": 1.0, "cls": 0.2})
+    assert found(model) == {}
+    forward_order = replace(model, layers=tuple(replace(l, depth=0) for l in model.layers))
+    assert found(forward_order) == {"vanishing": "warning"}
+
+
+def test_decay_on_one_branch_is_found_and_its_path_shown() -> None:
+    model = _branches((1e-3, 1e-2, 2e-2), (1e-8, 1e-6, 1e-4, 1e-2), 5e-2, {"cls": 0.2})
+    findings = [f for f in run_checks(model) if f.id == "vanishing"]
+    assert [f.severity for f in findings] == [Severity.ERROR]
+    assert (
+        findings[0].evidence["path"] == "mlp.0 -> mlp.1 -> mlp.2 -> mlp.3 -> fuse (5 weight layers)"
+    )
+    assert findings[0].layers == ("mlp.0", "mlp.1", "mlp.2")
+    assert math.isclose(findings[0].evidence["decay"], 1e-8 / 5e-2, rel_tol=1e-9)
+
+
+def test_residual_scales_leave_the_ratio_rules_and_make_vanishing_info() -> None:
+    # LayerScale 1e-6: the scale's own ratio is huge (5.9e3 in timm's ConvNeXt), the branch
+    # layers behind it get gradients 1e-6 of normal.
+    layers = [layer("stem", 1e-2)]
+    for b in range(4):
+        layers += [layer(f"b{b}.fc1", 1e-8), layer(f"b{b}.fc2", 1e-8)]
+        layers.append(layer(f"b{b}", 5.9e3, residual_scale=True, near_zero_weights=True))
+    layers.append(layer("head", 1e-1))
+    findings = {f.id: f for f in run_checks(stats(*layers))}
+    assert {(i, f.severity) for i, f in findings.items()} == {
+        ("vanishing", Severity.INFO),
+        ("exploding", Severity.INFO),  # the stem against the scaled branches: growth by design
+    }
+    assert findings["vanishing"].evidence["residual_scales"] == 4
+    assert "4 residual scale(s) start near zero by design" in findings["exploding"].message
+    # Without the structural fact the same numbers are two errors (the landed behaviour).
+    plain = stats(*(replace(l, residual_scale=False, near_zero_weights=False) for l in layers))
+    assert found(plain) == {"vanishing": "error", "exploding": "error"}
+
+
+def _matrices(n: int, small: int) -> ModelStats:
+    return stats(
+        *(
+            layer(f"l{i}", 1e-3, init_norm=10.0, weight_norm=_s(0.05 if i < small else 6.0))
+            for i in range(n)
+        )
+    )
+
+
+def test_most_layers_far_below_init_scale_is_an_init_bug() -> None:
+    small = [
+        l if i == 15 else replace(l, near_zero_weights=True)
+        for i, l in enumerate(_matrices(16, 15).layers)
+    ]
+    findings = [f for f in run_checks(stats(*small)) if f.id == "vanishing"]
+    assert [f.severity for f in findings] == [Severity.ERROR]
+    assert findings[0].evidence["rule"] == "small-init"
+    assert (
+        findings[0].evidence["small_layers"] == 15 and findings[0].evidence["weight_layers"] == 16
+    )
+    assert math.isclose(findings[0].evidence["median_scale"], 0.005)
+    assert "relu-swap" in findings[0].remedies and "xavier-init" in findings[0].remedies
+
+
+def test_a_few_small_layers_are_a_design_and_training_is_not_init() -> None:
+    half = [replace(l, near_zero_weights=i < 8) for i, l in enumerate(_matrices(16, 8).layers)]
+    assert "vanishing" not in found(stats(*half))
+    most = [replace(l, near_zero_weights=True) for l in _matrices(16, 16).layers]
+    assert found(stats(*most)) == {"vanishing": "error"}
+    trained = stats(*most, start_grad_norms=(("l0", 1.0),))
+    assert "vanishing" not in found(trained)
+
+
+def _experts(ran: dict[int, int], total: int, **kw: object) -> ModelStats:
+    return stats(
+        layer("router", 1e-2, rows=48),
+        *(
+            layer(
+                f"moe.experts.{e}.w1",
+                1e-2 if e in ran else None,
+                calls=int(e in ran),
+                rows=ran.get(e, 0),
+                grad_none_steps=0 if e in ran else 3,
+                **kw,
+            )
+            for e in range(total)
+        ),
+    )
+
+
+def test_experts_idle_by_chance_are_info() -> None:
+    # 48 rows over 64 experts: about 64 (63/64)^48 = 30 idle by chance; 35 idle observed.
+    ran = {e: 1 + e % 3 for e in range(29)}
+    model = _experts(ran, 64)
+    findings = [f for f in run_checks(model) if f.id == "no-gradient"]
+    assert [f.severity for f in findings] == [Severity.INFO]
+    assert findings[0].evidence["idle_experts"] == 35
+    assert findings[0].evidence["routed_rows"] == sum(ran.values())
+    assert math.isclose(findings[0].evidence["expected_idle"], 64 * (63 / 64) ** sum(ran.values()))
+
+
+def test_a_collapsed_router_warns() -> None:
+    model = _experts({0: 40, 1: 8}, 64)
+    findings = [f for f in run_checks(model) if f.id == "no-gradient"]
+    assert [f.severity for f in findings] == [Severity.WARNING]
+    assert "only 2 of 64 experts" in findings[0].message
+
+
+def test_identical_blocks_left_out_are_not_routing() -> None:
+    # A stack whose block 3 is never called: every block that ran got the same rows.
+    model = stats(
+        *(
+            layer(
+                f"blocks.{b}.fc",
+                1e-2 if b != 3 else None,
+                calls=int(b != 3),
+                rows=32,
+                grad_none_steps=3 * int(b == 3),
+            )
+            for b in range(6)
+        )
+    )
+    assert found(model) == {"no-gradient": "warning"}
+
+
+def test_softmax_rows_saturate_with_their_own_advice() -> None:
+    model = stats(
+        layer("fc", 1e-2),
+        replace(layer("softmax", None, kind=LayerKind.ACTIVATION, sat=0.9), type="Softmax"),
+    )
+    findings = [f for f in run_checks(model) if f.id == "saturation"]
+    assert [f.severity for f in findings] == [Severity.ERROR]
+    assert "softmax rows put 99%" in findings[0].message and findings[0].remedies == ()
+
+
+def test_unsteady_fractions_are_called_unstable() -> None:
+    swinging = replace(
+        layer("relu", None, kind=LayerKind.ACTIVATION), dead_fraction=Summary(0.8, 0.05, 0.97)
+    )
+    findings = [f for f in run_checks(stats(layer("fc", 1e-2), swinging)) if f.id == "dead-units"]
+    assert "unstable across batches (relu ranges from 5% to 97%)" in findings[0].message
+    assert findings[0].evidence["unstable_layers"] == 1

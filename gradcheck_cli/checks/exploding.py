@@ -140,6 +140,13 @@ class Exploding(Check):
         profile = max(profiles, key=lambda p: p.decay, default=None)
         if profile is not None and profile.decay > options.growth_warning:
             severity = Severity.ERROR if profile.decay > options.growth_error else Severity.WARNING
+            # Residual scales near zero (LayerScale 1e-6) shrink the gradient of the layers in
+            # their branches by design, so layers outside them (a stem) look like growth.
+            scales = [
+                l.display_name for l in stats.layers if l.residual_scale and l.near_zero_weights
+            ]
+            if scales:
+                severity = Severity.INFO
             findings.append(
                 Finding(
                     id=self.id,
@@ -149,6 +156,13 @@ class Exploding(Check):
                         f"gradients grow toward the input: the first {len(profile.early)} "
                         f"weight layer(s) get a gradient-to-weight ratio {profile.decay:.1e} "
                         f"times that of the last {len(profile.late)}"
+                        + (
+                            f"; {len(scales)} residual scale(s) start near zero by design "
+                            f"({', '.join(scales[:3])}) and shrink the gradient of their "
+                            "branches until they grow"
+                            if scales
+                            else ""
+                        )
                     ),
                     evidence={
                         "rule": "growth",

@@ -52,6 +52,9 @@ class Vanishing(Check):
         min_layers: int = 3
 
     def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
+        small = self._small_init(stats, options)
+        if small is not None:
+            return [small]
         findings = []
         layers = ratio_layers(stats)
         profiles = depth_profiles(stats, layers, options.min_layers)
@@ -124,9 +127,6 @@ class Vanishing(Check):
                     why=self.section("Why it matters"),
                 )
             )
-        small = self._small_init(stats, options)
-        if small is not None:
-            return [small]
         return [_waking(f, stats) for f in worst(findings)]
 
     def _small_init(self, stats: ModelStats, options: Options) -> Finding | None:
@@ -167,7 +167,9 @@ class Vanishing(Check):
                 "median_scale": median,
                 "threshold": 0.5,
             },
-            remedies=("xavier-init", "kaiming-init"),
+            # Xavier suits a shallow sigmoid/tanh net; a deep one vanishes at Xavier init too
+            # (Glorot & Bengio 2010) and needs the ReLU swap with He init.
+            remedies=("xavier-init", "kaiming-init", "relu-swap"),
             why=self.section("Why it matters"),
         )
 

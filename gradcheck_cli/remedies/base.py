@@ -99,13 +99,18 @@ def is_saturating(kind: type[nn.Module]) -> bool:
     return issubclass(kind, SATURATING) and not issubclass(kind, nn.ReLU6)
 
 
-def leaf_calls(model: nn.Module, probe: Probe) -> list[Call]:
-    """The first call of every leaf module that ran, in execution order."""
+def leaf_calls(model: nn.Module, probe: Probe, *, every: bool = False) -> list[Call]:
+    """The first call of every leaf module that ran, in execution order.
+
+    With ``every``, each call: a module called several times (one ``self.act = nn.Sigmoid()``
+    after every layer) appears at each of its call sites, so a remedy sees every layer that
+    feeds it.
+    """
     leaves = {name for name, m in model.named_modules() if not any(True for _ in m.children())}
     seen: set[str] = set()
     calls = []
     for call in probe.calls:
-        if call.name in leaves and call.name not in seen:
+        if call.name in leaves and (every or call.name not in seen):
             seen.add(call.name)
             calls.append(call)
     return calls
@@ -184,10 +189,11 @@ def propose_init(
     refusal = reinit_refusal(context)
     if refusal is not None:
         return NotApplicable(remedy, refusal)
-    calls = leaf_calls(model, context.probe)
+    calls = leaf_calls(model, context.probe, every=True)
     edits = []
+    done: set[str] = set()
     for i, call in enumerate(calls):
-        if not issubclass(call.type, WEIGHT_TYPES):
+        if not issubclass(call.type, WEIGHT_TYPES) or call.name in done:
             continue
         activation = following_activation(calls, i)
         nonlinearity = nonlinearity_of(activation.type) if activation is not None else None
@@ -198,6 +204,7 @@ def propose_init(
             module = model.get_submodule(activation.name)
             args["negative_slope"] = float(getattr(module, "negative_slope", 0.01))
         edits.append(Edit("init", call.name, args, remedy))
+        done.add(call.name)
     if not edits:
         wanted = " or ".join(sorted(families))
         return NotApplicable(remedy, f"no Linear/Conv layer feeds a {wanted} activation module")

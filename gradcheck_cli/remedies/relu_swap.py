@@ -42,28 +42,40 @@ class ReluSwap(Remedy):
 
     def propose(self, model: nn.Module, context: RemedyContext) -> Proposal | NotApplicable:
         module_name, nonlinearity, slope = _MODULES[context.options.activation]
-        calls = leaf_calls(model, context.probe)
+        # Every call site: a shared activation module is swapped once, but each layer that
+        # feeds any of its calls gets He init.
+        calls = leaf_calls(model, context.probe, every=True)
         last_weight = max(
             (i for i, c in enumerate(calls) if issubclass(c.type, WEIGHT_TYPES)), default=-1
         )
+        outputs = {c.name for i, c in enumerate(calls) if i > last_weight}
         edits: list[Edit] = []
         notes: list[str] = []
         refusal = reinit_refusal(context)
+        swapped: set[str] = set()
+        initialised: set[str] = set()
         for i, call in enumerate(calls):
             if not is_saturating(call.type):
                 continue
-            if i > last_weight:
-                notes.append(
-                    f"kept {call.name} ({call.type.__name__}): it is the output activation"
-                )
+            if call.name in outputs:
+                if call.name not in swapped:
+                    notes.append(
+                        f"kept {call.name} ({call.type.__name__}): it is the output activation"
+                    )
+                    swapped.add(call.name)
                 continue
-            edits.append(Edit("replace-activation", call.name, {"module": module_name}, self.id))
+            if call.name not in swapped:
+                swapped.add(call.name)
+                edits.append(
+                    Edit("replace-activation", call.name, {"module": module_name}, self.id)
+                )
             feeding = next(
                 (c for c in reversed(calls[:i]) if issubclass(c.type, WEIGHT_TYPES)), None
             )
-            if feeding is None:
+            if feeding is None or feeding.name in initialised:
                 continue
             if refusal is None:
+                initialised.add(feeding.name)
                 args: dict[str, object] = {"scheme": "kaiming_normal", "nonlinearity": nonlinearity}
                 if slope:
                     args["negative_slope"] = slope

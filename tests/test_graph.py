@@ -1,0 +1,118 @@
+"""Structure read off the autograd graph: depth, paths, input layers and residual scales."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gradcheck_cli.hooks import capture
+from gradcheck_cli.stats import Structure
+
+
+def _structure(model: nn.Module, *inputs: torch.Tensor) -> tuple[list[str], Structure]:
+    with capture(model) as recorder:
+        loss = model(*inputs).float().square().mean()
+        names = [info.name for info in recorder.infos]
+        return names, recorder.structure(loss)
+
+
+def _by_name(names: list[str], values: tuple) -> dict[str, object]:  # type: ignore[type-arg]
+    return dict(zip(names, values, strict=True))
+
+
+class TwoBranches(nn.Module):
+    """A CNN branch and a two-layer MLP branch fused by ``fuse``, then two heads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cnn = nn.Sequential(
+            nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.AdaptiveAvgPool2d(1)
+        )
+        self.mlp = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 8))
+        self.fuse = nn.Linear(12, 8)
+        self.a = nn.Linear(8, 2)
+        self.b = nn.Linear(8, 1)
+
+    def forward(self, image: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        h = self.fuse(torch.cat([self.cnn(image).flatten(1), self.mlp(table)], dim=1))
+        return torch.cat([self.b(h), self.a(h)], dim=1)  # b called first
+
+
+def test_depth_is_distance_from_the_loss_not_call_order() -> None:
+    names, s = _structure(TwoBranches(), torch.randn(2, 3, 8, 8), torch.randn(2, 5))
+    depth = _by_name(names, s.depth)
+    assert depth == {
+        "cnn.0": 4, "cnn.1": 0, "cnn.2": 3,
+        "mlp.0": 4, "mlp.1": 0, "mlp.2": 3,
+        "fuse": 2, "a": 1, "b": 1,
+    }  # fmt: skip
+    successor = _by_name(names, s.successor)
+    assert names[successor["cnn.0"]] == "cnn.2" and names[successor["mlp.2"]] == "fuse"  # type: ignore[index]
+    assert successor["a"] == -1 and successor["b"] == -1
+    inputs = {n for n, flag in zip(names, s.is_input, strict=True) if flag}
+    assert inputs == {"cnn.0", "mlp.0"}
+
+
+class Scaled(nn.Module):
+    """``x + gamma * f(x)`` with ``gamma`` owned by the block (timm's ConvNeXt/ViT style)."""
+
+    def __init__(self, dim: int, init: float) -> None:
+        super().__init__()
+        self.f = nn.Linear(dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.f(x) * self.gamma
+
+
+class Gated(nn.Module):
+    """A weight-matrix parameter multiplied in: not a scale, whatever its size."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(dim, dim) * 1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x @ self.w
+
+
+def test_residual_scales_are_found_by_what_they_multiply() -> None:
+    model = nn.Sequential(nn.Linear(6, 6), Scaled(6, 1e-6), Scaled(6, 0.5), Gated(6))
+    names, s = _structure(model, torch.randn(3, 6))
+    assert _by_name(names, s.residual_scale) == {"0": False, "1": True, "1.f": False, "2": True, "2.f": False, "3": False}  # fmt: skip
+
+
+def test_a_parameter_added_to_the_input_enters_with_the_first_layer() -> None:
+    class Positional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pos = nn.Parameter(torch.zeros(1, 4, 8))
+            self.proj = nn.Linear(8, 8)
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(torch.relu(self.proj(x + self.pos)))
+
+    names, s = _structure(Positional(), torch.randn(2, 4, 8))
+    assert _by_name(names, s.depth) == {"": 2, "proj": 2, "head": 1}
+    assert _by_name(names, s.is_input) == {"": True, "proj": True, "head": False}
+
+
+def test_a_shared_module_gets_the_deepest_of_its_calls() -> None:
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = nn.Linear(4, 4)
+            self.head = nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.block(torch.tanh(self.block(x))))
+
+    names, s = _structure(Shared(), torch.randn(2, 4))
+    assert _by_name(names, s.depth) == {"block": 2, "head": 1}
+
+
+def test_no_graph_gives_unknown_structure() -> None:
+    model = nn.Linear(3, 1)
+    with capture(model) as recorder:
+        assert recorder.structure(torch.tensor(1.0)) == Structure.unknown(1)
