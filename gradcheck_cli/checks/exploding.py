@@ -26,8 +26,10 @@ class Exploding(Check):
         above 1 (warning) or 10 (error), or one layer's ratio is above 100 (for layers whose
         weights start below the standard scale 1/sqrt(fan_in), as GPT-2's scaled residual
         projections do, ||W|| counts at that scale), or the ratio of
-        the first quarter of the layers exceeds that of the last quarter by 100x (warning) or
-        10,000x (error). Layers whose output goes straight into a normaliser are left out of
+        the first quarter of the layers of a path (see ``vanishing``) exceeds that of the last
+        quarter by 100x (warning) or 10,000x (error); this growth is information while residual
+        scales (LayerScale, ReZero) are near zero, since they shrink the gradient of their
+        branches by design. Layers whose output goes straight into a normaliser are left out of
         the magnitude rules: their weights are scale-invariant and show large relative
         gradients at initialisation without harm. Under --train-steps, also when the global
         gradient norm has grown 100x (warning) or 10,000x (error) since step 0: when the

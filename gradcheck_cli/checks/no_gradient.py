@@ -20,7 +20,11 @@ class NoGradient(Check):
         a deliberately zero-initialised head or residual branch (Goyal et al. 2017, ReZero,
         Fixup) blocks the gradient only until the first optimizer step, so that is reported as
         info. Layers that run but do not reach the loss used are info; layers that never run
-        are a warning.
+        are a warning, except experts of a routed group (siblings such as ``experts.3.w1`` of
+        which several ran with differing numbers of rows): they are info when sampling explains
+        them (R routed rows leave about E (1 - 1/E)^R of E experts idle by chance), and a
+        warning when fewer than a quarter of the experts chance would reach ran at all (a
+        collapsed router).
 
     Why it matters:
         A parameter without gradient never trains. When it is blocked (every unit above it
@@ -34,7 +38,7 @@ class NoGradient(Check):
 
     References:
         Goyal et al. 2017 (zero-init residual gamma); Zhang et al. 2019 (Fixup); Bachlechner et
-        al. 2020 (ReZero).
+        al. 2020 (ReZero); Shazeer et al. 2017 and Fedus et al. 2021 (routing, load balancing).
     """
 
     id = "no-gradient"

@@ -14,10 +14,17 @@ class Vanishing(Check):
     """Gradients vanish: early layers learn orders of magnitude slower than late ones.
 
     Symptom:
-        The gradient-to-weight ratio ||grad W|| / ||W|| of the first quarter of the weight
-        layers (geometric mean) is far below that of the last quarter (depth decay), or the
-        median ratio over all weight layers is tiny (every layer starves, as when the forward
-        signal collapses in a deep ReLU net with Xavier init).
+        Along a path of weight layers from an input layer to the loss (read off the autograd
+        graph: each layer's next layer toward the loss on its longest route, so branches and
+        several heads make several paths), the gradient-to-weight ratio ||grad W|| / ||W|| of
+        the first quarter (geometric mean) is far below that of the last quarter, output layers
+        left out (depth decay); or the median ratio over all weight layers is tiny (every layer
+        starves, as when the forward signal collapses in a deep ReLU net with Xavier init); or
+        more than half of the weight matrices start below 5% of the standard scale
+        1/sqrt(fan_in) (an initialisation bug: error). Layers small by design, a zero-init head
+        or residual gamma, or a residual scale (LayerScale, ReZero, SkipInit: a scalar or
+        per-channel factor whose branch is added to a residual stream), make the first two
+        rules information while they are near zero.
 
     Why it matters:
         An SGD step changes a layer by lr times this ratio, relative to its size. When the
@@ -34,7 +41,8 @@ class Vanishing(Check):
 
     References:
         Glorot & Bengio 2010; He et al. 2015 (Delving deep into rectifiers); He et al. 2016;
-        Ioffe & Szegedy 2015; Xiong et al. 2020.
+        Ioffe & Szegedy 2015; Xiong et al. 2020; Touvron et al. 2021 (LayerScale);
+        Bachlechner et al. 2020 (ReZero); De & Smith 2020 (SkipInit).
     """
 
     id = "vanishing"
