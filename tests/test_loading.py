@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from torch import nn
 
+from gradcheck_cli.cli import main
 from gradcheck_cli.errors import InputError, ModelLoadError
+from gradcheck_cli.imports import install_hint
 from gradcheck_cli.loading import (
     InputShape,
     LossKind,
+    check_inferred_inputs,
+    first_layer,
+    fit_token_range,
     infer_input_shape,
     load_model,
+    match_data_dtype,
     resolve_loss,
 )
+from gradcheck_cli.specs import SpecKind, parse_spec
 
 
 def _file(tmp_path: Path, name: str, text: str) -> str:
@@ -147,3 +157,386 @@ def test_bias_only_module_is_not_taken_for_zero_init() -> None:
     model = nn.Sequential(Shift(), zero_head)
     infos = Recorder(model, measured_modules(model)).infos
     assert [i.zero_weights for i in infos] == [False, True]
+
+
+# --- code as people write it: tests/wild_models ------------------------------------------------
+
+WILD = Path(__file__).resolve().parent / "wild_models"
+MLP = str(WILD / "tabular_mlp.py")
+
+
+def cli(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def clean_imports():  # type: ignore[no-untyped-def]
+    """Forget the packages a test imports, and restore sys.path, so tests do not see each
+    other's imports."""
+    path = list(sys.path)
+    modules = set(sys.modules)
+    yield
+    for name in set(sys.modules) - modules:
+        if name.partition(".")[0] in ("tinyvit", "models", "brokenpkg", "okpkg"):
+            del sys.modules[name]
+    sys.path[:] = path
+
+
+def _one_error_line(result, fragment: str) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("gradcheck: error: "), lines
+    assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def test_call_spec_builds_with_literal_keyword_and_positional_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The file parses its arguments at import (argparse at module level): it must get its
+    # defaults, not gradcheck's own command line.
+    argv = ["gradcheck", "diagnose", MLP, "--steps", "1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    net = load_model(MLP + ":Net(in_dim=30, hidden=128, n_classes=5)").module
+    assert sys.argv is argv
+    assert [(m.in_features, m.out_features) for m in net.layers] == [(30, 128), (128, 128)]
+    assert (net.out.in_features, net.out.out_features) == (128, 5)
+    assert net.drop.p == 0.1  # the default
+    net = load_model(MLP + ":Net(12, 64, 3, dropout=0.0, n_layers=1)").module
+    assert [(m.in_features, m.out_features) for m in net.layers] == [(12, 64)]
+    assert net.out.out_features == 3 and net.drop.p == 0.0
+    # a factory taking a config dict; ':' inside the arguments is not a separator
+    net = load_model(MLP + ":make_net({'in_dim': 7, 'hidden': 16, 'n_classes': 2})").module
+    assert (net.layers[0].in_features, net.layers[0].out_features, net.out.out_features) == (
+        7,
+        16,
+        2,
+    )
+
+
+def test_call_spec_on_the_command_line() -> None:
+    result = cli(
+        "diagnose", MLP + ":Net(in_dim=30, hidden=128, n_classes=5)", "--steps", "1", "--format",
+        "json",
+    )  # fmt: skip
+    assert result.exit_code in (0, 1), result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"]["type"] == "Net"
+    # 30*128+128 + 128*128+128 + 128*5+5, counted by hand
+    assert report["model"]["parameters"] == 21125
+    assert report["run"]["inputs"] == "inferred 30:float32"
+    assert report["model"]["name"].endswith(
+        "tabular_mlp.py:Net(in_dim=30, hidden=128, n_classes=5)"
+    )
+
+
+@pytest.mark.parametrize(
+    "text,target,name,args,kwargs",
+    [
+        ("net.py:Net(in_dim=30, hidden=128)", "net.py", "Net", (), {"in_dim": 30, "hidden": 128}),
+        ("a/b.py:make(3, (1, 2), act='relu')", "a/b.py", "make", (3, (1, 2)), {"act": "relu"}),
+        ("b.py:Net(cfg={'k': 'x:y'}, p=-0.5)", "b.py", "Net", (), {"cfg": {"k": "x:y"}, "p": -0.5}),
+        ("pkg.mod:Net(None, True)", "pkg.mod", "Net", (None, True), {}),
+        ("C:\\m\\net.py:Net(a=1)", "C:\\m\\net.py", "Net", (), {"a": 1}),
+        ("net.py:Net()", "net.py", "Net", (), {}),
+    ],
+)
+def test_parse_spec_arguments(text: str, target: str, name: str, args, kwargs) -> None:
+    spec = parse_spec(text)
+    assert (spec.target, spec.name, spec.args, spec.keywords, spec.call) == (
+        target,
+        name,
+        args,
+        kwargs,
+        True,
+    )
+    assert spec.kind is (SpecKind.MODULE if target == "pkg.mod" else SpecKind.FILE)
+
+
+def test_parse_spec_without_call() -> None:
+    spec = parse_spec("net.py:Net")
+    assert (spec.kind, spec.name, spec.call) == (SpecKind.FILE, "Net", False)
+    assert parse_spec("model.pt").kind is SpecKind.SAVED
+    assert parse_spec("net.py").name is None
+
+
+BAD_CALLS = [
+    ("Net(in_dim=x)", "the argument x is not a literal"),
+    ("Net(act=nn.ReLU())", "the argument nn.ReLU() is not a literal"),
+    ("Net(in_dim=cfg.dim)", "the argument cfg.dim is not a literal"),
+    ("Net(__import__('os').getcwd())", "is not a literal"),
+    ("Net(in_dim=30", "the arguments of Net are not valid Python"),
+    ("Net(in_dim=30,, 2)", "not valid Python"),
+    ("Net(**cfg)", "**cfg is not allowed"),
+    ("Net(*dims)", "*dims is not allowed"),
+    ("Net(1)(2)", "write one call"),
+]
+
+
+@pytest.mark.parametrize("call,fragment", BAD_CALLS, ids=[c for c, _ in BAD_CALLS])
+def test_non_literal_or_malformed_arguments_are_usage_errors(call: str, fragment: str) -> None:
+    line = _one_error_line(cli("diagnose", f"{MLP}:{call}"), fragment)
+    assert "numbers, strings, True/False/None" in line  # what is allowed
+
+
+def test_constructor_errors_name_the_class_and_the_error() -> None:
+    line = _one_error_line(
+        cli("diagnose", MLP + ":Net(in_dim=30, hidden=-1, n_classes=5)"),
+        "Net(in_dim=30, hidden=-1, n_classes=5) raised ValueError: hidden must be positive, got -1",
+    )
+    assert "fix the file" not in line
+    _one_error_line(
+        cli("diagnose", MLP + ":Net(in_dim=30, hiden=128, n_classes=5)"),
+        "does not fit Net(in_dim, hidden, n_classes, dropout=0.1, n_layers=2): missing a "
+        "required argument: 'hidden'",
+    )
+    _one_error_line(
+        cli("diagnose", MLP + ":Net"), "calling Net with no arguments failed (missing a required"
+    )
+    _one_error_line(
+        cli("diagnose", str(WILD / "mnist_cnn.py") + ":net(3)"),
+        "net is a module instance, not a class or factory",
+    )
+
+
+def test_file_in_a_package_is_imported_with_its_relative_imports(clean_imports) -> None:
+    path = WILD / "tinyvit" / "model.py"
+    sys.path[:] = [p for p in sys.path if p != str(WILD)]  # as in a fresh process
+    model = load_model(f"{path}:TinyViT(depth=1, num_classes=7)").module
+    assert type(model).__module__ == "tinyvit.model"
+    assert type(model.blocks[0]).__module__ == "tinyvit.layers"  # from .layers import Block
+    assert len(model.blocks) == 1 and model.head.out_features == 7
+    assert tuple(model.pos.shape) == (1, 197, 192)
+    assert sys.path[-1] == str(WILD)  # the package root's parent, after everything installed
+    assert str(WILD / "tinyvit") not in sys.path
+    result = cli(
+        "diagnose", f"{path}:TinyViT(depth=1)", "--input-shape", "3x224x224", "--steps", "1",
+        "--batch-size", "2", "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code in (0, 1), result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"]["type"] == "TinyViT"
+    assert report["run"]["inputs"] == "3x224x224:float32"
+
+
+def test_failed_package_import_is_cleaned_up(tmp_path: Path, clean_imports) -> None:
+    package = tmp_path / "brokenpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "layers.py").write_text("import torch.nn as nn\nBlock = nn.Linear\n")
+    (package / "model.py").write_text(
+        "from .layers import Block\nfrom .layerz import Head\nmodel = Block(3, 3)\n"
+    )
+    with pytest.raises(ModelLoadError, match=r"imports 'brokenpkg.layerz', which does not exist"):
+        load_model(str(package / "model.py"))
+    assert not any(name.partition(".")[0] == "brokenpkg" for name in sys.modules)
+    assert str(tmp_path) not in sys.path
+
+
+@pytest.mark.parametrize(
+    "name,owner",
+    [("json", "the standard library's 'json'"), ("yaml", "the installed 'yaml'")],
+)
+def test_package_named_like_an_importable_one_is_refused(
+    tmp_path: Path, name: str, owner: str
+) -> None:
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "model.py").write_text("import torch.nn as nn\nmodel = nn.Linear(3, 2)\n")
+    original = sys.modules[name]
+    line = _one_error_line(cli("diagnose", str(package / "model.py")), owner)
+    assert f"rename the folder {name}" in line
+    assert sys.modules[name] is original and str(tmp_path) not in sys.path
+
+
+def test_plain_file_named_like_the_standard_library_does_not_replace_it(tmp_path: Path) -> None:
+    import token
+
+    path = _file(tmp_path, "token.py", "import torch.nn as nn\nmodel = nn.Linear(3, 2)\n")
+    model = load_model(path).module
+    assert isinstance(model, nn.Linear) and model.in_features == 3
+    assert sys.modules["token"] is token  # the standard library's, still
+    assert type(model).__module__ == "torch.nn.modules.linear"
+
+
+def test_dotted_module_is_found_in_the_current_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_imports
+) -> None:
+    project = WILD / "project"
+    monkeypatch.chdir(project)
+    model = load_model("models.rnn:GRUClassifier(hidden_size=16, num_classes=4)").module
+    assert type(model).__module__ == "models.rnn"
+    assert (model.gru.hidden_size, model.head[1].out_features) == (16, 4)
+    assert str(project) not in sys.path  # first on sys.path for that import only
+    assert load_model("models.rnn:build(hidden_size=8)").module.gru.hidden_size == 8
+    result = cli("diagnose", "models.rnn:build(hidden_size=8)", "--steps", "1", "--format", "json")
+    assert result.exit_code in (0, 1), result.stderr
+    assert json.loads(result.stdout)["run"]["inputs"] == "inferred 32x8:float32"
+    for name in [n for n in sys.modules if n.partition(".")[0] == "models"]:
+        del sys.modules[name]
+    monkeypatch.chdir(tmp_path)  # elsewhere, it is not found
+    _one_error_line(cli("diagnose", "models.rnn:build"), "cannot import module 'models.rnn'")
+
+
+def test_dotted_module_in_the_current_directory_may_not_shadow(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "yaml.py").write_text("import torch.nn as nn\nNet = nn.Linear\n")
+    monkeypatch.chdir(tmp_path)
+    line = _one_error_line(cli("diagnose", "yaml:Net(3, 2)"), "the installed 'yaml'")
+    assert "rename the file yaml.py" in line
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def test_root_parameters_are_looked_through_to_the_first_layer(clean_imports) -> None:
+    vit = load_model(f"{WILD / 'tinyvit' / 'model.py'}:TinyViT(depth=1)").module
+    assert first_layer(vit)[0] == "patch_embed.proj"
+    assert infer_input_shape(vit).shape == (3, 32, 32)  # the guess, not the (1, 197, 192) table
+    text = load_model(str(WILD / "text_classifier.py")).module
+    ids = infer_input_shape(text)
+    assert (ids.shape, ids.dtype, ids.low, ids.high) == ((32,), torch.int64, 0, 1000)
+
+
+def test_token_ids_span_the_first_embedding() -> None:
+    spec = str(WILD / "text_classifier.py")
+    result = cli("diagnose", spec, "--steps", "1", "--format", "json")
+    assert result.exit_code in (0, 1), result.stderr
+    assert json.loads(result.stdout)["run"]["inputs"] == "inferred 32:int64:0-1000"
+    result = cli("diagnose", spec, "--input-shape", "20:int64", "--steps", "1", "--format", "json")
+    assert result.exit_code in (0, 1), result.stderr
+    assert json.loads(result.stdout)["run"]["inputs"] == "20:int64:0-1000"
+    (fitted,) = fit_token_range([InputShape.parse("20:int64")], load_model(spec).module)
+    batch = fitted.make(64, torch.device("cpu"))
+    assert batch.min() >= 0 and batch.max() < 1000 and batch.max() > 900  # the whole vocabulary
+
+
+@pytest.mark.parametrize(
+    "model_file,fragment,works",
+    [
+        (
+            "head_first.py",
+            "fails on 128, the input inferred from its first layer Linear(in_features=128) "
+            "'head' (RuntimeError: mat1 and mat2 shapes cannot be multiplied; 30 runs (the input "
+            "of Linear(in_features=30) 'encoder.0'): try --input-shape 30",
+            "30",
+        ),
+        (
+            "mnist_cnn.py",
+            "fails on 1x32x32, the input inferred from its first layer Conv2d(in_channels=1) "
+            "'conv1'",
+            "1x28x28",
+        ),
+        (
+            "tinyvit/model.py:TinyViT(depth=1)",
+            "the size of tensor a (5) must match the size of tensor b (197)",
+            "3x224x224",
+        ),
+    ],
+)
+def test_inferred_input_that_fails_names_the_size_that_runs(
+    model_file: str, fragment: str, works: str, clean_imports
+) -> None:
+    spec = str(WILD / model_file)
+    line = _one_error_line(cli("diagnose", spec, "--batch-size", "2"), f"try --input-shape {works}")
+    for part in fragment.split("; "):
+        assert part.split(" (RuntimeError")[0].lower() in line.lower(), line
+    result = cli(
+        "diagnose", spec, "--input-shape", works, "--steps", "1", "--batch-size", "2", "--format",
+        "json",
+    )  # fmt: skip
+    assert result.exit_code in (0, 1), result.stderr
+
+
+def test_inferred_input_with_nothing_that_runs() -> None:
+    class Odd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.l = nn.Linear(7, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.l(x.view(-1, 5))
+
+    with pytest.raises(InputError, match="no input built from the sizes of its layers runs"):
+        check_inferred_inputs(Odd())
+
+
+def test_checking_inputs_changes_nothing(clean_imports) -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 5), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(2304, 3))
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    with pytest.raises(InputError, match="try --input-shape 1x28x28"):
+        check_inferred_inputs(model)
+    assert not model.training and not any(m.training for m in model.modules())
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert check_inferred_inputs(nn.Sequential(nn.Linear(30, 2))).shape == (30,)
+
+
+def test_float64_data_is_cast_to_a_float32_model(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).standard_normal((40, 30))  # float64, as numpy makes it
+    np.save(tmp_path / "x.npy", x)
+    spec = MLP + ":Net(in_dim=30, hidden=16, n_classes=3)"
+    args = ["diagnose", spec, "--data", str(tmp_path / "x.npy"), "--steps", "1", "--format", "json"]
+    result = cli(*args)
+    assert result.exit_code in (0, 1), result.stderr
+    assert (
+        "gradcheck: note: --data holds float64 inputs; cast to float32, the dtype of the "
+        "model's parameters" in result.stderr
+    )
+    assert json.loads(result.stdout)["run"]["inputs"] == f"data {tmp_path / 'x.npy'} (40 rows)"
+    assert "note" not in cli(*args, "-q").stderr
+    double = _file(
+        tmp_path,
+        "double_net.py",
+        "import torch.nn as nn\ndef build_model():\n"
+        "    return nn.Sequential(nn.Linear(30, 8), nn.Tanh(), nn.Linear(8, 3)).double()\n",
+    )
+    result = cli("diagnose", double, "--data", str(tmp_path / "x.npy"), "--steps", "1")
+    assert result.exit_code in (0, 1), result.stderr
+    assert "note" not in result.stderr  # a float64 model keeps float64 data
+    half = nn.Linear(30, 3).half()
+    cast, note = match_data_dtype({"x": torch.from_numpy(x), "ids": torch.arange(40)}, half)
+    assert cast["x"].dtype == torch.float16 and cast["ids"].dtype == torch.int64
+    assert note is not None and "cast to float16" in note
+
+
+# --- missing packages --------------------------------------------------------------------------
+
+
+def test_model_file_importing_a_missing_extra_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
+    line = _one_error_line(
+        cli("diagnose", str(WILD / "hf_sentiment.py")),
+        "hf_sentiment.py' needs the 'transformers' package, which is not installed: "
+        "pip install 'gradcheck-cli[huggingface]'",
+    )
+    assert "fix the file" not in line
+    _one_error_line(cli("diagnose", "hf:BertModel"), "pip install 'gradcheck-cli[huggingface]'")
+
+
+@pytest.mark.parametrize("zoo", ["timm", "torchvision"])
+def test_zoo_without_its_package_names_it(monkeypatch: pytest.MonkeyPatch, zoo: str) -> None:
+    monkeypatch.setitem(sys.modules, zoo, None)
+    _one_error_line(
+        cli("diagnose", f"{zoo}:resnet18"),
+        f"'{zoo}:resnet18' needs the '{zoo}' package, which is not installed: pip install {zoo}",
+    )
+
+
+def test_unknown_missing_module_says_both_possibilities(tmp_path: Path) -> None:
+    path = _file(tmp_path, "uses_sibling.py", "from my_layers import Block\nmodel = Block(3, 2)\n")
+    line = _one_error_line(
+        cli("diagnose", path),
+        "imports 'my_layers', which is not installed: pip install my_layers (if 'my_layers' is "
+        "your own module",
+    )
+    assert "fix the file" not in line
+    assert install_hint("sklearn.linear_model") == "pip install scikit-learn"
+    assert install_hint("lightning.pytorch") == "pip install 'gradcheck-cli[lightning]'"
