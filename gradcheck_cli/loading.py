@@ -132,7 +132,7 @@ def _instantiate(obj: Any, spec: ModelSpec) -> nn.Module:
         return obj
     if not callable(obj):
         raise ModelLoadError(f"'{label}' is neither an nn.Module, a class nor a factory")
-    what = spec.call_text() if spec.name is not None else "build_model()"
+    what = spec.call_text() if spec.call else f"{spec.name or 'build_model'}()"
     try:
         built = obj(*spec.args, **spec.keywords)
     except TypeError as exc:
@@ -416,15 +416,18 @@ _SPATIAL = {nn.Conv1d: (64,), nn.Conv2d: (32, 32), nn.Conv3d: (16, 16, 16)}
 
 
 def first_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
-    """The first registered submodule that has weights (or the model itself when it is one).
+    """The first registered layer: a Linear/Conv/Embedding/RNN, or a module without children
+    that has weights (the model itself when it is one).
 
-    Parameters registered directly on the root (a learned positional table, a class token) are
-    looked through: they are added somewhere inside ``forward``, not applied to the input.
+    Parameters registered directly on a module with children, the root above all (a learned
+    positional table, a class token), are looked through: they are added somewhere inside
+    ``forward``, not applied to the input.
     """
     for name, module in model.named_modules():
         if isinstance(module, _LAYERS):
             return name, module
-        if module is not model and any(True for _ in module.parameters(recurse=False)):
+        has_weights = any(True for _ in module.parameters(recurse=False))
+        if has_weights and not any(True for _ in module.children()):
             return name, module
     return None
 
@@ -537,6 +540,12 @@ def check_inferred_inputs(model: nn.Module, batch_size: int = 16) -> InputShape:
         f"the model's forward pass fails on {shape.flag()}, the input inferred from its first "
         f"layer {_layer_text(*layer)} ({type(failure).__name__}: {_first_line(failure)})"
     )
+    needed = _required_inputs(model)
+    if len(needed) > 1:
+        raise InputError(
+            f"{head}; forward takes {len(needed)} inputs ({', '.join(needed)}): give "
+            "--input-shape once for each, in order, or define example_inputs(batch_size)"
+        )
     found = _first_that_runs(model, layer, skip=shape)
     if found is not None:
         raise InputError(f"{head}; {found}")
@@ -544,6 +553,18 @@ def check_inferred_inputs(model: nn.Module, batch_size: int = 16) -> InputShape:
         f"{head}; no input built from the sizes of its layers runs either: pass --input-shape "
         "with the size forward expects, or define example_inputs(batch_size)"
     )
+
+
+def _required_inputs(model: nn.Module) -> list[str]:
+    """The positional parameters of ``forward`` that have no default."""
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [
+        p.name for p in parameters if p.kind in positional and p.default is inspect.Parameter.empty
+    ]
 
 
 def _candidates(model: nn.Module) -> list[tuple[InputShape, str, nn.Module]]:
