@@ -142,12 +142,12 @@ def _import_plain(path: Path) -> ModuleType:
     name = path.stem
     if _taken(name, path, folder):
         name = f"_gradcheck_model_{name}"
-    added = folder not in sys.path
-    if added:
-        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModelLoadError(f"cannot import '{path}' as a Python module")
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
     module = importlib.util.module_from_spec(spec)
     previous = sys.modules.get(name)
     sys.modules[name] = module
@@ -175,7 +175,10 @@ def _taken(name: str, path: Path, folder: str) -> bool:
             found = importlib.util.find_spec(name)
         except (ImportError, ValueError):
             return False
-    return found is not None and _location(found) != path.resolve()
+    if found is None:
+        return False
+    where = _location(found)
+    return not (isinstance(where, Path) and where.resolve() == path.resolve())
 
 
 @contextlib.contextmanager
@@ -215,13 +218,15 @@ def _import_in_package(path: Path, place: PackagePlace) -> ModuleType:
     before = set(sys.modules)
     # The model module itself runs afresh each time, as a plain file does; its package and
     # siblings stay imported.
-    sys.modules.pop(place.module, None)
+    previous = sys.modules.pop(place.module, None)
     try:
         module = importlib.import_module(place.module)
     except BaseException as exc:
         for name in set(sys.modules) - before:
             if name == place.top or name.startswith(place.top + "."):
                 del sys.modules[name]
+        if previous is not None:
+            sys.modules[place.module] = previous
         if added and root in sys.path:
             sys.path.remove(root)
         if isinstance(exc, (Exception, SystemExit)):
