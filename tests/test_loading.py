@@ -28,6 +28,8 @@ from gradcheck_cli.loading import (
 )
 from gradcheck_cli.specs import SpecKind, parse_spec
 
+from .conftest import run_in_new_process
+
 
 def _file(tmp_path: Path, name: str, text: str) -> str:
     path = tmp_path / name
@@ -580,3 +582,38 @@ def test_unknown_missing_module_says_both_possibilities(tmp_path: Path) -> None:
     assert "fix the file" not in line
     assert install_hint("sklearn.linear_model") == "pip install scikit-learn"
     assert install_hint("lightning.pytorch") == "pip install 'gradcheck-cli[lightning]'"
+
+
+def test_pickled_model_from_a_package_file_loads_in_a_new_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_imports
+) -> None:
+    # What `gradcheck fix --output` leaves: model.pt pickling okpkg.model.Deep, and a plan.yaml
+    # naming the source, whose package root must be importable again to unpickle it.
+    package = tmp_path / "okpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "layers.py").write_text(
+        "import torch.nn as nn\n\ndef block(a, b):\n    return [nn.Linear(a, b), nn.Tanh()]\n"
+    )
+    (package / "model.py").write_text(
+        "import torch.nn as nn\nfrom .layers import block\n\n"
+        "class Deep(nn.Module):\n"
+        "    def __init__(self, depth=4, width=8):\n"
+        "        super().__init__()\n"
+        "        self.net = nn.Sequential(*[m for _ in range(depth) for m in block(width, width)])\n"
+        "    def forward(self, x):\n        return self.net(x)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    model = load_model("okpkg/model.py:Deep(depth=3)").module
+    out = tmp_path / "out"
+    out.mkdir()
+    torch.save(model, out / "model.pt")
+    source = f"{package / 'model.py'}:Deep(depth=3)"
+    (out / "plan.yaml").write_text(f"plan_version: 1\nsource: {source}\n")
+    done = run_in_new_process(  # from a folder where okpkg cannot be found otherwise
+        "diagnose", "model.pt", "--trust-pickle", "--steps", "1", "--format", "json", cwd=out
+    )
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads(done.stdout)
+    assert report["model"]["type"] == "Deep"
+    assert report["model"]["parameters"] == 3 * (8 * 8 + 8)
