@@ -263,6 +263,7 @@ def _layer_dict(layer: LayerStats) -> dict[str, Any]:
         "depth": layer.depth,
         "successor": layer.successor,
         "residual_scale": layer.residual_scale,
+        "attention_score": layer.attention_score,
     }
 
 

@@ -92,6 +92,7 @@ _PARAM_OPS = frozenset(
 )
 _ADD = frozenset({"AddBackward0", "AddBackward1"})
 _MUL = frozenset({"MulBackward0"})
+_MATMUL = frozenset({"BmmBackward0", "MmBackward0", "MatmulBackward0", "BaddbmmBackward0"})
 _HOPS = 4  # how far a scaled branch may travel toward the loss before it must be added
 
 
@@ -122,6 +123,7 @@ def trace(
     }
     depth, successor = _longest_routes(order, pure, touches, layers)
     is_input = _inputs(order, pure, touches, layers)
+    score = _attention_scores(order, parents, touches, layers)
     residual = [False] * layers
     entering: dict[int, list[Any]] = {}
     for node, found in touches.items():
@@ -131,7 +133,7 @@ def trace(
         residual[layer] = scale_like[layer] and all(
             _name(n) in _MUL and _reaches_add(n, parents) for n in nodes
         )
-    return Structure(tuple(depth), tuple(successor), tuple(is_input), tuple(residual))
+    return Structure(tuple(depth), tuple(successor), tuple(is_input), tuple(residual), tuple(score))
 
 
 def _name(node: Any) -> str:
@@ -143,21 +145,31 @@ def _children(node: Any) -> list[Any]:
 
 
 def _topological(root: Any) -> tuple[list[Any], dict[Any, list[Any]]]:
-    """Nodes reachable from ``root``, every node before its children; and each node's parents."""
+    """Nodes reachable from ``root``, every node before its children; and each node's parents.
+
+    An iterative depth-first search that marks a node when it is expanded, not when it is
+    pushed: a node reached again from another parent before its expansion is pushed again, so
+    it finishes before every parent (a correct post-order, reversed).
+    """
     parents: dict[Any, list[Any]] = {root: []}
     post: list[Any] = []
     stack: list[tuple[Any, bool]] = [(root, False)]
-    seen = {root}
+    expanded: set[Any] = set()
+    linked: set[Any] = set()
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
+        node, done = stack.pop()
+        if done:
             post.append(node)
             continue
+        if node in expanded:
+            continue
+        expanded.add(node)
         stack.append((node, True))
         for child in _children(node):
-            parents.setdefault(child, []).append(node)
-            if child not in seen:
-                seen.add(child)
+            if (node, child) not in linked:  # the same edge twice (x * x) is one parent
+                linked.add((node, child))
+                parents.setdefault(child, []).append(node)
+            if child not in expanded:
                 stack.append((child, False))
     post.reverse()
     return post, parents
@@ -243,6 +255,85 @@ def _inputs(
             entered[layer] = True
             blocked[layer] = blocked[layer] or bool(under - {layer})
     return [seen and not other for seen, other in zip(entered, blocked, strict=True)]
+
+
+def _attention_scores(
+    order: list[Any], parents: dict[Any, list[Any]], touches: dict[Any, set[int]], layers: int
+) -> list[bool]:
+    """Layers that feed attention scores (queries, keys) and not the values they weight.
+
+    At initialisation the scores are near zero and the softmax near uniform, so the gradient
+    of a query or key projection is second order, scaled by the other's small weights: two
+    orders of magnitude below the rest of its block. Found as the layers met first below a
+    softmax whose probabilities multiply values (or in the query/key slots of a fused
+    scaled-dot-product attention), less those also met below the values (a fused QKV
+    projection feeds both and stays in the ratio rules).
+    """
+    scores: set[int] = set()
+    values: set[int] = set()
+    for node in order:
+        name = _name(node)
+        children = _children(node)
+        if "ScaledDotProduct" in name or "FlashAttention" in name:
+            scores |= _entering_below(children[:2], touches)
+            values |= _entering_below(children[2:3], touches)
+        elif name in ("SoftmaxBackward0", "SafeSoftmaxBackward0"):
+            weighting = _weighting(node, parents)
+            if weighting is not None:
+                scores |= _entering_below([node], touches)
+                values |= _entering_below(
+                    [c for c in _children(weighting) if c is not node and not _above(node, c)],
+                    touches,
+                )
+    return [i in scores - values for i in range(layers)]
+
+
+def _weighting(softmax: Any, parents: dict[Any, list[Any]]) -> Any | None:
+    """The matrix product that weights values by these probabilities (dropout, views between)."""
+    frontier = [softmax]
+    for _ in range(_HOPS):
+        following = []
+        for current in frontier:
+            for parent in parents.get(current, []):
+                if _name(parent) in _MATMUL:
+                    return parent
+                if _name(parent) in _ON_THE_WAY:
+                    following.append(parent)
+        frontier = following
+    return None
+
+
+def _above(node: Any, child: Any) -> bool:
+    """Whether ``child`` leads to ``node`` through views and dropout (the probabilities' side)."""
+    current = child
+    for _ in range(_HOPS + 1):
+        if current is node:
+            return True
+        if _name(current) not in _ON_THE_WAY:
+            return False
+        below = _children(current)
+        if not below:
+            return False
+        current = below[0]
+    return False
+
+
+def _entering_below(starts: list[Any], touches: dict[Any, set[int]], limit: int = 64) -> set[int]:
+    """The layers that enter first on the way down from ``starts`` (the nearest layers below)."""
+    found: set[int] = set()
+    stack = list(starts)
+    seen: set[Any] = set()
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        entered = touches.get(node, set())
+        if entered and node not in starts:
+            found |= entered
+            continue
+        stack.extend(_children(node))
+    return found
 
 
 def _reaches_add(node: Any, parents: dict[Any, list[Any]]) -> bool:

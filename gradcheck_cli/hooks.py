@@ -71,6 +71,8 @@ _SOFTMAX_TYPES: tuple[type[nn.Module], ...] = (nn.Softmax, nn.LogSoftmax)
 # A softmax row is saturated when its largest probability is at least this: every other output
 # then gets a derivative p_i (1 - p_i) or p_i p_j under 1% of its peak.
 SOFTMAX_SATURATED = 0.99
+# Attention masks write -inf, the dtype's minimum, -1e9 or (older Hugging Face models) -10000.
+MASKED_LOGIT = -1e4
 
 
 def _softmax_dim(module: nn.Module, x: torch.Tensor) -> int:
@@ -344,11 +346,18 @@ class Recorder:
                 self._add_count(1, i, ((x <= lo) | (x >= hi)).sum())
                 self._sat_numel[i] += x.numel()
             if softmax and x.dim() and x.numel():
-                # Saturated rows: one output takes (nearly) all the probability.
-                peak = x.amax(dim=_softmax_dim(mod, x))
+                # Saturated rows: one output takes (nearly) all the probability. A row masked
+                # down to one open entry (-inf, -1e4 or dtype-min logits elsewhere: causal or
+                # padding masks) is certain by construction, not saturated.
+                dim = _softmax_dim(mod, x)
+                peak = x.amax(dim=dim)
                 if log_probs:
                     peak = peak.exp()
-                self._add_count(1, i, (peak >= SOFTMAX_SATURATED).sum())
+                saturated = peak >= SOFTMAX_SATURATED
+                logits = args[0] if args and isinstance(args[0], torch.Tensor) else None
+                if logits is not None and logits.shape == x.shape:
+                    saturated &= (logits.detach() > MASKED_LOGIT).sum(dim=dim) >= 2
+                self._add_count(1, i, saturated.sum())
                 self._sat_numel[i] += peak.numel()
             if grad_hook is not None and t.requires_grad:
                 t.register_hook(grad_hook)

@@ -115,6 +115,7 @@ class LayerStats:
     successor: str | None = None  # the next layer toward the loss on that route
     is_input: bool = False  # no other measured layer lies below it
     residual_scale: bool = False  # its parameters scale a branch added to a residual stream
+    attention_score: bool = False  # it feeds attention scores (a query or key projection)
     rows: int = 0  # rows (tokens, samples) its outputs held, summed over all calls and steps
 
     @property
@@ -228,11 +229,14 @@ class Structure:
     successor: tuple[int, ...]
     is_input: tuple[bool, ...]
     residual_scale: tuple[bool, ...]
+    attention_score: tuple[bool, ...] = ()
 
     @classmethod
     def unknown(cls, layers: int) -> Structure:
         """No graph was traced (``watch()``, TorchScript): every layer at depth 0."""
-        return cls((0,) * layers, (-1,) * layers, (False,) * layers, (False,) * layers)
+        return cls(
+            (0,) * layers, (-1,) * layers, (False,) * layers, (False,) * layers, (False,) * layers
+        )
 
 
 @dataclass(frozen=True)
@@ -341,6 +345,7 @@ def _with_structure(
         successor=infos[successor].name if successor >= 0 else None,
         is_input=structure.is_input[i],
         residual_scale=residual,
+        attention_score=bool(structure.attention_score) and structure.attention_score[i],
         near_zero_weights=layer.near_zero_weights or (residual and rms < SMALL_SCALE),
     )
 

@@ -76,7 +76,9 @@ def probe_recurrent(model: nn.Module, run_forward: Callable[[], Any]) -> list[Te
             direction = torch.randn(last.shape, device=last.device, dtype=last.dtype)
             (grad,) = torch.autograd.grad((last * direction).sum(), x, retain_graph=True)
             others = [d for d in range(grad.dim()) if d != time_axis]
-            norms = torch.linalg.vector_norm(grad.float(), dim=others)
+            # float64: float32 squares of gradients below ~1e-23 flush to zero (a ratio of 0
+            # where the true one is 1e-46), and the thresholds need the true ratio.
+            norms = torch.linalg.vector_norm(grad.double(), dim=others)
             seen.add(name)
             found.append(
                 TemporalProfile(
@@ -156,7 +158,7 @@ class PositionProfiler:
             others = [d for d in range(3) if d != self.time_axis]
 
             def keep(grad: torch.Tensor) -> None:
-                self._rows[step] = torch.linalg.vector_norm(grad.float(), dim=others).detach()
+                self._rows[step] = torch.linalg.vector_norm(grad.double(), dim=others).detach()
 
             output.register_hook(keep)
 

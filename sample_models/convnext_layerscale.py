@@ -48,7 +48,7 @@ class ConvNeXt(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, dims[0], 4, stride=4), LayerNorm2d(dims[0]))
         stages = []
-        for i, (dim, depth) in enumerate(zip(dims, depths)):
+        for i, (dim, depth) in enumerate(zip(dims, depths, strict=True)):
             down = (
                 nn.Identity()
                 if i == 0

@@ -14,7 +14,9 @@ class DeepMLP(nn.Module):
     def __init__(self, in_dim: int = 32, width: int = 64, depth: int = 30, n_out: int = 10):
         super().__init__()
         dims = [in_dim] + [width] * (depth - 1)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
         self.out = nn.Linear(width, n_out)
         self.act = nn.Sigmoid()
 

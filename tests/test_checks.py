@@ -504,3 +504,46 @@ def test_unsteady_fractions_are_called_unstable() -> None:
     findings = [f for f in run_checks(stats(layer("fc", 1e-2), swinging)) if f.id == "dead-units"]
     assert "unstable across batches (relu ranges from 5% to 97%)" in findings[0].message
     assert findings[0].evidence["unstable_layers"] == 1
+
+
+def _decoder(skip: set[tuple[int, str]]) -> ModelStats:
+    """Two decoder layers with self- and cross-attention; ``skip`` lists what never ran."""
+    layers = []
+    for b in range(2):
+        for part in (
+            "self_attn.q_proj",
+            "self_attn.out_proj",
+            "encoder_attn.q_proj",
+            "encoder_attn.out_proj",
+            "fc1",
+        ):
+            unused = (b, part.split(".")[0]) in skip or (b, part) in skip
+            layers.append(
+                layer(
+                    f"decoder.layers.{b}.{part}",
+                    None if unused else 1e-2,
+                    calls=0 if unused else 1,
+                    grad_none_steps=3 if unused else 0,
+                )
+            )
+    return stats(*layers, layer("lm_head", 1e-1))
+
+
+def test_a_branch_every_block_skips_is_an_optional_input() -> None:
+    findings = [
+        f
+        for f in run_checks(_decoder({(0, "encoder_attn"), (1, "encoder_attn")}))
+        if f.id == "no-gradient"
+    ]
+    assert [f.severity for f in findings] == [Severity.INFO]
+    assert findings[0].evidence == {
+        "layers": 4,
+        "reason": "optional-branch",
+        "group": "decoder.layers.*.encoder_attn",
+    }
+
+
+def test_a_branch_one_block_skips_or_a_whole_block_unused_warns() -> None:
+    assert found(_decoder({(0, "encoder_attn")})) == {"no-gradient": "warning"}
+    whole = {(1, p) for p in ("self_attn", "encoder_attn", "fc1")}
+    assert found(_decoder(whole)) == {"no-gradient": "warning"}

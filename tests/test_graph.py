@@ -116,3 +116,41 @@ def test_no_graph_gives_unknown_structure() -> None:
     model = nn.Linear(3, 1)
     with capture(model) as recorder:
         assert recorder.structure(torch.tensor(1.0)) == Structure.unknown(1)
+
+
+class Attention(nn.Module):
+    """Separate query/key/value projections; ``fused`` uses one projection for all three."""
+
+    def __init__(self, dim: int, fused: bool = False) -> None:
+        super().__init__()
+        self.fused = fused
+        if fused:
+            self.qkv = nn.Linear(dim, 3 * dim)
+        else:
+            self.wq, self.wk, self.wv = (nn.Linear(dim, dim) for _ in range(3))
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+        else:
+            q, k, v = self.wq(x), self.wk(x), self.wv(x)
+        probs = torch.softmax(q @ k.transpose(1, 2) / 8**0.5, dim=-1)
+        return self.out(torch.dropout(probs, 0.1, True) @ v)
+
+
+def test_query_and_key_projections_are_found_by_where_they_flow() -> None:
+    names, s = _structure(Attention(8), torch.randn(2, 5, 8))
+    assert _by_name(names, s.attention_score) == {"wq": True, "wk": True, "wv": False, "out": False}
+    names, s = _structure(Attention(8, fused=True), torch.randn(2, 5, 8))
+    assert _by_name(names, s.attention_score) == {"qkv": False, "out": False}
+
+
+def test_fused_attention_query_and_key_slots() -> None:
+    class Sdpa(Attention):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q, k, v = self.wq(x), self.wk(x), self.wv(x)
+            return self.out(torch.nn.functional.scaled_dot_product_attention(q, k, v))
+
+    names, s = _structure(Sdpa(8), torch.randn(2, 5, 8))
+    assert _by_name(names, s.attention_score) == {"wq": True, "wk": True, "wv": False, "out": False}

@@ -144,7 +144,8 @@ def ratio_layers(stats: ModelStats) -> list[LayerStats]:
                 layer.zero_weights
                 or layer.near_zero_weights
                 or layer.residual_scale
-                or is_query_or_key(layer.name)
+                or layer.attention_score
+                or (not layer.depth and is_query_or_key(layer.name))
             ):
                 layers.append(layer)
     return layers
@@ -166,7 +167,9 @@ def is_query_or_key(name: str) -> bool:
     output and MLP layers of the same block (measured on a 2-layer Hugging Face BERT). That is
     the normal start of every transformer, not vanishing with depth, so they are left out of
     the ratio rules. Fused projections (GPT-2's c_attn, nn.MultiheadAttention's in_proj) mix in
-    the values and need no exception.
+    the values and need no exception. Where the autograd graph was traced, the layers that feed
+    attention scores are found structurally (``LayerStats.attention_score``) and these names
+    are not used; the names serve ``watch()``, which traces no graph.
     """
     return name.rpartition(".")[2] in _QK_NAMES
 
@@ -219,19 +222,19 @@ def depth_profile(layers: Sequence[LayerStats], min_layers: int) -> DepthProfile
     """Compare the first and last quarter of ``layers`` (one path, input first); None when there
     are too few.
 
-    The output layer is left out when there are more than ``min_layers``: it gets the loss
-    gradient directly, and its ratio, large by nature, would pass for decay in the layers below
-    it (a small Hugging Face BERT whose pooler and classifier sit at the end). Where the graph
-    was traced, output layers are the ones at depth 1 (next to the loss), wherever they were
-    called; otherwise the last layer of the path.
+    Output layers are left out: they get the loss gradient directly, and their ratio, large by
+    nature, would pass for decay in the layers below (a small Hugging Face BERT whose pooler and
+    classifier sit at the end; an expert's two layers against the head of a mixture of
+    experts). Where the graph was traced, they are the layers at depth 1 (next to the loss),
+    wherever they were called, and the path needs ``min_layers`` layers without them; otherwise
+    the last layer of the path is left out when there are more than ``min_layers``.
     """
+    if any(l.depth for l in layers):
+        layers = [l for l in layers if l.depth != 1]  # every output layer, wherever called
+    elif len(layers) > min_layers:
+        layers = list(layers[:-1])
     if len(layers) < min_layers:
         return None
-    if len(layers) > min_layers:
-        traced = any(l.depth for l in layers)
-        layers = [l for l in layers if l.depth != 1] if traced else list(layers[:-1])
-        if not layers:
-            return None
     quarter = max(1, len(layers) // 4)
     early, late = layers[:quarter], layers[-quarter:]
     return DepthProfile(

@@ -87,6 +87,21 @@ class NoGradient(Check):
         routed, unused = _unrouted(stats, unused)
         for group, members in routed.items():
             findings.append(self._routing(stats, group, members, why))
+        skipped, unused = _skipped_branches(stats, unused)
+        for pattern, members in skipped.items():
+            findings.append(
+                self._finding(
+                    Severity.INFO,
+                    members,
+                    f"every block skips the same branch ({pattern}, {len(members)} layer(s)) "
+                    "while the rest of each block runs: an optional input was not given (as "
+                    "cross-attention without encoder states); give it in example_inputs or "
+                    "--data if the model should use it",
+                    {"reason": "optional-branch", "group": pattern},
+                    why,
+                    remedies=(),
+                )
+            )
         if called:
             findings.append(
                 self._finding(
@@ -234,3 +249,44 @@ def _group_of(stats: ModelStats, layer: LayerStats) -> Group | None:
             idle = len(siblings) - len(ran)
             return Group(pattern, len(siblings), idle, sum(l.rows for l in ran))
     return None
+
+
+def _skipped_branches(
+    stats: ModelStats, unused: list[LayerStats]
+) -> tuple[dict[str, list[LayerStats]], list[LayerStats]]:
+    """Never-called layers that every numbered block skips alike, the rest of each block running.
+
+    ``decoder.layers.0.encoder_attn.q_proj`` unused in every decoder layer while each layer's
+    self-attention runs is an optional branch (cross-attention without encoder states), not a
+    forgotten module; a block that never runs at all, or one module left out in one block,
+    stays a warning.
+    """
+    ran = {l.name for l in stats.layers if l.calls > 0}
+    names = {l.name for l in unused}
+    branches: dict[str, list[LayerStats]] = {}
+    rest = []
+    for layer in unused:
+        parts = layer.name.split(".")
+        found = None
+        for index in reversed(range(len(parts) - 1)):
+            if not parts[index].isdigit():
+                continue
+            block = ".".join(parts[: index + 1]) + "."
+            tail = ".".join(parts[index + 1 :])
+            pattern = ".".join([*parts[:index], "*", tail])
+            regex = re.compile(re.escape(pattern).replace(r"\*", r"\d+") + "$")
+            siblings = [l.name for l in stats.layers if regex.match(l.name)]
+            blocks = {n[: len(n) - len(tail) - 1] for n in siblings}
+            if (
+                len(siblings) >= 2
+                and all(n in names for n in siblings)
+                and any(r.startswith(block) for r in ran)
+                and all(any(r.startswith(b + ".") for r in ran) for b in blocks)
+            ):
+                found = ".".join([*parts[:index], "*", tail.split(".")[0]])
+            break
+        if found is None:
+            rest.append(layer)
+        else:
+            branches.setdefault(found, []).append(layer)
+    return branches, rest
