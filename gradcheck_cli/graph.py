@@ -93,6 +93,17 @@ _PARAM_OPS = frozenset(
 _ADD = frozenset({"AddBackward0", "AddBackward1"})
 _MUL = frozenset({"MulBackward0"})
 _MATMUL = frozenset({"BmmBackward0", "MmBackward0", "MatmulBackward0", "BaddbmmBackward0"})
+# How a router's top-k probabilities are picked out before they gate the experts' outputs.
+_SELECT = frozenset(
+    {
+        "TopkBackward0",
+        "MaxBackward0",
+        "GatherBackward0",
+        "IndexBackward0",
+        "SelectBackward0",
+        "SliceBackward0",
+    }
+)
 _HOPS = 4  # how far a scaled branch may travel toward the loss before it must be added
 
 
@@ -260,11 +271,12 @@ def _inputs(
 def _attention_scores(
     order: list[Any], parents: dict[Any, list[Any]], touches: dict[Any, set[int]], layers: int
 ) -> list[bool]:
-    """Layers that feed attention scores (queries, keys) and not the values they weight.
+    """Layers that feed attention scores or router logits, not the values these weight.
 
     At initialisation the scores are near zero and the softmax near uniform, so the gradient
     of a query or key projection is second order, scaled by the other's small weights: two
-    orders of magnitude below the rest of its block. Found as the layers met first below a
+    orders of magnitude below the rest of its block; a mixture-of-experts router's gradient
+    comes through the gate values alone, likewise. Found as the layers met first below a
     softmax whose probabilities multiply values (or in the query/key slots of a fused
     scaled-dot-product attention), less those also met below the values (a fused QKV
     projection feeds both and stays in the ratio rules).
@@ -289,27 +301,31 @@ def _attention_scores(
 
 
 def _weighting(softmax: Any, parents: dict[Any, list[Any]]) -> Any | None:
-    """The matrix product that weights values by these probabilities (dropout, views between)."""
+    """The product that weights values by these probabilities: attention's matrix product, or
+    a mixture-of-experts gate's multiply with an expert's output (top-k, gathers, dropout and
+    views between). A multiply with one input that needs no gradient is a dropout mask."""
     frontier = [softmax]
-    for _ in range(_HOPS):
+    for _ in range(_HOPS + 2):
         following = []
         for current in frontier:
             for parent in parents.get(current, []):
-                if _name(parent) in _MATMUL:
+                name = _name(parent)
+                if name in _MATMUL or (name in _MUL and len(_children(parent)) >= 2):
                     return parent
-                if _name(parent) in _ON_THE_WAY:
+                if name in _ON_THE_WAY or name in _SELECT:
                     following.append(parent)
         frontier = following
     return None
 
 
 def _above(node: Any, child: Any) -> bool:
-    """Whether ``child`` leads to ``node`` through views and dropout (the probabilities' side)."""
+    """Whether ``child`` leads to ``node`` through views, dropout and top-k picks (the
+    probabilities' side of the weighting product)."""
     current = child
-    for _ in range(_HOPS + 1):
+    for _ in range(_HOPS + 3):
         if current is node:
             return True
-        if _name(current) not in _ON_THE_WAY:
+        if _name(current) not in _ON_THE_WAY and _name(current) not in _SELECT:
             return False
         below = _children(current)
         if not below:

@@ -71,8 +71,9 @@ _SOFTMAX_TYPES: tuple[type[nn.Module], ...] = (nn.Softmax, nn.LogSoftmax)
 # A softmax row is saturated when its largest probability is at least this: every other output
 # then gets a derivative p_i (1 - p_i) or p_i p_j under 1% of its peak.
 SOFTMAX_SATURATED = 0.99
-# Attention masks write -inf, the dtype's minimum, -1e9 or (older Hugging Face models) -10000.
-MASKED_LOGIT = -1e4
+# Attention masks write -inf, the dtype's minimum, -1e9 or (older Hugging Face models) -10000
+# added to the scores; unmasked logits of even a temperature-1e-3 softmax stay well above this.
+MASKED_LOGIT = -5e3
 
 
 def _softmax_dim(module: nn.Module, x: torch.Tensor) -> int:

@@ -547,3 +547,14 @@ def test_a_branch_one_block_skips_or_a_whole_block_unused_warns() -> None:
     assert found(_decoder({(0, "encoder_attn")})) == {"no-gradient": "warning"}
     whole = {(1, p) for p in ("self_attn", "encoder_attn", "fc1")}
     assert found(_decoder(whole)) == {"no-gradient": "warning"}
+
+
+def test_a_loss_of_exactly_zero_blocks_nothing_in_the_model() -> None:
+    zero = [replace(layer(f"l{i}", None), grad_zero_steps=3) for i in range(4)]
+    findings = [
+        f for f in run_checks(stats(*zero, losses=(0.0, 0.0, 0.0))) if f.id == "no-gradient"
+    ]
+    assert [(f.severity, f.evidence["reason"]) for f in findings] == [
+        (Severity.WARNING, "zero-loss")
+    ]
+    assert found(stats(*zero)) == {"no-gradient": "error"}  # a real loss: blocked

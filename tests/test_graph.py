@@ -154,3 +154,26 @@ def test_fused_attention_query_and_key_slots() -> None:
 
     names, s = _structure(Sdpa(8), torch.randn(2, 5, 8))
     assert _by_name(names, s.attention_score) == {"wq": True, "wk": True, "wv": False, "out": False}
+
+
+def test_a_router_feeds_gates_not_values() -> None:
+    class TopTwo(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.router = nn.Linear(6, 4)
+            self.experts = nn.ModuleList(nn.Linear(6, 6) for _ in range(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            weights, chosen = torch.softmax(self.router(x), dim=-1).topk(2, dim=-1)
+            out = torch.zeros_like(x)
+            for slot in range(2):
+                for e, expert in enumerate(self.experts):
+                    rows = chosen[:, slot] == e
+                    if rows.any():
+                        out[rows] += weights[rows, slot, None] * expert(x[rows])
+            return out
+
+    torch.manual_seed(0)
+    names, s = _structure(TopTwo(), torch.randn(16, 6))
+    scores = {n for n, flag in zip(names, s.attention_score, strict=True) if flag}
+    assert scores == {"router"}

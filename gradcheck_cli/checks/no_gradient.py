@@ -57,7 +57,23 @@ class NoGradient(Check):
         zero_init = [l.display_name for l in stats.layers if l.zero_weights]
         why = self.section("Why it matters")
         findings = []
-        if blocked:
+        if blocked and stats.losses and all(loss == 0.0 for loss in stats.losses):
+            # A loss of exactly 0 on every batch has a zero gradient everywhere: the batches
+            # leave nothing to learn (labels copied from the inputs of a masked LM), which says
+            # nothing about the model.
+            findings.append(
+                self._finding(
+                    Severity.WARNING,
+                    blocked,
+                    "the loss is exactly 0 on every batch, so every gradient is zero and nothing "
+                    "was measured: the batches leave nothing to learn (labels equal to the "
+                    "inputs?); give real targets with --data or loss_fn",
+                    {"reason": "zero-loss"},
+                    why,
+                    remedies=(),
+                )
+            )
+        elif blocked:
             if zero_init:
                 findings.append(
                     self._finding(
