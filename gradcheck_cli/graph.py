@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from gradcheck_cli.stats import Structure
+from gradcheck_cli.stats import SoftmaxRows, Structure
 
 # Nodes through which a scaled branch may pass before it is added to the residual stream:
 # reshapes and the stochastic-depth / dropout multiply-and-divide (timm's drop_path).
@@ -113,13 +113,16 @@ def trace(
     owners: Sequence[int],
     layers: int,
     scale_like: Sequence[bool],
+    skip: set[Any] | None = None,
 ) -> Structure:
     """Read :class:`Structure` from the graph below ``loss``.
 
     ``params[k]`` belongs to layer ``owners[k]``; ``scale_like[i]`` says whether every
     parameter of layer ``i`` has the shape of a scalar or per-channel factor (the caller knows
-    the modules; only those layers can be residual scales).
+    the modules; only those layers can be residual scales); ``skip`` holds the graph nodes of
+    softmax outputs that measured ``nn.Softmax`` modules made (measured by their hooks).
     """
+    skip = skip or set()
     if loss.grad_fn is None:
         return Structure.unknown(layers)
     owner_of: dict[int, int] = {}
@@ -144,7 +147,46 @@ def trace(
         residual[layer] = scale_like[layer] and all(
             _name(n) in _MUL and _reaches_add(n, parents) for n in nodes
         )
-    return Structure(tuple(depth), tuple(successor), tuple(is_input), tuple(residual), tuple(score))
+    return Structure(
+        tuple(depth),
+        tuple(successor),
+        tuple(is_input),
+        tuple(residual),
+        tuple(score),
+        _softmax_rows(order, touches, skip),
+    )
+
+
+# A row is saturated when one entry takes this much of the probability (as for nn.Softmax).
+SATURATED = 0.99
+
+
+def _softmax_rows(
+    order: list[Any], touches: dict[Any, set[int]], skip: set[Any]
+) -> tuple[SoftmaxRows, ...]:
+    """Saturated rows of every softmax in the graph that no measured nn.Softmax module made.
+
+    Read from the probabilities autograd saves for the backward pass. A row is saturated when
+    its largest probability is at least 0.99 and at least two entries are nonzero: a row that
+    a mask leaves one entry is certain by construction (its logits are not known here, so a
+    row whose every other entry underflowed is not counted either: the count is a floor).
+    """
+    found = []
+    for node in order:
+        if _name(node) not in ("SoftmaxBackward0", "SafeSoftmaxBackward0") or node in skip:
+            continue
+        probs = getattr(node, "_saved_result", None)
+        if not isinstance(probs, torch.Tensor) or probs.dim() == 0 or not probs.numel():
+            continue
+        dim = int(getattr(node, "_saved_dim", -1))
+        if dim >= 2**63:  # a negative dim comes back as an unsigned 64-bit integer
+            dim -= 2**64
+        with torch.no_grad():
+            saturated = (probs.amax(dim=dim) >= SATURATED) & ((probs > 0).sum(dim=dim) >= 2)
+            count = int(saturated.sum())
+        feeders = tuple(sorted(_entering_below([node], touches)))
+        found.append(SoftmaxRows(feeders, count, saturated.numel()))
+    return tuple(found)
 
 
 def _name(node: Any) -> str:

@@ -171,7 +171,9 @@ class Recorder:
 
     def structure(self, loss: torch.Tensor) -> Structure:
         """Depth, paths and residual scales of the measured layers, from ``loss``'s graph."""
-        return trace(loss, self._params, self._param_layer, self._layers, self._scale_like)
+        return trace(
+            loss, self._params, self._param_layer, self._layers, self._scale_like, self._softmaxes
+        )
 
     def _static_infos(self, targets: list[tuple[str, nn.Module, LayerKind]]) -> list[LayerInfo]:
         """Weight norms (one transfer for all layers), parameter counts and zero-init flags."""
@@ -296,6 +298,7 @@ class Recorder:
         self._count_slots: list[int] = []
         self._act_numel = [0] * self._layers
         self._act_rows = [0] * self._layers
+        self._softmaxes: set[Any] = set()  # graph nodes of nn.Softmax outputs (measured here)
         self._out_grad_numel = [0] * self._layers
         self._units = [0] * self._layers
         self._sat_numel = [0] * self._layers
@@ -346,6 +349,8 @@ class Recorder:
                 lo, hi = bounds
                 self._add_count(1, i, ((x <= lo) | (x >= hi)).sum())
                 self._sat_numel[i] += x.numel()
+            if softmax and t.grad_fn is not None:
+                self._softmaxes.add(t.grad_fn)
             if softmax and x.dim() and x.numel():
                 # Saturated rows: one output takes (nearly) all the probability. A row masked
                 # down to one open entry (-inf, -1e4 or dtype-min logits elsewhere: causal or

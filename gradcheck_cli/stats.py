@@ -218,6 +218,16 @@ class ModelStats:
 
 
 @dataclass(frozen=True)
+class SoftmaxRows:
+    """A functional softmax (``F.softmax``, ``Tensor.softmax``) seen in the graph: how many of
+    its rows put 99% or more on one entry, and the layers whose outputs feed its logits."""
+
+    feeders: tuple[int, ...]
+    saturated: int
+    rows: int
+
+
+@dataclass(frozen=True)
 class Structure:
     """Per-layer facts read off one loss's autograd graph, indexed like the recorder's layers.
 
@@ -230,6 +240,7 @@ class Structure:
     is_input: tuple[bool, ...]
     residual_scale: tuple[bool, ...]
     attention_score: tuple[bool, ...] = ()
+    softmax: tuple[SoftmaxRows, ...] = ()  # softmax calls that no nn.Softmax module made
 
     @classmethod
     def unknown(cls, layers: int) -> Structure:
@@ -315,6 +326,7 @@ def aggregate(
     layers = [_aggregate_layer(i, info, records) for i, info in enumerate(infos)]
     if structure is not None:
         layers = [_with_structure(layer, i, structure, infos) for i, layer in enumerate(layers)]
+        layers += _softmax_layers(structure, infos, layers)
     if shadow:
         layers = [_with_underflow(layer, i, shadow) for i, layer in enumerate(layers)]
     called = sorted((l for l in layers if l.order >= 0), key=lambda l: l.order)
@@ -348,6 +360,45 @@ def _with_structure(
         attention_score=bool(structure.attention_score) and structure.attention_score[i],
         near_zero_weights=layer.near_zero_weights or (residual and rms < SMALL_SCALE),
     )
+
+
+def _softmax_layers(
+    structure: Structure, infos: Sequence[LayerInfo], layers: Sequence[LayerStats]
+) -> list[LayerStats]:
+    """One activation row per functional softmax, named ``<module>.softmax()`` after the module
+    that holds the layers feeding its logits, ordered after the last of them (step 0 only)."""
+    found = []
+    for rows in structure.softmax:
+        names = [infos[i].name.split(".") for i in rows.feeders]
+        common: list[str] = []
+        for parts in zip(*names, strict=False) if names else ():
+            if len(set(parts)) != 1:
+                break
+            common.append(parts[0])
+        if names and len(common) == min(len(n) for n in names):
+            common = common[:-1]  # a single feeder: its parent module holds the softmax
+        order = max((layers[i].order for i in rows.feeders), default=-1)
+        fraction = rows.saturated / rows.rows if rows.rows else 0.0
+        found.append(
+            LayerStats(
+                name=".".join([*common, "softmax()"]),
+                type="softmax()",
+                kind=LayerKind.ACTIVATION,
+                order=order,
+                calls=1,
+                params=0,
+                trainable=0,
+                grad_rms=Skipped("no parameters"),
+                grad_norm=Skipped("no parameters"),
+                weight_norm=Skipped("no parameters"),
+                grad_to_weight=Skipped("no parameters"),
+                act_rms=Skipped("a functional softmax: only its rows are measured"),
+                out_grad_rms=Skipped("a functional softmax: only its rows are measured"),
+                dead_fraction=Skipped("not a ReLU-family activation"),
+                saturated_fraction=Summary(fraction, fraction, fraction),
+            )
+        )
+    return found
 
 
 def _with_underflow(layer: LayerStats, i: int, shadow: Sequence[StepRecord]) -> LayerStats:

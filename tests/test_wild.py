@@ -152,3 +152,32 @@ def test_shared_activation_gets_he_init_at_every_call_site() -> None:
         f"layers.{i}" for i in range(29)
     )
     assert result.chosen.report.status.value == "healthy"
+
+
+def test_a_functional_softmax_is_measured_from_the_graph() -> None:
+    class Pool(torch.nn.Module):
+        def __init__(self, temperature: float) -> None:
+            super().__init__()
+            self.q, self.k, self.v = (torch.nn.Linear(16, 16) for _ in range(3))
+            self.temperature = temperature
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            scores = self.q(x.mean(1, keepdim=True)) @ self.k(x).transpose(1, 2)
+            return (torch.softmax(scores / self.temperature, dim=-1) @ self.v(x)).squeeze(1)
+
+    def run(temperature: float) -> Report:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(Pool(temperature), torch.nn.Linear(16, 3))
+        return diagnose(model, lambda b: torch.randn(b, 12, 16))
+
+    cold = run(1e-3)
+    finding = _only(cold, "saturation")
+    # A floor: rows whose every other entry underflowed to 0 look masked and are not counted.
+    assert finding.severity.rank >= Severity.WARNING.rank and finding.layers == ("0.softmax()",)
+    assert finding.evidence["max_saturated_fraction"] >= 0.2
+    (rows,) = [l for l in cold.layers if l.type == "softmax()"]
+    assert rows.order > max(l.order for l in cold.layers if l.name in ("0.q", "0.k"))
+    warm = run(4.0)
+    (rows,) = [l for l in warm.layers if l.type == "softmax()"]
+    assert rows.saturated_fraction.median == 0.0  # type: ignore[union-attr]
+    assert warm.findings == ()

@@ -9,7 +9,7 @@ from gradcheck_cli.checks.base import FractionCheck
 from gradcheck_cli.findings import Finding
 from gradcheck_cli.stats import ModelStats
 
-_SOFTMAX = frozenset({"Softmax", "LogSoftmax"})
+_SOFTMAX = frozenset({"Softmax", "LogSoftmax", "softmax()"})
 
 
 class Saturation(FractionCheck):
@@ -20,8 +20,9 @@ class Saturation(FractionCheck):
         values in the flat region is at least 0.2 (warning) or 0.5 (error). Flat means a
         derivative under 4% of its peak: sigmoid outputs outside [0.01, 0.99], tanh outside
         [-0.99, 0.99], and the exact bounds of the hard variants (derivative zero). In a
-        Softmax or LogSoftmax module, the fraction of rows whose largest probability is at
-        least 0.99, with the same thresholds: logits so large (a temperature far below 1,
+        Softmax or LogSoftmax module, or a functional softmax (``F.softmax``: its rows are read
+        from the graph of step 0 and reported as ``<module>.softmax()``), the fraction of rows
+        whose largest probability is at least 0.99, with the same thresholds: logits so large (a temperature far below 1,
         attention scores not divided by sqrt(d)) that every derivative p_i (1 - p_i) is near
         zero. When a layer's fraction differs tenfold between batches, the finding says so.
 
