@@ -114,6 +114,17 @@ def first_tensor(output: Any) -> torch.Tensor | None:
     return None
 
 
+def all_tensors(output: Any) -> list[torch.Tensor]:
+    """Every tensor of a module output: itself, or those in (nested) tuples, lists and dicts."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in all_tensors(item)]
+    if isinstance(output, dict):
+        return [t for item in output.values() for t in all_tensors(item)]
+    return []
+
+
 def fan_in_of(module: nn.Module, weight: torch.Tensor) -> int:
     """The fan-in of a weight matrix: ``weight[0].numel()``, except for Hugging Face's Conv1D
     (GPT-2), which stores its Linear weight transposed as (in_features, out_features)."""
@@ -284,9 +295,15 @@ class Recorder:
 
     def _locator_hook(self, name: str) -> Callable[..., None]:
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
-            t = first_tensor(output)
-            if t is not None and t.is_floating_point():
-                self._located.append((name, torch.isfinite(t.detach()).logical_not().any()))
+            # Every floating tensor of the output: a NaN in the second element of a tuple
+            # (a head returning (mean, log_var)) is as much this module's as one in the first.
+            flags = [
+                torch.isfinite(t.detach()).logical_not().any()
+                for t in all_tensors(output)
+                if t.is_floating_point()
+            ]
+            if flags:
+                self._located.append((name, torch.stack(flags).any()))
 
         return hook
 

@@ -858,14 +858,35 @@ def to_device(inputs: Inputs, device: torch.device) -> Inputs:
 
 
 def call_model(model: nn.Module, inputs: Inputs) -> Any:
-    """Call the model: a tuple is positional arguments, a dict keyword arguments."""
+    """Call the model: a tuple is positional arguments, a dict keyword arguments, unless
+    ``forward`` takes one batch argument whose name is none of the dict's keys
+    (``forward(self, batch)`` reading ``batch["image"]``): then the dict is that argument."""
     if isinstance(inputs, Labeled):
         inputs = inputs.inputs
     if isinstance(inputs, tuple):
         return model(*inputs)
     if isinstance(inputs, Mapping):
+        if _takes_one_batch(model, inputs):
+            return model(inputs)
         return model(**inputs)
     return model(inputs)
+
+
+def _takes_one_batch(model: nn.Module, inputs: Mapping[str, Any]) -> bool:
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return False
+    params = list(signature.parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return False
+    named = {p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    positional = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    return bool(positional) and not set(inputs) <= named
 
 
 # --- losses ------------------------------------------------------------------------------------

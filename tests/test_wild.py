@@ -181,3 +181,50 @@ def test_a_functional_softmax_is_measured_from_the_graph() -> None:
     (rows,) = [l for l in warm.layers if l.type == "softmax()"]
     assert rows.saturated_fraction.median == 0.0  # type: ignore[union-attr]
     assert warm.findings == ()
+
+
+def test_a_nan_in_the_second_output_of_a_tuple_is_located_there() -> None:
+    def loss_fn(output: tuple[torch.Tensor, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        mean, log_var = output
+        return (mean.square() + log_var).mean()
+
+    class Head(torch.nn.Module):  # (mean, log of a signed output): NaN for about half the rows
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 2)
+
+        def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            mean, raw = self.proj(h).unbind(-1)
+            return mean, raw.log()
+
+    class Split(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Linear(4, 8)
+            self.head = Head()
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.head(torch.relu(self.body(x)))
+
+    torch.manual_seed(0)
+    report = diagnose(Split(), lambda b: torch.randn(b, 4), loss_fn)
+    finding = _only(report, "nonfinite")
+    assert finding.severity is Severity.ERROR
+    assert "appear first in head (forward pass" in finding.message
+
+
+def test_a_dict_batch_goes_to_a_forward_that_takes_one_argument() -> None:
+    class Batched(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.image = torch.nn.Linear(12, 8)
+            self.table = torch.nn.Linear(3, 8)
+            self.head = torch.nn.Linear(8, 2)
+
+        def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return self.head(torch.relu(self.image(batch["image"]) + self.table(batch["tab"])))
+
+    torch.manual_seed(0)
+    report = diagnose(Batched(), lambda b: {"image": torch.randn(b, 12), "tab": torch.randn(b, 3)})
+    assert report.status.value == "healthy"
+    assert {l.name for l in report.layers if l.is_input} == {"image", "table"}
