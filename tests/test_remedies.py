@@ -399,3 +399,30 @@ def test_gated_cell_keeps_the_dtype() -> None:
     x = torch.randn(4, 30, 8, dtype=torch.float64)
     fixed = applied("gated-cell", model, x)
     assert fixed.rnn.weight_ih_l0.dtype == torch.float64 and fixed(x).dtype == torch.float64
+
+
+def test_residual_wrap_leaves_blocks_that_return_tuples() -> None:
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            y = torch.tanh(self.fc(x))
+            return y, y.square().mean()  # (activation, penalty), as auxiliary losses do
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList(Block() for _ in range(4))
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for block in self.blocks:
+                x, _ = block(x)
+            return self.head(x)
+
+    torch.manual_seed(0)
+    result = propose("residual-wrap", Net())
+    assert isinstance(result, NotApplicable)
+    assert "blocks.0: takes or returns more than one tensor" in result.reason

@@ -27,6 +27,7 @@ class Call:
     type: type[nn.Module]
     in_shape: tuple[int, ...] | None
     out_shape: tuple[int, ...] | None
+    plain: bool = True  # its input and output are single tensors (not tuples or dicts)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,15 @@ def probe(model: nn.Module, inputs: Inputs) -> Probe:
 
             def hook(mod: nn.Module, args: Any, output: Any, name: str = name) -> None:
                 calls.append(
-                    Call(name, type(mod), _shape(args[0]) if args else None, _shape(output))
+                    Call(
+                        name,
+                        type(mod),
+                        _shape(args[0]) if args else None,
+                        _shape(output),
+                        plain=len(args) == 1
+                        and isinstance(args[0], torch.Tensor)
+                        and isinstance(output, torch.Tensor),
+                    )
                 )
 
             stack.callback(module.register_forward_hook(hook).remove)

@@ -47,6 +47,10 @@ def _preserves_shape(probe: Probe, prefix: str, start: int, end: int) -> tuple[b
     last = probe.first(f"{prefix}{end - 1}")
     if first is None or last is None:
         return False, "did not run"
+    if not (first.plain and last.plain):
+        # x + block(x) needs one tensor in and one out: a block returning (x, penalty)
+        # cannot be wrapped, and trying it made the whole fix fail.
+        return False, "takes or returns more than one tensor"
     if first.in_shape is None or first.in_shape != last.out_shape:
         return False, f"changes shape {first.in_shape} -> {last.out_shape}"
     return True, ""
