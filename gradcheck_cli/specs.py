@@ -94,7 +94,12 @@ def parse_spec(text: str) -> ModelSpec:
         kind = SpecKind.FILE
     elif suffix in SAVED_SUFFIXES and name is None:
         kind = SpecKind.SAVED
-    elif name is not None and _DOTTED.fullmatch(target) and not Path(target).exists():
+    elif (
+        name is not None
+        and _DOTTED.fullmatch(target)
+        # a dotted module, or a package folder of the current directory (pkg:build_model)
+        and (not Path(target).exists() or (Path(target) / "__init__.py").is_file())
+    ):
         kind = SpecKind.MODULE
     else:
         raise ModelLoadError(

@@ -373,6 +373,8 @@ def test_dotted_module_is_found_in_the_current_directory(
     assert (model.gru.hidden_size, model.head[1].out_features) == (16, 4)
     assert str(project) not in sys.path  # first on sys.path for that import only
     assert load_model("models.rnn:build(hidden_size=8)").module.gru.hidden_size == 8
+    # The package folder itself, named as the module (its __init__ re-exports nothing here).
+    assert load_model("models:rnn.build(hidden_size=4)").module.gru.hidden_size == 4
     result = cli("diagnose", "models.rnn:build(hidden_size=8)", "--steps", "1", "--format", "json")
     assert result.exit_code in (0, 1), result.stderr
     assert json.loads(result.stdout)["run"]["inputs"] == "inferred 32x8:float32"
