@@ -313,6 +313,8 @@ class Recorder:
         self._norm_slots: list[int] = []
         self._count_vals: list[torch.Tensor] = []
         self._count_slots: list[int] = []
+        self._worst_vals: list[torch.Tensor] = []
+        self._worst_slots: list[int] = []
         self._act_numel = [0] * self._layers
         self._act_rows = [0] * self._layers
         self._softmaxes: set[Any] = set()  # graph nodes of nn.Softmax outputs (measured here)
@@ -364,7 +366,9 @@ class Recorder:
                 self._add_dead(i, x)
             if bounds is not None:
                 lo, hi = bounds
-                self._add_count(1, i, ((x <= lo) | (x >= hi)).sum())
+                flat = ((x <= lo) | (x >= hi)).sum()
+                self._add_count(1, i, flat)
+                self._add_worst(1, i, flat, x.numel())
                 self._sat_numel[i] += x.numel()
             if softmax and t.grad_fn is not None:
                 self._softmaxes.add(t.grad_fn)
@@ -381,6 +385,7 @@ class Recorder:
                 if logits is not None and logits.shape == x.shape:
                     saturated &= (logits.detach() > MASKED_LOGIT).sum(dim=dim) >= 2
                 self._add_count(1, i, saturated.sum())
+                self._add_worst(1, i, saturated.sum(), peak.numel())
                 self._sat_numel[i] += peak.numel()
             if grad_hook is not None and t.requires_grad:
                 t.register_hook(grad_hook)
@@ -417,6 +422,13 @@ class Recorder:
             self._norm_vals.append(torch.linalg.vector_norm(x, dtype=torch.float32))
         self._norm_slots.append(quantity * self._layers + i)
 
+    def _add_worst(self, quantity: int, i: int, count: torch.Tensor, numel: int) -> None:
+        # The worst call's fraction: one shared nn.Sigmoid() saturated at its first call site
+        # and fine at five others is a saturated layer, not a sixth of one.
+        if numel:
+            self._worst_vals.append(count.double() / numel)
+            self._worst_slots.append(quantity * self._layers + i)
+
     def _add_count(self, quantity: int, i: int, count: torch.Tensor) -> None:
         self._count_vals.append(count)
         self._count_slots.append(quantity * self._layers + i)
@@ -434,6 +446,7 @@ class Recorder:
         other = [d for d in range(x.dim()) if d != unit_dim]
         peak = x.amax(dim=other)
         self._add_count(0, i, (peak <= 0).sum())
+        self._add_worst(0, i, (peak <= 0).sum(), peak.numel())
         self._units[i] += peak.numel()
 
     # per-step bookkeeping ---------------------------------------------------------------------
@@ -490,7 +503,7 @@ class Recorder:
             # Nonzero values below 2**-24, float16's smallest subnormal, become zero in fp16.
             tiny = [((g != 0) & (g.abs() < FP16_TINY)).sum() for g in dense]
             underflow.index_add_(0, owners, torch.stack(tiny).double().to(device))
-        pieces += [grad_sq, used, nf_grad, underflow]
+        pieces += [grad_sq, used, nf_grad, underflow, self._reduce_worst(device)]
         if self._located:
             pieces.append(torch.stack([flag for _, flag in self._located]).double())
         host = torch.cat([p.to(device) for p in pieces]).cpu().tolist()  # the one sync
@@ -502,7 +515,8 @@ class Recorder:
         grad_sq_h, used_h, nf_grad_h = body[6 * n : 7 * n], body[7 * n : 8 * n], body[8 * n : 9 * n]
         counted = self.count_nonfinite
         underflow_h = body[9 * n : 10 * n]
-        flags = body[10 * n :]
+        dead_worst, sat_worst = body[10 * n : 11 * n], body[11 * n : 12 * n]
+        flags = body[12 * n :]
         first_forward = next(
             (name for (name, _), bad in zip(self._located, flags, strict=True) if bad), None
         )
@@ -513,6 +527,8 @@ class Recorder:
             act_sumsq=tuple(act),
             act_numel=tuple(self._act_numel),
             act_rows=tuple(self._act_rows),
+            dead_worst=tuple(dead_worst),
+            saturated_worst=tuple(sat_worst),
             out_grad_sumsq=tuple(out_grad),
             out_grad_numel=tuple(self._out_grad_numel),
             grad_sumsq=tuple(grad_sq_h),
@@ -530,6 +546,15 @@ class Recorder:
             first_nonfinite_module=first_forward,
             underflow=tuple(int(v) for v in underflow_h) if self.count_underflow else None,
         )
+
+    def _reduce_worst(self, device: torch.device) -> torch.Tensor:
+        """Per layer, the largest dead and saturated fractions of any one call (2 x layers)."""
+        out = torch.zeros(2 * self._layers, dtype=torch.float64, device=device)
+        if self._worst_vals:
+            stacked = torch.stack([v.to(device) for v in self._worst_vals])
+            index = torch.tensor(self._worst_slots, device=device)
+            out.scatter_reduce_(0, index, stacked, reduce="amax")
+        return out
 
     def _reduce(
         self, vals: list[torch.Tensor], slots: list[int], quantities: int, *, square: bool

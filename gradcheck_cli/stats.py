@@ -294,6 +294,8 @@ class StepRecord:
     first_nonfinite_module: str | None = None  # innermost module whose output had NaN/Inf
     underflow: tuple[int, ...] | None = None  # gradient values fp16 would flush (--amp fp16)
     act_rows: tuple[int, ...] | None = None  # rows (tokens, samples) of the outputs, all calls
+    dead_worst: tuple[float, ...] | None = None  # the largest dead fraction of any one call
+    saturated_worst: tuple[float, ...] | None = None  # likewise, saturated
 
     @property
     def anomalous(self) -> bool:
@@ -438,8 +440,17 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
     out_grad = [
         _rms(r.out_grad_sumsq[i], r.out_grad_numel[i]) for r in records if r.out_grad_numel[i]
     ]
-    dead = [r.dead[i] / r.units[i] for r in records if r.units[i]]
-    saturated = [r.saturated[i] / r.sat_numel[i] for r in records if r.sat_numel[i]]
+    # A module called several times is judged by its worst call (a shared activation module).
+    dead = [
+        r.dead_worst[i] if r.dead_worst is not None else r.dead[i] / r.units[i]
+        for r in records
+        if r.units[i]
+    ]
+    saturated = [
+        r.saturated_worst[i] if r.saturated_worst is not None else r.saturated[i] / r.sat_numel[i]
+        for r in records
+        if r.sat_numel[i]
+    ]
     not_called = (
         "never called as a module (its parent uses the weights directly), or TorchScript, "
         "which cannot be hooked"

@@ -228,3 +228,28 @@ def test_a_dict_batch_goes_to_a_forward_that_takes_one_argument() -> None:
     report = diagnose(Batched(), lambda b: {"image": torch.randn(b, 12), "tab": torch.randn(b, 3)})
     assert report.status.value == "healthy"
     assert {l.name for l in report.layers if l.is_input} == {"image", "table"}
+
+
+def test_a_shared_activation_is_judged_by_its_worst_call() -> None:
+    class Shared(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2, self.head = (torch.nn.Linear(8, 8) for _ in range(3))
+            self.act = torch.nn.Sigmoid()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.act(self.fc1(x * 255.0))  # raw pixel values: this call saturates
+            for _ in range(5):
+                h = self.act(self.fc2(h))  # these five do not
+            return self.head(h)
+
+    torch.manual_seed(0)
+    model = Shared()
+    x = torch.rand(16, 8)
+    first = torch.sigmoid(model.fc1(x * 255.0)).detach()
+    expected = ((first <= 0.01) | (first >= 0.99)).double().mean().item()
+    report = diagnose(model, x, steps=1)
+    (act,) = [l for l in report.layers if l.name == "act"]
+    assert act.calls == 6
+    assert math.isclose(act.saturated_fraction.median, expected, rel_tol=1e-6)  # type: ignore[union-attr]
+    assert expected > 0.5 and _only(report, "saturation").severity is Severity.ERROR
