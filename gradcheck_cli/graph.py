@@ -91,6 +91,19 @@ _PARAM_OPS = frozenset(
     }
 )
 _ADD = frozenset({"AddBackward0", "AddBackward1"})
+_RESHAPE = frozenset(
+    {
+        "ViewBackward0",
+        "ReshapeAliasBackward0",
+        "UnsafeViewBackward0",
+        "PermuteBackward0",
+        "TransposeBackward0",
+        "CloneBackward0",
+        "SqueezeBackward0",
+        "SqueezeBackward1",
+        "UnsqueezeBackward0",
+    }
+)
 _MUL = frozenset({"MulBackward0"})
 _MATMUL = frozenset({"BmmBackward0", "MmBackward0", "MatmulBackward0", "BaddbmmBackward0"})
 # How a router's top-k probabilities are picked out before they gate the experts' outputs.
@@ -114,13 +127,15 @@ def trace(
     layers: int,
     scale_like: Sequence[bool],
     skip: set[Any] | None = None,
+    norms: Sequence[bool] = (),
 ) -> Structure:
     """Read :class:`Structure` from the graph below ``loss``.
 
     ``params[k]`` belongs to layer ``owners[k]``; ``scale_like[i]`` says whether every
     parameter of layer ``i`` has the shape of a scalar or per-channel factor (the caller knows
     the modules; only those layers can be residual scales); ``skip`` holds the graph nodes of
-    softmax outputs that measured ``nn.Softmax`` modules made (measured by their hooks).
+    softmax outputs that measured ``nn.Softmax`` modules made (measured by their hooks);
+    ``norms[i]`` says whether layer ``i`` is a normaliser.
     """
     skip = skip or set()
     if loss.grad_fn is None:
@@ -154,7 +169,30 @@ def trace(
         tuple(residual),
         tuple(score),
         _softmax_rows(order, touches, skip),
+        tuple(_feeding_norms(touches, norms, layers)),
     )
+
+
+def _feeding_norms(touches: dict[Any, set[int]], norms: Sequence[bool], layers: int) -> list[bool]:
+    """Layers whose output reaches a normaliser through reshapes alone (Levit's Linear then
+    BatchNorm1d over ``x.flatten(0, 1)``): their weights are scale-invariant, as when the
+    normaliser takes the output tensor itself (which the hooks see)."""
+    feeding = [False] * layers
+    for node, entered in touches.items():
+        if not any(norms[i] for i in entered if i < len(norms)):
+            continue
+        for child in _children(node):
+            current = child
+            for _ in range(_HOPS + 2):
+                if touches.get(current):
+                    for layer in touches[current]:
+                        feeding[layer] = feeding[layer] or not norms[layer]
+                    break
+                below = _children(current)
+                if _name(current) not in _RESHAPE or len(below) != 1:
+                    break
+                current = below[0]
+    return feeding
 
 
 # A row is saturated when one entry takes this much of the probability (as for nn.Softmax).

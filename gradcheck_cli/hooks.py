@@ -183,7 +183,13 @@ class Recorder:
     def structure(self, loss: torch.Tensor) -> Structure:
         """Depth, paths and residual scales of the measured layers, from ``loss``'s graph."""
         return trace(
-            loss, self._params, self._param_layer, self._layers, self._scale_like, self._softmaxes
+            loss,
+            self._params,
+            self._param_layer,
+            self._layers,
+            self._scale_like,
+            self._softmaxes,
+            [info.kind is LayerKind.NORM for info in self.infos],
         )
 
     def _static_infos(self, targets: list[tuple[str, nn.Module, LayerKind]]) -> list[LayerInfo]:

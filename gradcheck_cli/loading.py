@@ -872,6 +872,33 @@ def call_model(model: nn.Module, inputs: Inputs) -> Any:
     return model(inputs)
 
 
+def optional_inputs_not_given(model: nn.Module, inputs: Inputs) -> tuple[str, ...]:
+    """The parameters of ``forward`` that default to None and that this batch does not give.
+
+    A multimodal or entity-aware model (pixel_values, entity_ids, bbox) runs its towers only
+    when those inputs come; layers that never ran are then explained by the inputs, not the
+    model.
+    """
+    if isinstance(inputs, Labeled):
+        inputs = inputs.inputs
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return ()
+    if isinstance(inputs, Mapping) and not _takes_one_batch(model, inputs):
+        given = set(inputs)
+    else:
+        count = len(inputs) if isinstance(inputs, tuple) else 1
+        given = {p.name for p in params[:count]}
+    return tuple(
+        p.name
+        for p in params
+        if p.default is None
+        and p.name not in given
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    )
+
+
 def _takes_one_batch(model: nn.Module, inputs: Mapping[str, Any]) -> bool:
     try:
         signature = inspect.signature(model.forward)

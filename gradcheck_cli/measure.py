@@ -25,6 +25,7 @@ from gradcheck_cli.loading import (
     LossFn,
     LossKind,
     call_model,
+    optional_inputs_not_given,
     resolve_loss,
     to_device,
 )
@@ -220,7 +221,13 @@ def measure(
             with passes.seeded(0):
                 temporal.extend(probe_recurrent(model, lambda: passes.forward(passes.inputs())))
     structure = structures[0] if structures else None
-    stats = replace(aggregate(recorder.infos, records, shadow, structure), temporal=tuple(temporal))
+    with passes.seeded(0):
+        unfed = optional_inputs_not_given(model, passes.inputs())
+    stats = replace(
+        aggregate(recorder.infos, records, shadow, structure),
+        temporal=tuple(temporal),
+        inputs_not_given=unfed,
+    )
     return Measurement(stats=stats, loss=str(used_loss))
 
 

@@ -208,6 +208,8 @@ class ModelStats:
     temporal: tuple[TemporalProfile, ...] = ()
     # Under --train-steps, after step 0: each layer's gradient norm at step 0 of the training.
     start_grad_norms: tuple[tuple[str, float], ...] = ()
+    # Parameters of forward that default to None and that the batches did not give.
+    inputs_not_given: tuple[str, ...] = ()
 
     def by_name(self, name: str) -> LayerStats:
         """The layer called ``name``; raises KeyError when there is none."""
@@ -241,6 +243,7 @@ class Structure:
     residual_scale: tuple[bool, ...]
     attention_score: tuple[bool, ...] = ()
     softmax: tuple[SoftmaxRows, ...] = ()  # softmax calls that no nn.Softmax module made
+    feeds_norm: tuple[bool, ...] = ()  # output reaches a normaliser through reshapes alone
 
     @classmethod
     def unknown(cls, layers: int) -> Structure:
@@ -360,6 +363,7 @@ def _with_structure(
         is_input=structure.is_input[i],
         residual_scale=residual,
         attention_score=bool(structure.attention_score) and structure.attention_score[i],
+        feeds_norm=layer.feeds_norm or (bool(structure.feeds_norm) and structure.feeds_norm[i]),
         near_zero_weights=layer.near_zero_weights or (residual and rms < SMALL_SCALE),
     )
 

@@ -177,3 +177,20 @@ def test_a_router_feeds_gates_not_values() -> None:
     names, s = _structure(TopTwo(), torch.randn(16, 6))
     scores = {n for n, flag in zip(names, s.attention_score, strict=True) if flag}
     assert scores == {"router"}
+
+
+def test_a_layer_feeds_a_norm_through_reshapes() -> None:
+    class LinearBN(nn.Module):  # Levit's LevitMLPLayerWithBN: BatchNorm1d over flattened tokens
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(6, 6)
+            self.bn = nn.BatchNorm1d(6)
+            self.after = nn.Linear(6, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.linear(x)
+            h = self.bn(h.flatten(0, 1)).reshape_as(h)
+            return self.after(h + x)  # a residual sum into `after`: not scale-invariant
+
+    names, s = _structure(LinearBN(), torch.randn(3, 4, 6))
+    assert _by_name(names, s.feeds_norm) == {"linear": True, "bn": False, "after": False}

@@ -253,3 +253,27 @@ def test_a_shared_activation_is_judged_by_its_worst_call() -> None:
     assert act.calls == 6
     assert math.isclose(act.saturated_fraction.median, expected, rel_tol=1e-6)  # type: ignore[union-attr]
     assert expected > 0.5 and _only(report, "saturation").severity is Severity.ERROR
+
+
+def test_a_tower_whose_optional_input_was_not_given_is_info() -> None:
+    class TwoTower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.text, self.vision = torch.nn.Linear(8, 8), torch.nn.Linear(12, 8)
+            self.head = torch.nn.Linear(8, 2)
+
+        def forward(
+            self, tokens: torch.Tensor, pixel_values: torch.Tensor | None = None
+        ) -> torch.Tensor:
+            h = self.text(tokens)
+            if pixel_values is not None:
+                h = h + self.vision(pixel_values)
+            return self.head(torch.relu(h))
+
+    torch.manual_seed(0)
+    text_only = diagnose(TwoTower(), lambda b: torch.randn(b, 8))
+    finding = _only(text_only, "no-gradient")
+    assert finding.severity is Severity.INFO and finding.layers == ("vision",)
+    assert finding.evidence["inputs"] == ["pixel_values"]
+    both = diagnose(TwoTower(), lambda b: (torch.randn(b, 8), torch.randn(b, 12)))
+    assert both.findings == ()

@@ -20,8 +20,11 @@ class NoGradient(Check):
         a deliberately zero-initialised head or residual branch (Goyal et al. 2017, ReZero,
         Fixup) blocks the gradient only until the first optimizer step, so that is reported as
         info. Layers that run but do not reach the loss used are info; layers that never run
-        are a warning, except experts of a routed group (siblings such as ``experts.3.w1`` of
-        which several ran with differing numbers of rows): they are info when sampling explains
+        are a warning, except when ``forward`` has inputs that default to None and were not
+        given (a vision tower without pixel_values: info), a branch that every numbered block
+        skips while the rest of each block runs (cross-attention without encoder states:
+        info), and experts of a routed group (siblings such as ``experts.3.w1`` of which
+        several ran with differing numbers of rows): they are info when sampling explains
         them (R routed rows leave about E (1 - 1/E)^R of E experts idle by chance), and a
         warning when fewer than a quarter of the experts chance would reach ran at all (a
         collapsed router).
@@ -103,6 +106,24 @@ class NoGradient(Check):
         routed, unused = _unrouted(stats, unused)
         for group, members in routed.items():
             findings.append(self._routing(stats, group, members, why))
+        if unused and stats.inputs_not_given:
+            shown = ", ".join(stats.inputs_not_given[:5])
+            more = len(stats.inputs_not_given) - 5
+            findings.append(
+                self._finding(
+                    Severity.INFO,
+                    unused,
+                    f"{len(unused)} layer(s) never ran ({_names([l.display_name for l in unused])})"
+                    f"; forward's optional inputs {shown}"
+                    + (f" and {more} more" if more > 0 else "")
+                    + " were not given: give them in example_inputs or --data if these layers "
+                    "should train",
+                    {"reason": "inputs-not-given", "inputs": list(stats.inputs_not_given)},
+                    why,
+                    remedies=(),
+                )
+            )
+            unused = []
         skipped, unused = _skipped_branches(stats, unused)
         for pattern, members in skipped.items():
             findings.append(
