@@ -74,6 +74,8 @@ _PARAM_OPS = frozenset(
         "ExpBackward0",
         "SoftplusBackward0",
         "NegBackward0",
+        "RsubBackward0",
+        "RsubBackward1",
         "AbsBackward0",
         "MulBackward0",
         "MulBackward1",
@@ -91,6 +93,16 @@ _PARAM_OPS = frozenset(
     }
 )
 _ADD = frozenset({"AddBackward0", "AddBackward1"})
+_HOMOGENEOUS = frozenset(
+    {
+        "ReluBackward0",
+        "LeakyReluBackward0",
+        "GeluBackward0",
+        "SiluBackward0",
+        "HardswishBackward0",
+        "EluBackward0",
+    }
+)
 _RESHAPE = frozenset(
     {
         "ViewBackward0",
@@ -174,9 +186,10 @@ def trace(
 
 
 def _feeding_norms(touches: dict[Any, set[int]], norms: Sequence[bool], layers: int) -> list[bool]:
-    """Layers whose output reaches a normaliser through reshapes alone (Levit's Linear then
-    BatchNorm1d over ``x.flatten(0, 1)``): their weights are scale-invariant, as when the
-    normaliser takes the output tensor itself (which the hooks see)."""
+    """Layers whose output reaches a normaliser through reshapes and ReLU-like activations
+    alone (Levit's Linear then BatchNorm1d over ``x.flatten(0, 1)``; ConvMixer's conv, GELU,
+    BatchNorm): their weights are scale-invariant (exactly through ReLU, which is positively
+    homogeneous; nearly through GELU/SiLU), as when the normaliser takes the output itself."""
     feeding = [False] * layers
     for node, entered in touches.items():
         if not any(norms[i] for i in entered if i < len(norms)):
@@ -189,7 +202,7 @@ def _feeding_norms(touches: dict[Any, set[int]], norms: Sequence[bool], layers: 
                         feeding[layer] = feeding[layer] or not norms[layer]
                     break
                 below = _children(current)
-                if _name(current) not in _RESHAPE or len(below) != 1:
+                if _name(current) not in _RESHAPE | _HOMOGENEOUS or len(below) != 1:
                     break
                 current = below[0]
     return feeding

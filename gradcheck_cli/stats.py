@@ -345,6 +345,10 @@ def aggregate(
     )
 
 
+# Observations (samples x positions) per unit needed to call a unit dead: at 8, a live unit
+# that is positive half the time looks dead by chance with probability 1/256.
+MIN_OBSERVATIONS = 8
+
 # A residual scale (LayerScale, ReZero) whose RMS is below this is small by design: the branch
 # it multiplies starts nearly switched off (LayerScale starts at 1e-6 to 0.1, ReZero at 0).
 SMALL_SCALE = 0.05
@@ -445,11 +449,14 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
         _rms(r.out_grad_sumsq[i], r.out_grad_numel[i]) for r in records if r.out_grad_numel[i]
     ]
     # A module called several times is judged by its worst call (a shared activation module).
+    # A unit is dead when it is <= 0 for every observation of the batch: with fewer than
+    # MIN_OBSERVATIONS per unit (a pooled (B, C, 1, 1) context at batch 2) that says little.
     dead = [
         r.dead_worst[i] if r.dead_worst is not None else r.dead[i] / r.units[i]
         for r in records
-        if r.units[i]
+        if r.units[i] and r.act_numel[i] >= MIN_OBSERVATIONS * r.units[i]
     ]
+    few = any(r.units[i] for r in records)
     saturated = [
         r.saturated_worst[i] if r.saturated_worst is not None else r.saturated[i] / r.sat_numel[i]
         for r in records
@@ -490,7 +497,14 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
                 else "no gradient flowed to the output"
             ),
         ),
-        dead_fraction=Summary.of(dead, missing="not a ReLU-family activation"),
+        dead_fraction=Summary.of(
+            dead,
+            missing=(
+                f"fewer than {MIN_OBSERVATIONS} samples per unit: raise --batch-size"
+                if few
+                else "not a ReLU-family activation"
+            ),
+        ),
         saturated_fraction=Summary.of(saturated, missing="not a saturating activation"),
         nonfinite=NonFinite(
             activations=_count("nonfinite_act"),

@@ -194,3 +194,31 @@ def test_a_layer_feeds_a_norm_through_reshapes() -> None:
 
     names, s = _structure(LinearBN(), torch.randn(3, 4, 6))
     assert _by_name(names, s.feeds_norm) == {"linear": True, "bn": False, "after": False}
+
+
+def test_a_gate_between_two_attention_maps_is_a_scale_and_relu_passes_scale_invariance() -> None:
+    class Mix(nn.Module):  # ConViT's gated positional self-attention, reduced
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = nn.Parameter(torch.ones(2))
+            self.proj = nn.Linear(5, 5)
+
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            g = torch.sigmoid(self.gate).view(1, -1, 1)
+            return self.proj((1.0 - g) * a + g * b)
+
+    maps = (torch.randn(3, 2, 5, requires_grad=True), torch.randn(3, 2, 5, requires_grad=True))
+    names, s = _structure(Mix(), *maps)  # the two maps come from earlier layers in ConViT
+    assert _by_name(names, s.residual_scale) == {"": True, "proj": False}
+
+    class ConvActNorm(nn.Module):  # ConvMixer: conv, GELU, BatchNorm
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.norm = nn.BatchNorm2d(4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm(torch.nn.functional.gelu(self.conv(x)))
+
+    names, s = _structure(ConvActNorm(), torch.randn(2, 3, 4, 4))
+    assert _by_name(names, s.feeds_norm) == {"conv": True, "norm": False}

@@ -15,8 +15,8 @@ def record(loss: float = 1.0, **kw: object) -> StepRecord:
         loss=loss,
         order=(1, 0),
         calls=(1, 2),
-        act_sumsq=(4.0, 9.0),
-        act_numel=(4, 9),
+        act_sumsq=(4.0, 36.0),
+        act_numel=(4, 36),  # 9 observations per unit of the ReLU: enough to call one dead
         out_grad_sumsq=(1.0, 0.0),
         out_grad_numel=(4, 0),
         grad_sumsq=(16.0, 0.0),
@@ -127,3 +127,11 @@ def test_anomalous_detects_nan_and_inf() -> None:
     assert record(act_sumsq=(math.nan, 1.0)).anomalous
     with pytest.raises(KeyError):
         aggregate(INFOS, [record()]).by_name("nope")
+
+
+def test_a_unit_is_not_called_dead_on_too_few_observations() -> None:
+    # A pooled (B, C, 1, 1) context at batch 2: 2 observations per unit, 3 of 4 units <= 0.
+    few = aggregate(INFOS, [record(act_numel=(4, 8), dead=(0.0, 3.0))]).by_name("relu")
+    assert few.dead_fraction == Skipped("fewer than 8 samples per unit: raise --batch-size")
+    enough = aggregate(INFOS, [record(act_numel=(4, 32), dead=(0.0, 3.0))]).by_name("relu")
+    assert enough.dead_fraction == Summary(0.75, 0.75, 0.75)
