@@ -389,6 +389,11 @@ def _softmax_layers(
             common = common[:-1]  # a single feeder: its parent module holds the softmax
         order = max((layers[i].order for i in rows.feeders), default=-1)
         fraction = rows.saturated / rows.rows if rows.rows else 0.0
+        measured: Measured = (
+            Summary(fraction, fraction, fraction)
+            if rows.rows >= MIN_OBSERVATIONS
+            else Skipped(f"fewer than {MIN_OBSERVATIONS} rows: raise --batch-size")
+        )
         found.append(
             LayerStats(
                 name=".".join([*common, "softmax()"]),
@@ -405,7 +410,7 @@ def _softmax_layers(
                 act_rms=Skipped("a functional softmax: only its rows are measured"),
                 out_grad_rms=Skipped("a functional softmax: only its rows are measured"),
                 dead_fraction=Skipped("not a ReLU-family activation"),
-                saturated_fraction=Summary(fraction, fraction, fraction),
+                saturated_fraction=measured,
             )
         )
     return found
@@ -457,11 +462,15 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
         if r.units[i] and r.act_numel[i] >= MIN_OBSERVATIONS * r.units[i]
     ]
     few = any(r.units[i] for r in records)
+    # A softmax's saturation is counted in rows; a handful of rows (attention pooling over the
+    # positions of 2 images) says little about the next batch.
+    enough = MIN_OBSERVATIONS if info.type in ("Softmax", "LogSoftmax") else 1
     saturated = [
         r.saturated_worst[i] if r.saturated_worst is not None else r.saturated[i] / r.sat_numel[i]
         for r in records
-        if r.sat_numel[i]
+        if r.sat_numel[i] >= enough
     ]
+    few_rows = enough > 1 and any(r.sat_numel[i] for r in records)
     not_called = (
         "never called as a module (its parent uses the weights directly), or TorchScript, "
         "which cannot be hooked"
@@ -505,7 +514,14 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
                 else "not a ReLU-family activation"
             ),
         ),
-        saturated_fraction=Summary.of(saturated, missing="not a saturating activation"),
+        saturated_fraction=Summary.of(
+            saturated,
+            missing=(
+                f"fewer than {MIN_OBSERVATIONS} rows per step: raise --batch-size"
+                if few_rows
+                else "not a saturating activation"
+            ),
+        ),
         nonfinite=NonFinite(
             activations=_count("nonfinite_act"),
             output_grads=_count("nonfinite_out_grad"),
