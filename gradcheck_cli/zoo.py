@@ -10,8 +10,10 @@ text models, ``num_channels x image_size x image_size`` pixels for vision models
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -143,16 +145,39 @@ def _hf_inputs(class_name: str, config: Any) -> Callable[[int], Any]:
             "with example_inputs(batch_size)"
         )
     labels = int(getattr(config, "num_labels", 2))
+    mask_id = getattr(config, "mask_token_id", None)
 
-    def text(b: int) -> dict[str, torch.Tensor]:
+    def text(b: int) -> dict[str, Any]:
         ids = torch.randint(0, vocab, (b, TEXT_LENGTH))
-        batch = {"input_ids": ids}
+        batch: dict[str, Any] = {"input_ids": ids}
         if "SequenceClassification" in class_name:
             batch["labels"] = torch.randint(0, labels, (b,))
-        elif any(
-            k in class_name for k in ("LMHead", "CausalLM", "MaskedLM", "ConditionalGeneration")
-        ):
+        elif "MaskedLM" in class_name:
+            # Masked as in pre-training (Devlin et al. 2019): 15% of the positions are replaced
+            # and only those are predicted. Labels equal to the inputs everywhere let a model
+            # with tied embeddings copy its input: a loss of exactly 0 (Funnel at its init).
+            masked = torch.rand(b, TEXT_LENGTH) < 0.15
+            masked[:, 0] = True  # at least one predicted position per row
+            replacement = (
+                torch.full_like(ids, int(mask_id))
+                if isinstance(mask_id, int) and 0 <= mask_id < vocab
+                else torch.randint(0, vocab, ids.shape)
+            )
+            batch["input_ids"] = torch.where(masked, replacement, ids)
+            batch["labels"] = torch.where(masked, ids, torch.full_like(ids, -100))
+        elif any(k in class_name for k in ("LMHead", "CausalLM", "ConditionalGeneration")):
             batch["labels"] = ids
+        if "use_cache" in _forward_parameters(class_name):
+            batch["use_cache"] = False  # training: no key/value cache (hybrid models need none)
         return batch
 
     return text
+
+
+def _forward_parameters(class_name: str) -> frozenset[str]:
+    """The parameter names of the Hugging Face class's forward."""
+    transformers = sys.modules.get("transformers")
+    cls = getattr(transformers, class_name, None) if transformers is not None else None
+    if cls is None:
+        return frozenset()
+    return frozenset(inspect.signature(cls.forward).parameters)

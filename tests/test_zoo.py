@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
 from gradcheck_cli.cli import main
+from gradcheck_cli.zoo import _hf_inputs
 
 
 def run(*args: str):
@@ -108,3 +110,18 @@ def test_unknown_class_and_missing_zoos() -> None:
         except ImportError:
             result = run("diagnose", spec)
             assert result.exit_code == 2 and f"needs the '{package}' package" in result.stderr
+
+
+def test_masked_lm_batches_mask_what_they_predict() -> None:
+    transformers = pytest.importorskip("transformers")
+
+    config = transformers.BertConfig(vocab_size=100)
+    torch.manual_seed(0)
+    batch = _hf_inputs("BertForMaskedLM", config)(64)
+    predicted = batch["labels"] != -100
+    assert 0.1 < predicted.float().mean().item() < 0.25  # about 15%
+    assert bool((batch["input_ids"][predicted] == config.mask_token_id).all())
+    assert bool((batch["input_ids"][~predicted] != config.mask_token_id).any())
+    assert batch["use_cache"] is False
+    causal = _hf_inputs("GPT2LMHeadModel", transformers.GPT2Config(vocab_size=100))(4)
+    assert torch.equal(causal["labels"], causal["input_ids"]) and causal["use_cache"] is False
