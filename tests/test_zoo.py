@@ -116,6 +116,7 @@ def test_masked_lm_batches_mask_what_they_predict() -> None:
     transformers = pytest.importorskip("transformers")
 
     config = transformers.BertConfig(vocab_size=100)
+    config.mask_token_id = 3  # as configs that define one (Funnel's tokenizer's [MASK])
     torch.manual_seed(0)
     batch = _hf_inputs("BertForMaskedLM", config)(64)
     predicted = batch["labels"] != -100
