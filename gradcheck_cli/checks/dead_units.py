@@ -15,7 +15,9 @@ class DeadUnits(FractionCheck):
         every sample and position of the batch is at least 0.7 (warning) or 0.95 (error). Deep
         healthy ReLU nets with He init show up to about half of their units inactive on a
         batch of random inputs, since representations of different inputs grow correlated
-        with depth; the thresholds sit above that.
+        with depth; the thresholds sit above that. A unit is judged only with at least 8
+        observations (samples x positions) per step, and a module called several times by its
+        worst call.
 
     Why it matters:
         A dead unit passes no gradient, so the weights feeding it never change and it cannot
