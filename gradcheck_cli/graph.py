@@ -29,26 +29,6 @@ import torch
 
 from gradcheck_cli.stats import SoftmaxRows, Structure
 
-# Nodes through which a scaled branch may pass before it is added to the residual stream:
-# reshapes and the stochastic-depth / dropout multiply-and-divide (timm's drop_path).
-_ON_THE_WAY = frozenset(
-    {
-        "MulBackward0",
-        "DivBackward0",
-        "ViewBackward0",
-        "ReshapeAliasBackward0",
-        "UnsafeViewBackward0",
-        "PermuteBackward0",
-        "TransposeBackward0",
-        "CloneBackward0",
-        "ExpandBackward0",
-        "SqueezeBackward0",
-        "SqueezeBackward1",
-        "UnsqueezeBackward0",
-        "NativeDropoutBackward0",
-        "ToCopyBackward0",
-    }
-)
 # Nodes that pass "a function of one layer's parameters alone" up the graph.
 _PARAM_OPS = frozenset(
     {
@@ -116,6 +96,15 @@ _RESHAPE = frozenset(
         "UnsqueezeBackward0",
     }
 )
+# Nodes through which a scaled branch may pass before it is added to the residual stream:
+# reshapes and the stochastic-depth / dropout multiply-and-divide (timm's drop_path).
+_ON_THE_WAY = _RESHAPE | {
+    "MulBackward0",
+    "DivBackward0",
+    "ExpandBackward0",
+    "NativeDropoutBackward0",
+    "ToCopyBackward0",
+}
 _MUL = frozenset({"MulBackward0"})
 _MATMUL = frozenset({"BmmBackward0", "MmBackward0", "MatmulBackward0", "BaddbmmBackward0"})
 # How a router's top-k probabilities are picked out before they gate the experts' outputs.
