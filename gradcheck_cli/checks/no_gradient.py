@@ -266,24 +266,27 @@ def _unrouted(
     return routed, rest
 
 
+def _numbered(stats: ModelStats, parts: list[str], index: int) -> list[LayerStats]:
+    """The layers named like ``parts`` with any number in place of the number at ``index``."""
+    pattern = ".".join([*parts[:index], "*", *parts[index + 1 :]])
+    regex = re.compile(re.escape(pattern).replace(r"\*", r"\d+") + "$")
+    return [l for l in stats.layers if regex.match(l.name)]
+
+
 def _group_of(stats: ModelStats, layer: LayerStats) -> Group | None:
     parts = layer.name.split(".")
     for index in reversed(range(len(parts))):
         if not parts[index].isdigit():
             continue
-        pattern = ".".join([*parts[:index], "*"])
-        regex = re.compile(
-            re.escape(".".join([*parts[:index], "*", *parts[index + 1 :]])).replace(r"\*", r"\d+")
-            + "$"
-        )
         siblings = [
             l
-            for l in stats.layers
-            if regex.match(l.name) and l.type == layer.type and l.params == layer.params
+            for l in _numbered(stats, parts, index)
+            if l.type == layer.type and l.params == layer.params
         ]
         ran = [l for l in siblings if l.calls > 0]
         if len(ran) >= 2 and len({l.rows for l in ran}) > 1:
             idle = len(siblings) - len(ran)
+            pattern = ".".join([*parts[:index], "*"])
             return Group(pattern, len(siblings), idle, sum(l.rows for l in ran))
     return None
 
@@ -304,24 +307,19 @@ def _skipped_branches(
     rest = []
     for layer in unused:
         parts = layer.name.split(".")
+        numbers = [i for i in range(len(parts) - 1) if parts[i].isdigit()]
         found = None
-        for index in reversed(range(len(parts) - 1)):
-            if not parts[index].isdigit():
-                continue
-            block = ".".join(parts[: index + 1]) + "."
-            tail = ".".join(parts[index + 1 :])
-            pattern = ".".join([*parts[:index], "*", tail])
-            regex = re.compile(re.escape(pattern).replace(r"\*", r"\d+") + "$")
-            siblings = [l.name for l in stats.layers if regex.match(l.name)]
-            blocks = {n[: len(n) - len(tail) - 1] for n in siblings}
+        if numbers:
+            index = numbers[-1]  # the innermost numbered block
+            siblings = [l.name for l in _numbered(stats, parts, index)]
+            tail = len(".".join(parts[index + 1 :])) + 1
+            blocks = {n[: len(n) - tail] + "." for n in siblings}
             if (
                 len(siblings) >= 2
                 and all(n in names for n in siblings)
-                and any(r.startswith(block) for r in ran)
-                and all(any(r.startswith(b + ".") for r in ran) for b in blocks)
+                and all(any(r.startswith(b) for r in ran) for b in blocks)
             ):
-                found = ".".join([*parts[:index], "*", tail.split(".")[0]])
-            break
+                found = ".".join([*parts[:index], "*", parts[index + 1]])
         if found is None:
             rest.append(layer)
         else:
