@@ -73,6 +73,9 @@ _PARAM_OPS = frozenset(
     }
 )
 _ADD = frozenset({"AddBackward0", "AddBackward1"})
+# Where a scaled branch rejoins its input: a residual sum, or a dense connection (RDNet, DenseNet).
+_MERGE = _ADD | {"CatBackward0"}
+_LINEAR = frozenset({"ConvolutionBackward0", "AddmmBackward0", "MmBackward0"})
 _HOMOGENEOUS = frozenset(
     {
         "ReluBackward0",
@@ -170,30 +173,39 @@ def trace(
         tuple(residual),
         tuple(score),
         _softmax_rows(order, touches, skip),
-        tuple(_feeding_norms(touches, norms, layers)),
+        tuple(_feeding_norms(touches, pure, norms, layers)),
     )
 
 
-def _feeding_norms(touches: dict[Any, set[int]], norms: Sequence[bool], layers: int) -> list[bool]:
-    """Layers whose output reaches a normaliser through reshapes and ReLU-like activations
-    alone (Levit's Linear then BatchNorm1d over ``x.flatten(0, 1)``; ConvMixer's conv, GELU,
-    BatchNorm): their weights are scale-invariant (exactly through ReLU, which is positively
-    homogeneous; nearly through GELU/SiLU), as when the normaliser takes the output itself."""
+def _feeding_norms(
+    touches: dict[Any, set[int]], pure: dict[Any, int | None], norms: Sequence[bool], layers: int
+) -> list[bool]:
+    """Layers whose output reaches a normaliser through reshapes, ReLU-like activations and
+    other linear layers alone: Levit's Linear then BatchNorm1d over ``x.flatten(0, 1)``;
+    ConvMixer's conv, GELU, BatchNorm; a separable conv's depthwise then pointwise conv, then
+    BatchNorm (NASNet). Their weights are scale-invariant (exactly through ReLU, positively
+    homogeneous, and linear layers up to their bias; nearly through GELU/SiLU), as when the
+    normaliser takes the output itself."""
     feeding = [False] * layers
     for node, entered in touches.items():
         if not any(norms[i] for i in entered if i < len(norms)):
             continue
-        for child in _children(node):
-            current = child
-            for _ in range(_HOPS + 2):
-                if touches.get(current):
-                    for layer in touches[current]:
-                        feeding[layer] = feeding[layer] or not norms[layer]
-                    break
-                below = _children(current)
-                if _name(current) not in _RESHAPE | _HOMOGENEOUS or len(below) != 1:
-                    break
-                current = below[0]
+        frontier = [c for c in _children(node) if pure.get(c) is None]
+        for _ in range(_HOPS + 4):
+            following = []
+            for current in frontier:
+                below = [c for c in _children(current) if pure.get(c) is None]
+                found = touches.get(current)
+                if found:
+                    if any(norms[i] for i in found):
+                        continue  # another normaliser: it speaks for what is below it
+                    for layer in found:
+                        feeding[layer] = True
+                    if _name(current) in _LINEAR and len(below) == 1:
+                        following.append(below[0])  # through a linear layer, on to its input
+                elif _name(current) in _RESHAPE | _HOMOGENEOUS and len(below) == 1:
+                    following.append(below[0])
+            frontier = following
     return feeding
 
 
@@ -435,13 +447,14 @@ def _entering_below(starts: list[Any], touches: dict[Any, set[int]], limit: int 
 
 
 def _reaches_add(node: Any, parents: dict[Any, list[Any]]) -> bool:
-    """Whether a multiply's result is added to something within a few hops toward the loss."""
+    """Whether a multiply's result is added (or concatenated) to something within a few hops
+    toward the loss."""
     frontier = [node]
     for _ in range(_HOPS):
         following = []
         for current in frontier:
             for parent in parents.get(current, []):
-                if _name(parent) in _ADD:
+                if _name(parent) in _MERGE:
                     return True
                 if _name(parent) in _ON_THE_WAY:
                     following.append(parent)

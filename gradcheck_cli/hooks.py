@@ -125,6 +125,28 @@ def all_tensors(output: Any) -> list[torch.Tensor]:
     return []
 
 
+def _zero_gain(module: nn.Module) -> bool:
+    """Whether a weight layer scales its weight by a per-output-channel gain that is all zero.
+
+    timm's NF-ResNets and NFNets zero-initialise the gain of each residual branch's last
+    ScaledStdConv2d (``zero_init_last``): its effective weight, gain x standardised weight,
+    is zero, so it blocks its branch until the first update, as a zero-initialised layer does.
+    """
+    params = dict(module.named_parameters(recurse=False))
+    matrices = [p for p in params.values() if sum(1 for d in p.shape if d > 1) >= 2]
+    if len(matrices) != 1:
+        return False
+    out = matrices[0].shape[0]
+    return any(
+        name != "bias"
+        and p is not matrices[0]
+        and p.numel() == out > 1
+        and p.shape[0] == out
+        and not bool(p.detach().any())
+        for name, p in params.items()
+    )
+
+
 def fan_in_of(module: nn.Module, weight: torch.Tensor) -> int:
     """The fan-in of a weight matrix: ``weight[0].numel()``, except for Hugging Face's Conv1D
     (GPT-2), which stores its Linear weight transposed as (in_features, out_features)."""
@@ -264,7 +286,7 @@ class Recorder:
                     params=sum(p.numel() for p in params),
                     trainable=trainable,
                     weight_norm=math.sqrt(sq[i]),
-                    zero_weights=bool(params) and nonzero[i] == 0.0,
+                    zero_weights=bool(params) and (nonzero[i] == 0.0 or _zero_gain(module)),
                     near_zero_weights=scaled[i] and near_zero[i],
                     init_norm=math.sqrt(init_sq[i]),
                 )

@@ -222,3 +222,48 @@ def test_a_gate_between_two_attention_maps_is_a_scale_and_relu_passes_scale_inva
 
     names, s = _structure(ConvActNorm(), torch.randn(2, 3, 4, 4))
     assert _by_name(names, s.feeds_norm) == {"conv": True, "norm": False}
+
+
+def test_a_scaled_branch_concatenated_is_a_residual_scale_and_separable_convs_feed_the_norm() -> (
+    None
+):
+    class Dense(nn.Module):  # RDNet: LayerScale on a branch concatenated to its input
+        def __init__(self) -> None:
+            super().__init__()
+            self.f = nn.Conv2d(4, 2, 1)
+            self.gamma = nn.Parameter(torch.full((2, 1, 1), 1e-6))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x, self.f(x) * self.gamma], dim=1)
+
+    class Separable(nn.Module):  # NASNet: depthwise, pointwise, BatchNorm
+        def __init__(self) -> None:
+            super().__init__()
+            self.depthwise = nn.Conv2d(6, 6, 3, padding=1, groups=6)
+            self.pointwise = nn.Conv2d(6, 6, 1)
+            self.bn = nn.BatchNorm2d(6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bn(self.pointwise(self.depthwise(torch.relu(x))))
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), Dense(), Separable())
+    names, s = _structure(model, torch.randn(2, 3, 5, 5))
+    assert _by_name(names, s.residual_scale)["1"] is True
+    feeding = _by_name(names, s.feeds_norm)
+    assert feeding["2.depthwise"] and feeding["2.pointwise"] and not feeding["1.f"]
+
+
+def test_a_zero_gain_inside_a_weight_layer_is_a_zero_initialisation() -> None:
+    from gradcheck_cli.hooks import _zero_gain
+
+    class ScaledStd(nn.Conv2d):  # timm's ScaledStdConv2d: weight x gain, gain zero at init
+        def __init__(self) -> None:
+            super().__init__(4, 4, 1)
+            self.gain = nn.Parameter(torch.zeros(4, 1, 1, 1))
+
+    assert _zero_gain(ScaledStd())
+    assert not _zero_gain(nn.Conv2d(4, 4, 1))
+    root = nn.Module()
+    root.cls_token = nn.Parameter(torch.zeros(1, 1, 8))  # a zero token is not a gain
+    root.pos_embed = nn.Parameter(torch.randn(1, 5, 8))
+    assert not _zero_gain(root)
