@@ -138,7 +138,7 @@ def _zero_gain(module: nn.Module) -> bool:
         return False
     out = matrices[0].shape[0]
     return any(
-        name != "bias"
+        not name.endswith("bias")
         and p is not matrices[0]
         and p.numel() == out > 1
         and p.shape[0] == out

@@ -263,6 +263,7 @@ def test_a_zero_gain_inside_a_weight_layer_is_a_zero_initialisation() -> None:
 
     assert _zero_gain(ScaledStd())
     assert not _zero_gain(nn.Conv2d(4, 4, 1))
+    assert not _zero_gain(nn.MultiheadAttention(8, 2))  # in_proj_bias starts at zero: a bias
     root = nn.Module()
     root.cls_token = nn.Parameter(torch.zeros(1, 1, 8))  # a zero token is not a gain
     root.pos_embed = nn.Parameter(torch.randn(1, 5, 8))
