@@ -114,11 +114,16 @@ def _complete_special_tokens(config: Any) -> None:
     bare config has no decoder start token, which the forward pass needs to shift the labels:
     the padding token, which is what T5 uses. Values already set are kept.
     """
-    if (
-        getattr(config, "pad_token_id", None) is None
-        and getattr(config, "eos_token_id", None) is not None
-    ):
-        config.pad_token_id = config.eos_token_id
+    eos = getattr(config, "eos_token_id", None)
+    if isinstance(eos, (list, tuple)):
+        eos = eos[0] if eos else None  # several end tokens (Cwm): the first pads
+    vocab = getattr(config, "vocab_size", None)
+    if getattr(config, "pad_token_id", None) is None and isinstance(eos, int):
+        # A default eos past a shrunk or small vocabulary (Arcee's 128001) cannot pad an
+        # embedding table: the last id does.
+        if isinstance(vocab, int) and vocab > 0 and not 0 <= eos < vocab:
+            eos = vocab - 1
+        config.pad_token_id = eos
     if (
         getattr(config, "is_encoder_decoder", False)
         and getattr(config, "decoder_start_token_id", None) is None
@@ -128,7 +133,10 @@ def _complete_special_tokens(config: Any) -> None:
 
 def _hf_inputs(class_name: str, config: Any) -> Callable[[int], Any]:
     if hasattr(config, "image_size") and hasattr(config, "num_channels"):
-        size, channels = int(config.image_size), int(config.num_channels)
+        image_size = config.image_size
+        if isinstance(image_size, (list, tuple)):  # (height, width) in Hiera and PVTv2
+            image_size = image_size[0]
+        size, channels = int(image_size), int(config.num_channels)
         labels = int(getattr(config, "num_labels", 2))
 
         def vision(b: int) -> dict[str, torch.Tensor]:

@@ -126,3 +126,18 @@ def test_masked_lm_batches_mask_what_they_predict() -> None:
     assert "use_cache" not in batch  # BertForMaskedLM.forward takes none
     causal = _hf_inputs("GPT2LMHeadModel", transformers.GPT2Config(vocab_size=100))(4)
     assert torch.equal(causal["labels"], causal["input_ids"]) and causal["use_cache"] is False
+
+
+def test_special_tokens_from_awkward_configs() -> None:
+    transformers = pytest.importorskip("transformers")
+    from gradcheck_cli.zoo import _complete_special_tokens
+
+    several = transformers.LlamaConfig(vocab_size=100, eos_token_id=[7, 8], pad_token_id=None)
+    _complete_special_tokens(several)
+    assert several.pad_token_id == 7  # the first of several end tokens
+    past = transformers.LlamaConfig(vocab_size=100, eos_token_id=128001, pad_token_id=None)
+    _complete_special_tokens(past)
+    assert past.pad_token_id == 99  # an eos past the vocabulary cannot pad the table
+    vision = transformers.HieraConfig()
+    batch = _hf_inputs("HieraForImageClassification", vision)(2)
+    assert batch["pixel_values"].shape == (2, 3, *vision.image_size)
