@@ -88,11 +88,12 @@ class Passes:
         recorder: Recorder,
         step: int,
         amp: Amp,
-        on_loss: Callable[[torch.Tensor], None] | None = None,
+        on_loss: Callable[[torch.Tensor, Any], None] | None = None,
     ) -> tuple[StepRecord, str]:
         """One seeded forward/loss/backward pass under ``amp``, read back in one transfer.
 
-        ``on_loss`` sees the loss before backward runs (while its graph is still whole).
+        ``on_loss`` sees the loss, before backward runs (while its graph is still whole), and
+        the batch.
         """
         with self.seeded(step):
             recorder.begin_step()
@@ -110,7 +111,7 @@ class Passes:
             # autograd frees early in a plain training step.
             del output
             if on_loss is not None:
-                on_loss(value)
+                on_loss(value, inputs)
             try:
                 value.reshape(()).float().backward()
             except Exception as exc:
@@ -195,14 +196,16 @@ def measure(
     shadow: list[StepRecord] = []
     used_loss = "loss_fn" if loss_fn is not None else loss.value
     temporal: list[TemporalProfile] = []
-    structures: list[Structure] = []
+    first: list[tuple[Structure, tuple[str, ...]]] = []  # step 0's graph and unfed inputs
+
+    def read_first(loss: torch.Tensor, inputs: Any) -> None:
+        first.append((recorder.structure(loss), optional_inputs_not_given(model, inputs)))
+
     with capture(model) as recorder, PositionProfiler.attach(model) as positions:
         for step in range(steps):
             if positions is not None:
                 positions.step = step
-            on_loss = (
-                (lambda loss: structures.append(recorder.structure(loss))) if step == 0 else None
-            )
+            on_loss = read_first if step == 0 else None
             record, used_loss = passes.step(recorder, step, amp, on_loss)
             if record.anomalous:
                 with recorder.counting():
@@ -220,9 +223,7 @@ def measure(
             recorder.active = False  # the probe's forward pass is not a measured step
             with passes.seeded(0):
                 temporal.extend(probe_recurrent(model, lambda: passes.forward(passes.inputs())))
-    structure = structures[0] if structures else None
-    with passes.seeded(0):
-        unfed = optional_inputs_not_given(model, passes.inputs())
+    structure, unfed = first[0] if first else (None, ())
     stats = replace(
         aggregate(recorder.infos, records, shadow, structure),
         temporal=tuple(temporal),
