@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.graph import trace
-from gradcheck_cli.stats import LayerInfo, LayerKind, StepRecord, Structure
+from gradcheck_cli.stats import NEAR_ZERO, LayerInfo, LayerKind, StepRecord, Structure
 
 # --- which modules are measured, and how -------------------------------------------------------
 
@@ -159,7 +159,6 @@ def _is_normaliser(module: nn.Module) -> bool:
     return isinstance(module, _NORM_TYPES) or type(module).__name__.endswith("Norm")
 
 
-NEAR_ZERO = 0.05  # of the init scale 1/sqrt(fan_in)
 FP16_TINY = 2.0**-24  # float16's smallest subnormal, about 5.96e-8
 
 # --- the recorder ------------------------------------------------------------------------------

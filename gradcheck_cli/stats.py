@@ -349,9 +349,10 @@ def aggregate(
 # that is positive half the time looks dead by chance with probability 1/256.
 MIN_OBSERVATIONS = 8
 
-# A residual scale (LayerScale, ReZero) whose RMS is below this is small by design: the branch
-# it multiplies starts nearly switched off (LayerScale starts at 1e-6 to 0.1, ReZero at 0).
-SMALL_SCALE = 0.05
+# Near zero: below this fraction of the scale a weight starts at (1/sqrt(fan_in) for a matrix,
+# 1 for a normaliser's gain or a residual scale). A residual scale below it (LayerScale starts
+# at 1e-6 to 0.1, ReZero at 0) has its branch nearly switched off by design.
+NEAR_ZERO = 0.05
 
 
 def _with_structure(
@@ -368,7 +369,7 @@ def _with_structure(
         residual_scale=residual,
         attention_score=bool(structure.attention_score) and structure.attention_score[i],
         feeds_norm=layer.feeds_norm or (bool(structure.feeds_norm) and structure.feeds_norm[i]),
-        near_zero_weights=layer.near_zero_weights or (residual and rms < SMALL_SCALE),
+        near_zero_weights=layer.near_zero_weights or (residual and rms < NEAR_ZERO),
     )
 
 
