@@ -24,7 +24,8 @@ class Saturation(FractionCheck):
         from the graph of step 0 and reported as ``<module>.softmax()``), the fraction of rows
         whose largest probability is at least 0.99 (8 rows per step at least), with the same
         thresholds: logits so large (a temperature far below 1, attention scores not divided
-        by sqrt(d)) that every derivative p_i (1 - p_i) is near zero. When a layer's fraction differs tenfold between batches, the finding says so.
+        by sqrt(d)) that every derivative p_i (1 - p_i) is near zero. When a layer's fraction
+        differs tenfold between batches, the finding says so.
 
     Why it matters:
         A saturated unit passes almost no gradient, so the layers below it stop learning;
