@@ -22,7 +22,7 @@ or keeps a reference to the graph after it returns.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -398,15 +398,32 @@ def _weighting(softmax: Any, parents: dict[Any, list[Any]]) -> Any | None:
     """The product that weights values by these probabilities: attention's matrix product, or
     a mixture-of-experts gate's multiply with an expert's output (top-k, gathers, dropout and
     views between). A multiply with one input that needs no gradient is a dropout mask."""
-    frontier = [softmax]
-    for _ in range(_HOPS + 2):
+    return _first_above(
+        softmax,
+        parents,
+        _HOPS + 2,
+        _ON_THE_WAY | _SELECT,
+        lambda n: _name(n) in _MATMUL or (_name(n) in _MUL and len(_children(n)) >= 2),
+    )
+
+
+def _first_above(
+    node: Any,
+    parents: dict[Any, list[Any]],
+    hops: int,
+    through: frozenset[str],
+    wanted: Callable[[Any], bool],
+) -> Any | None:
+    """The first node toward the loss that ``wanted`` accepts, passing only ``through`` nodes,
+    within ``hops`` steps; None when there is none."""
+    frontier = [node]
+    for _ in range(hops):
         following = []
         for current in frontier:
             for parent in parents.get(current, []):
-                name = _name(parent)
-                if name in _MATMUL or (name in _MUL and len(_children(parent)) >= 2):
+                if wanted(parent):
                     return parent
-                if name in _ON_THE_WAY or name in _SELECT:
+                if _name(parent) in through:
                     following.append(parent)
         frontier = following
     return None
@@ -449,14 +466,5 @@ def _entering_below(starts: list[Any], touches: dict[Any, set[int]], limit: int 
 def _reaches_add(node: Any, parents: dict[Any, list[Any]]) -> bool:
     """Whether a multiply's result is added (or concatenated) to something within a few hops
     toward the loss."""
-    frontier = [node]
-    for _ in range(_HOPS):
-        following = []
-        for current in frontier:
-            for parent in parents.get(current, []):
-                if _name(parent) in _MERGE:
-                    return True
-                if _name(parent) in _ON_THE_WAY:
-                    following.append(parent)
-        frontier = following
-    return False
+    found = _first_above(node, parents, _HOPS, _ON_THE_WAY, lambda n: _name(n) in _MERGE)
+    return found is not None
