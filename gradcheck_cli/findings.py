@@ -246,6 +246,7 @@ def _layer_dict(layer: LayerStats) -> dict[str, Any]:
         "weight_norm": _measured(layer.weight_norm),
         "grad_to_weight": _measured(layer.grad_to_weight),
         "act_rms": _measured(layer.act_rms),
+        "in_rms": _measured(layer.in_rms),
         "out_grad_rms": _measured(layer.out_grad_rms),
         "dead_fraction": _measured(layer.dead_fraction),
         "saturated_fraction": _measured(layer.saturated_fraction),

@@ -164,7 +164,7 @@ FP16_TINY = 2.0**-24  # float16's smallest subnormal, about 5.96e-8
 # --- the recorder ------------------------------------------------------------------------------
 
 # Quantities accumulated per layer from hook calls; each has its own slot block.
-_NORMS = ("act", "out_grad")  # accumulated as squared norms
+_NORMS = ("act", "out_grad", "in")  # accumulated as squared norms ("in": weight layers' inputs)
 _COUNTS = ("dead", "saturated", "nf_act", "nf_out_grad")
 
 
@@ -343,6 +343,7 @@ class Recorder:
         self._worst_vals: list[torch.Tensor] = []
         self._worst_slots: list[int] = []
         self._act_numel = [0] * self._layers
+        self._in_numel = [0] * self._layers
         self._act_rows = [0] * self._layers
         self._softmaxes: set[Any] = set()  # graph nodes of nn.Softmax outputs (measured here)
         self._out_grad_numel = [0] * self._layers
@@ -382,6 +383,12 @@ class Recorder:
             if kind is LayerKind.WEIGHT:
                 self._last_weight = (weakref.ref(t), i)
                 self._last_weight_type = type(mod)
+                # The forward signal a weight layer receives: for the output layer, the
+                # features the whole network delivers (vanishing's ``signal`` rule).
+                x_in = first_tensor(args)
+                if x_in is not None and x_in.is_floating_point() and x_in.numel():
+                    self._add_norm(2, i, x_in.detach())
+                    self._in_numel[i] += x_in.numel()
             x = t.detach()
             self._add_norm(0, i, x)
             self._act_numel[i] += x.numel()
@@ -535,15 +542,15 @@ class Recorder:
             pieces.append(torch.stack([flag for _, flag in self._located]).double())
         host = torch.cat([p.to(device) for p in pieces]).cpu().tolist()  # the one sync
         loss_value = host[0]
-        body = host[1:]
-        act, out_grad = body[0:n], body[n : 2 * n]
-        counts = body[2 * n : 6 * n]
-        dead, sat, nf_act, nf_out = (counts[k * n : (k + 1) * n] for k in range(4))
-        grad_sq_h, used_h, nf_grad_h = body[6 * n : 7 * n], body[7 * n : 8 * n], body[8 * n : 9 * n]
+        # The host copy, cut back into the blocks of n values appended above, in order.
+        blocks = iter(host[1 + k * n : 1 + (k + 1) * n] for k in range(len(host) // max(n, 1)))
+        act, out_grad, inputs = (next(blocks) for _ in _NORMS)
+        dead, sat, nf_act, nf_out = (next(blocks) for _ in _COUNTS)
+        grad_sq_h, used_h, nf_grad_h, underflow_h, dead_worst, sat_worst = (
+            next(blocks) for _ in range(6)
+        )
         counted = self.count_nonfinite
-        underflow_h = body[9 * n : 10 * n]
-        dead_worst, sat_worst = body[10 * n : 11 * n], body[11 * n : 12 * n]
-        flags = body[12 * n :]
+        flags = host[1 + (len(_NORMS) + len(_COUNTS) + 6) * n :]
         first_forward = next(
             (name for (name, _), bad in zip(self._located, flags, strict=True) if bad), None
         )
@@ -554,6 +561,8 @@ class Recorder:
             act_sumsq=tuple(act),
             act_numel=tuple(self._act_numel),
             act_rows=tuple(self._act_rows),
+            in_sumsq=tuple(inputs),
+            in_numel=tuple(self._in_numel),
             dead_worst=tuple(dead_worst),
             saturated_worst=tuple(sat_worst),
             out_grad_sumsq=tuple(out_grad),

@@ -117,6 +117,7 @@ class LayerStats:
     residual_scale: bool = False  # its parameters scale a branch added to a residual stream
     attention_score: bool = False  # it feeds attention scores (a query or key projection)
     rows: int = 0  # rows (tokens, samples) its outputs held, summed over all calls and steps
+    in_rms: Measured = Skipped("measured for weight layers only")  # RMS of its (first) input
 
     @property
     def display_name(self) -> str:
@@ -299,6 +300,8 @@ class StepRecord:
     act_rows: tuple[int, ...] | None = None  # rows (tokens, samples) of the outputs, all calls
     dead_worst: tuple[float, ...] | None = None  # the largest dead fraction of any one call
     saturated_worst: tuple[float, ...] | None = None  # likewise, saturated
+    in_sumsq: tuple[float, ...] | None = None  # weight layers: squared norm of their inputs
+    in_numel: tuple[int, ...] | None = None
 
     @property
     def anomalous(self) -> bool:
@@ -454,6 +457,11 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
     out_grad = [
         _rms(r.out_grad_sumsq[i], r.out_grad_numel[i]) for r in records if r.out_grad_numel[i]
     ]
+    inputs = [
+        _rms(r.in_sumsq[i], r.in_numel[i])
+        for r in records
+        if r.in_sumsq is not None and r.in_numel is not None and r.in_numel[i]
+    ]
     # A module called several times is judged by its worst call (a shared activation module).
     # A unit is dead when it is <= 0 for every observation of the batch: with fewer than
     # MIN_OBSERVATIONS per unit (a pooled (B, C, 1, 1) context at batch 2) that says little.
@@ -497,6 +505,16 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
         ),
         grad_to_weight=Summary.of(ratio, missing=no_grad),
         act_rms=Summary.of(act, missing=not_called if not orders else "no tensor output"),
+        in_rms=Summary.of(
+            inputs,
+            missing=(
+                "measured for weight layers only"
+                if info.kind is not LayerKind.WEIGHT
+                else not_called
+                if not orders
+                else "no floating-point input"
+            ),
+        ),
         out_grad_rms=Summary.of(
             out_grad,
             missing=(

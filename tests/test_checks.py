@@ -9,6 +9,7 @@ import pytest
 
 from gradcheck_cli.checks import CHECKS, default_options, run_checks
 from gradcheck_cli.checks.base import Check
+from gradcheck_cli.checks.vanishing import Vanishing
 from gradcheck_cli.findings import Severity
 from gradcheck_cli.stats import (
     FirstNonFinite,
@@ -558,3 +559,57 @@ def test_a_loss_of_exactly_zero_blocks_nothing_in_the_model() -> None:
         (Severity.WARNING, "zero-loss")
     ]
     assert found(stats(*zero)) == {"no-gradient": "error"}  # a real loss: blocked
+
+
+def _signal_net(head_input: float, **head: object) -> ModelStats:
+    """An input layer producing RMS 0.5, a hidden layer, and an output layer fed ``head_input``."""
+    return stats(
+        layer("l0", 1e-2, act=0.5, depth=3, successor="l1", is_input=True),
+        layer("l1", 1e-2, act=head_input, depth=2, successor="head"),
+        layer("head", 1e-2, depth=1, in_rms=_s(head_input), **head),
+    )
+
+
+@pytest.mark.parametrize(
+    ("head_input", "expected"),
+    [(0.5 * 2e-2, None), (0.5 * 5e-3, Severity.WARNING), (0.5 * 5e-5, Severity.ERROR)],
+)
+def test_signal_rule_judges_the_head_input_against_what_the_input_layers_produce(
+    head_input: float, expected: Severity | None
+) -> None:
+    findings = Vanishing().evaluate(_signal_net(head_input), Vanishing.Options())
+    if expected is None:
+        assert findings == []
+        return
+    (finding,) = findings
+    assert finding.severity is expected
+    assert finding.evidence["rule"] == "signal"
+    assert finding.evidence["decay"] == pytest.approx(head_input / 0.5)
+    assert finding.evidence["input_layer_rms"] == 0.5
+    assert finding.layers == ("head",)
+
+
+def test_signal_rule_leaves_a_head_fed_by_a_zero_initialised_layer() -> None:
+    net = _signal_net(1e-6)
+    fed_by_zero = stats(
+        net.layers[0],
+        replace(net.layers[1], zero_weights=True, near_zero_weights=True),
+        net.layers[2],
+    )
+    assert Vanishing().evaluate(fed_by_zero, Vanishing.Options()) == []
+
+
+def test_a_designed_small_init_does_not_excuse_a_vanishing_gradient() -> None:
+    """Kaiming fan-out on a wide depthwise conv sits at 4.6% of 1/sqrt(fan_in): "near zero", but
+    a layer at that scale cannot explain a gradient six orders of magnitude short; a zero
+    initialisation on its way up (below 1%) can."""
+    layers = [layer(f"l{i}", 1e-9) for i in range(6)]
+    designed = replace(layers[2], near_zero_weights=True, init_norm=1 / 0.046)
+    asleep = replace(layers[2], near_zero_weights=True, init_norm=1 / 0.004)
+    (finding,) = Vanishing().evaluate(
+        stats(*layers[:2], designed, *layers[3:]), Vanishing.Options()
+    )
+    assert finding.severity is Severity.ERROR
+    (finding,) = Vanishing().evaluate(stats(*layers[:2], asleep, *layers[3:]), Vanishing.Options())
+    assert finding.severity is Severity.INFO
+    assert finding.evidence["near_zero_layers"] == 1

@@ -135,3 +135,21 @@ def test_a_unit_is_not_called_dead_on_too_few_observations() -> None:
     assert few.dead_fraction == Skipped("fewer than 8 samples per unit: raise --batch-size")
     enough = aggregate(INFOS, [record(act_numel=(4, 32), dead=(0.0, 3.0))]).by_name("relu")
     assert enough.dead_fraction == Summary(0.75, 0.75, 0.75)
+
+
+def test_a_weight_layers_input_rms_is_what_the_layer_before_it_produced() -> None:
+    import torch
+    from torch import nn
+
+    from gradcheck_cli import diagnose
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 20), nn.Tanh(), nn.Linear(20, 5))
+    x = torch.randn(4, 10) * 3
+    report = diagnose(model, lambda b: x, steps=1)
+    by_name = {l.name: l for l in report.layers}
+    hidden = torch.tanh(model[0](x))
+    assert by_name["0"].in_rms.median == pytest.approx(x.pow(2).mean().sqrt().item(), rel=1e-5)
+    assert by_name["2"].in_rms.median == pytest.approx(hidden.pow(2).mean().sqrt().item(), rel=1e-5)
+    assert by_name["2"].in_rms.median == pytest.approx(by_name["1"].act_rms.median, rel=1e-6)
+    assert isinstance(by_name["1"].in_rms, Skipped)

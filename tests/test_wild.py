@@ -277,3 +277,31 @@ def test_a_tower_whose_optional_input_was_not_given_is_info() -> None:
     assert finding.evidence["inputs"] == ["pixel_values"]
     both = diagnose(TwoTower(), lambda b: (torch.randn(b, 8), torch.randn(b, 12)))
     assert both.findings == ()
+
+
+def test_a_cnn_without_its_batchnorm_collapses_the_forward_signal() -> None:
+    report = _diagnose("cnn_no_norm.py")
+    finding = _only(report, "vanishing")
+    assert finding.severity is Severity.WARNING
+    assert finding.evidence["rule"] == "signal"
+    assert finding.layers == ("classifier",)
+    by_name = {l.name: l for l in report.layers}
+    assert finding.evidence["head_input_rms"] == pytest.approx(
+        by_name["classifier"].in_rms.median, rel=1e-3
+    )
+    assert finding.evidence["input_layer_rms"] == pytest.approx(by_name["stem"].act_rms.median)
+    assert 1e-3 < finding.evidence["decay"] < 1e-2
+    # The same net with a variance-preserving (fan-in) init is healthy.
+    assert _diagnose("cnn_no_norm.py:Net(init='fan_in')").findings == ()
+
+
+def test_a_wide_depthwise_conv_at_fan_out_init_does_not_excuse_vanishing() -> None:
+    """Six blocks of 1,024 depthwise channels at Kaiming fan-out: 4.4% of 1/sqrt(fan_in), flagged
+    near zero, but no zero init on its way up: the error stands."""
+    report = _diagnose("cnn_no_norm.py:Net(width=256,blocks=6)")
+    near = [l.name for l in report.layers if l.near_zero_weights]
+    assert near == [f"blocks.{b}.depthwise" for b in range(6)]
+    finding = _only(report, "vanishing")
+    assert finding.severity is Severity.ERROR
+    assert finding.evidence["rule"] == "magnitude"
+    assert "near_zero_layers" not in finding.evidence

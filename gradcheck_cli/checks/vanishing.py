@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from gradcheck_cli.checks.base import Check, crossed, depth_profiles, ratio, ratio_layers, worst
 from gradcheck_cli.findings import Finding, Severity
-from gradcheck_cli.stats import LayerKind, ModelStats, value
+from gradcheck_cli.stats import LayerKind, LayerStats, ModelStats, value
 
 
 class Vanishing(Check):
@@ -21,7 +21,9 @@ class Vanishing(Check):
         left out (depth decay); or the median ratio over all weight layers is tiny (every layer
         starves, as when the forward signal collapses in a deep ReLU net with Xavier init); or
         more than half of the weight matrices start below 5% of the standard scale
-        1/sqrt(fan_in) (an initialisation bug: error). Layers small by design, a zero-init head
+        1/sqrt(fan_in) (an initialisation bug: error); or the features reaching an output
+        layer are orders of magnitude below what the input layers produce (the forward signal
+        collapses, He et al. 2015's criterion). Layers small by design, a zero-init head
         or residual gamma, or a residual scale (LayerScale, ReZero, SkipInit: a scalar or
         per-channel factor whose branch is added to a residual stream), make the first two
         rules information while they are near zero.
@@ -40,7 +42,8 @@ class Vanishing(Check):
         2015; LayerNorm in pre-LN position for transformers, Xiong et al. 2020).
 
     References:
-        Glorot & Bengio 2010; He et al. 2015 (Delving deep into rectifiers); He et al. 2016;
+        LeCun et al. 1998 (Efficient BackProp); Glorot & Bengio 2010; He et al. 2015 (Delving
+        deep into rectifiers); He et al. 2016;
         Ioffe & Szegedy 2015; Xiong et al. 2020; Touvron et al. 2021 (LayerScale);
         Bachlechner et al. 2020 (ReZero); De & Smith 2020 (SkipInit).
     """
@@ -57,6 +60,8 @@ class Vanishing(Check):
         depth_error: float = 1e-3
         magnitude_warning: float = 1e-5
         magnitude_error: float = 1e-6
+        signal_warning: float = 1e-2
+        signal_error: float = 1e-4
         min_layers: int = 3
 
     def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
@@ -135,7 +140,71 @@ class Vanishing(Check):
                     why=self.section("Why it matters"),
                 )
             )
-        return [_waking(f, stats) for f in worst(findings)]
+        findings = [_waking(f, stats) for f in findings]
+        signal = self._signal(stats, options)
+        if signal is not None:
+            findings.append(signal)
+        return worst(findings)
+
+    def _signal(self, stats: ModelStats, options: Options) -> Finding | None:
+        """The features the network delivers to an output layer have collapsed in scale.
+
+        He et al. (2015) derive their initialisation from this: unless each layer preserves
+        the variance of its input, "the magnitudes of input signals are reduced or magnified
+        exponentially" with depth. Measured here as the RMS of what reaches an output layer
+        over the RMS the input layers produce (the network's own decay, whatever the scale of
+        the data); when it is orders of magnitude short, the output barely depends on the
+        input and every weight gradient below is scaled down with it. Not judged when a
+        zero-initialised layer feeds the output layer (small by design), nor on a one-layer
+        model.
+        """
+        sources = [
+            v for l in stats.layers if l.is_input and (v := value(l.act_rms)) is not None and v > 0
+        ]
+        if not sources:
+            return None
+        source = max(sources)
+        feeding: dict[str, list[LayerStats]] = {}
+        for l in stats.layers:
+            if l.successor is not None:
+                feeding.setdefault(l.successor, []).append(l)
+        heads = []
+        for l in stats.layers:
+            rms = value(l.in_rms)
+            if (
+                l.kind is LayerKind.WEIGHT
+                and l.depth == 1
+                and not l.is_input
+                and not l.residual_scale
+                and rms is not None
+                and 0 < rms < source * options.signal_warning
+                and not any(_asleep(f) for f in feeding.get(l.name, []))
+            ):
+                heads.append((rms / source, l))
+        if not heads:
+            return None
+        decay, head = min(heads, key=lambda h: h[0])
+        severity = Severity.ERROR if decay < options.signal_error else Severity.WARNING
+        return Finding(
+            id=self.id,
+            severity=severity,
+            layers=tuple(l.display_name for _, l in sorted(heads, key=lambda h: h[0])),
+            message=(
+                f"the forward signal collapses: the features reaching the output layer "
+                f"{head.display_name} have RMS {decay * source:.1e}, {decay:.1e} times the "
+                f"{source:.1e} the input layers produce, so the output barely depends on the "
+                "input and every gradient below is scaled down with it"
+            ),
+            evidence={
+                "rule": "signal",
+                "decay": decay,
+                "head_input_rms": decay * source,
+                "input_layer_rms": source,
+                "threshold": crossed(severity, options.signal_warning, options.signal_error),
+            },
+            remedies=("kaiming-init", "batchnorm"),
+            why=self.section("Why it matters"),
+        )
 
     def _small_init(self, stats: ModelStats, options: Options) -> Finding | None:
         """Most weight matrices start far below their init scale: an initialisation bug.
@@ -190,7 +259,7 @@ def _waking(finding: Finding, stats: ModelStats) -> Finding:
     layer behind them until their weights have grown: the ratios are tiny by design, not by
     depth.
     """
-    waking = [l for l in stats.layers if l.near_zero_weights]
+    waking = [l for l in stats.layers if _asleep(l)]
     if not waking:
         return finding
     scales = [l.display_name for l in waking if l.residual_scale]
@@ -218,6 +287,21 @@ def _waking(finding: Finding, stats: ModelStats) -> Finding:
             "residual_scales": len(scales),
         },
     )
+
+
+# A weight layer scales the gradient that passes through it by about its scale (its norm over
+# the norm at 1/sqrt(fan_in)). Below 1% it is a zero initialisation on its way up; between 1%
+# and 5% it is a designed init (Kaiming fan-out on a wide depthwise conv: 4.6% at 960 channels)
+# that cannot explain a gradient many orders of magnitude short.
+ASLEEP = 0.01
+
+
+def _asleep(layer: LayerStats) -> bool:
+    if not layer.near_zero_weights:
+        return False
+    if layer.residual_scale or layer.zero_weights or layer.init_norm <= 0:
+        return True
+    return (value(layer.weight_norm) or 0.0) < ASLEEP * layer.init_norm
 
 
 def _shown(names: list[str]) -> str:
