@@ -522,7 +522,15 @@ class Recorder:
         used = torch.zeros(n, dtype=torch.float64, device=device)
         for i, rows in self._embedding_rows.items():
             g = self._params[self._param_layer.index(i)].grad
-            if g is not None and not g.is_sparse:
+            if g is None:
+                continue
+            if g.is_sparse:
+                # nn.Embedding(sparse=True): the rows are the indices of the sparse gradient
+                # (counting none of them left the ratio at gradient / 0 = inf).
+                g = g.coalesce()
+                nonzero = torch.linalg.vector_norm(g.values(), dim=-1) > 0
+                used[i] = rows[g.indices()[0][nonzero]].sum()
+            else:
                 touched = torch.linalg.vector_norm(g, dim=-1) > 0
                 used[i] = (rows * touched).sum()
         underflow = torch.zeros(n, dtype=torch.float64, device=device)
