@@ -121,11 +121,13 @@ class Watcher:
         self.records.append(self._recorder.end_step(zero))
 
     def unmeasured(self) -> str:
-        """Why forward passes went unmeasured, in words (quoted when nothing was measured)."""
+        """Why forward passes went unmeasured, in words ("" when none was); the
+        ``nothing-measured`` finding quotes it."""
+        unanswered = self._armed - len(self.records)
         if self.manual:
             if not self._armed:
                 return "manual=True and begin_step() was never called"
-            return f"{self._armed - len(self.records)} step(s) begun but never ended by end_step()"
+            return f"{unanswered} step(s) begun but never ended by end_step()" if unanswered else ""
         if not self.forwards:
             return "the model ran no forward pass inside the with block"
         causes = []
@@ -133,9 +135,11 @@ class Watcher:
             causes.append(f"{self._eval_passes} in eval() mode")
         if self._no_grad_passes:
             causes.append(f"{self._no_grad_passes} under torch.no_grad()")
-        if unanswered := self._armed - len(self.records):
+        if unanswered:
             causes.append(f"{unanswered} with no backward pass through the model's output")
-        return f"{self.forwards} forward pass(es) of the model: " + ", ".join(causes)
+        return (
+            f"{self.forwards} forward pass(es) of the model: " + ", ".join(causes) if causes else ""
+        )
 
     def report(self) -> Report:
         """The diagnosis of the sampled steps so far (same checks and thresholds as diagnose).

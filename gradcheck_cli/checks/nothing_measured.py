@@ -46,7 +46,7 @@ class NothingMeasured(Check):
         if stats.steps and (not stats.layers or any(_measured(l) for l in stats.layers)):
             return []
         if stats.steps == 0:
-            what = "no training step was measured"
+            what = "no training step was recorded"
         else:
             what = (
                 f"{stats.steps} step(s) were recorded, but no layer got a gradient or produced "
@@ -59,9 +59,9 @@ class NothingMeasured(Check):
                 severity=Severity.ERROR,
                 layers=(),
                 message=(
-                    f"nothing was measured: {what}{cause}, so no statistic exists and the model "
-                    "cannot be called healthy; measure training steps: model.train(), a backward "
-                    "pass through the model's output, inside the with block"
+                    f"nothing was measured: {what}{cause}; without a statistic the model cannot "
+                    "be called healthy: measure training steps (model.train(), a backward pass "
+                    "through the model's output, inside the with block)"
                 ),
                 evidence={"steps": stats.steps, "layers": len(stats.layers)},
                 remedies=self.remedies,
