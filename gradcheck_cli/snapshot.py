@@ -14,6 +14,8 @@ values are restored.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,3 +141,14 @@ class ModelState:
             entries.restore()
         for values in self._values:
             values.restore()
+
+
+@contextlib.contextmanager
+def preserved(model: nn.Module) -> Iterator[None]:
+    """Run the block, then put back whatever its forward passes changed or rebound on ``model``
+    (not the ``training`` flags: whoever changes those restores them)."""
+    state = ModelState(model)
+    try:
+        yield
+    finally:
+        state.restore()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import pickle
 import weakref
 
 import pytest
@@ -13,11 +14,12 @@ import torch
 import yaml
 from torch import nn
 
-from gradcheck_cli import diagnose, watch
+from gradcheck_cli import diagnose, fix, watch
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.errors import ModelRunError
 from gradcheck_cli.findings import ExitCode, FailOn, Status, exit_code
 from gradcheck_cli.hooks import Recorder, capture
+from gradcheck_cli.loading import check_inferred_inputs
 from gradcheck_cli.report import RENDERERS, OutputFormat
 from gradcheck_cli.stats import ModelStats
 from gradcheck_cli.temporal import PositionProfiler
@@ -76,6 +78,7 @@ def _state(model: Keeper) -> dict[str, object]:
         "buffers": dict(model._buffers),
         "modules": dict(model._modules),
         "attributes": set(vars(model)),
+        "state_dict": set(model.state_dict()),
     }
 
 
@@ -89,14 +92,8 @@ def _assert_unchanged(model: Keeper, before: dict[str, object]) -> None:
     assert dict(model._buffers) == before["buffers"]
     assert set(model._modules) == {"fc", "out"} and not hasattr(model, "cache")
     assert set(vars(model)) == before["attributes"]  # no "scratch"
-    assert model.state_dict().keys() == {
-        "fc.weight",
-        "fc.bias",
-        "out.weight",
-        "out.bias",
-        "ema",
-        "seen",
-    }
+    assert set(model.state_dict()) == before["state_dict"]
+    assert {"ema", "seen"} <= set(model.state_dict()) and "cache.weight" not in model.state_dict()
 
 
 # --- item 3: the user's model is left as it was, as the same objects ----------------------------
@@ -181,6 +178,40 @@ def test_position_profiler_hooks_are_removed_with_it() -> None:
         model(torch.randint(0, 20, (2, 12)))
         assert _hooks_on(model.kept) == 1
     assert _hooks_on(model.kept) == 0
+
+
+class SigmoidKeeper(Keeper):
+    """A Keeper with a deep sigmoid body: `fix` has something to cure (relu-swap)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(8):
+            layers += [nn.Linear(6, 6), nn.Sigmoid()]
+        self.fc = nn.Sequential(*layers)
+
+
+def test_fix_leaves_the_original_and_its_result_free_of_what_forward_kept() -> None:
+    # Besides the measured passes, fix runs the model in its probe (eval, no_grad) and in a
+    # torch.fx trace, which used to leave self.last = Proxy(...) on the user's model and on the
+    # fixed copy (which then could not be pickled by fix --output).
+    model = SigmoidKeeper()
+    before = _state(model)
+    result = fix(model, lambda b: torch.randn(b, 6), loss="mse")
+    assert result.chosen is not None and "relu-swap" in result.chosen.remedies
+    _assert_unchanged(model, before)
+    fixed = result.model
+    assert fixed is not model and fixed.last is None and fixed.history == []
+    assert not hasattr(fixed, "cache")
+    pickle.loads(pickle.dumps(fixed))
+
+
+def test_inferring_the_input_runs_forward_without_changing_the_model() -> None:
+    model = Keeper()
+    before = _state(model)
+    shape = check_inferred_inputs(model)
+    assert shape.flag() == "6"
+    _assert_unchanged(model, before)
 
 
 def test_torchscript_buffers_still_restored() -> None:
