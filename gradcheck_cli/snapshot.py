@@ -129,6 +129,12 @@ class ModelState:
             if not isinstance(m, torch.jit.ScriptModule)
         ]
         tensors: dict[int, torch.Tensor] = {id(b): b for b in model.buffers()}
+        # Parameter values are not copied (that would double the model's memory), except the
+        # one kind that forward writes by design: an embedding with max_norm renormalises the
+        # rows it looks up, in place (torch.embedding_renorm_).
+        for m in model.modules():
+            if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.max_norm is not None:
+                tensors.setdefault(id(m.weight), m.weight)
         for entries in self._modules:
             for value in entries.attributes.values():
                 if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):

@@ -214,6 +214,15 @@ def test_inferring_the_input_runs_forward_without_changing_the_model() -> None:
     _assert_unchanged(model, before)
 
 
+def test_an_embedding_with_max_norm_keeps_its_rows() -> None:
+    # nn.Embedding(max_norm=...) renormalises the looked-up rows in place during forward.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(20, 8, max_norm=0.5), nn.Flatten(), nn.Linear(24, 2))
+    weight = model[0].weight.detach().clone()
+    diagnose(model, lambda b: torch.randint(0, 20, (b, 3)), loss="mse")
+    assert torch.equal(model[0].weight, weight)
+
+
 def test_torchscript_buffers_still_restored() -> None:
     model = torch.jit.script(nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2)))
     mean = model[1].running_mean.clone()
