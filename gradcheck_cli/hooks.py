@@ -3,8 +3,10 @@
 :func:`capture` registers every hook inside one :class:`contextlib.ExitStack` that is entered
 before the first hook exists, so no hook survives an exception. On exit it also restores what the
 diagnosis touched: each module's ``training`` flag, each parameter's ``requires_grad`` and
-existing ``.grad``, and the buffers (BatchNorm running statistics) that train-mode forward passes
-update.
+existing ``.grad``, and whatever forward passes changed or rebound (BatchNorm running statistics,
+a buffer reassigned as ``self.ema = ...``, a kept ``self.last = y``; see
+:mod:`gradcheck_cli.snapshot`). Gradient hooks on output tensors are removed when their step ends
+and hold the recorder only weakly, so a tensor the model keeps carries nothing of gradcheck's.
 
 Cost matters (issue 5): hooks only launch small reductions and append 0-d tensors to lists. No
 hook reads a value back to the host; :meth:`Recorder.end_step` moves everything in one transfer,
@@ -22,8 +24,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from gradcheck_cli.graph import trace
+from gradcheck_cli.snapshot import ModelState
 from gradcheck_cli.stats import NEAR_ZERO, LayerInfo, LayerKind, StepRecord, Structure
 
 # --- which modules are measured, and how -------------------------------------------------------
@@ -186,6 +190,9 @@ class Recorder:
                     self._params.append(p)
                     self._param_layer.append(i)
         self._embedding_rows: dict[int, torch.Tensor] = {}
+        # Gradient hooks on this step's output tensors. A model may keep an output
+        # (self.last = y): its hook, and through it this recorder, must not outlive the step.
+        self._tensor_hooks: list[RemovableHandle] = []
         self.infos = self._static_infos(targets)
         # Layers whose every trainable parameter is a scalar or a per-channel vector (at most one
         # dimension longer than 1): the only ones that can be residual scales (LayerScale, ReZero).
@@ -422,7 +429,7 @@ class Recorder:
                 self._add_worst(1, i, saturated.sum(), peak.numel())
                 self._sat_numel[i] += peak.numel()
             if grad_hook is not None and t.requires_grad:
-                t.register_hook(grad_hook)
+                self._tensor_hooks.append(t.register_hook(grad_hook))
 
         return hook
 
@@ -439,13 +446,25 @@ class Recorder:
         return hook
 
     def _grad_hook(self, i: int) -> Callable[[torch.Tensor], None]:
+        # A weak reference: a hook that somehow outlives its handle keeps no recorder alive.
+        owner = weakref.ref(self)
+
         def hook(grad: torch.Tensor) -> None:
-            self._add_norm(1, i, grad)
-            self._out_grad_numel[i] += grad.numel()
-            if self.count_nonfinite:
-                self._add_count(3, i, torch.isfinite(grad).logical_not().sum())
+            recorder = owner()
+            if recorder is None:
+                return
+            recorder._add_norm(1, i, grad)
+            recorder._out_grad_numel[i] += grad.numel()
+            if recorder.count_nonfinite:
+                recorder._add_count(3, i, torch.isfinite(grad).logical_not().sum())
 
         return hook
+
+    def release_tensor_hooks(self) -> None:
+        """Remove the gradient hooks put on output tensors (after backward, and on exit)."""
+        for handle in self._tensor_hooks:
+            handle.remove()
+        self._tensor_hooks.clear()
 
     def _add_norm(self, quantity: int, i: int, x: torch.Tensor) -> None:
         # Half-precision values are accumulated in float32; float64 ones (which vector_norm will
@@ -487,6 +506,7 @@ class Recorder:
 
     def begin_step(self, *, clear_grads: bool = True) -> None:
         """Forget the previous step and (unless watching a training loop) clear gradients."""
+        self.release_tensor_hooks()
         self._reset()
         self.active = True
         if clear_grads:
@@ -494,7 +514,11 @@ class Recorder:
                 p.grad = None
 
     def end_step(self, loss: torch.Tensor) -> StepRecord:
-        """Reduce this step's values on the device and bring them to the host in one transfer."""
+        """Reduce this step's values on the device and bring them to the host in one transfer.
+
+        The step's backward pass is over: its gradient hooks are removed first.
+        """
+        self.release_tensor_hooks()
         n = self._layers
         device = loss.device
         grads = [p.grad for p in self._params]
@@ -529,7 +553,15 @@ class Recorder:
         used = torch.zeros(n, dtype=torch.float64, device=device)
         for i, rows in self._embedding_rows.items():
             g = self._params[self._param_layer.index(i)].grad
-            if g is not None and not g.is_sparse:
+            if g is None:
+                continue
+            if g.is_sparse:
+                # nn.Embedding(sparse=True): the rows are the indices of the sparse gradient
+                # (counting none of them left the ratio at gradient / 0 = inf).
+                g = g.coalesce()
+                nonzero = torch.linalg.vector_norm(g.values(), dim=-1) > 0
+                used[i] = rows[g.indices()[0][nonzero]].sum()
+            else:
                 touched = torch.linalg.vector_norm(g, dim=-1) > 0
                 used[i] = (rows * touched).sum()
         underflow = torch.zeros(n, dtype=torch.float64, device=device)
@@ -623,9 +655,10 @@ def capture(model: nn.Module, *, restore_state: bool = True) -> Iterator[Recorde
     """Measure ``model`` while the block runs forward and backward passes, then undo everything.
 
     The model is put in train mode inside the block. On exit, normally or by exception, every
-    hook is removed and the model's mode, ``requires_grad`` flags, ``.grad`` tensors and buffers
-    are as they were. With ``restore_state=False`` (watching the user's own training) only the
-    hooks are added and removed: the training owns the model's state.
+    hook is removed and the model's mode, ``requires_grad`` flags, ``.grad`` tensors, buffers
+    and attributes are as they were, as the very objects they were. With
+    ``restore_state=False`` (watching the user's own training) only the hooks are added and
+    removed: the training owns the model's state.
     """
     with contextlib.ExitStack() as stack:
         if restore_state:
@@ -635,11 +668,11 @@ def capture(model: nn.Module, *, restore_state: bool = True) -> Iterator[Recorde
             flags = [p.requires_grad for p in params]
             grads = [p.grad for p in params]
             stack.callback(_restore_params, params, flags, grads)
-            buffers = [(b, b.detach().clone()) for b in model.buffers()]
-            stack.callback(_restore_buffers, buffers)
+            stack.callback(ModelState(model).restore)
 
         targets = measured_modules(model)
         recorder = Recorder(model, targets)
+        stack.callback(recorder.release_tensor_hooks)
         for i, (_, module, kind) in enumerate(targets):
             if isinstance(module, torch.jit.ScriptModule):
                 continue  # TorchScript refuses hooks: only parameter gradients are measured
@@ -663,9 +696,3 @@ def _restore_params(
     for p, flag, grad in zip(params, flags, grads, strict=True):
         p.requires_grad_(flag)
         p.grad = grad
-
-
-def _restore_buffers(buffers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    with torch.no_grad():
-        for buffer, saved in buffers:
-            buffer.copy_(saved)

@@ -35,6 +35,7 @@ from gradcheck_cli.imports import (
     package_of,
     script_argv,
 )
+from gradcheck_cli.snapshot import preserved
 from gradcheck_cli.specs import ModelSpec, SpecKind, parse_spec
 
 Inputs = Any  # a tensor, a tuple of positional inputs, or a dict of keyword inputs
@@ -633,21 +634,18 @@ def _forward_failure(model: nn.Module, shape: InputShape, batch_size: int) -> Ex
 @contextlib.contextmanager
 def _trial(model: nn.Module, device: torch.device) -> Iterator[None]:
     """A forward pass that changes nothing: training mode as in a measured step, no graph,
-    buffers (BatchNorm running statistics) and the global RNG restored afterwards."""
+    buffers (BatchNorm running statistics), attributes forward rebinds and the global RNG
+    restored afterwards."""
     modes = {m: m.training for m in model.modules()}
-    saved = [(b, b.detach().clone()) for b in model.buffers()]
     devices = [device.index or 0] if device.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), preserved(model):
             torch.manual_seed(0)
             model.train()
             yield
     finally:
         for module, mode in modes.items():
             module.training = mode
-        with torch.no_grad():
-            for buffer, value in saved:
-                buffer.copy_(value)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -211,6 +211,9 @@ class ModelStats:
     start_grad_norms: tuple[tuple[str, float], ...] = ()
     # Parameters of forward that default to None and that the batches did not give.
     inputs_not_given: tuple[str, ...] = ()
+    # Why passes went unmeasured, when the caller knows (watch(): "4 forward passes in eval()
+    # mode"); the nothing-measured finding quotes it.
+    unmeasured: str = ""
 
     def by_name(self, name: str) -> LayerStats:
         """The layer called ``name``; raises KeyError when there is none."""

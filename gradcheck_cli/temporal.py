@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from gradcheck_cli.stats import TemporalProfile
 
@@ -123,6 +124,9 @@ class PositionProfiler:
         self.enabled = True
         self._rows: dict[int, torch.Tensor] = {}
         self._hooked = -1  # the last step whose embedding output got a gradient hook
+        # Gradient hooks on embedding outputs, removed on exit: a model that keeps an output
+        # must not keep this profiler (or a hook) with it.
+        self._handles: list[RemovableHandle] = []
 
     @classmethod
     @contextlib.contextmanager
@@ -140,6 +144,7 @@ class PositionProfiler:
         with contextlib.ExitStack() as stack:
             for name, module in embeddings:
                 stack.callback(module.register_forward_hook(profiler._hook(name)).remove)
+            stack.callback(profiler._release)
             yield profiler
 
     def _hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
@@ -160,9 +165,14 @@ class PositionProfiler:
             def keep(grad: torch.Tensor) -> None:
                 self._rows[step] = torch.linalg.vector_norm(grad.double(), dim=others).detach()
 
-            output.register_hook(keep)
+            self._handles.append(output.register_hook(keep))
 
         return hook
+
+    def _release(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
 
     def profile(self) -> TemporalProfile | None:
         """The median over steps of each position's gradient norm; None if nothing was seen."""

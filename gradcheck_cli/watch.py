@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
@@ -43,10 +45,17 @@ class Watcher:
         self.settings = settings
         self.forwards = 0
         self.records: list[StepRecord] = []
+        # Forward passes that could not be measured, by cause, for a report that measured none.
+        self._eval_passes = 0
+        self._no_grad_passes = 0
+        self._armed = 0  # passes whose hooks were armed (a backward pass should follow)
         self._recorder = recorder
         self._batch = 0
         self._pending = False
         self._started = time.perf_counter()
+        # The hook on a measured step's output: removed once its backward pass is read, so an
+        # output the model or the loop keeps does not keep this watcher alive.
+        self._output_hooks: list[RemovableHandle] = []
         recorder.active = False
 
     def begin_step(self, batch_size: int | None = None) -> None:
@@ -59,6 +68,7 @@ class Watcher:
             return
         self._recorder.begin_step(clear_grads=False)
         self._pending = True
+        self._armed += 1
         if batch_size:
             self._batch = batch_size
 
@@ -69,8 +79,12 @@ class Watcher:
 
     def pre_forward(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
         """Arm the hooks on every ``every``-th forward pass."""
-        armed = self.forwards % self.every == 0 and torch.is_grad_enabled() and module.training
+        grad, training = torch.is_grad_enabled(), module.training
+        self._no_grad_passes += not grad
+        self._eval_passes += grad and not training
+        armed = self.forwards % self.every == 0 and grad and training
         self.forwards += 1
+        self._armed += armed
         if armed:
             self._recorder.begin_step(clear_grads=False)
             first = first_tensor(args) if args else first_tensor(kwargs)  # HF passes kwargs
@@ -87,21 +101,52 @@ class Watcher:
         self._recorder.active = False  # the backward hooks are already registered
         if out is not None and out.requires_grad:
             self._pending = True
-            out.register_hook(self._queue)
+            self._output_hooks.append(out.register_hook(self._queue))
 
     def _queue(self, grad: torch.Tensor) -> None:
         torch.autograd.Variable._execution_engine.queue_callback(self._collect)
 
+    def release_output_hooks(self) -> None:
+        """Remove the hooks on measured outputs (after their backward pass, and on exit)."""
+        for handle in self._output_hooks:
+            handle.remove()
+        self._output_hooks.clear()
+
     def _collect(self) -> None:
+        self.release_output_hooks()
         if not self._pending:
             return
         self._pending = False
         zero = torch.zeros((), device=next(self.model.parameters()).device)
         self.records.append(self._recorder.end_step(zero))
 
+    def unmeasured(self) -> str:
+        """Why forward passes went unmeasured, in words ("" when none was); the
+        ``nothing-measured`` finding quotes it."""
+        unanswered = self._armed - len(self.records)
+        if self.manual:
+            if not self._armed:
+                return "manual=True and begin_step() was never called"
+            return f"{unanswered} step(s) begun but never ended by end_step()" if unanswered else ""
+        if not self.forwards:
+            return "the model ran no forward pass inside the with block"
+        causes = []
+        if self._eval_passes:
+            causes.append(f"{self._eval_passes} in eval() mode")
+        if self._no_grad_passes:
+            causes.append(f"{self._no_grad_passes} under torch.no_grad()")
+        if unanswered:
+            causes.append(f"{unanswered} with no backward pass through the model's output")
+        return (
+            f"{self.forwards} forward pass(es) of the model: " + ", ".join(causes) if causes else ""
+        )
+
     def report(self) -> Report:
-        """The diagnosis of the sampled steps so far (same checks and thresholds as diagnose)."""
-        stats = aggregate(self._recorder.infos, self.records)
+        """The diagnosis of the sampled steps so far (same checks and thresholds as diagnose).
+
+        A report of no measured step is not healthy: it holds a ``nothing-measured`` error.
+        """
+        stats = replace(aggregate(self._recorder.infos, self.records), unmeasured=self.unmeasured())
         findings = run_checks(stats, self.settings.thresholds, self.settings.rules)
         params = list(self.model.parameters())
         device = params[0].device if params else torch.device("cpu")
@@ -113,7 +158,7 @@ class Watcher:
                 sum(p.numel() for p in params if p.requires_grad),
             ),
             run=RunInfo(
-                steps=max(1, len(self.records)),
+                steps=len(self.records),
                 batch_size=max(1, self._batch),
                 device=str(device),
                 loss="user training loop",
@@ -151,6 +196,7 @@ def watch(
     settings = apply_mapping(Settings(), options, source="watch()")
     with capture(model, restore_state=False) as recorder, contextlib.ExitStack() as stack:
         watcher = Watcher(model, recorder, every, settings, manual=manual)
+        stack.callback(watcher.release_output_hooks)
         if not manual:
             stack.callback(
                 model.register_forward_pre_hook(watcher.pre_forward, with_kwargs=True).remove

@@ -17,6 +17,7 @@ from gradcheck_cli.checks.dead_units import DeadUnits
 from gradcheck_cli.checks.exploding import Exploding
 from gradcheck_cli.checks.no_gradient import NoGradient
 from gradcheck_cli.checks.nonfinite import NonFinite
+from gradcheck_cli.checks.nothing_measured import NothingMeasured
 from gradcheck_cli.checks.saturation import Saturation
 from gradcheck_cli.checks.underflow import Underflow
 from gradcheck_cli.checks.vanishing import Vanishing
@@ -27,6 +28,7 @@ from gradcheck_cli.stats import ModelStats
 CHECKS: dict[str, type[Check]] = {
     cls.id: cls
     for cls in (
+        NothingMeasured,
         NonFinite,
         Vanishing,
         VanishingOverTime,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gradcheck_cli.snapshot import preserved
+
 _FUNCTIONS = {
     torch.sigmoid,
     torch.tanh,
@@ -24,7 +26,9 @@ _METHODS = {"sigmoid", "tanh"}
 def functional_saturating_calls(model: nn.Module) -> str:
     """A sentence naming functional saturating activations left in place, or "" if none."""
     try:
-        graph = torch.fx.symbolic_trace(model).graph
+        # Tracing runs forward with proxies: self.last = y would keep a Proxy on the model.
+        with preserved(model):
+            graph = torch.fx.symbolic_trace(model).graph
     except Exception:
         return (
             "could not look for activations called as functions in forward (the model does "

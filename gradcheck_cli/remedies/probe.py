@@ -17,6 +17,7 @@ from torch import nn
 
 from gradcheck_cli.hooks import restore_training
 from gradcheck_cli.loading import Inputs, call_model
+from gradcheck_cli.snapshot import preserved
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def probe(model: nn.Module, inputs: Inputs) -> Probe:
 
             stack.callback(module.register_forward_hook(hook).remove)
         model.eval()
-        with torch.no_grad():
+        # An eval-mode pass still runs forward's own assignments (self.last = y, counters).
+        with torch.no_grad(), preserved(model):
             call_model(model, inputs)
     first = next((c.in_shape for c in calls if c.in_shape), None)
     return Probe(calls=tuple(calls), batch_size=first[0] if first else 0)

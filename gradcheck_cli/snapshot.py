@@ -1,0 +1,160 @@
+"""What a model's forward passes may change, saved before a diagnosis and put back after it.
+
+A forward pass can change a model in two ways: in place (BatchNorm's ``running_mean.mul_()``,
+``self.count += 1`` on a buffer) and by rebinding a name (``self.ema = 0.9 * self.ema + x``
+replaces the buffer object; ``self.last = y`` keeps a tensor of the pass; a lazily built
+submodule or cache appears). Copying saved values into the old tensors undoes only the first, so
+:class:`ModelState` keeps the original objects themselves: each module's parameter, buffer and
+submodule entries, its plain attributes (and the contents of list, dict and set attributes), and
+a copy of every buffer's and tensor attribute's values. :meth:`ModelState.restore` puts back the
+original objects, drops what the passes added, and copies values back into the tensors whose
+values changed. TorchScript modules keep their attributes in C++: only their buffers'
+values are restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+# nn.Module's own bookkeeping (hook dictionaries, the training flag): owned by torch, by the hooks'
+# removable handles and by restore_training, never rebound by a forward pass.
+_MODULE_INTERNALS = frozenset(vars(nn.Module()))
+_REGISTRIES = ("_parameters", "_buffers", "_modules")
+_MISSING = object()
+
+
+def _unchanged(tensor: torch.Tensor, saved: torch.Tensor) -> bool:
+    # Compared by value, not by version counter: in-place updates inside TorchScript (a scripted
+    # BatchNorm's running_mean) leave the counter as it was.
+    try:
+        return tensor.shape == saved.shape and bool(torch.equal(tensor, saved))
+    except (RuntimeError, NotImplementedError):  # meta tensors and other values without data
+        return False
+
+
+@dataclass(frozen=True)
+class _Values:
+    """A tensor and a copy of its values."""
+
+    tensor: torch.Tensor
+    saved: torch.Tensor
+
+    @classmethod
+    def of(cls, tensor: torch.Tensor) -> _Values:
+        return cls(tensor, tensor.detach().clone())
+
+    def restore(self) -> None:
+        # Only changed tensors are written: an expanded or inference-mode buffer that no pass
+        # touched (Hugging Face's position_ids) is never copied into.
+        if not _unchanged(self.tensor, self.saved):
+            with torch.no_grad():
+                self.tensor.copy_(self.saved)
+
+
+@dataclass(frozen=True)
+class _ModuleEntries:
+    """One module's registered entries and plain attributes, as objects (not copies)."""
+
+    module: nn.Module
+    registries: dict[str, dict[str, Any]]
+    non_persistent: frozenset[str]
+    attributes: dict[str, Any]
+    contents: dict[str, Any]  # shallow copies of list, dict and set attributes
+
+    @classmethod
+    def of(cls, module: nn.Module) -> _ModuleEntries:
+        attributes = {k: v for k, v in vars(module).items() if k not in _MODULE_INTERNALS}
+        return cls(
+            module=module,
+            registries={name: dict(getattr(module, name)) for name in _REGISTRIES},
+            non_persistent=frozenset(module._non_persistent_buffers_set),
+            attributes=attributes,
+            contents={
+                k: v.copy() for k, v in attributes.items() if isinstance(v, (list, dict, set))
+            },
+        )
+
+    def restore(self) -> None:
+        module = self.module
+        for name, saved in self.registries.items():
+            current = getattr(module, name)
+            if current.keys() != saved.keys() or any(current[k] is not v for k, v in saved.items()):
+                current.clear()  # the same dict object: torch and user code may hold it
+                current.update(saved)
+        if module._non_persistent_buffers_set != self.non_persistent:
+            module._non_persistent_buffers_set.clear()
+            module._non_persistent_buffers_set.update(self.non_persistent)
+        state = vars(module)
+        for key in [k for k in state if k not in _MODULE_INTERNALS and k not in self.attributes]:
+            del state[key]  # added by a forward pass (self.last = y on a model without one)
+        for key, value in self.attributes.items():
+            if state.get(key, _MISSING) is not value:
+                state[key] = value
+        for key, saved in self.contents.items():
+            container = self.attributes[key]
+            if _same(container, saved):
+                continue
+            if isinstance(container, list):
+                container[:] = saved
+            else:
+                container.clear()
+                container.update(saved)
+
+
+def _same(container: Any, saved: Any) -> bool:
+    """Whether a container holds the very objects it held (by identity: == on tensors is
+    elementwise)."""
+    if len(container) != len(saved):
+        return False
+    if isinstance(container, list):
+        return all(a is b for a, b in zip(container, saved, strict=True))
+    if isinstance(container, dict):
+        return all(k in container and container[k] is v for k, v in saved.items())
+    return all(item in container for item in saved)
+
+
+class ModelState:
+    """Everything of a model that its forward passes may rebind or change in place."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._modules = [
+            _ModuleEntries.of(m)
+            for m in model.modules()
+            if not isinstance(m, torch.jit.ScriptModule)
+        ]
+        tensors: dict[int, torch.Tensor] = {id(b): b for b in model.buffers()}
+        # Parameter values are not copied (that would double the model's memory), except the
+        # one kind that forward writes by design: an embedding with max_norm renormalises the
+        # rows it looks up, in place (torch.embedding_renorm_).
+        for m in model.modules():
+            if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.max_norm is not None:
+                tensors.setdefault(id(m.weight), m.weight)
+        for entries in self._modules:
+            for value in entries.attributes.values():
+                if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+                    tensors.setdefault(id(value), value)
+        self._values = [_Values.of(t) for t in tensors.values()]
+
+    def restore(self) -> None:
+        """Put back the original objects, then the original values of the original tensors."""
+        for entries in self._modules:
+            entries.restore()
+        for values in self._values:
+            values.restore()
+
+
+@contextlib.contextmanager
+def preserved(model: nn.Module) -> Iterator[None]:
+    """Run the block, then put back whatever its forward passes changed or rebound on ``model``
+    (not the ``training`` flags: whoever changes those restores them)."""
+    state = ModelState(model)
+    try:
+        yield
+    finally:
+        state.restore()
