@@ -758,21 +758,22 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def forward_advice(exc: BaseException, *, synthetic: bool) -> str:
-    """What a failed forward pass did and what to do about it, for ``the model's forward pass
-    ...``: out of memory asks for less, a misfit of made-up inputs for other shapes, anything
-    else for the model's own code to be fixed."""
+def forward_advice(exc: BaseException, *, synthetic: bool, inputs: str = "") -> str:
+    """What a failed forward pass did and what to do about it, to follow ``the model's forward
+    pass``: out of memory asks for less, a misfit of made-up inputs (``synthetic``) for other
+    shapes, anything else for the model or its inputs to be fixed. ``inputs`` describes them."""
     happened = what_happened(exc)
+    on = f"; the inputs were {inputs}" if inputs else ""
     if is_out_of_memory(exc):
         return (
-            f"ran out of memory ({happened}); use a smaller --batch-size, a smaller model or "
-            "another --device"
+            f"ran out of memory ({happened}){on}; use a smaller --batch-size, a smaller model "
+            "or another --device"
         )
     if isinstance(exc, SystemExit):
-        return f"{happened}; the model must return its output, not end the process"
+        return f"{happened}; forward must return the output, not end the process"
     if synthetic:
-        return f"{happened}; pass --input-shape or define example_inputs(batch_size)"
-    return f"{happened}; fix forward or the inputs (rerun with --debug for the traceback)"
+        return f"{happened}{on}: pass --input-shape or define example_inputs(batch_size)"
+    return f"{happened}{on}: fix forward or the inputs (rerun with --debug for the traceback)"
 
 
 @dataclass(frozen=True)

@@ -144,10 +144,8 @@ class Passes:
             raise
         except BaseException as exc:  # sys.exit() in forward is the model's failure too
             synthetic = isinstance(self.make_inputs, SyntheticInputs)
-            raise ModelRunError(
-                f"the model's forward pass on {_describe(inputs)} "
-                f"{forward_advice(exc, synthetic=synthetic)}"
-            ) from exc
+            advice = forward_advice(exc, synthetic=synthetic, inputs=_describe(inputs))
+            raise ModelRunError(f"the model's forward pass {advice}") from exc
 
     def loss_of(self, output: Any, inputs: Any) -> tuple[torch.Tensor, str]:
         """The scalar loss and the name of the loss used; a bad loss is a usage error."""
