@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -29,7 +29,6 @@ from gradcheck_cli.cli import main
 from gradcheck_cli.errors import ModelRunError
 from gradcheck_cli.loading import load_model
 from gradcheck_cli.specs import spec_relative_to
-
 
 DEEP = """\
 from torch import nn
