@@ -684,9 +684,7 @@ def _first_that_runs(
     return None
 
 
-def _forward_failure(
-    model: nn.Module, shape: InputShape, batch_size: int
-) -> BaseException | None:
+def _forward_failure(model: nn.Module, shape: InputShape, batch_size: int) -> BaseException | None:
     """The exception one forward pass on a batch of ``shape`` raises, or None when it runs
     (``sys.exit()`` in forward included: it is the model's failure, not gradcheck's exit)."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
