@@ -7,6 +7,8 @@ them into one line on stderr and exit code 2; a traceback is shown only with ``-
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class UsageError(Exception):
     """Base of every error caused by the user's input rather than by gradcheck itself.
@@ -29,3 +31,26 @@ class ModelRunError(UsageError):
 
 class ConfigError(UsageError):
     """A configuration file or option value is malformed."""
+
+
+def what_happened(exc: BaseException) -> str:
+    """How a message says what the user's code did: ``called sys.exit(0)`` or ``raised
+    ValueError: the first line of its message``.
+
+    ``sys.exit()`` in a model file, ``build_model`` or ``forward`` (and a ``BaseException``
+    subclass of its own) must not end gradcheck with the model's exit code: it is reported like
+    any other error of the user's code.
+    """
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    lines = str(exc).strip().splitlines()
+    return f"raised {type(exc).__name__}: {lines[0] if lines else '(no message)'}"
+
+
+def require_file(path: Path, what: str, error: type[UsageError] = UsageError) -> None:
+    """Raise ``error`` unless ``path`` is a file: one that is missing and one that is a folder
+    (a folder named ``x.pt``) are told apart. ``what`` names it, e.g. ``model file 'x.pt'``."""
+    if path.is_dir():
+        raise error(f"{what} is a folder, not a file; name the file inside it")
+    if not path.is_file():
+        raise error(f"{what} does not exist; check the path")

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from gradcheck_cli.findings import SCHEMA_VERSION, Report, Severity, plain_numbe
 from gradcheck_cli.remedies import APPLY_ORDER, CONFLICTS, PREFERENCE
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict, score
+from gradcheck_cli.specs import spec_relative_to
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,9 @@ def save_fix(result: FixResult, output: Path) -> None:
     try:
         torch.save(result.model, staging / "model.pt")
         torch.save(result.model.state_dict(), staging / "state_dict.pt")
-        (staging / "plan.yaml").write_text(result.plan.to_yaml(), encoding="utf-8")
+        # The source relative to the plan, so DIR/model.pt reloads from any folder.
+        plan = replace(result.plan, source=spec_relative_to(result.plan.source, output))
+        (staging / "plan.yaml").write_text(plan.to_yaml(), encoding="utf-8")
         (staging / "report.yaml").write_text(result.to_yaml(), encoding="utf-8")
         for path in staging.iterdir():
             with open(path, "rb") as handle:

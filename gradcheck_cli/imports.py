@@ -1,28 +1,31 @@
 """Importing the user's code the way Python would, without letting it shadow anything.
 
-A plain model file is imported under its own name (its stem) with its folder first on
-``sys.path``, so sibling imports work and pickles of its classes can be loaded again. A file
-inside a package (its folder holds ``__init__.py``) is imported as ``package.module`` with the
-package root's parent on ``sys.path``, so relative imports work. A dotted ``module:NAME`` is
-found in the current directory first, as ``python -m`` does. A folder gradcheck puts on
-``sys.path`` must never shadow the standard library or an installed package, so a user package
+A plain model file is imported under its own name (its stem), so pickles of its classes can be
+loaded again, unless that name belongs to the standard library or an installed module: then under
+a private name (``_gradcheck_model_json``) that nothing else can want. A file inside a package
+(its folder holds ``__init__.py``) is imported as ``package.module``, so relative imports work. A
+dotted ``module:NAME`` is looked for in the current directory. Every folder gradcheck puts on
+``sys.path`` goes at its end: it can never shadow the standard library or an installed package
+(a ``plistlib.py`` beside the model is not what ``import plistlib`` gets), and a user package
 whose name is already importable from elsewhere is refused rather than imported as the wrong
-thing. A missing package is named with what to install.
+thing. :func:`make_importable` lets a pickle find a model file's classes without importing
+anything up front. A missing package is named with what to install.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from gradcheck_cli.errors import ModelLoadError
+from gradcheck_cli.errors import ModelLoadError, require_file
 
 DISTRIBUTION = "gradcheck-cli"
 # Import names that one of gradcheck's extras installs.
@@ -69,6 +72,7 @@ KNOWN_PACKAGES = frozenset(
 )
 
 _FILE_MODULES: set[str] = set()  # module names this process imported from model files
+PRIVATE_PREFIX = "_gradcheck_model_"  # + stem: a model file named like a taken module
 
 
 def install_hint(name: str) -> str:
@@ -123,31 +127,37 @@ def package_of(path: Path) -> PackagePlace | None:
 
 def import_file(path: Path) -> ModuleType:
     """Import a model file: inside its package when it has one, else under its own name."""
-    if not path.is_file():
-        raise ModelLoadError(f"model file '{path}' does not exist; check the path")
+    require_file(path, f"model file '{path}'", ModelLoadError)
     place = package_of(path)
     if place is not None:
         return _import_in_package(path, place)
     return _import_plain(path)
 
 
-def _import_plain(path: Path) -> ModuleType:
-    """Import a file under its stem with its folder first on ``sys.path``.
+def module_name(path: Path) -> str:
+    """The name a plain model file is imported under: its stem, unless that would take the place
+    of the standard library's or an installed module (a file called ``json.py``, ``typing.py``):
+    then a private name, so nothing else in the process gets the wrong module."""
+    name = path.stem
+    if _taken(name, path, str(path.resolve().parent)):
+        return PRIVATE_PREFIX + name
+    return name
 
-    The stem keeps pickles of its classes loadable; a stem that would take the place of the
-    standard library's or an installed module (a file called ``profile.py``, ``token.py``) is
-    imported under a private name instead, so nothing else in the process gets the wrong module.
+
+def _import_plain(path: Path) -> ModuleType:
+    """Import a file under :func:`module_name` with its folder at the end of ``sys.path``.
+
+    At the end, sibling modules of the model file are found, but only under names nothing else
+    provides: a sibling can never shadow the standard library or an installed package.
     """
     folder = str(path.resolve().parent)
-    name = path.stem
-    if _taken(name, path, folder):
-        name = f"_gradcheck_model_{name}"
+    name = module_name(path)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModelLoadError(f"cannot import '{path}' as a Python module")
     added = folder not in sys.path
     if added:
-        sys.path.insert(0, folder)
+        sys.path.append(folder)
     module = importlib.util.module_from_spec(spec)
     previous = sys.modules.get(name)
     sys.modules[name] = module
@@ -157,11 +167,55 @@ def _import_plain(path: Path) -> ModuleType:
         _forget(name, previous)
         if added and folder in sys.path:
             sys.path.remove(folder)
-        if isinstance(exc, (Exception, SystemExit)):
+        if not isinstance(exc, KeyboardInterrupt):
             raise import_error(f"'{path}'", exc) from exc
         raise
     _FILE_MODULES.add(name)
     return module
+
+
+class _ModelFileFinder(importlib.abc.MetaPathFinder):
+    """Finds the private names of model files (``_gradcheck_model_json``) for unpickling."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, Path] = {}
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        found = self.files.get(fullname)
+        if found is None:
+            return None
+        return importlib.util.spec_from_file_location(fullname, found)
+
+
+_FINDER = _ModelFileFinder()
+
+
+def make_importable(path: Path) -> None:
+    """Let a pickle that references the classes of model file ``path`` find them.
+
+    Nothing is imported now: unpickling imports the module it names when it needs it. A file
+    in a package gets its package root's parent, a plain file its folder, at the end of
+    ``sys.path`` (shadowing nothing); a plain file imported under a private name is found
+    under that name by a finder that knows only that name.
+    """
+    place = package_of(path)
+    if place is not None:
+        if str(place.root) not in sys.path:
+            sys.path.append(str(place.root))
+        return
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
+    name = module_name(path)
+    if name.startswith(PRIVATE_PREFIX):
+        _FINDER.files[name] = path.resolve()
+        if _FINDER not in sys.meta_path:
+            sys.meta_path.append(_FINDER)
 
 
 def _taken(name: str, path: Path, folder: str) -> bool:
@@ -229,7 +283,7 @@ def _import_in_package(path: Path, place: PackagePlace) -> ModuleType:
             sys.modules[place.module] = previous
         if added and root in sys.path:
             sys.path.remove(root)
-        if isinstance(exc, (Exception, SystemExit)):
+        if not isinstance(exc, KeyboardInterrupt):
             raise import_error(f"'{path}' (as {place.module})", exc, place.top) from exc
         raise
     found = getattr(module, "__file__", None)
@@ -302,6 +356,9 @@ def import_error(what: str, exc: BaseException, package: str | None = None) -> M
             f"importing {what} called sys.exit({exc.code}); keep scripts' work under "
             "if __name__ == '__main__': (rerun with --debug for the traceback)"
         )
+    if isinstance(exc, SyntaxError) and exc.lineno is None:
+        # Python refuses some files before parsing a line: NUL bytes, a bad encoding.
+        return ModelLoadError(f"{what} is not Python source ({exc.msg}); check the file")
     if isinstance(exc, SyntaxError):
         where = f" of {Path(exc.filename).name}" if exc.filename else ""
         return ModelLoadError(
@@ -321,20 +378,25 @@ def import_error(what: str, exc: BaseException, package: str | None = None) -> M
 
 
 @contextlib.contextmanager
-def cwd_first() -> Iterator[None]:
-    """The current directory first on ``sys.path`` for the block only, as ``python -m`` puts it."""
+def cwd_importable() -> Iterator[None]:
+    """The current directory on ``sys.path`` for the block only: at its end, so that a file
+    there never shadows the standard library or an installed package (``python -m`` puts it
+    first; the module named on the command line is checked by :func:`import_dotted`)."""
     entry = str(Path.cwd())
-    sys.path.insert(0, entry)
+    added = entry not in sys.path
+    if added:
+        sys.path.append(entry)
     try:
         yield
     finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(entry)  # the first occurrence: the one inserted above
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(entry)
 
 
 def import_dotted(dotted: str) -> ModuleType:
-    """Import ``package.module``, finding it in the current directory first (call it inside
-    :func:`cwd_first`); a local module named like an importable one elsewhere is refused."""
+    """Import ``package.module``, finding it in the current directory (call it inside
+    :func:`cwd_importable`); a local module named like an importable one elsewhere is refused."""
     top = dotted.partition(".")[0]
     cwd = Path.cwd()
     for local in (cwd / top, cwd / f"{top}.py"):
@@ -350,5 +412,7 @@ def import_dotted(dotted: str) -> ModuleType:
                 "looked for in the current directory first)"
             ) from exc
         raise import_error(f"'{dotted}'", exc, top) from exc
-    except (Exception, SystemExit) as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit and BaseException subclasses too: user code
         raise import_error(f"'{dotted}'", exc, top) from exc

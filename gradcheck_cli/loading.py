@@ -16,8 +16,9 @@ import copy
 import dataclasses
 import enum
 import inspect
+import io
+import pickletools
 import re
-import sys
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -27,14 +28,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli.errors import InputError, ModelLoadError
+from gradcheck_cli.errors import InputError, ModelLoadError, require_file, what_happened
 from gradcheck_cli.imports import (
-    cwd_first,
+    cwd_importable,
     import_dotted,
     import_file,
-    package_of,
+    make_importable,
     script_argv,
 )
+from gradcheck_cli.memory import WHAT_TO_DO, count_on_meta, free_bytes, too_big
 from gradcheck_cli.snapshot import preserved
 from gradcheck_cli.specs import ModelSpec, SpecKind, parse_spec
 
@@ -87,7 +89,7 @@ def load_model(spec: str, *, trust_pickle: bool = False, weights: str | None = N
             loaded = _from_namespace(import_file(parsed.path), parsed)
     else:
         # Built inside the same context: a factory may import its siblings lazily.
-        with cwd_first(), script_argv(parsed.target):
+        with cwd_importable(), script_argv(parsed.target):
             loaded = _from_namespace(import_dotted(parsed.target), parsed)
     if weights is not None:
         load_weights(loaded.module, weights)
@@ -146,16 +148,31 @@ def _instantiate(obj: Any, spec: ModelSpec) -> nn.Module:
         raise ModelLoadError(
             f"'{label}': {what} raised TypeError: {exc} (rerun with --debug for the traceback)"
         ) from exc
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # sys.exit() in build_model too: not gradcheck's exit code
+        too_big = memory_failure(exc, obj, spec)
+        if too_big is not None:
+            raise ModelLoadError(f"'{label}': {too_big}") from exc
         raise ModelLoadError(
-            f"'{label}': {what} raised {type(exc).__name__}: {exc} "
-            "(rerun with --debug for the traceback)"
+            f"'{label}': {what} {what_happened(exc)} (rerun with --debug for the traceback)"
         ) from exc
     if not isinstance(built, nn.Module):
         raise ModelLoadError(
             f"'{label}' returned {type(built).__name__}, not an nn.Module; return the model"
         )
     return built
+
+
+def memory_failure(exc: BaseException, obj: Any, spec: ModelSpec) -> str | None:
+    """For a build that ran out of memory: the model's size, counted by building it again on
+    the meta device, and what is free; None for any other failure."""
+    if not is_out_of_memory(exc):
+        return None
+    counted = count_on_meta(lambda: obj(*spec.args, **spec.keywords))
+    if counted is None:
+        return f"building the model ran out of memory ({what_happened(exc)}); {WHAT_TO_DO}"
+    return too_big("the model", *counted, free_bytes())
 
 
 def _signature_mismatch(obj: Any, spec: ModelSpec) -> str | None:
@@ -219,9 +236,9 @@ def _no_arg_constructible(cls: type) -> bool:
 
 
 def _load_saved(path: Path, *, trust_pickle: bool) -> LoadedModel:
-    if not path.is_file():
-        raise ModelLoadError(f"model file '{path}' does not exist; check the path")
-    _add_plan_source_to_path(path)
+    require_file(path, f"model file '{path}'", ModelLoadError)
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"model file '{path}' is empty (0 bytes); save the model again")
     if _is_torchscript(path):
         try:
             module = torch.jit.load(str(path), map_location="cpu")
@@ -231,17 +248,35 @@ def _load_saved(path: Path, *, trust_pickle: bool) -> LoadedModel:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as safe_error:
+        if not _is_intact_pickle(path):
+            # torch's own message advises loading it unsafely: never the answer here.
+            raise ModelLoadError(
+                f"'{path}' is not a PyTorch file, or it is damaged (truncated or corrupt); "
+                "save the model again (torch.save or torch.jit.save)"
+            ) from safe_error
         if not trust_pickle:
             raise ModelLoadError(
                 f"'{path}' is a pickled object and unpickling runs arbitrary code; pass "
                 "--trust-pickle if you trust this file"
             ) from safe_error
+        # Only now, trusted: the model file plan.yaml names may be imported by unpickling.
+        source = _plan_source(path)
+        if source is not None:
+            make_importable(source)
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except ModuleNotFoundError as exc:
             raise ModelLoadError(
-                f"cannot unpickle '{path}': {type(exc).__name__}: {exc}; make the classes it "
-                "needs importable (run from the model's folder)"
+                f"cannot unpickle '{path}': it needs the module '{exc.name}', which is not "
+                "importable; keep the plan.yaml that gradcheck fix wrote beside it, or put the "
+                "module's folder on PYTHONPATH"
+            ) from exc
+        except BaseException as exc:  # unpickling runs code: sys.exit() included
+            raise ModelLoadError(
+                f"cannot unpickle '{path}': it {what_happened(exc)}; make the classes it "
+                "needs importable"
             ) from exc
     if isinstance(obj, nn.Module):
         return LoadedModel(module=obj, name=str(path))
@@ -253,33 +288,61 @@ def _load_saved(path: Path, *, trust_pickle: bool) -> LoadedModel:
     raise ModelLoadError(f"'{path}' holds a {type(obj).__name__}, not an nn.Module")
 
 
-def _add_plan_source_to_path(path: Path) -> None:
-    """A model saved by ``gradcheck fix`` pickles classes from the user's model file; its
-    plan.yaml names that file, whose folder (for a file in a package: the package root's
-    parent) goes on ``sys.path`` so they can be found again."""
-    plan = path.parent / "plan.yaml"
+def _plan_source(saved: Path) -> Path | None:
+    """The model file that the ``plan.yaml`` beside a saved model names, if it exists.
+
+    ``gradcheck fix`` stores it relative to the plan's folder; plans written before that hold
+    it relative to the folder ``fix`` ran in, which is tried second. Read only for a pickle the
+    user trusts (``--trust-pickle``): nothing beside a ``.pt`` is looked at otherwise.
+    """
+    plan = saved.parent / "plan.yaml"
     if not plan.is_file():
-        return
+        return None
     try:
         import yaml
 
-        source = str((yaml.safe_load(plan.read_text(encoding="utf-8")) or {}).get("source", ""))
+        data = yaml.safe_load(plan.read_text(encoding="utf-8"))
+        parsed = parse_spec(str(data.get("source", "")))
     except Exception:
-        return
+        return None  # not a plan of ours: nothing to find the classes with
+    if parsed.kind is not SpecKind.FILE:
+        return None
+    target = Path(parsed.target)
+    for candidate in (plan.parent / target, target):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+_PICKLE_MAGIC = b"PK\x03\x04"  # a zip archive's first bytes (torch.save's format)
+
+
+def _is_intact_pickle(path: Path) -> bool:
+    """Whether ``path`` holds a whole pickle (in a torch zip archive, or the legacy format): a
+    file that ``weights_only`` refuses is then a real pickle of code, not a damaged file."""
     try:
-        parsed = parse_spec(source)
-    except ModelLoadError:
-        return
-    candidate = parsed.path
-    if parsed.kind is SpecKind.FILE and candidate.is_file():
-        place = package_of(candidate)
-        if place is not None:
-            if str(place.root) not in sys.path:
-                sys.path.append(str(place.root))
-            return
-        folder = str(candidate.resolve().parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith("data.pkl")]
+                return bool(names) and _pickle_ends(io.BytesIO(archive.read(names[0])))
+        with open(path, "rb") as handle:
+            if handle.read(4) == _PICKLE_MAGIC:
+                return False  # a zip archive whose directory is missing: truncated
+            handle.seek(0)
+            return _pickle_ends(handle)
+    except (OSError, zipfile.BadZipFile, RuntimeError):
+        return False
+
+
+def _pickle_ends(handle: Any) -> bool:
+    """Whether the pickle at ``handle`` parses to its STOP opcode (nothing is executed)."""
+    last = None
+    try:
+        for opcode, _, _ in pickletools.genops(handle):
+            last = opcode.name
+    except Exception:
+        return False
+    return last == "STOP"
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -293,8 +356,7 @@ def _is_torchscript(path: Path) -> bool:
 def load_weights(module: nn.Module, weights: str) -> None:
     """Load a weights-only state dict into ``module``; a mismatch is a :class:`ModelLoadError`."""
     path = Path(weights)
-    if not path.is_file():
-        raise ModelLoadError(f"weights file '{weights}' does not exist; check --weights")
+    require_file(path, f"weights file '{weights}'", ModelLoadError)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -544,6 +606,9 @@ def check_inferred_inputs(model: nn.Module, batch_size: int = 16) -> InputShape:
         f"the model's forward pass fails on {shape.flag()}, the input inferred from its first "
         f"layer {_layer_text(*layer)} ({type(failure).__name__}: {_first_line(failure)})"
     )
+    if isinstance(failure, SystemExit) or is_out_of_memory(failure):
+        # Not a misfit of the input: no other input would run either.
+        raise InputError(f"the model's forward pass {forward_advice(failure, synthetic=False)}")
     needed = _required_inputs(model)
     if len(needed) > 1:
         raise InputError(
@@ -620,13 +685,16 @@ def _first_that_runs(
     return None
 
 
-def _forward_failure(model: nn.Module, shape: InputShape, batch_size: int) -> Exception | None:
-    """The exception one forward pass on a batch of ``shape`` raises, or None when it runs."""
+def _forward_failure(model: nn.Module, shape: InputShape, batch_size: int) -> BaseException | None:
+    """The exception one forward pass on a batch of ``shape`` raises, or None when it runs
+    (``sys.exit()`` in forward included: it is the model's failure, not gradcheck's exit)."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with _trial(model, device):
         try:
             call_model(model, shape.make(batch_size, device))
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             return exc
     return None
 
@@ -653,15 +721,55 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def shapes_factory(shapes: list[InputShape], device: torch.device) -> InputFactory:
-    """An input factory producing one tensor per shape (a tuple when there are several)."""
+@dataclass(frozen=True)
+class SyntheticInputs:
+    """Random inputs of given shapes (``--input-shape`` or inferred): one tensor per shape, a
+    tuple when there are several. A forward pass that fails on them may want other shapes."""
 
-    def make(batch_size: int) -> Inputs:
-        tensors = tuple(s.make(batch_size, device) for s in shapes)
+    shapes: tuple[InputShape, ...]
+    device: torch.device
+
+    def __call__(self, batch_size: int) -> Inputs:
+        tensors = tuple(s.make(batch_size, self.device) for s in self.shapes)
         return tensors[0] if len(tensors) == 1 else tensors
 
-    make.description = ", ".join(s.describe() for s in shapes)  # type: ignore[attr-defined]
-    return make
+    @property
+    def description(self) -> str:
+        """How the report names these inputs, e.g. ``3x32x32:float32``."""
+        return ", ".join(s.describe() for s in self.shapes)
+
+
+def shapes_factory(shapes: list[InputShape], device: torch.device) -> InputFactory:
+    """An input factory producing one tensor per shape (a tuple when there are several)."""
+    return SyntheticInputs(tuple(shapes), device)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (CUDA out of memory, or the CPU allocator's)."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def forward_advice(exc: BaseException, *, synthetic: bool, inputs: str = "") -> str:
+    """What a failed forward pass did and what to do about it, to follow ``the model's forward
+    pass``: out of memory asks for less, a misfit of made-up inputs (``synthetic``) for other
+    shapes, anything else for the model or its inputs to be fixed. ``inputs`` describes them."""
+    happened = what_happened(exc)
+    on = f"; the inputs were {inputs}" if inputs else ""
+    if is_out_of_memory(exc):
+        return (
+            f"ran out of memory ({happened}){on}; use a smaller --batch-size, a smaller model "
+            "or another --device"
+        )
+    if isinstance(exc, SystemExit):
+        return f"{happened}; forward must return the output, not end the process"
+    if synthetic:
+        return f"{happened}{on}: pass --input-shape or define example_inputs(batch_size)"
+    return f"{happened}{on}: fix forward or the inputs (rerun with --debug for the traceback)"
 
 
 @dataclass(frozen=True)
@@ -686,8 +794,7 @@ def load_data(path: str | Path) -> tuple[Inputs, torch.Tensor | None]:
     first dimension of every tensor is the sample dimension. Loaded weights-only: no code runs.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"data file '{path}' does not exist; check --data")
+    require_file(path, f"data file '{path}'", InputError)
     try:
         if path.suffix in (".npy", ".npz"):
             import numpy as np
@@ -701,9 +808,16 @@ def load_data(path: str | Path) -> tuple[Inputs, torch.Tensor | None]:
     except InputError:
         raise
     except Exception as exc:
+        # NumPy takes any file it cannot parse for pickled data and advises loading it
+        # unsafely; that advice is never right for --data, which holds arrays only.
+        detail = (
+            "it is not a NumPy array file, or it holds Python objects"
+            if path.suffix in (".npy", ".npz")
+            else f"{type(exc).__name__}: {_first_line(exc)}"
+        )
         raise InputError(
-            f"cannot read data file '{path}' ({type(exc).__name__}: {exc}); use a .pt of "
-            "tensors, a .npy or a .npz"
+            f"cannot read data file '{path}' ({detail}); use a .pt of tensors, a .npy or a "
+            ".npz of numeric arrays"
         ) from exc
     if isinstance(data, Mapping):
         data = dict(data)
@@ -731,6 +845,8 @@ def _tensors(raw: Any) -> Any:
 def data_factory(inputs: Inputs, targets: torch.Tensor | None, source: str) -> InputFactory:
     """Fresh batches of real data: ``batch_size`` rows drawn under the step's seed."""
     count = _rows(inputs)
+    if count == 0:
+        raise InputError(f"--data '{source}' holds 0 rows; give at least one sample")
     if targets is not None and targets.shape[0] != count:
         raise InputError(f"--data: {count} input rows but {targets.shape[0]} targets")
 
@@ -804,7 +920,12 @@ def batches_factory(batches: Callable[[], Any], source: str) -> InputFactory:
     (the DataLoader convention). Batches are remembered by the step's seed, so a step that is
     rerun (to count NaN/Inf exactly) sees the same batch.
     """
-    iterator = iter(batches())
+    try:
+        iterator = iter(batches())
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise InputError(f"batches() in {source} {what_happened(exc)}") from exc
     seen: dict[int, Inputs] = {}
 
     def make(batch_size: int) -> Inputs:
@@ -816,6 +937,10 @@ def batches_factory(batches: Callable[[], Any], source: str) -> InputFactory:
                 raise InputError(
                     f"batches() in {source} ran out; yield at least --steps batches"
                 ) from None
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                raise InputError(f"batches() in {source} {what_happened(exc)}") from exc
             if isinstance(batch, (tuple, list)) and len(batch) >= 2:
                 rest = tuple(batch[:-1])
                 seen[key] = Labeled(rest[0] if len(rest) == 1 else rest, batch[-1])

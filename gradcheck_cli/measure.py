@@ -17,14 +17,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli.errors import InputError, ModelRunError
+from gradcheck_cli.errors import InputError, ModelRunError, what_happened
 from gradcheck_cli.hooks import Recorder, capture
 from gradcheck_cli.loading import (
     InputFactory,
     Labeled,
     LossFn,
     LossKind,
+    SyntheticInputs,
     call_model,
+    forward_advice,
+    is_out_of_memory,
     optional_inputs_not_given,
     resolve_loss,
     to_device,
@@ -114,9 +117,11 @@ class Passes:
                 on_loss(value, inputs)
             try:
                 value.reshape(()).float().backward()
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # a backward hook of the model may sys.exit() too
                 raise ModelRunError(
-                    f"the backward pass raised {type(exc).__name__}: {_first_line(exc)}"
+                    f"the backward pass {_advice(exc, 'a smaller --batch-size')}"
                 ) from exc
             return recorder.end_step(value.detach().float().reshape(())), used
 
@@ -126,21 +131,21 @@ class Passes:
             return to_device(self.make_inputs(self.batch_size), self.device)
         except InputError:
             raise
-        except Exception as exc:
-            raise InputError(
-                f"example_inputs({self.batch_size}) raised {type(exc).__name__}: {exc}"
-            ) from exc
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            raise InputError(f"example_inputs({self.batch_size}) {what_happened(exc)}") from exc
 
     def forward(self, inputs: Any) -> Any:
         """The model's output; an exception in forward is a usage error."""
         try:
             return call_model(self.model, inputs)
-        except Exception as exc:
-            raise ModelRunError(
-                f"the model's forward pass raised {type(exc).__name__}: {_first_line(exc)}; "
-                f"the inputs were {_describe(inputs)}: pass --input-shape or define "
-                "example_inputs(batch_size)"
-            ) from exc
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # sys.exit() in forward is the model's failure too
+            synthetic = isinstance(self.make_inputs, SyntheticInputs)
+            advice = forward_advice(exc, synthetic=synthetic, inputs=_describe(inputs))
+            raise ModelRunError(f"the model's forward pass {advice}") from exc
 
     def loss_of(self, output: Any, inputs: Any) -> tuple[torch.Tensor, str]:
         """The scalar loss and the name of the loss used; a bad loss is a usage error."""
@@ -151,10 +156,10 @@ class Passes:
                     value = self.loss_fn(output, inputs)
                 else:  # --data with targets: loss_fn(output, inputs, targets)
                     value = self.loss_fn(output, inputs.inputs, targets)
-            except Exception as exc:
-                raise ModelRunError(
-                    f"loss_fn raised {type(exc).__name__}: {_first_line(exc)}"
-                ) from exc
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                raise ModelRunError(f"loss_fn {_advice(exc, 'a smaller --batch-size')}") from exc
             used = "loss_fn"
         else:
             kind, value = resolve_loss(self.loss, output, targets)
@@ -232,9 +237,11 @@ def measure(
     return Measurement(stats=stats, loss=str(used_loss))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
+def _advice(exc: BaseException, smaller: str) -> str:
+    """``raised X: msg`` for a failure of the user's code, with advice when memory ran out."""
+    if is_out_of_memory(exc):
+        return f"ran out of memory ({what_happened(exc)}); use {smaller} or another --device"
+    return what_happened(exc)
 
 
 def _describe(value: Any) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import enum
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,3 +155,21 @@ def _literal(text: str, node: ast.expr) -> Any:
             f"'{text}': the argument {ast.unparse(node)} is not a literal (names, calls and "
             f"attribute access are not evaluated); arguments may be {LITERALS}"
         ) from None
+
+
+def spec_relative_to(text: str, folder: Path) -> str:
+    """``text`` with its file, if it names one, written relative to ``folder`` (absolute where
+    no relative path leads there, across Windows drives): how ``plan.yaml`` stores its source,
+    so a saved fix finds it again from any working directory. Other specs are kept as given."""
+    try:
+        parsed = parse_spec(text)
+    except ModelLoadError:
+        return text
+    if parsed.kind is not SpecKind.FILE:
+        return text
+    source = Path(parsed.target).resolve()
+    try:
+        target = Path(os.path.relpath(source, folder.resolve())).as_posix()
+    except ValueError:
+        target = str(source)
+    return target + text.strip()[len(parsed.target) :]

@@ -23,6 +23,7 @@ from torch import nn
 
 from gradcheck_cli.errors import ModelLoadError
 from gradcheck_cli.imports import missing_package_message
+from gradcheck_cli.memory import check_fits, count_on_meta
 
 ZOOS = ("hf", "torchvision", "timm")
 TEXT_LENGTH = 64
@@ -44,9 +45,11 @@ def load_zoo(spec: str) -> tuple[nn.Module, Callable[[int], Any]]:
         builder = getattr(module.models, rest, None)
         if builder is None:
             raise ModelLoadError(f"'{spec}': torchvision.models has no '{rest}'")
+        check_fits(f"'{spec}'", count_on_meta(lambda: builder(weights=None)))
         model = builder(weights=None)  # random weights: nothing is downloaded
         return model, lambda b: torch.randn(b, 3, 224, 224)
     module = _require("timm", spec)
+    check_fits(f"'{spec}'", count_on_meta(lambda: module.create_model(rest, pretrained=False)))
     try:
         model = module.create_model(rest, pretrained=False)
     except Exception as exc:
@@ -93,7 +96,12 @@ def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]
     previous = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
+        # Counted on the meta device first: a default configuration can be billions of
+        # parameters (LlamaForCausalLM: 6.7B, 27 GB in float32).
+        check_fits(f"'{spec}'", count_on_meta(lambda: cls(config)))
         model = cls(config)
+    except ModelLoadError:
+        raise
     except Exception as exc:
         raise ModelLoadError(
             f"'{spec}': building {class_name} from its config failed: {exc}"

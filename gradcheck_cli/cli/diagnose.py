@@ -16,6 +16,7 @@ from gradcheck_cli.atomic import write_atomic
 from gradcheck_cli.cli.errors import user_errors
 from gradcheck_cli.cli.files import report_target
 from gradcheck_cli.cli.options import format_option, measure_options, prepare
+from gradcheck_cli.cli.process import stdout_to_stderr
 from gradcheck_cli.compare import Comparison, compare, load_report
 from gradcheck_cli.findings import ExitCode, FailOn, Report, exit_code
 from gradcheck_cli.report import COMPARE_RENDERERS, FILE_FORMATS, RENDERERS, OutputFormat
@@ -90,17 +91,19 @@ def diagnose_command(
         baseline = load_report(Path(baseline_path)) if baseline_path else None
         if plot_path is not None:
             check_plot(Path(plot_path))
-        job = prepare(model_spec, flags, plan=plan_path)
+        # The model's own prints (import, build, forward) must not land in the report.
+        with stdout_to_stderr():
+            job = prepare(model_spec, flags, plan=plan_path)
+            with progress(enabled=not quiet and sys.stderr.isatty()) as on_step:
+                report = diagnose(
+                    job.loaded.module,
+                    job.inputs,
+                    job.loaded.loss_fn,
+                    settings=job.settings,
+                    model_name=job.loaded.name,
+                    on_step=on_step,
+                )
         fail_on = job.settings.fail_on
-        with progress(enabled=not quiet and sys.stderr.isatty()) as on_step:
-            report = diagnose(
-                job.loaded.module,
-                job.inputs,
-                job.loaded.loss_fn,
-                settings=job.settings,
-                model_name=job.loaded.name,
-                on_step=on_step,
-            )
         for path, forced in targets:
             assert path is not None
             write_atomic(

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import click
 
-from gradcheck_cli.errors import UsageError
+from gradcheck_cli.errors import UsageError, what_happened
 from gradcheck_cli.findings import ExitCode
 
 
@@ -17,7 +17,9 @@ from gradcheck_cli.findings import ExitCode
 def user_errors(debug: bool) -> Iterator[None]:
     """Report a :class:`UsageError` as one line and exit 2; any other error exits 3.
 
-    With ``debug`` the traceback is printed as well.
+    ``SystemExit`` and ``BaseException`` subclasses raised in the block can only come from the
+    user's code (gradcheck exits after it): they exit 2 as well. With ``debug`` the traceback
+    is printed as well.
     """
     try:
         yield
@@ -38,3 +40,15 @@ def user_errors(debug: bool) -> Iterator[None]:
             err=True,
         )
         sys.exit(ExitCode.INTERNAL_ERROR)
+    except BaseException as exc:
+        # Nothing of gradcheck's exits inside this block: sys.exit() or a BaseException
+        # subclass comes from the user's code where the library does not wrap it. It must not
+        # become gradcheck's exit code (exit 0 would pass a CI job that measured nothing).
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"gradcheck: error: the model's code {what_happened(exc)} while gradcheck was "
+            "running it (rerun with --debug for the traceback)",
+            err=True,
+        )
+        sys.exit(ExitCode.USAGE_ERROR)

@@ -12,6 +12,7 @@ from gradcheck_cli.api import fix
 from gradcheck_cli.cli.diagnose import progress, use_color
 from gradcheck_cli.cli.errors import user_errors
 from gradcheck_cli.cli.options import choice, format_option, measure_options, prepare
+from gradcheck_cli.cli.process import stdout_to_stderr
 from gradcheck_cli.findings import exit_code
 from gradcheck_cli.fixing import check_output, save_fix
 from gradcheck_cli.remedies import REGISTRY
@@ -84,26 +85,27 @@ def fix_command(
         output = Path(output_dir) if output_dir else None
         if output is not None:
             check_output(output)
-        job = prepare(model_spec, flags)
-        options = FixOptions(
-            activation=Activation(activation),
-            force_reinit=force_reinit,
-            weights_given=job.weights_given,
-        )
-        with progress(enabled=not quiet and sys.stderr.isatty()) as on_step:
-            result = fix(
-                job.loaded.module,
-                job.inputs,
-                job.loaded.loss_fn,
-                remedies=list(remedies) or None,
-                fix_options=options,
-                budget=budget,
-                probe_steps=probe_steps,
-                source=model_spec,
-                settings=job.settings,
-                model_name=job.loaded.name,
-                on_step=on_step,
+        with stdout_to_stderr():  # the model's own prints must not land in the report
+            job = prepare(model_spec, flags)
+            options = FixOptions(
+                activation=Activation(activation),
+                force_reinit=force_reinit,
+                weights_given=job.weights_given,
             )
+            with progress(enabled=not quiet and sys.stderr.isatty()) as on_step:
+                result = fix(
+                    job.loaded.module,
+                    job.inputs,
+                    job.loaded.loss_fn,
+                    remedies=list(remedies) or None,
+                    fix_options=options,
+                    budget=budget,
+                    probe_steps=probe_steps,
+                    source=model_spec,
+                    settings=job.settings,
+                    model_name=job.loaded.name,
+                    on_step=on_step,
+                )
         if output is not None:
             save_fix(result, output)
             if not quiet:
