@@ -54,3 +54,8 @@ def require_file(path: Path, what: str, error: type[UsageError] = UsageError) ->
         raise error(f"{what} is a folder, not a file; name the file inside it")
     if not path.is_file():
         raise error(f"{what} does not exist; check the path")
+
+
+class OutputError(UsageError):
+    """A report, plot or saved fix could not be written (read-only, full disk, missing folder),
+    or would overwrite one of the run's inputs."""

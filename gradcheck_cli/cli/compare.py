@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gradcheck_cli.cli.diagnose import emit
+from gradcheck_cli.cli.diagnose import check_summary, emit
 from gradcheck_cli.cli.errors import user_errors
 from gradcheck_cli.cli.options import choice, debug_option, format_option
 from gradcheck_cli.compare import compare, load_report
@@ -40,6 +40,8 @@ def compare_command(
 ) -> None:
     """Compare report NEW with baseline OLD; exit 1 on a regression, 0 otherwise."""
     with user_errors(debug):
+        if OutputFormat(output_format) is OutputFormat.GITHUB:
+            check_summary({"the OLD report": Path(old), "the NEW report": Path(new)})
         settings = Settings(regression_factor=regression_factor)  # validates the factor
         level = parse_enum(FailOn, fail_on, "--fail-on")
         comparison = compare(

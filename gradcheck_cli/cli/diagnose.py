@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -12,9 +13,9 @@ from typing import Any, TextIO
 import click
 
 from gradcheck_cli.api import diagnose
-from gradcheck_cli.atomic import write_atomic
+from gradcheck_cli.atomic import write_atomic, write_error
 from gradcheck_cli.cli.errors import user_errors
-from gradcheck_cli.cli.files import report_target
+from gradcheck_cli.cli.files import check_output, input_files, report_target
 from gradcheck_cli.cli.options import format_option, measure_options, prepare
 from gradcheck_cli.cli.process import stdout_to_stderr
 from gradcheck_cli.compare import Comparison, compare, load_report
@@ -83,14 +84,29 @@ def diagnose_command(
     regression), 2 usage error.
     """
     with user_errors(debug):
+        inputs = input_files(
+            model_spec,
+            config=flags.get("config_path"),
+            data=flags.get("data_path"),
+            weights=flags.get("weights"),
+            plan=plan_path,
+        )
         targets: list[tuple[Path | None, OutputFormat | None]] = [
-            (report_target(p, FILE_FORMATS), None) for p in report_paths
+            (report_target(p, FILE_FORMATS, inputs=inputs), None) for p in report_paths
         ]
+        # The baseline is read before anything is written: a --report may replace it (that is
+        # how a baseline is updated), but no other format may.
+        others = (
+            {**inputs, "the --baseline report": Path(baseline_path)} if baseline_path else inputs
+        )
         if junit_path is not None:
-            targets.append((report_target(junit_path, {}, any_suffix=True), OutputFormat.JUNIT))
-        baseline = load_report(Path(baseline_path)) if baseline_path else None
+            junit = report_target(junit_path, {}, any_suffix=True, inputs=others, label="--junit")
+            targets.append((junit, OutputFormat.JUNIT))
         if plot_path is not None:
-            check_plot(Path(plot_path))
+            check_plot(check_output("--plot", Path(plot_path), others))
+        if OutputFormat(output_format) is OutputFormat.GITHUB:
+            check_summary(others)
+        baseline = load_report(Path(baseline_path)) if baseline_path else None
         # The model's own prints (import, build, forward) must not land in the report.
         with stdout_to_stderr():
             job = prepare(model_spec, flags, plan=plan_path)
@@ -144,12 +160,26 @@ def emit(
         RENDERERS[fmt](report, sys.stdout, color=use_color(), fail_on=fail_on)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if fmt is OutputFormat.GITHUB and summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            if report is not None:
-                RENDERERS[OutputFormat.MARKDOWN](report, handle, fail_on=fail_on)
-            if comparison is not None:
-                COMPARE_RENDERERS[OutputFormat.MARKDOWN](comparison, handle, fail_on=fail_on)
+        text = io.StringIO()
+        if report is not None:
+            RENDERERS[OutputFormat.MARKDOWN](report, text, fail_on=fail_on)
+        if comparison is not None:
+            COMPARE_RENDERERS[OutputFormat.MARKDOWN](comparison, text, fail_on=fail_on)
+        try:
+            # Appended (GitHub collects every step's summary in the one file), in one write.
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(text.getvalue())
+        except OSError as exc:
+            raise write_error(Path(summary), exc) from exc
     sys.stdout.flush()
+
+
+def check_summary(inputs: Mapping[str, Path]) -> None:
+    """Refuse a ``$GITHUB_STEP_SUMMARY`` that is one of the run's inputs, a source file, or
+    in a folder that does not exist, before any work."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        check_output("GITHUB_STEP_SUMMARY", Path(summary), inputs)
 
 
 def use_color() -> bool:
