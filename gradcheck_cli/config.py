@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +61,13 @@ class Settings:
                 raise ConfigError(
                     f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
                 )
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if (
+            not isinstance(self.seed, int)
+            or isinstance(self.seed, bool)
+            or not 0 <= self.seed <= MAX_SEED
+        ):
+            # NumPy takes seeds up to 2**32 - 1, and every step's seed is derived from this one.
+            raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
         if (
             not isinstance(self.train_steps, int)
             or isinstance(self.train_steps, bool)
@@ -71,12 +77,21 @@ class Settings:
                 f"train-steps must be 0 or a positive integer, got {self.train_steps!r}"
             )
         if self.lr is not None and (
-            isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0
+            isinstance(self.lr, bool)
+            or not isinstance(self.lr, (int, float))
+            or not 0 < self.lr < math.inf
         ):
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+            raise ConfigError(f"lr must be a positive finite number, got {self.lr!r}")
         factor = self.regression_factor
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
-            raise ConfigError(f"regression-factor must be a number above 1, got {factor!r}")
+        if (
+            isinstance(factor, bool)
+            or not isinstance(factor, (int, float))
+            or not 1 < factor < math.inf
+        ):
+            raise ConfigError(f"regression-factor must be a finite number above 1, got {factor!r}")
+
+
+MAX_SEED = 2**32 - 1
 
 
 _SCALARS = {"steps": int, "seed": int, "batch_size": int, "train_steps": int}
@@ -172,12 +187,33 @@ def threshold_options(
                 raise ConfigError(
                     f"{source}: '{check_id}' has no threshold '{raw}'; its thresholds: {known}"
                 )
-            default = getattr(current, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{source}: thresholds.{check_id}.{raw} must be a number")
-            changes[name] = int(value) if isinstance(default, int) else float(value)
+            changes[name] = _threshold(
+                value,
+                integer=isinstance(getattr(current, name), int),
+                label=f"{source}: thresholds.{check_id}.{raw}",
+            )
         merged[check_id] = dataclasses.replace(current, **changes)
     return merged
+
+
+def _threshold(value: Any, *, integer: bool, label: str) -> int | float:
+    """A threshold: a finite number, not negative; a whole number where it counts layers.
+
+    NaN would switch the rule off without saying so (every comparison with it is false), and a
+    count of 2.7 layers would silently become 2.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{label} must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(
+            f"{label} must be a finite number, 0 or more, got {value!r}; to switch a check "
+            "off, set its severity to off"
+        )
+    if integer:
+        if value != int(value):
+            raise ConfigError(f"{label} must be a whole number, got {value!r}")
+        return int(value)
+    return float(value)
 
 
 def _patterns(value: Any, label: str) -> tuple[str, ...]:
@@ -234,14 +270,17 @@ def read_config(path: Path) -> dict[str, Any]:
     """The gradcheck settings in ``path`` (YAML, or pyproject.toml's ``[tool.gradcheck]``)."""
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist; check --config")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, ConfigError)
     if path.suffix == ".toml":
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
         if path.name == "pyproject.toml":
-            data = data.get("tool", {}).get("gradcheck", {})
+            tool = data.get("tool", {})
+            if not isinstance(tool, Mapping):
+                raise ConfigError(f"{path}: 'tool' must be a table, [tool]; fix the file")
+            data = tool.get("gradcheck", {})
     else:
         try:
             data = yaml.safe_load(text)
@@ -253,6 +292,19 @@ def read_config(path: Path) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: the gradcheck settings must be a table of keys")
     return dict(data)
+
+
+def read_text(path: Path, error: type[Exception] = ConfigError) -> str:
+    """A UTF-8 text file the user names (config, plan, report): any failure is ``error``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"'{path}' is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}); "
+            "save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise error(f"cannot read '{path}': {exc.strerror or exc}") from None
 
 
 def load_settings(config: Path | None, *, cwd: Path) -> tuple[Settings, Path | None]:

@@ -42,15 +42,105 @@ class Edit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Edit:
-        """Parse one plan entry; raises :class:`PlanError` when malformed."""
+        """Parse one plan entry and check its arguments; raises :class:`PlanError` when
+        malformed, before any edit is applied."""
         if not isinstance(data, Mapping) or "op" not in data or "target" not in data:
-            raise PlanError(f"plan entry {data!r} needs 'op' and 'target'")
-        return cls(
-            str(data["op"]),
-            str(data["target"]),
-            dict(data.get("args") or {}),
-            str(data.get("remedy", "")),
+            raise PlanError(f"plan entry {_short(data)} needs 'op' and 'target'")
+        op, target, remedy = data["op"], data["target"], data.get("remedy", "")
+        for key, text in (("op", op), ("target", target), ("remedy", remedy)):
+            if not isinstance(text, str):
+                raise PlanError(f"a plan entry's '{key}' must be a string, got {_short(text)}")
+        if op not in _ARGS:
+            raise PlanError(f"unknown edit op {_short(op)} in plan; known: {', '.join(_ARGS)}")
+        args = data.get("args")
+        if args is None:
+            args = {}
+        if not isinstance(args, Mapping):
+            raise PlanError(f"the 'args' of plan edit '{op}' must be a table, got {_short(args)}")
+        return cls(op, target, _checked_args(op, args), remedy)
+
+
+_MAX_FEATURES = 2**24  # a normaliser wider than any layer gradcheck would insert one after
+_MAX_STEPS = 10**9
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(op: str, key: str, value: Any, *, low: float, high: float, integer: bool) -> Any:
+    kind = "a whole number" if integer else "a number"
+    if integer:  # written out: 16777216, not 1.67772e+07
+        low, high = int(low), int(high)
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, int if integer else (int, float))
+        and low <= value <= high
+        and math.isfinite(value)
+    )
+    if not ok:
+        raise PlanError(
+            f"plan edit '{op}': '{key}' must be {kind} from {low:g} to {high:g}, got "
+            f"{_short(value)}"
         )
+    return value if integer else float(value)
+
+
+def _choice(op: str, key: str, value: Any, choices: Any) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise PlanError(
+            f"plan edit '{op}': '{key}' must be one of {', '.join(sorted(choices))}, got "
+            f"{_short(value)}"
+        )
+    return value
+
+
+def _groups(op: str, value: Any) -> list[list[int]]:
+    if not isinstance(value, list) or not all(
+        isinstance(g, list)
+        and len(g) == 2
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 10**6 for i in g)
+        for g in value
+    ):
+        raise PlanError(f"plan edit '{op}': 'groups' must be a list of [start, end] index pairs")
+    return [list(g) for g in value]
+
+
+def _checked_args(op: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments of edit ``op``, each checked for type and range (what :func:`apply_edit`
+    reads; anything else is refused, so a typo is never silently ignored)."""
+    allowed, required = _ARGS[op]
+    unknown = [str(k) for k in args if k not in allowed]
+    if unknown:
+        raise PlanError(
+            f"plan edit '{op}' has no argument {_short(unknown[0])}; its arguments: "
+            + (", ".join(allowed) or "none")
+        )
+    missing = [k for k in required if k not in args]
+    if missing:
+        raise PlanError(f"plan edit '{op}' needs the argument '{missing[0]}'")
+    checked: dict[str, Any] = {}
+    for key, value in args.items():
+        if key == "module":
+            checked[key] = _choice(op, key, value, _ACTIVATIONS)
+        elif key == "norm":
+            checked[key] = _choice(op, key, value, _NORMS)
+        elif key == "scheme":
+            checked[key] = _choice(op, key, value, _SCHEMES)
+        elif key == "nonlinearity":
+            checked[key] = _choice(op, key, value, _GAINS)
+        elif key == "negative_slope":
+            checked[key] = _number(op, key, value, low=-1e6, high=1e6, integer=False)
+        elif key == "features":
+            checked[key] = _number(op, key, value, low=1, high=_MAX_FEATURES, integer=True)
+        elif key == "steps":
+            checked[key] = _number(op, key, value, low=1, high=_MAX_STEPS, integer=True)
+        elif key == "max_norm":
+            checked[key] = _number(op, key, value, low=1e-30, high=1e30, integer=False)
+        elif key == "groups":
+            checked[key] = _groups(op, value)
+    return checked
 
 
 def get_submodule(model: nn.Module, target: str) -> nn.Module:
@@ -91,6 +181,18 @@ _NORMS: dict[str, type[nn.Module]] = {
     "BatchNorm3d": nn.BatchNorm3d,
     "LayerNorm": nn.LayerNorm,
 }
+_SCHEMES = ("kaiming_normal", "xavier_uniform")
+# Each op's arguments: (allowed, required).
+_ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "replace-activation": (("module",), ("module",)),
+    "init": (("scheme", "nonlinearity", "negative_slope"), ("scheme",)),
+    "insert-norm": (("norm", "features"), ("norm", "features")),
+    "residual-group": (("groups",), ("groups",)),
+    "residual": ((), ()),
+    "gate-bias": (("steps",), ("steps",)),
+    "gated-cell": (("steps",), ("steps",)),
+    "wrap-grad-clip": (("max_norm",), ("max_norm",)),
+}
 
 
 def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None = None) -> nn.Module:
@@ -114,6 +216,12 @@ def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None =
         if norm_kind is None:
             raise PlanError(f"unknown normalisation {args.get('norm')!r} in plan")
         layer = get_submodule(model, edit.target)
+        width = getattr(layer, "out_features", None) or getattr(layer, "out_channels", None)
+        if isinstance(width, int) and width != int(args["features"]):
+            raise PlanError(
+                f"plan edit 'insert-norm' on '{edit.target}': features {args['features']} does "
+                f"not match the layer's {width} outputs"
+            )
         norm = norm_kind(int(args["features"]))
         device = next((p.device for p in layer.parameters()), None)
         if device is not None:

@@ -16,6 +16,7 @@ import torch
 import yaml
 from torch import nn
 
+from gradcheck_cli.config import MAX_SEED, read_text
 from gradcheck_cli.loading import copy_model
 from gradcheck_cli.remedies.edits import Edit, PlanError, apply_edit, renamed
 
@@ -48,16 +49,32 @@ class Plan:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
         """Parse plan data; raises :class:`PlanError` when it is not a plan."""
-        if not isinstance(data, Mapping) or data.get("plan_version") != PLAN_VERSION:
+        version = data.get("plan_version") if isinstance(data, Mapping) else None
+        if isinstance(version, bool) or version != PLAN_VERSION:
             raise PlanError(f"not a gradcheck plan (plan_version {PLAN_VERSION} expected)")
-        edits = data.get("edits") or []
+        edits = data.get("edits")
+        if edits is None:
+            edits = []
         if not isinstance(edits, list):
             raise PlanError("a plan's 'edits' must be a list")
+        remedies = data.get("remedies")
+        if remedies is None:
+            remedies = []
+        if not isinstance(remedies, list) or not all(isinstance(r, str) for r in remedies):
+            raise PlanError("a plan's 'remedies' must be a list of remedy names")
+        source = data.get("source", "")
+        if not isinstance(source, str):
+            raise PlanError(f"a plan's 'source' must be a string, got {source!r:.60}")
+        seed = data.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise PlanError(
+                f"a plan's 'seed' must be an integer from 0 to {MAX_SEED}, got {seed!r:.60}"
+            )
         return cls(
             edits=tuple(Edit.from_dict(e) for e in edits),
-            remedies=tuple(str(r) for r in data.get("remedies") or ()),
-            source=str(data.get("source", "")),
-            seed=int(data.get("seed", 0)),
+            remedies=tuple(remedies),
+            source=source,
+            seed=seed,
         )
 
     @classmethod
@@ -66,10 +83,15 @@ class Plan:
         path = Path(path)
         if not path.is_file():
             raise PlanError(f"plan file '{path}' does not exist")
+        text = read_text(path, PlanError)
         try:
-            return cls.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise PlanError(f"'{path}' is not valid YAML") from exc
+        try:
+            return cls.from_dict(data)
+        except PlanError as exc:
+            raise PlanError(f"{path}: {exc}") from None
 
     def rename(self, name: str) -> str:
         """Where module ``name`` of the original model lives in the planned one."""
