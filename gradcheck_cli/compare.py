@@ -10,15 +10,18 @@ reported as such.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gradcheck_cli.config import read_text
 from gradcheck_cli.errors import UsageError
 from gradcheck_cli.findings import SCHEMA_VERSION, FailOn, Severity, plain_number
 
@@ -144,10 +147,10 @@ def load_report(path: Path) -> dict[str, Any]:
     """A report document from a YAML or JSON file (a fix report gives its ``after``)."""
     if not path.is_file():
         raise UsageError(f"report '{path}' does not exist; check the path")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, UsageError)
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as exc:
         raise UsageError(
             f"'{path}' is not valid {path.suffix.lstrip('.').upper() or 'YAML'}"
         ) from exc
@@ -160,16 +163,49 @@ def load_report(path: Path) -> dict[str, Any]:
             f"'{path}' has schema_version {data.get('schema_version')!r}; this gradcheck reads "
             f"{SCHEMA_VERSION}: regenerate the baseline"
         )
+    check_report(data, str(path))
     return dict(data)
+
+
+@functools.cache
+def _report_validator() -> Any:
+    import jsonschema
+
+    schema = resources.files("gradcheck_cli").joinpath("report/schema.json").read_text("utf-8")
+    return jsonschema.Draft202012Validator(json.loads(schema))
+
+
+def check_report(data: Any, source: str) -> None:
+    """Refuse a document that does not follow the report schema this gradcheck ships, with
+    the first place it differs; so a baseline with wrong types is an error up front, never a
+    crash half-way through the comparison."""
+    import jsonschema
+
+    try:
+        error = jsonschema.exceptions.best_match(_report_validator().iter_errors(data))
+    except (TypeError, ValueError, RecursionError) as exc:  # keys no JSON document has
+        raise UsageError(
+            f"'{source}' is not a valid gradcheck report ({type(exc).__name__})"
+        ) from exc
+    if error is None:
+        return
+    where = "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path
+    ).lstrip(".")
+    message = error.message if len(error.message) <= 120 else error.message[:117] + "..."
+    raise UsageError(
+        f"'{source}' is not a valid gradcheck report: {where or 'the document'}: {message}"
+    )
 
 
 def _median(stat: Any) -> float | None:
     if not isinstance(stat, Mapping) or "median" not in stat:
         return None
     value = stat["median"]
-    if isinstance(value, str):
-        return float(value)  # 'nan', 'inf', '-inf'
-    return float(value)
+    try:
+        return float(value)  # also 'nan', 'inf', '-inf'
+    except OverflowError:  # an integer beyond any float
+        return math.inf if value > 0 else -math.inf
 
 
 def _worst(report: Mapping[str, Any]) -> dict[str, tuple[Severity, Mapping[str, Any]]]:

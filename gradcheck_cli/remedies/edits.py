@@ -71,8 +71,7 @@ def _short(value: Any) -> str:
 
 def _number(op: str, key: str, value: Any, *, low: float, high: float, integer: bool) -> Any:
     kind = "a whole number" if integer else "a number"
-    if integer:  # written out: 16777216, not 1.67772e+07
-        low, high = int(low), int(high)
+    bounds = f"{int(low)} to {int(high)}" if integer else f"{low:g} to {high:g}"
     ok = (
         not isinstance(value, bool)
         and isinstance(value, int if integer else (int, float))
@@ -81,8 +80,7 @@ def _number(op: str, key: str, value: Any, *, low: float, high: float, integer: 
     )
     if not ok:
         raise PlanError(
-            f"plan edit '{op}': '{key}' must be {kind} from {low:g} to {high:g}, got "
-            f"{_short(value)}"
+            f"plan edit '{op}': '{key}' must be {kind} from {bounds}, got {_short(value)}"
         )
     return value if integer else float(value)
 

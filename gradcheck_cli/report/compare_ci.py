@@ -11,6 +11,7 @@ from typing import TextIO
 
 from gradcheck_cli.compare import Comparison, LayerDiff
 from gradcheck_cli.findings import FailOn
+from gradcheck_cli.report.escape import printable, xml_safe
 from gradcheck_cli.report.github import escape_data, escape_property
 
 
@@ -69,6 +70,7 @@ def render_junit(
     root = ET.Element("testsuites", name="gradcheck", tests=str(len(suite)), failures=str(failures))
     root.append(suite)
     ET.indent(root)
+    xml_safe(root)  # names from a report file may hold control characters
     out.write(
         '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
     )
@@ -81,7 +83,7 @@ def render_markdown(
     verdict = "🔴 regression" if comparison.regressed else "✅ no regression"
     out.write(f"## gradcheck baseline: {verdict}\n\n")
     out.write(
-        f"`{comparison.old_model}` ({comparison.old_status}) → `{comparison.new_model}` ({comparison.new_status}); layers may move up to x{comparison.factor:g}.\n\n"
+        f"`{printable(comparison.old_model)}` ({printable(comparison.old_status)}) → `{printable(comparison.new_model)}` ({printable(comparison.new_status)}); layers may move up to x{comparison.factor:g}.\n\n"
     )
     rows = [f for f in comparison.findings if f.change.value != "unchanged"]
     if rows:
@@ -96,6 +98,6 @@ def render_markdown(
         out.write("| layer | change | baseline | now |\n|---|---|---:|---:|\n")
         for l in moved:
             out.write(
-                f"| `{l.name}` | {'**' + l.change.value + '**' if l.regression else l.change.value} | {l.old if l.old is not None else '–'} | {l.new if l.new is not None else '–'} |\n"
+                f"| `{printable(l.name)}` | {'**' + l.change.value + '**' if l.regression else l.change.value} | {l.old if l.old is not None else '–'} | {l.new if l.new is not None else '–'} |\n"
             )
         out.write("\n")

@@ -11,6 +11,7 @@ from rich.text import Text
 from gradcheck_cli.compare import Comparison
 from gradcheck_cli.findings import FailOn
 from gradcheck_cli.report.console import make_console, sci
+from gradcheck_cli.report.escape import printable
 
 
 def render(
@@ -23,7 +24,8 @@ def render(
         style="bold red" if comparison.regressed else "bold green",
     )
     head = Text(
-        f"gradcheck compare: {comparison.old_model} ({comparison.old_status}) -> {comparison.new_model} ({comparison.new_status}): "
+        f"gradcheck compare: {printable(comparison.old_model)} ({printable(comparison.old_status)}) -> "
+        f"{printable(comparison.new_model)} ({printable(comparison.new_status)}): "
     )
     head.append_text(verdict)
     console.print(head)
@@ -32,7 +34,7 @@ def render(
         findings.add_column(header)
     for f in comparison.findings:
         findings.add_row(
-            f.id,
+            printable(f.id),
             f.old.value if f.old else "-",
             f.new.value if f.new else "-",
             f.change.value,
@@ -57,10 +59,10 @@ def render(
         layers.add_column(header, justify=justify)  # type: ignore[arg-type]
     for l in comparison.layers:
         factor = l.factor
-        change = l.change.value + (f" (was {l.old_name})" if l.old_name else "")
+        change = l.change.value + (f" (was {printable(l.old_name)})" if l.old_name else "")
         layers.add_row(
-            Text(l.name),
-            Text(l.type),
+            Text(printable(l.name)),
+            Text(printable(l.type)),
             sci(l.old),
             sci(l.new),
             "-" if factor is None else f"x{factor:.3g}",

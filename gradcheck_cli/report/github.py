@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import TextIO
 
 from gradcheck_cli.findings import FailOn, Report, Severity
+from gradcheck_cli.report.escape import printable
 
 _COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
 
 def escape_data(text: str) -> str:
-    """Escape a workflow command's message."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """Escape a workflow command's message (and any terminal control character in it)."""
+    return printable(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def escape_property(text: str) -> str:

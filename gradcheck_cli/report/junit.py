@@ -11,6 +11,7 @@ from typing import TextIO
 
 from gradcheck_cli.checks import CHECKS
 from gradcheck_cli.findings import FailOn, Report, Severity
+from gradcheck_cli.report.escape import xml_safe
 
 
 def _fails(severity: Severity, fail_on: FailOn) -> bool:
@@ -68,6 +69,7 @@ def render(
         ET.SubElement(props, "property", name=key, value=val)
     suite.extend(cases)
     ET.indent(root)
+    xml_safe(root)  # a module name may hold control characters
     out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
     out.write(ET.tostring(root, encoding="unicode"))
     out.write("\n")
