@@ -29,6 +29,7 @@ from gradcheck_cli.loading import (
     shapes_factory,
 )
 from gradcheck_cli.measure import Measurement, Passes, StepObserver, measure
+from gradcheck_cli.preflight import check_runnable
 from gradcheck_cli.remedies import REGISTRY
 from gradcheck_cli.remedies.base import FixOptions, NotApplicable, Proposal, RemedyContext
 from gradcheck_cli.remedies.edits import Edit
@@ -78,6 +79,7 @@ def diagnose(
         The :class:`Report`; ``report.status``, ``.findings``, ``.layers``, ``.to_yaml()``.
     """
     chosen = apply_mapping(settings or Settings(), options, source="diagnose()")
+    check_runnable(model, chosen)
     device = resolve_device(chosen.device)
     make_inputs = _input_factory(model, inputs, device)
     started = time.perf_counter()

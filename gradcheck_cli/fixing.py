@@ -6,8 +6,10 @@ the best trial (pure), and :func:`save_fix`, which writes the output folder atom
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
+import pickle
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -19,8 +21,8 @@ import torch
 import yaml
 from torch import nn
 
-from gradcheck_cli.atomic import ordinary_mode
-from gradcheck_cli.errors import UsageError
+from gradcheck_cli.atomic import ordinary_mode, write_error
+from gradcheck_cli.errors import OutputError, UsageError
 from gradcheck_cli.findings import SCHEMA_VERSION, Report, Severity, plain_number
 from gradcheck_cli.remedies import APPLY_ORDER, CONFLICTS, PREFERENCE
 from gradcheck_cli.remedies.plan import Plan
@@ -202,6 +204,46 @@ def check_output(output: Path) -> Path:
     return parent
 
 
+class _Discard(io.RawIOBase):
+    """A binary sink: what is written is counted and dropped."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+class _ShapesOnly(pickle.Pickler):
+    """Pickles a model as ``torch.save`` would, with tensors replaced by a reference: the check
+    costs no copy of the weights."""
+
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, (torch.Tensor, torch.UntypedStorage, torch.TypedStorage)):
+            return id(obj)
+        return None
+
+
+def check_picklable(model: nn.Module) -> None:
+    """Refuse, before any trial, a model that ``--output`` could not save as model.pt.
+
+    ``torch.save`` pickles the module: its classes must be importable by name, so a class
+    defined inside ``build_model`` cannot be saved, and a TorchScript module is saved with
+    ``torch.jit.save`` instead.
+    """
+    advice = "drop --output to see the verdicts, or define the model's classes at module level"
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UsageError(
+            "fix --output cannot save a TorchScript model as model.pt (fixing rewrites its Python "
+            "modules); pass the model's code (FILE.py or package.module:NAME)"
+        )
+    try:
+        _ShapesOnly(_Discard(), protocol=pickle.DEFAULT_PROTOCOL).dump(model)
+    except Exception as exc:  # pickle raises PicklingError, AttributeError, TypeError, ...
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"fix --output cannot save this model ({detail}); {advice}") from exc
+
+
 def save_fix(result: FixResult, output: Path) -> None:
     """Write model.pt, state_dict.pt, plan.yaml and report.yaml into a new folder, atomically.
 
@@ -209,7 +251,10 @@ def save_fix(result: FixResult, output: Path) -> None:
     the end, so a failure leaves nothing behind. An existing non-empty folder is refused.
     """
     parent = check_output(output)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=parent))
+    except OSError as exc:
+        raise write_error(output, exc) from exc
     try:
         torch.save(result.model, staging / "model.pt")
         torch.save(result.model.state_dict(), staging / "state_dict.pt")
@@ -224,6 +269,19 @@ def save_fix(result: FixResult, output: Path) -> None:
         if output.exists():
             output.rmdir()
         os.replace(staging, output)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise write_error(output, exc) from exc
+    except RuntimeError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        # torch.save writes through its own C++ writer, which reports a short write (a full
+        # disk, a file-size limit) as "unexpected pos N vs M" rather than as an OSError.
+        if "unexpected pos" in str(exc) or "PytorchStreamWriter" in str(exc):
+            raise OutputError(
+                f"cannot write '{output}': the disk is full or a file-size limit was reached "
+                "while saving model.pt"
+            ) from exc
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -372,6 +372,18 @@ def load_weights(module: nn.Module, weights: str) -> None:
         state = state["state_dict"]  # a common checkpoint layout
     if not isinstance(state, Mapping):
         raise ModelLoadError(f"'{weights}' holds a {type(state).__name__}, not a state dict")
+    for key, tensor in state.items():
+        if not isinstance(key, str):
+            raise ModelLoadError(
+                f"'{weights}' is not a state dict: key {key!r:.40} is not a parameter name; "
+                "save it with torch.save(model.state_dict(), PATH)"
+            )
+        if not isinstance(tensor, torch.Tensor):
+            raise ModelLoadError(
+                f"'{weights}' is not a state dict: entry {key!r:.40} holds a "
+                f"{type(tensor).__name__}; a state dict maps parameter names to tensors "
+                "(torch.save(model.state_dict(), PATH))"
+            )
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
@@ -819,6 +831,17 @@ def load_data(path: str | Path) -> tuple[Inputs, torch.Tensor | None]:
             f"cannot read data file '{path}' ({detail}); use a .pt of tensors, a .npy or a "
             ".npz of numeric arrays"
         ) from exc
+    inputs, target = _split_data(data, path)
+    _check_batch(inputs, path, "inputs")
+    if target is not None and not (isinstance(target, torch.Tensor) and target.dim() >= 1):
+        raise InputError(
+            f"data file '{path}': the targets must be a tensor with a sample dimension, got "
+            f"{_kind(target)}"
+        )
+    return inputs, target
+
+
+def _split_data(data: Any, path: Path) -> tuple[Any, Any]:
     if isinstance(data, Mapping):
         data = dict(data)
         target = next((data.pop(k) for k in _TARGET_KEYS if k in data), None)
@@ -828,12 +851,48 @@ def load_data(path: str | Path) -> tuple[Inputs, torch.Tensor | None]:
         return data, target
     if isinstance(data, (tuple, list)):
         if len(data) < 2:
-            return (data[0] if data else None), None
+            return (data[0] if data else ()), None
         rest = tuple(data[:-1])
         return (rest[0] if len(rest) == 1 else rest), data[-1]
     if isinstance(data, torch.Tensor):
         return data, None
     raise InputError(f"data file '{path}' holds a {type(data).__name__}, not tensors")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dim()}-d tensor"
+    name = type(value).__name__
+    if isinstance(value, (tuple, list, dict)) and not value:
+        return f"an empty {name}"
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _check_batch(inputs: Any, path: Path, where: str, depth: int = 0) -> None:
+    """Inputs are tensors with a sample dimension, in tuples, lists or dicts keyed by the
+    forward's argument names; anything else is named before the run, not found by it."""
+    usage = (
+        "use a tensor, a tuple (inputs..., targets) or a dict of keyword inputs, each a tensor "
+        "whose first dimension is the samples"
+    )
+    if isinstance(inputs, torch.Tensor):
+        if inputs.dim() == 0:
+            raise InputError(f"data file '{path}': {where} is a 0-d tensor (no samples); {usage}")
+        return
+    if depth < 4 and isinstance(inputs, Mapping) and inputs:
+        for key, value in inputs.items():
+            if not isinstance(key, str) or not key.isidentifier():
+                raise InputError(
+                    f"data file '{path}': key {key!r:.40} of {where} is not an argument name; "
+                    f"{usage}"
+                )
+            _check_batch(value, path, f"{where}[{key!r}]", depth + 1)
+        return
+    if depth < 4 and isinstance(inputs, (tuple, list)) and inputs:
+        for i, value in enumerate(inputs):
+            _check_batch(value, path, f"{where}[{i}]", depth + 1)
+        return
+    raise InputError(f"data file '{path}': {where} is {_kind(inputs)}, not tensors; {usage}")
 
 
 def _tensors(raw: Any) -> Any:

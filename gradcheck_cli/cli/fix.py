@@ -14,7 +14,7 @@ from gradcheck_cli.cli.errors import user_errors
 from gradcheck_cli.cli.options import choice, format_option, measure_options, prepare
 from gradcheck_cli.cli.process import stdout_to_stderr
 from gradcheck_cli.findings import exit_code
-from gradcheck_cli.fixing import check_output, save_fix
+from gradcheck_cli.fixing import check_output, check_picklable, save_fix
 from gradcheck_cli.remedies import REGISTRY
 from gradcheck_cli.remedies.base import Activation, FixOptions
 from gradcheck_cli.report import FIX_RENDERERS, OutputFormat
@@ -87,6 +87,8 @@ def fix_command(
             check_output(output)
         with stdout_to_stderr():  # the model's own prints must not land in the report
             job = prepare(model_spec, flags)
+            if output is not None:
+                check_picklable(job.loaded.module)  # before the trials, not after them
             options = FixOptions(
                 activation=Activation(activation),
                 force_reinit=force_reinit,

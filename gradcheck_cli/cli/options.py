@@ -29,6 +29,7 @@ from gradcheck_cli.loading import (
     shapes_factory,
 )
 from gradcheck_cli.measure import Amp
+from gradcheck_cli.preflight import check_runnable
 from gradcheck_cli.training import Optimizer
 
 
@@ -184,6 +185,8 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
             # diagnose() infers the same shape; one trial forward pass first turns a misfit into
             # advice naming the model's real sizes.
             check_inferred_inputs(loaded.module, settings.batch_size)
+    # After the inputs: inferring them runs the model once, which gives lazy modules their shapes.
+    check_runnable(loaded.module, settings)
     return Job(loaded, inputs, settings, weights_given=weights is not None)
 
 

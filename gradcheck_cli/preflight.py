@@ -1,0 +1,51 @@
+"""Checks that a loaded model can run as asked, before any pass is measured.
+
+A model can load and still be unable to run the way the settings ask: a lazy module whose
+parameters have no shape yet, parameters on the ``meta`` device (shapes without data), a
+TorchScript module asked to train (``--train-steps`` trains a copy, and a script module's
+parameters are not the leaves an optimizer needs), a learning rate the parameters' dtype cannot
+hold. Each is refused here with a message that names the cause, instead of surfacing half-way
+through the run as an error inside torch.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+from torch.nn.parameter import is_lazy
+
+from gradcheck_cli.config import Settings
+from gradcheck_cli.errors import ConfigError, ModelRunError
+
+
+def check_runnable(model: nn.Module, settings: Settings) -> None:
+    """Raise a :class:`ModelRunError` (or :class:`ConfigError`) when ``model`` cannot run with
+    ``settings``; return quietly otherwise."""
+    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
+    for name, tensor in tensors:
+        if is_lazy(tensor):
+            raise ModelRunError(
+                f"'{name}' belongs to a lazy module (e.g. nn.LazyLinear) and has no shape yet: "
+                "call the model once on an example batch in build_model() before returning it"
+            )
+        if tensor.is_meta:
+            raise ModelRunError(
+                f"'{name}' is on the meta device (a shape without data): build the model on a "
+                "real device, or call model.to_empty(device='cpu') and load its weights"
+            )
+    if settings.train_steps and isinstance(model, torch.jit.ScriptModule):
+        raise ModelRunError(
+            "--train-steps cannot train a TorchScript model (it trains a copy of the model's "
+            "Python modules); pass the model's code (FILE.py or package.module:NAME)"
+        )
+    if settings.train_steps:
+        lr = settings.lr or settings.optimizer.default_lr
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        if dtype is not None and lr > torch.finfo(dtype).max:
+            raise ConfigError(
+                f"--lr {lr:g} is larger than the model's {str(dtype).removeprefix('torch.')} "
+                f"parameters can hold ({torch.finfo(dtype).max:g}); use a learning rate that "
+                "trains, e.g. 1e-3"
+            )
