@@ -432,7 +432,10 @@ class InputShape:
                 f"--input-shape '{text}' is malformed; write e.g. 3x32x32 or 128:int64:0-50257"
             )
         try:
-            shape = tuple(int(d) for d in re.split(r"[x,]", parts[0]) if d)
+            pieces = re.split(r"[x,]", parts[0])
+            if not all(p.strip() for p in pieces):  # '8x' or '3,,32' is a typo, not a shape
+                raise ValueError(parts[0])
+            shape = tuple(int(d) for d in pieces)
         except ValueError:
             raise InputError(
                 f"--input-shape '{text}': the shape must be integers separated by 'x' or ','"

@@ -32,6 +32,7 @@ from gradcheck_cli.loading import (
     resolve_loss,
     to_device,
 )
+from gradcheck_cli.seeding import seeded
 from gradcheck_cli.stats import ModelStats, StepRecord, Structure, TemporalProfile, aggregate
 from gradcheck_cli.temporal import PositionProfiler, probe_recurrent, recurrent_modules
 
@@ -82,8 +83,7 @@ class Passes:
         One seed per step: a fresh batch each step, the same batch when a step is rerun.
         """
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed * 100_003 + key)
+        with seeded(self.seed * 100_003 + key, devices):
             yield
 
     def step(

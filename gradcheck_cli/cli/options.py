@@ -30,6 +30,7 @@ from gradcheck_cli.loading import (
 )
 from gradcheck_cli.measure import Amp
 from gradcheck_cli.preflight import check_runnable
+from gradcheck_cli.seeding import seeded
 from gradcheck_cli.training import Optimizer
 
 
@@ -159,8 +160,7 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
     shapes = [InputShape.parse(s) for s in input_shapes]
     # Seeded, so a model file that initialises randomly builds the same weights every run:
     # baselines compare like with like.
-    with torch.random.fork_rng():
-        torch.manual_seed(settings.seed)
+    with seeded(settings.seed):
         loaded = load_model(model_spec, trust_pickle=trust_pickle)
     if plan is not None:
         from gradcheck_cli.remedies.plan import Plan, apply_plan
