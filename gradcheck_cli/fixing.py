@@ -256,8 +256,8 @@ def save_fix(result: FixResult, output: Path) -> None:
     except OSError as exc:
         raise write_error(output, exc) from exc
     try:
-        torch.save(result.model, staging / "model.pt")
-        torch.save(result.model.state_dict(), staging / "state_dict.pt")
+        _save(result.model, staging / "model.pt", output)
+        _save(result.model.state_dict(), staging / "state_dict.pt", output)
         # The source relative to the plan, so DIR/model.pt reloads from any folder.
         plan = replace(result.plan, source=spec_relative_to(result.plan.source, output))
         (staging / "plan.yaml").write_text(plan.to_yaml(), encoding="utf-8")
@@ -272,16 +272,23 @@ def save_fix(result: FixResult, output: Path) -> None:
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise write_error(output, exc) from exc
-    except RuntimeError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        # torch.save writes through its own C++ writer, which reports a short write (a full
-        # disk, a file-size limit) as "unexpected pos N vs M" rather than as an OSError.
-        if "unexpected pos" in str(exc) or "PytorchStreamWriter" in str(exc):
-            raise OutputError(
-                f"cannot write '{output}': the disk is full or a file-size limit was reached "
-                "while saving model.pt"
-            ) from exc
-        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _save(obj: Any, path: Path, output: Path) -> None:
+    """``torch.save`` with its write failures as an :class:`OutputError`.
+
+    torch writes through its own C++ writer, which reports a short write (a full disk, a
+    file-size limit) as a RuntimeError such as "unexpected pos 64 vs 0" or "iostream error"
+    rather than as an OSError. Whether the model pickles was checked before the trials, so a
+    RuntimeError here is the file that could not be written.
+    """
+    try:
+        torch.save(obj, path)
+    except RuntimeError as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OutputError(
+            f"cannot write '{output}': saving {path.name} failed ({detail}); is the disk full?"
+        ) from exc

@@ -38,6 +38,7 @@ from gradcheck_cli.imports import (
 )
 from gradcheck_cli.memory import WHAT_TO_DO, count_on_meta, free_bytes, too_big
 from gradcheck_cli.snapshot import preserved
+from gradcheck_cli.seeding import seeded
 from gradcheck_cli.specs import ModelSpec, SpecKind, parse_spec
 
 Inputs = Any  # a tensor, a tuple of positional inputs, or a dict of keyword inputs
@@ -722,8 +723,7 @@ def _trial(model: nn.Module, device: torch.device) -> Iterator[None]:
     modes = {m: m.training for m in model.modules()}
     devices = [device.index or 0] if device.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad(), preserved(model):
-            torch.manual_seed(0)
+        with seeded(0, devices), torch.no_grad(), preserved(model):
             model.train()
             yield
     finally:

@@ -1,0 +1,558 @@
+"""Issue 11, input side: every bad input is exit 2 with one line, nothing of the user's is
+overwritten, I/O errors are plain messages, --seed seeds every generator, and untrusted names are
+escaped. Each test reproduces a failure found by the adversarial review of main."""
+
+from __future__ import annotations
+
+import copy
+import errno
+import json
+import os
+import random
+import resource
+import signal
+import stat
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from torch import nn
+
+from gradcheck_cli import api
+from gradcheck_cli.cli import main
+from gradcheck_cli.findings import ExitCode
+
+from .conftest import ROOT
+
+TINY = (
+    "from torch import nn\n"
+    "def build_model():\n"
+    "    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))\n"
+)
+
+
+def run(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, list(args), catch_exceptions=False, env=env)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # away from the repository's own pyproject.toml
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "model.py"
+    path.write_text(TINY)
+    return path
+
+
+def usage_error(result: Any, *fragments: str) -> None:
+    """Exit 2, one line on stderr naming the cause, nothing on stdout."""
+    assert result.exit_code == ExitCode.USAGE_ERROR, (result.exit_code, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradcheck: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert result.stdout == ""
+
+
+# --- item 2: outputs never overwrite inputs -------------------------------------------------
+
+
+def test_junit_plot_and_summary_never_overwrite_the_model_config_or_source(
+    tmp_path: Path, model_file: Path
+) -> None:
+    config = tmp_path / "gradcheck.yaml"
+    config.write_text("steps: 1\n")
+    other_source = tmp_path / "victim.py"
+    other_source.write_text("print('mine')\n")
+    pyproject = tmp_path / "sub" / "pyproject.toml"
+    pyproject.parent.mkdir()
+    pyproject.write_text("[project]\nname = 'x'\n")
+    weights = tmp_path / "w.pt"
+    torch.save(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2)).state_dict(), weights)
+    link = tmp_path / "figure.png"
+    link.symlink_to(model_file)
+    before = {p: p.read_bytes() for p in (model_file, config, other_source, pyproject, weights)}
+    m = str(model_file)
+    cases = [
+        (("--junit", m), "is the model file"),
+        (("--junit", str(config)), "is the config file"),
+        (("--report", str(config)), "is the config file"),
+        (("--junit", str(other_source)), "ends in .py"),
+        (("--junit", str(pyproject)), "ends in .toml"),
+        (("--junit", str(weights), "--weights", str(weights)), "is the --weights file"),
+        (("--plot", str(link)), "is the model file"),
+    ]
+    for args, message in cases:
+        usage_error(run("diagnose", m, *args), message)
+    for target, message in ((m, "is the model file"), (str(other_source), "ends in .py")):
+        result = run("diagnose", m, "--format", "github", env={"GITHUB_STEP_SUMMARY": target})
+        usage_error(result, "GITHUB_STEP_SUMMARY", message)
+    assert {p: p.read_bytes() for p in before} == before
+    assert link.is_symlink()
+
+
+def test_data_file_is_protected_from_reports(tmp_path: Path, model_file: Path) -> None:
+    data = tmp_path / "batch.yaml"  # a report suffix, but it is the run's --data
+    data.write_text("not data")
+    usage_error(
+        run("diagnose", str(model_file), "--data", str(data), "--report", str(data)),
+        "is the --data file",
+    )
+    assert data.read_text() == "not data"
+
+
+# --- item 8: I/O errors are one line, exit 2 ---------------------------------------------------
+
+
+def test_missing_step_summary_folder_is_refused_before_the_run(
+    tmp_path: Path, model_file: Path
+) -> None:
+    summary = tmp_path / "missing" / "summary.md"
+    result = run(
+        "diagnose", str(model_file), "--format", "github", env={"GITHUB_STEP_SUMMARY": str(summary)}
+    )
+    usage_error(result, "GITHUB_STEP_SUMMARY", "does not exist")
+    assert not summary.parent.exists()
+
+
+def test_read_only_filesystem_is_a_plain_message_and_the_old_report_stays(
+    tmp_path: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = tmp_path / "r.yaml"
+    report.write_text("old: report\n")
+
+    def read_only(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    # Running as root, a chmod'ed folder is still writable: fail where the OS would.
+    monkeypatch.setattr("gradcheck_cli.atomic.tempfile.mkstemp", read_only)
+    result = run("diagnose", str(model_file), "--steps", "1", "--report", str(report), "-q")
+    usage_error(result, f"cannot write '{report}'", os.strerror(errno.EROFS))
+    assert report.read_text() == "old: report\n"
+
+
+def _with_file_size_limit(args: list[str], cwd: Path, limit: int) -> subprocess.CompletedProcess[str]:
+    """Run gradcheck where no file may grow beyond ``limit`` bytes: the disk is "full"."""
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONDONTWRITEBYTECODE": "1",  # a truncated .pyc would outlive the test
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gradcheck_cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        preexec_fn=limited,
+        timeout=300,
+    )
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file-size limits")
+def test_full_disk_is_a_plain_message_for_reports_and_saved_fixes(
+    tmp_path: Path, model_file: Path
+) -> None:
+    report = _with_file_size_limit(
+        ["diagnose", str(model_file), "--steps", "1", "--report", "r.json", "-q"], tmp_path, 4096
+    )
+    assert report.returncode == ExitCode.USAGE_ERROR, report.stderr
+    assert report.stderr.strip() == "gradcheck: error: cannot write 'r.json': File too large"
+    saved = _with_file_size_limit(
+        ["fix", str(model_file), "--steps", "1", "--output", "out", "-q", "--format", "json"],
+        tmp_path,
+        2048,
+    )
+    # torch's own writer says "unexpected pos 64 vs 0"; the user reads what happened.
+    assert saved.returncode == ExitCode.USAGE_ERROR, saved.stderr
+    (line,) = saved.stderr.strip().splitlines()
+    assert line.startswith("gradcheck: error: cannot write 'out': saving model.pt failed (")
+    assert line.endswith("); is the disk full?")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.py"]  # nothing half-written
+
+
+def test_symlinked_report_on_another_filesystem_is_written_through(
+    tmp_path: Path, model_file: Path
+) -> None:
+    shm = Path("/dev/shm")
+    elsewhere = shm if shm.is_dir() and os.access(shm, os.W_OK) else tmp_path / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    target = elsewhere / f"gradcheck-test-{os.getpid()}.yaml"
+    target.write_text("old\n")
+    link = tmp_path / "report.yaml"
+    link.symlink_to(target)
+    try:
+        result = run("diagnose", str(model_file), "--steps", "1", "--report", str(link), "-q")
+        assert result.exit_code == 0, result.stderr
+        assert link.is_symlink() and link.resolve() == target.resolve()
+        assert yaml.safe_load(target.read_text())["model"]["name"] == str(model_file)
+        assert [p.name for p in elsewhere.iterdir() if p.name.startswith(f".{target.name}")] == []
+    finally:
+        target.unlink(missing_ok=True)
+
+
+# --- item 12: modes kept, names escaped --------------------------------------------------------
+
+
+def test_rewriting_a_private_report_keeps_its_mode(tmp_path: Path, model_file: Path) -> None:
+    report, junit = tmp_path / "r.yaml", tmp_path / "r.xml"
+    for path in (report, junit):
+        path.write_text("old\n")
+        path.chmod(0o600)
+    result = run(
+        "diagnose", str(model_file), "--steps", "1", "--report", str(report), "--junit", str(junit)
+    )
+    assert result.exit_code == 0, result.stderr
+    for path in (report, junit):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_text() != "old\n"
+
+
+@pytest.fixture(scope="module")
+def report_doc() -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    return api.diagnose(model, torch.randn(8, 8), steps=1).to_dict()
+
+
+EVIL = "\x1b[2J\x1b]0;pwned\x07\u202eevil\nname"
+
+
+def test_compare_and_baseline_escape_layer_names_from_a_crafted_report(
+    tmp_path: Path, model_file: Path, report_doc: dict[str, Any]
+) -> None:
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(report_doc))
+    crafted = copy.deepcopy(report_doc)
+    crafted["layers"][0]["name"] = EVIL
+    crafted["model"]["name"] = EVIL
+    new.write_text(json.dumps(crafted))
+    for fmt in ("rich", "github", "markdown"):
+        result = run("compare", str(old), str(new), "--format", fmt)
+        assert result.exit_code in (0, 1), result.stderr
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+        assert "\u202e" not in result.stdout
+        assert "\\x1b[2J\\x1b]0;pwned\\x07\\u202eevil\\nname" in result.stdout
+    junit = run("compare", str(old), str(new), "--format", "junit")
+    names = [c.get("name") for c in ET.fromstring(junit.stdout).iter("testcase")]
+    assert "\\x1b[2J\\x1b]0;pwned\\x07\u202eevil\nname" in names  # valid XML, text kept
+    baseline = run(
+        "diagnose", str(model_file), "--steps", "1", "--input-shape", "8", "--baseline", str(new)
+    )
+    assert baseline.exit_code in (0, 1), baseline.stderr
+    assert "\x1b" not in baseline.stdout and "\\x1b[2J" in baseline.stdout
+
+
+def test_control_characters_in_module_names_keep_junit_valid(tmp_path: Path) -> None:
+    model_file = tmp_path / "odd.py"
+    model_file.write_text(
+        "from collections import OrderedDict\n"
+        "from torch import nn\n"
+        "def build_model():\n"
+        "    layers = []\n"
+        "    for i in range(8):\n"
+        "        layers += [(f'lin\\x01{i}', nn.Linear(16, 16)), (f'act\\x1b{i}', nn.Sigmoid())]\n"
+        "    return nn.Sequential(OrderedDict(layers + [('head', nn.Linear(16, 2))]))\n"
+    )
+    junit = tmp_path / "out.xml"
+    result = run("diagnose", str(model_file), "--steps", "1", "--junit", str(junit), "-q")
+    assert result.exit_code == 1, result.stderr  # the sigmoid stack vanishes
+    text = ET.parse(junit).getroot().find(".//failure").text  # type: ignore[union-attr]
+    assert "lin\\x011" in text and "\x01" not in junit.read_text()
+
+
+# --- item 6: bad input is exit 2, checked before the run ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('tool = "abc"\n', "'tool' must be a table"),
+        ("[[tool]]\nx = 1\n", "'tool' must be a table"),
+        ("[tool]\ngradcheck = 3\n", "must be a table of keys"),
+    ],
+)
+def test_pyproject_tool_that_is_not_a_table(
+    tmp_path: Path, model_file: Path, content: str, message: str
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(content)
+    usage_error(run("diagnose", str(model_file)), message)
+
+
+def test_non_utf8_config_and_plan(tmp_path: Path, model_file: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_bytes(b"steps: 2\n# caf\xe9\n")
+    usage_error(run("diagnose", str(model_file), "--config", str(config)), "not UTF-8")
+    plan = tmp_path / "plan.yaml"
+    plan.write_bytes(b"plan_version: 1\nsource: \xff\n")
+    usage_error(run("diagnose", str(model_file), "--plan", str(plan)), "not UTF-8")
+
+
+def test_seed_beyond_what_the_generators_take(tmp_path: Path, model_file: Path) -> None:
+    usage_error(run("diagnose", str(model_file), "--seed", str(10**20)), "seed must be")
+    usage_error(run("diagnose", str(model_file), "--seed", "-1"), "seed must be")
+    (tmp_path / "gradcheck.yaml").write_text(f"seed: {2**64}\n")
+    usage_error(run("diagnose", str(model_file)), "seed must be")
+
+
+@pytest.mark.parametrize(
+    "plan,message",
+    [
+        ("seed: abc", "'seed' must be an integer"),
+        ("seed: 1e30", "'seed' must be an integer"),
+        ("edits: [{op: residual, target: '', args: [1, 2]}]", "must be a table"),
+        ("edits: {op: residual}", "'edits' must be a list"),
+        ("remedies: 3", "'remedies' must be a list"),
+        (
+            "edits: [{op: insert-norm, target: '0', args: {norm: BatchNorm1d, features: -3}}]",
+            "'features' must be a whole number from 1",
+        ),
+        (
+            "edits: [{op: insert-norm, target: '0', args: {norm: LayerNorm, features: 1000000000}}]",
+            "'features' must be a whole number from 1",
+        ),
+        (
+            "edits: [{op: insert-norm, target: '0', args: {norm: LayerNorm, features: 4096}}]",
+            "does not match the layer's 16 outputs",
+        ),
+        ("edits: [{op: wrap-grad-clip, target: '', args: {max_norm: -1}}]", "'max_norm'"),
+        ("edits: [{op: wrap-grad-clip, target: '', args: {max_norm: .nan}}]", "'max_norm'"),
+        ("edits: [{op: gate-bias, target: '0'}]", "needs the argument 'steps'"),
+        ("edits: [{op: init, target: '0', args: {scheme: kaiming_normal, gain: 2}}]", "no argument"),
+        ("edits: [{op: explode, target: '0'}]", "unknown edit op"),
+        ("edits: [{op: [1], target: '0'}]", "'op' must be a string"),
+    ],
+)
+def test_malformed_plan_values(tmp_path: Path, model_file: Path, plan: str, message: str) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(f"plan_version: 1\n{plan}\n")
+    usage_error(run("diagnose", str(model_file), "--plan", str(path), "--steps", "1"), message)
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ((1, 2), "inputs is an int, not tensors"),
+        ((), "an empty tuple"),
+        ({"x": "abc", "y": "d"}, "is a str, not tensors"),
+        (torch.tensor(3.0), "0-d tensor"),
+        ({0: torch.randn(4, 8)}, "key 0 of inputs is not an argument name"),
+        ((torch.randn(4, 8), torch.tensor(1)), "targets must be a tensor with a sample"),
+    ],
+)
+def test_data_files_that_hold_no_batch(
+    tmp_path: Path, model_file: Path, data: Any, message: str
+) -> None:
+    path = tmp_path / "data.pt"
+    torch.save(data, path)
+    usage_error(run("diagnose", str(model_file), "--data", str(path)), message)
+
+
+@pytest.mark.parametrize(
+    "state,message",
+    [
+        ((torch.randn(2),), "holds a tuple"),
+        ({"a": "b"}, "entry 'a' holds a str"),
+        (torch.tensor(1.0), "holds a Tensor"),
+        ({1: torch.randn(16, 8)}, "key 1 is not a parameter name"),
+    ],
+)
+def test_weights_files_that_are_not_state_dicts(
+    tmp_path: Path, model_file: Path, state: Any, message: str
+) -> None:
+    path = tmp_path / "weights.pt"
+    torch.save(state, path)
+    usage_error(run("diagnose", str(model_file), "--weights", str(path)), message)
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: d["layers"][0].update(grad_rms="x"), "layers[0].grad_rms"),
+        (lambda d: d["layers"][0].update(name=7), "layers[0].name: 7 is not of type 'string'"),
+        (lambda d: d.update(findings=[{"id": 3}]), "findings[0]"),
+        (lambda d: d.update(layers={"a": 1}), "layers: "),
+        (lambda d: d["model"].update(name=None), "model.name"),
+        (lambda d: d["layers"].append("x"), "layers[3]"),
+    ],
+)
+def test_baseline_and_compare_documents_with_wrong_types(
+    tmp_path: Path, model_file: Path, report_doc: dict[str, Any], mutate: Any, message: str
+) -> None:
+    good, bad = tmp_path / "good.json", tmp_path / "bad.yaml"
+    good.write_text(json.dumps(report_doc))
+    doc = copy.deepcopy(report_doc)
+    mutate(doc)
+    bad.write_text(yaml.safe_dump(doc))
+    usage_error(run("compare", str(good), str(bad)), "is not a valid gradcheck report", message)
+    usage_error(run("compare", str(bad), str(good)), "is not a valid gradcheck report", message)
+    usage_error(
+        run("diagnose", str(model_file), "--baseline", str(bad)), "is not a valid gradcheck report"
+    )
+
+
+@pytest.mark.parametrize(
+    "body,args,message",
+    [
+        (
+            "    return nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2))\n",
+            ("--input-shape", "8"),
+            "lazy module",
+        ),
+        (
+            "    with torch.device('meta'):\n"
+            "        return nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))\n",
+            (),
+            "meta device",
+        ),
+        (
+            "    return nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))\n",
+            ("--train-steps", "2", "--optimizer", "sgd", "--lr", "1e308"),
+            "--lr 1e+308 is larger than the model's float32",
+        ),
+        (
+            "    return nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))\n",
+            ("--train-steps", "2", "--lr", "nan"),
+            "lr must be a positive finite number",
+        ),
+    ],
+)
+def test_models_that_load_but_cannot_run_as_given(
+    tmp_path: Path, body: str, args: tuple[str, ...], message: str
+) -> None:
+    path = tmp_path / "m.py"
+    path.write_text("import torch\nfrom torch import nn\ndef build_model():\n" + body)
+    usage_error(run("diagnose", str(path), "--steps", "1", *args), message)
+
+
+def test_torchscript_with_train_steps(tmp_path: Path) -> None:
+    scripted = tmp_path / "m.pt"
+    torch.jit.script(nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))).save(
+        str(scripted)
+    )
+    usage_error(
+        run("diagnose", str(scripted), "--input-shape", "8", "--train-steps", "2"),
+        "--train-steps cannot train a TorchScript model",
+    )
+
+
+def test_fix_output_on_an_unpicklable_model_fails_before_any_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "local.py"
+    path.write_text(
+        "from torch import nn\n"
+        "def build_model():\n"
+        "    class Local(nn.Module):\n"
+        "        def __init__(self):\n"
+        "            super().__init__()\n"
+        "            self.net = nn.Sequential(nn.Linear(8, 8), nn.Sigmoid(), nn.Linear(8, 2))\n"
+        "        def forward(self, x):\n"
+        "            return self.net(x)\n"
+        "    return Local()\n"
+    )
+    calls: list[Any] = []
+    monkeypatch.setattr("gradcheck_cli.cli.fix.fix", lambda *a, **k: calls.append(a))
+    result = run("fix", str(path), "--output", str(tmp_path / "out"))
+    usage_error(result, "fix --output cannot save this model", "Can't pickle local object")
+    assert calls == [] and not (tmp_path / "out").exists()
+    scripted = tmp_path / "m.pt"
+    torch.jit.script(nn.Sequential(nn.Linear(8, 4))).save(str(scripted))
+    result = run("fix", str(scripted), "--input-shape", "8", "--output", str(tmp_path / "out"))
+    usage_error(result, "cannot save a TorchScript model")
+    assert calls == []
+
+
+# --- item 10: nonsense is refused --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["8x", "x8", "3,,32", "8x-1"])
+def test_input_shape_with_an_empty_dimension(model_file: Path, shape: str) -> None:
+    usage_error(run("diagnose", str(model_file), "--input-shape", shape), f"'{shape}'")
+
+
+@pytest.mark.parametrize(
+    "threshold,message",
+    [
+        ("vanishing: {depth-error: .nan}", "must be a finite number, 0 or more, got nan"),
+        ("exploding: {magnitude-error: -1}", "must be a finite number, 0 or more, got -1"),
+        ("dead-units: {error: .inf}", "must be a finite number"),
+        ("vanishing: {min-layers: 2.7}", "min-layers must be a whole number, got 2.7"),
+    ],
+)
+def test_thresholds_nan_negative_or_fractional(
+    tmp_path: Path, model_file: Path, threshold: str, message: str
+) -> None:
+    (tmp_path / "gradcheck.yaml").write_text(f"thresholds:\n  {threshold}\n")
+    usage_error(run("diagnose", str(model_file)), message)
+
+
+def test_regression_factor_must_be_finite(tmp_path: Path, report_doc: dict[str, Any]) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(report_doc))
+    usage_error(
+        run("compare", str(path), str(path), "--regression-factor", "inf"), "regression-factor"
+    )
+
+
+# --- item 11: --seed seeds Python's random and NumPy -------------------------------------------
+
+RANDOM_MODEL = (
+    "import random\n"
+    "import numpy as np\n"
+    "import torch\n"
+    "from torch import nn\n"
+    "class Noisy(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.a = nn.Linear(8, 16)\n"
+    "        self.b = nn.Linear(16, 2)\n"
+    "        with torch.no_grad():\n"
+    "            self.a.weight.mul_(random.uniform(0.1, 10) * float(np.random.uniform(0.1, 10)))\n"
+    "    def forward(self, x):\n"
+    "        scale = random.uniform(0.5, 2) * float(np.random.uniform(0.5, 2))\n"
+    "        return self.b(torch.relu(self.a(x * scale)))\n"
+    "def build_model():\n"
+    "    return Noisy()\n"
+)
+
+
+def test_seed_also_seeds_python_random_and_numpy(tmp_path: Path) -> None:
+    path = tmp_path / "noisy.py"
+    path.write_text(RANDOM_MODEL)
+
+    def measured(seed: int) -> tuple[Any, Any]:
+        result = run("diagnose", str(path), "--seed", str(seed), "--steps", "2", "--format", "json")
+        assert result.exit_code in (0, 1), result.stderr
+        report = json.loads(result.stdout)
+        layer = next(l for l in report["layers"] if l["name"] == "a")
+        return layer["weight_norm"], report["run"]["losses"]
+
+    random.seed(1234)
+    np.random.seed(1234)
+    expected_python, expected_numpy = random.random(), np.random.random()
+    random.seed(1234)
+    np.random.seed(1234)
+    first = measured(3)
+    # The caller's generators are where they were: seeding is scoped to gradcheck's work.
+    assert (random.random(), np.random.random()) == (expected_python, expected_numpy)
+    assert measured(3) == first  # construction and every step repeat
+    assert measured(4) != first
