@@ -15,7 +15,6 @@ import stat
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +142,9 @@ def test_read_only_filesystem_is_a_plain_message_and_the_old_report_stays(
     assert report.read_text() == "old: report\n"
 
 
-def _with_file_size_limit(args: list[str], cwd: Path, limit: int) -> subprocess.CompletedProcess[str]:
+def _with_file_size_limit(
+    args: list[str], cwd: Path, limit: int
+) -> subprocess.CompletedProcess[str]:
     """Run gradcheck where no file may grow beyond ``limit`` bytes: the disk is "full"."""
 
     def limited() -> None:
@@ -336,7 +337,10 @@ def test_seed_beyond_what_the_generators_take(tmp_path: Path, model_file: Path) 
         ("edits: [{op: wrap-grad-clip, target: '', args: {max_norm: -1}}]", "'max_norm'"),
         ("edits: [{op: wrap-grad-clip, target: '', args: {max_norm: .nan}}]", "'max_norm'"),
         ("edits: [{op: gate-bias, target: '0'}]", "needs the argument 'steps'"),
-        ("edits: [{op: init, target: '0', args: {scheme: kaiming_normal, gain: 2}}]", "no argument"),
+        (
+            "edits: [{op: init, target: '0', args: {scheme: kaiming_normal, gain: 2}}]",
+            "no argument",
+        ),
         ("edits: [{op: explode, target: '0'}]", "unknown edit op"),
         ("edits: [{op: [1], target: '0'}]", "'op' must be a string"),
     ],
@@ -445,9 +449,7 @@ def test_models_that_load_but_cannot_run_as_given(
 
 def test_torchscript_with_train_steps(tmp_path: Path) -> None:
     scripted = tmp_path / "m.pt"
-    torch.jit.script(nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))).save(
-        str(scripted)
-    )
+    torch.jit.script(nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))).save(str(scripted))
     usage_error(
         run("diagnose", str(scripted), "--input-shape", "8", "--train-steps", "2"),
         "--train-steps cannot train a TorchScript model",

@@ -215,7 +215,12 @@ def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None =
             raise PlanError(f"unknown normalisation {args.get('norm')!r} in plan")
         layer = get_submodule(model, edit.target)
         width = getattr(layer, "out_features", None) or getattr(layer, "out_channels", None)
-        if isinstance(width, int) and width != int(args["features"]):
+        if not isinstance(width, int):
+            raise PlanError(
+                f"plan edit 'insert-norm': '{edit.target}' is a {type(layer).__name__}, not a "
+                "Linear or Conv layer with a known number of outputs"
+            )
+        if width != int(args["features"]):
             raise PlanError(
                 f"plan edit 'insert-norm' on '{edit.target}': features {args['features']} does "
                 f"not match the layer's {width} outputs"
