@@ -278,6 +278,10 @@ def test_control_characters_in_module_names_keep_junit_valid(tmp_path: Path) -> 
     assert result.exit_code == 1, result.stderr  # the sigmoid stack vanishes
     text = ET.parse(junit).getroot().find(".//failure").text  # type: ignore[union-attr]
     assert "lin\\x011" in text and "\x01" not in junit.read_text()
+    terminal = run("diagnose", str(model_file), "--steps", "1")
+    assert terminal.exit_code == 1
+    assert "\x1b" not in terminal.stdout and "\x01" not in terminal.stdout
+    assert "lin\\x011" in terminal.stdout and "act\\x1b1" in terminal.stdout
 
 
 # --- item 6: bad input is exit 2, checked before the run ---------------------------------------

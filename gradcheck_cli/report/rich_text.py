@@ -20,6 +20,7 @@ from rich.text import Text
 from gradcheck_cli.findings import FailOn, Finding, Report, Severity, Status
 from gradcheck_cli.remedies import REMEDIES
 from gradcheck_cli.report.console import make_console, sci
+from gradcheck_cli.report.escape import printable
 from gradcheck_cli.stats import LayerStats, TemporalProfile, value
 from gradcheck_cli.training import Training
 
@@ -61,7 +62,7 @@ def _summary(report: Report) -> Panel:
     verdict = Text(f" {report.status.value.upper()} ", style=_STATUS_STYLE[report.status])
     lines = Text()
     lines.append("model   ", style="dim")
-    lines.append(f"{report.model.name} ({report.model.type})\n")
+    lines.append(f"{printable(report.model.name)} ({printable(report.model.type)})\n")
     lines.append("params  ", style="dim")
     lines.append(f"{report.model.parameters:,} ({report.model.trainable:,} trainable)\n")
     lines.append("run     ", style="dim")
@@ -137,11 +138,11 @@ def _layer_table(report: Report) -> Table:
             )
             if part
         )
-        name = layer.display_name + (f" (x{layer.calls})" if layer.calls > 1 else "")
+        name = printable(layer.display_name) + (f" (x{layer.calls})" if layer.calls > 1 else "")
         table.add_row(
             str(layer.order),
             Text(name),
-            Text(layer.type),
+            Text(printable(layer.type)),
             sci(grad),
             Text(_bar(grad, low, high), style="blue"),
             sci(value(layer.grad_to_weight)),
@@ -157,10 +158,10 @@ def _finding(finding: Finding) -> Group:
     head.append(f"{finding.severity.value.upper():<7} ", style=_STYLE[finding.severity])
     head.append(finding.id, style="bold")
     head.append("  ")
-    head.append(finding.message)
+    head.append(printable(finding.message))
     parts: list[Text] = [head]
     if finding.layers:
-        shown = ", ".join(finding.layers[:8])
+        shown = printable(", ".join(finding.layers[:8]))
         more = f" (+{len(finding.layers) - 8} more)" if len(finding.layers) > 8 else ""
         parts.append(Text(f"        layers: {shown}{more}", style="dim"))
     for remedy in finding.remedies:
