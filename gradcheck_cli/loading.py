@@ -37,8 +37,8 @@ from gradcheck_cli.imports import (
     script_argv,
 )
 from gradcheck_cli.memory import WHAT_TO_DO, count_on_meta, free_bytes, too_big
-from gradcheck_cli.snapshot import preserved
 from gradcheck_cli.seeding import seeded
+from gradcheck_cli.snapshot import preserved
 from gradcheck_cli.specs import ModelSpec, SpecKind, parse_spec
 
 Inputs = Any  # a tensor, a tuple of positional inputs, or a dict of keyword inputs
