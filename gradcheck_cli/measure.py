@@ -34,7 +34,12 @@ from gradcheck_cli.loading import (
 )
 from gradcheck_cli.seeding import seeded
 from gradcheck_cli.stats import ModelStats, StepRecord, Structure, TemporalProfile, aggregate
-from gradcheck_cli.temporal import PositionProfiler, probe_recurrent, recurrent_modules
+from gradcheck_cli.temporal import (
+    PositionProfiler,
+    cell_modules,
+    probe_recurrent,
+    recurrent_modules,
+)
 
 StepObserver = Callable[[int, int], None]
 
@@ -224,7 +229,7 @@ def measure(
         if amp is Amp.FP16:
             with recorder.counting_underflow():
                 shadow.append(passes.step(recorder, 0, Amp.NONE)[0])
-        if recurrent_modules(model):
+        if recurrent_modules(model) or cell_modules(model):
             recorder.active = False  # the probe's forward pass is not a measured step
             with passes.seeded(0):
                 temporal.extend(probe_recurrent(model, lambda: passes.forward(passes.inputs())))

@@ -7,7 +7,9 @@ Two measurements, both on the batch of measurement step 0 or on the measured ste
   (``d<v, h_T> / dx_t``; Bengio et al. 1994, Pascanu et al. 2013). It does not depend on the loss,
   so a sequence-labelling loss on every step cannot hide that the last state has forgotten the
   first inputs. One extra forward pass; only the recurrent module is differentiated. For a
-  bidirectional module the forward direction is measured.
+  bidirectional module the forward direction is measured. A cell (``nn.RNNCell``,
+  ``nn.LSTMCell``, ``nn.GRUCell``) that a Python loop calls once per step is measured the same
+  way: its last call's hidden state, differentiated with respect to every call's input.
 * Attention stacks (no recurrent module; an ``nn.Embedding`` feeding attention): the gradient of
   the diagnosis loss reaching the embedding output at each position, from the measured steps.
 
@@ -35,8 +37,66 @@ def recurrent_modules(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.RNNBase)]
 
 
+def cell_modules(model: nn.Module) -> list[tuple[str, nn.RNNCellBase]]:
+    """The recurrent cells of ``model`` (``nn.RNNCell``, ``nn.LSTMCell``, ``nn.GRUCell``): a
+    Python loop in forward calls them once per time step."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.RNNCellBase)]
+
+
 def _cell(module: nn.RNNBase) -> str:
     return {"RNN_TANH": "RNN"}.get(module.mode, module.mode)  # RNN, RNN_RELU, LSTM, GRU
+
+
+def _loop_cell(module: nn.RNNCellBase) -> str:
+    if isinstance(module, nn.LSTMCell):
+        return "LSTM"
+    if isinstance(module, nn.GRUCell):
+        return "GRU"
+    return "RNN_RELU" if getattr(module, "nonlinearity", "tanh") == "relu" else "RNN"
+
+
+class _CellLoop:
+    """One cell's calls during a forward pass: each call's input swapped for a leaf copy, and
+    each call's output (the hidden state) kept, so the last state can be differentiated with
+    respect to every step's input, as for a recurrent module."""
+
+    def __init__(self, name: str, module: nn.RNNCellBase):
+        self.name = name
+        self.module = module
+        self.leaves: list[torch.Tensor] = []
+        self.outputs: list[torch.Tensor] = []
+
+    def pre(self, mod: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        if not args or not isinstance(args[0], torch.Tensor) or not args[0].is_floating_point():
+            return None
+        copy = args[0].detach().requires_grad_(True)
+        self.leaves.append(copy)
+        return (copy, *args[1:])
+
+    def post(self, mod: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        h = output[0] if isinstance(output, tuple) else output
+        if len(self.outputs) < len(self.leaves) and isinstance(h, torch.Tensor):
+            self.outputs.append(h)
+
+    def profile(self) -> TemporalProfile | None:
+        if len(self.leaves) < MIN_STEPS or len(self.outputs) != len(self.leaves):
+            return None
+        last = self.outputs[-1]
+        if not last.requires_grad:
+            return None
+        direction = torch.randn(last.shape, device=last.device, dtype=last.dtype)
+        grads = torch.autograd.grad((last * direction).sum(), self.leaves, allow_unused=True)
+        norms = [
+            torch.linalg.vector_norm(g.double()).item() if g is not None else 0.0 for g in grads
+        ]
+        cell = _loop_cell(self.module)
+        return TemporalProfile(
+            module=self.name,
+            cell=cell,
+            gated=cell in ("LSTM", "GRU"),
+            method="last step",
+            norms=tuple(norms),
+        )
 
 
 def probe_recurrent(model: nn.Module, run_forward: Callable[[], Any]) -> list[TemporalProfile]:
@@ -93,13 +153,18 @@ def probe_recurrent(model: nn.Module, run_forward: Callable[[], Any]) -> list[Te
 
         return pre, post
 
+    loops = [_CellLoop(name, module) for name, module in cell_modules(model)]
     with contextlib.ExitStack() as stack:
         for name, module in recurrent_modules(model):
             pre, post = hooks(name, module)
             stack.callback(module.register_forward_pre_hook(pre).remove)
             stack.callback(module.register_forward_hook(post).remove)
+        for loop in loops:
+            stack.callback(loop.module.register_forward_pre_hook(loop.pre).remove)
+            stack.callback(loop.module.register_forward_hook(loop.post).remove)
         with torch.enable_grad():
             run_forward()
+            found.extend(p for loop in loops if (p := loop.profile()) is not None)
     return found
 
 

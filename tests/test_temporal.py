@@ -172,3 +172,73 @@ def test_encoder_decoder_profiles_the_first_embedding_called() -> None:
     (profile,) = report.temporal
     assert profile.module == "model.encoder.embed_tokens" and len(profile.norms) == 30
     assert report.findings == ()
+
+
+class CellLoop(nn.Module):
+    """A cell stepped by a Python loop, as hand-written seq2seq and RL code does."""
+
+    def __init__(self, cell: nn.RNNCellBase, hidden: int = 32):
+        super().__init__()
+        self.cell = cell
+        self.hidden = hidden
+        self.head = nn.Linear(hidden, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.shape[0], self.hidden)
+        c = h
+        for t in range(x.shape[1]):
+            if isinstance(self.cell, nn.LSTMCell):
+                h, c = self.cell(x[:, t], (h, c))
+            else:
+                h = self.cell(x[:, t], h)
+        return self.head(h)
+
+
+def test_a_cell_stepped_in_a_python_loop_is_profiled_like_a_recurrent_module() -> None:
+    torch.manual_seed(0)
+    model = CellLoop(nn.RNNCell(6, 32))
+    report = diagnose(model, lambda b: torch.randn(b, 120, 6), steps=1)
+    (profile,) = report.temporal
+    assert (profile.module, profile.cell, profile.gated, len(profile.norms)) == (
+        "cell",
+        "RNN",
+        False,
+        120,
+    )
+    # The same measurement by hand: d<v, h_T>/dx_t through the loop, with the seeded direction.
+    finding = next(f for f in report.findings if f.id == "vanishing-over-time")
+    assert finding.severity is Severity.ERROR
+    assert finding.layers == ("cell",)
+    assert profile.early_to_late is not None and profile.early_to_late < 1e-6
+    # The gradient reaching the last steps is a real, finite measurement, not an underflow.
+    assert profile.norms[-1] > 0 and math.isfinite(profile.norms[-1])
+
+
+def test_a_cell_loop_profile_equals_the_gradient_of_the_last_state_by_hand() -> None:
+    torch.manual_seed(1)
+    model = CellLoop(nn.GRUCell(5, 32))
+    x = torch.randn(3, 12, 5)
+    torch.manual_seed(7)
+    (profile,) = probe_recurrent(model, lambda: model(x))
+    steps = [x[:, t].clone().requires_grad_(True) for t in range(12)]
+    h = x.new_zeros(3, 32)
+    for step in steps:
+        h = model.cell(step, h)
+    torch.manual_seed(7)
+    direction = torch.randn(h.shape)
+    grads = torch.autograd.grad((h * direction).sum(), steps)
+    expected = [torch.linalg.vector_norm(g.double()).item() for g in grads]
+    assert profile.cell == "GRU" and profile.gated
+    assert profile.norms == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_remembering_lstm_cell_loop_is_healthy() -> None:
+    torch.manual_seed(0)
+    cell = nn.LSTMCell(6, 32)
+    with torch.no_grad():
+        cell.bias_hh[32:64].fill_(3.0)  # forget gate starts remembering (Gers et al. 2000)
+    report = diagnose(CellLoop(cell), lambda b: torch.randn(b, 60, 6), steps=1)
+    (profile,) = report.temporal
+    assert profile.cell == "LSTM" and profile.early_to_late is not None
+    assert profile.early_to_late > 1e-3
+    assert [f.id for f in report.findings if f.severity is not Severity.INFO] == []
