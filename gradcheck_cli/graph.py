@@ -121,6 +121,23 @@ _SELECT = frozenset(
         "SliceBackward0",
     }
 )
+# Ops whose gradient for (one of) their inputs is zero at the positions they do not keep:
+# indexing, slicing, gathering, masking, and writes that overwrite part of a tensor.
+_DISCARDING = frozenset(
+    {
+        "SelectBackward0",
+        "SliceBackward0",
+        "IndexBackward0",
+        "IndexPutBackward0",
+        "IndexSelectBackward0",
+        "GatherBackward0",
+        "TakeBackward0",
+        "MaskedFillBackward0",
+        "MaskedScatterBackward0",
+        "MaskedSelectBackward0",
+        "CopySlices",
+    }
+)
 _HOPS = 4  # how far a scaled branch may travel toward the loss before it must be added
 
 
@@ -174,7 +191,24 @@ def trace(
         tuple(score),
         _softmax_rows(order, touches, skip),
         tuple(_feeding_norms(touches, pure, norms, layers)),
+        tuple(_partly_read(order, parents, entering, layers)),
     )
+
+
+def _partly_read(
+    order: list[Any], parents: dict[Any, list[Any]], entering: dict[int, list[Any]], layers: int
+) -> list[bool]:
+    """Layers every route of which to the loss passes an op that keeps only part of its input
+    (``hidden[:, 0]`` of a [CLS] classifier, the last token's logits, an overwrite of the
+    positions under global attention): the loss may read none of the positions they affect."""
+    behind: dict[Any, bool] = {}
+    for node in order:  # every node before its children: its parents are settled
+        above = parents.get(node, [])
+        behind[node] = bool(above) and all(_name(p) in _DISCARDING or behind[p] for p in above)
+    partly = [False] * layers
+    for layer, nodes in entering.items():
+        partly[layer] = all(behind.get(n, False) for n in nodes)
+    return partly
 
 
 def _feeding_norms(

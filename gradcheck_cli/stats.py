@@ -118,6 +118,7 @@ class LayerStats:
     attention_score: bool = False  # it feeds attention scores (a query or key projection)
     rows: int = 0  # rows (tokens, samples) its outputs held, summed over all calls and steps
     in_rms: Measured = Skipped("measured for weight layers only")  # RMS of its (first) input
+    partly_read: bool = False  # every route to the loss passes indexing, slicing or masking
 
     @property
     def display_name(self) -> str:
@@ -248,6 +249,7 @@ class Structure:
     attention_score: tuple[bool, ...] = ()
     softmax: tuple[SoftmaxRows, ...] = ()  # softmax calls that no nn.Softmax module made
     feeds_norm: tuple[bool, ...] = ()  # output reaches a normaliser through reshapes alone
+    partly_read: tuple[bool, ...] = ()  # every route to the loss keeps only part of the output
 
     @classmethod
     def unknown(cls, layers: int) -> Structure:
@@ -376,6 +378,7 @@ def _with_structure(
         attention_score=bool(structure.attention_score) and structure.attention_score[i],
         feeds_norm=layer.feeds_norm or (bool(structure.feeds_norm) and structure.feeds_norm[i]),
         near_zero_weights=layer.near_zero_weights or (residual and rms < NEAR_ZERO),
+        partly_read=bool(structure.partly_read) and structure.partly_read[i],
     )
 
 

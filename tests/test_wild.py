@@ -305,3 +305,66 @@ def test_a_wide_depthwise_conv_at_fan_out_init_does_not_excuse_vanishing() -> No
     assert finding.severity is Severity.ERROR
     assert finding.evidence["rule"] == "magnitude"
     assert "near_zero_layers" not in finding.evidence
+
+
+class GlobalCLS(torch.nn.Module):
+    """Longformer's last layer in miniature: a local projection for every position, whose [CLS]
+    row a global projection then overwrites, and a classifier reading [CLS] alone."""
+
+    def __init__(self, vocab: int = 100, dim: int = 32, dead: bool = False) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, dim)
+        self.body = torch.nn.Linear(dim, dim)
+        self.local = torch.nn.Linear(dim, dim)
+        self.glob = torch.nn.Linear(dim, dim)
+        self.act = torch.nn.ReLU()
+        self.head = torch.nn.Linear(dim, 3)
+        if dead:  # every unit of the head's ReLU off: a real block
+            with torch.no_grad():
+                self.glob.bias.fill_(-100.0)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.body(self.embed(tokens)))
+        out = self.local(h).clone()
+        out[:, 0] = self.glob(h[:, 0])
+        return self.head(self.act(out[:, 0]))
+
+
+def test_a_layer_whose_positions_the_loss_never_reads_is_information() -> None:
+    torch.manual_seed(0)
+    report = diagnose(GlobalCLS(), lambda b: torch.randint(0, 100, (b, 12)))
+    finding = _only(report, "no-gradient")
+    assert finding.severity is Severity.INFO
+    assert finding.evidence["reason"] == "not-read"
+    assert finding.layers == ("local",)
+    by_name = {l.name: l for l in report.layers}
+    assert by_name["local"].partly_read and by_name["local"].out_grad_rms.high == 0.0
+    assert by_name["local"].act_rms.median > 0.1
+    # With every unit above dead, the same zeros are a real block: still an error.
+    dead = diagnose(GlobalCLS(dead=True), lambda b: torch.randint(0, 100, (b, 12)))
+    blocked = next(f for f in dead.findings if f.id == "no-gradient")
+    assert blocked.severity is Severity.ERROR and blocked.evidence["reason"] == "blocked"
+
+
+class ShapeIds(torch.nn.Module):
+    """RoCBert's optional id streams: zeros (the padding index) when the caller gives none."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = torch.nn.Embedding(100, 16)
+        self.shapes = torch.nn.Embedding(20, 16, padding_idx=0)
+        self.head = torch.nn.Linear(16, 2)
+
+    def forward(self, tokens: torch.Tensor, shape_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if shape_ids is None:
+            shape_ids = torch.zeros_like(tokens)
+        return self.head((self.tokens(tokens) + self.shapes(shape_ids)).mean(1))
+
+
+def test_an_embedding_fed_only_its_padding_index_is_information() -> None:
+    torch.manual_seed(0)
+    report = diagnose(ShapeIds(), lambda b: torch.randint(1, 100, (b, 8)))
+    finding = _only(report, "no-gradient")
+    assert finding.severity is Severity.INFO
+    assert finding.evidence["reason"] == "padding-only"
+    assert finding.layers == ("shapes",)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from gradcheck_cli.checks.base import Check
 from gradcheck_cli.findings import Finding, Severity
-from gradcheck_cli.stats import LayerStats, ModelStats
+from gradcheck_cli.stats import LayerKind, LayerStats, ModelStats, Summary, value
 
 
 class NoGradient(Check):
@@ -19,7 +19,9 @@ class NoGradient(Check):
         layers are an error, unless the model holds a layer whose weights are all exactly zero:
         a deliberately zero-initialised head or residual branch (Goyal et al. 2017, ReZero,
         Fixup) blocks the gradient only until the first optimizer step, so that is reported as
-        info. Layers that run but do not reach the loss used are info; layers that never run
+        info; so are layers the loss does not read (the gradient at their output is exactly
+        zero and every route to the loss keeps only part of it: a [CLS] pooling, an
+        overwrite) and embeddings that looked up only their padding row. Layers that run but do not reach the loss used are info; layers that never run
         are a warning, except when ``forward`` has inputs that default to None and were not
         given (a vision tower without pixel_values: info), a branch that every numbered block
         skips while the rest of each block runs (cross-attention without encoder states:
@@ -77,7 +79,36 @@ class NoGradient(Check):
                 )
             )
         elif blocked:
-            if zero_init:
+            unread, padding, blocked = _by_construction(stats, blocked, bool(zero_init))
+            if unread:
+                findings.append(
+                    self._finding(
+                        Severity.INFO,
+                        unread,
+                        f"{len(unread)} layer(s) get an exactly zero gradient because the loss "
+                        "reads none of the positions they affect: every route from them to the "
+                        "loss keeps only part of their output (a [CLS] or last-token pooling, "
+                        f"positions overwritten later): {_names([l.display_name for l in unread])}",
+                        {"reason": "not-read"},
+                        why,
+                        remedies=(),
+                    )
+                )
+            if padding:
+                findings.append(
+                    self._finding(
+                        Severity.INFO,
+                        padding,
+                        f"{len(padding)} embedding(s) looked up only their padding row, which "
+                        "gets no gradient by design (padding_idx): "
+                        f"{_names([l.display_name for l in padding])}; give the ids they should "
+                        "read (an optional input left out?) if they should train",
+                        {"reason": "padding-only"},
+                        why,
+                        remedies=(),
+                    )
+                )
+            if blocked and zero_init:
                 findings.append(
                     self._finding(
                         Severity.INFO,
@@ -90,7 +121,7 @@ class NoGradient(Check):
                         remedies=(),
                     )
                 )
-            else:
+            elif blocked:
                 findings.append(
                     self._finding(
                         Severity.ERROR,
@@ -228,6 +259,41 @@ class NoGradient(Check):
             remedies=self.remedies if remedies is None else remedies,
             why=why,
         )
+
+
+def _by_construction(
+    stats: ModelStats, blocked: list[LayerStats], zero_init: bool
+) -> tuple[list[LayerStats], list[LayerStats], list[LayerStats]]:
+    """Split exactly-zero gradients that the model's construction explains from the rest.
+
+    Not read: the gradient reaching the layer's output is exactly zero in every step while the
+    output itself is not, and every route to the loss keeps only part of it (unless a layer of
+    dead units, or a zero-initialised layer, explains the zeros). Padding only: an embedding whose output is exactly zero
+    while a gradient reaches it: every id was its padding index, whose row never trains.
+    """
+    dead_somewhere = any((value(l.dead_fraction) or 0.0) >= 0.99 for l in stats.layers)
+
+    def exactly_zero(m: object) -> bool:
+        return isinstance(m, Summary) and m.high == 0.0
+
+    unread = [
+        l
+        for l in blocked
+        if l.partly_read
+        and not dead_somewhere
+        and not zero_init
+        and exactly_zero(l.out_grad_rms)
+        and (value(l.act_rms) or 0.0) > 0
+    ]
+    padding = [
+        l
+        for l in blocked
+        if l.kind is LayerKind.EMBEDDING
+        and exactly_zero(l.act_rms)
+        and (value(l.out_grad_rms) or 0.0) > 0
+    ]
+    explained = {id(l) for l in unread + padding}
+    return unread, padding, [l for l in blocked if id(l) not in explained]
 
 
 def _names(names: list[str]) -> str:
