@@ -215,7 +215,9 @@ def _feeding_norms(
     touches: dict[Any, set[int]], pure: dict[Any, int | None], norms: Sequence[bool], layers: int
 ) -> list[bool]:
     """Layers whose output reaches a normaliser through reshapes, ReLU-like activations and
-    other linear layers alone: Levit's Linear then BatchNorm1d over ``x.flatten(0, 1)``;
+    other linear layers alone, or concatenated along channels with others into a BatchNorm
+    (NASNet's factorised reduction: two convs, torch.cat, BatchNorm): Levit's Linear then BatchNorm1d over
+    ``x.flatten(0, 1)``;
     ConvMixer's conv, GELU, BatchNorm; a separable conv's depthwise then pointwise conv, then
     BatchNorm (NASNet). Their weights are scale-invariant (exactly through ReLU, positively
     homogeneous, and linear layers up to their bias; nearly through GELU/SiLU), as when the
@@ -225,6 +227,7 @@ def _feeding_norms(
         if not any(norms[i] for i in entered if i < len(norms)):
             continue
         frontier = [c for c in _children(node) if pure.get(c) is None]
+        per_channel = "BatchNorm" in _name(node)  # statistics per channel (dim 1)
         for _ in range(_HOPS + 4):
             following = []
             for current in frontier:
@@ -239,6 +242,12 @@ def _feeding_norms(
                         following.append(below[0])  # through a linear layer, on to its input
                 elif _name(current) in _RESHAPE | _HOMOGENEOUS and len(below) == 1:
                     following.append(below[0])
+                elif (
+                    per_channel
+                    and _name(current) == "CatBackward0"
+                    and _signed(current, "_saved_dim") == 1
+                ):
+                    following.extend(below)  # channels side by side: each normalised alone
             frontier = following
     return feeding
 
@@ -264,15 +273,22 @@ def _softmax_rows(
         probs = getattr(node, "_saved_result", None)
         if not isinstance(probs, torch.Tensor) or probs.dim() == 0 or not probs.numel():
             continue
-        dim = int(getattr(node, "_saved_dim", -1))
-        if dim >= 2**63:  # a negative dim comes back as an unsigned 64-bit integer
-            dim -= 2**64
+        dim = _signed(node, "_saved_dim")
+        dim = -1 if dim is None else dim
         with torch.no_grad():
             saturated = (probs.amax(dim=dim) >= SATURATED) & ((probs > 0).sum(dim=dim) >= 2)
             count = int(saturated.sum())
         feeders = tuple(sorted(_entering_below([node], touches)))
         found.append(SoftmaxRows(feeders, count, saturated.numel()))
     return tuple(found)
+
+
+def _signed(node: Any, attribute: str) -> int | None:
+    """A saved integer argument of a graph node; negative ones come back as unsigned 64-bit."""
+    value = getattr(node, attribute, None)
+    if not isinstance(value, int):
+        return None
+    return value - 2**64 if value >= 2**63 else value
 
 
 def _name(node: Any) -> str:

@@ -268,3 +268,46 @@ def test_a_zero_gain_inside_a_weight_layer_is_a_zero_initialisation() -> None:
     root.cls_token = nn.Parameter(torch.zeros(1, 1, 8))  # a zero token is not a gain
     root.pos_embed = nn.Parameter(torch.randn(1, 5, 8))
     assert not _zero_gain(root)
+
+
+class Concatenated(nn.Module):
+    """NASNet's factorised reduction (two 1x1 convs side by side along channels into one
+    BatchNorm), or the same two projections concatenated along features into a LayerNorm."""
+
+    def __init__(self, norm: str) -> None:
+        super().__init__()
+        self.p1 = nn.Conv2d(4, 3, 1)
+        self.p2 = nn.Conv2d(4, 3, 1)
+        self.norm = nn.BatchNorm2d(6) if norm == "batch" else nn.LayerNorm(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(
+            torch.cat([self.p1(x), self.p2(x)], 1 if isinstance(self.norm, nn.BatchNorm2d) else -1)
+        )
+
+
+def test_channels_concatenated_into_a_batchnorm_feed_it_but_features_into_a_layernorm_do_not() -> (
+    None
+):
+    names, s = _structure(Concatenated("batch"), torch.randn(2, 4, 5, 5))
+    assert _by_name(names, s.feeds_norm) == {"p1": True, "p2": True, "norm": False}
+    # LayerNorm's statistics span both halves: scaling one projection changes the output.
+    names, s = _structure(Concatenated("layer"), torch.randn(2, 4, 4, 4))
+    assert _by_name(names, s.feeds_norm) == {"p1": False, "p2": False, "norm": False}
+
+
+def test_a_layer_whose_output_the_loss_reads_only_in_part() -> None:
+    class Cls(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Linear(4, 4)
+            self.side = nn.Linear(4, 4)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(x)[:, 0]) + self.side(x).mean(1)[:, :2]
+
+    names, s = _structure(Cls(), torch.randn(2, 5, 4))
+    # `side` reaches the loss through a slice too, but [:, :2] keeps part of what mean() made
+    # of every position: a route is "partly read" whenever it passes such an op.
+    assert _by_name(names, s.partly_read) == {"body": True, "side": True, "head": False}
