@@ -581,3 +581,59 @@ def test_count_on_meta_allocates_nothing() -> None:
     assert counted == (100_000 * 100_000 + 100_000, 4 * (100_000 * 100_000 + 100_000))
     assert memory.count_on_meta(lambda: torch.load("/nonexistent")) is None
     assert memory.gib(27 * 2**30) == "27.0 GiB"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["diagnose", "--bogus"],
+            "gradcheck: error: No such option '--bogus'. Did you mean '--loss'? "
+            "(see '{prog} diagnose --help')",
+        ),
+        (
+            ["diagnose"],
+            "gradcheck: error: Missing argument 'MODEL'. (see '{prog} diagnose --help')",
+        ),
+        (
+            ["diagnos", "m.py"],
+            "gradcheck: error: No such command 'diagnos'. Did you mean 'diagnose'? "
+            "(see '{prog} --help')",
+        ),
+    ],
+)
+def test_a_usage_error_is_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
+    done = run_installed(*args, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    # The program name is how it was started: `gradcheck`, or `python -m gradcheck_cli`.
+    prog = "gradcheck" if "see 'gradcheck" in done.stderr else "python -m gradcheck_cli"
+    assert done.stderr.splitlines() == [expected.format(prog=prog)]
+
+
+def test_warnings_from_the_model_do_not_pad_a_bad_inputs_one_line(tmp_path: Path) -> None:
+    model = tmp_path / "warns.py"
+    model.write_text(
+        "import warnings\n"
+        "import torch\n"
+        "def build_model():\n"
+        "    warnings.warn('this layer is deprecated', UserWarning)\n"
+        "    return torch.nn.Linear(4, 2)\n"
+        "def example_inputs(batch_size):\n"
+        "    return torch.randn(batch_size, 5)\n",  # the wrong width: a bad input
+        encoding="utf-8",
+    )
+    done = run_installed("diagnose", str(model), cwd=tmp_path, timeout=300)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("gradcheck: error:")
+    assert "deprecated" not in done.stderr
+    # With --debug, and on a run that completes, the warning is shown.
+    debug = run_installed("diagnose", str(model), "--debug", cwd=tmp_path, timeout=300)
+    assert "UserWarning: this layer is deprecated" in debug.stderr
+    model.write_text(
+        model.read_text(encoding="utf-8").replace("(batch_size, 5)", "(batch_size, 4)")
+    )
+    fine = run_installed("diagnose", str(model), "--format", "json", cwd=tmp_path, timeout=300)
+    assert fine.returncode == 0, fine.stderr
+    assert "UserWarning: this layer is deprecated" in fine.stderr

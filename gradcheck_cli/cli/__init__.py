@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -13,6 +14,7 @@ from gradcheck_cli.cli.explain import explain_command
 from gradcheck_cli.cli.fix import fix_command
 from gradcheck_cli.cli.process import exit_now
 from gradcheck_cli.cli.remedies import remedies_command
+from gradcheck_cli.findings import ExitCode
 
 
 class _Gradcheck(click.Group):
@@ -24,6 +26,29 @@ class _Gradcheck(click.Group):
             return super().__call__(*args, **kwargs)
         except SystemExit as done:
             exit_now(done.code)
+
+    def main(  # type: ignore[override]
+        self, *args: Any, standalone_mode: bool = True, **kwargs: Any
+    ) -> Any:
+        """Click's own handling, except that a usage error is one line on stderr (exit 2):
+        ``gradcheck: error: No such option '--bogus'. Did you mean '--loss'? (see 'gradcheck
+        diagnose --help')``, not a usage block, a hint and an error line."""
+        run: Any = super().main
+        if not standalone_mode:
+            return run(*args, standalone_mode=False, **kwargs)
+        try:
+            code = run(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "gradcheck"
+            click.echo(f"gradcheck: error: {exc.format_message()} (see '{where} --help')", err=True)
+            sys.exit(ExitCode.USAGE_ERROR)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=_Gradcheck, context_settings={"help_option_names": ["-h", "--help"]})

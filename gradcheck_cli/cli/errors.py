@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator
 
 import click
@@ -21,6 +22,28 @@ def user_errors(debug: bool) -> Iterator[None]:
     user's code (gradcheck exits after it): they exit 2 as well. With ``debug`` the traceback
     is printed as well.
     """
+    # Warnings raised on the way (torch's, the model's) are held back: a bad input gets its one
+    # line alone (the warnings come with --debug); any other run shows them afterwards.
+    held: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as held:
+            with _failures(debug):
+                yield
+    except SystemExit as done:
+        if done.code != ExitCode.USAGE_ERROR or debug:
+            _replay(held)
+        raise
+    _replay(held)
+
+
+def _replay(held: list[warnings.WarningMessage]) -> None:
+    for w in held:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+    held.clear()
+
+
+@contextlib.contextmanager
+def _failures(debug: bool) -> Iterator[None]:
     try:
         yield
     except UsageError as exc:
