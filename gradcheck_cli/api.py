@@ -17,13 +17,14 @@ from torch import nn
 from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.config import Device, Settings, apply_mapping
-from gradcheck_cli.errors import UsageError
+from gradcheck_cli.errors import InputError, UsageError
 from gradcheck_cli.findings import Finding, ModelInfo, Report, RunInfo, Severity
 from gradcheck_cli.fixing import FixResult, RemedyOutcome, Trial, best, combinations, memory_note
 from gradcheck_cli.loading import (
     InputFactory,
     Inputs,
     LossFn,
+    check_inferred_inputs,
     copy_model,
     infer_input_shape,
     shapes_factory,
@@ -81,7 +82,7 @@ def diagnose(
     chosen = apply_mapping(settings or Settings(), options, source="diagnose()")
     check_runnable(model, chosen)
     device = resolve_device(chosen.device)
-    make_inputs = _input_factory(model, inputs, device)
+    make_inputs = _input_factory(model, inputs, device, chosen.batch_size)
     started = time.perf_counter()
     training = None
     with contextlib.ExitStack() as stack:
@@ -160,10 +161,21 @@ def _device_of(model: nn.Module) -> torch.device | None:
 
 
 def _input_factory(
-    model: nn.Module, inputs: Inputs | InputFactory | None, device: torch.device
+    model: nn.Module,
+    inputs: Inputs | InputFactory | None,
+    device: torch.device,
+    batch_size: int = 16,
 ) -> InputFactory:
     if inputs is None:
-        return shapes_factory([infer_input_shape(model)], device)
+        # Checked by one forward pass, with the sizes the layers suggest when it fails (as the
+        # command line does), and the Python spelling of the advice.
+        try:
+            shape = check_inferred_inputs(model, batch_size)
+        except InputError as exc:
+            raise InputError(
+                f"{exc} (from Python: pass inputs=, a batch or a function of the batch size)"
+            ) from None
+        return shapes_factory([shape], device)
     if callable(inputs) and not isinstance(inputs, (torch.Tensor, nn.Module)):
         return inputs  # type: ignore[no-any-return]
     fixed = inputs

@@ -619,3 +619,21 @@ def test_pickled_model_from_a_package_file_loads_in_a_new_process(
     report = json.loads(done.stdout)
     assert report["model"]["type"] == "Deep"
     assert report["model"]["parameters"] == 3 * (8 * 8 + 8)
+
+
+def test_the_python_api_checks_an_inferred_input_and_names_one_that_runs() -> None:
+    import torch
+    from torch import nn
+
+    from gradcheck_cli import diagnose
+    from gradcheck_cli.errors import InputError
+
+    mnist = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 26 * 26, 4))
+    with pytest.raises(InputError) as caught:
+        diagnose(mnist)
+    message = str(caught.value)
+    assert "fails on 1x32x32" in message
+    assert "1x28x28 runs" in message
+    assert message.endswith("(from Python: pass inputs=, a batch or a function of the batch size)")
+    report = diagnose(mnist, lambda b: torch.randn(b, 1, 28, 28), steps=1)
+    assert report.layers[0].act_rms.median > 0
