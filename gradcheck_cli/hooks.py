@@ -17,6 +17,7 @@ gradient tensor is kept beyond what autograd keeps anyway.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import weakref
 from collections.abc import Callable, Iterator
@@ -205,6 +206,10 @@ class Recorder:
                 if p.requires_grad
             )
             for _, module, kind in targets
+        ]
+        self.infos = [
+            dataclasses.replace(info, scale_like=flag)
+            for info, flag in zip(self.infos, self._scale_like, strict=True)
         ]
         self._reset()
 

@@ -119,6 +119,7 @@ class LayerStats:
     rows: int = 0  # rows (tokens, samples) its outputs held, summed over all calls and steps
     in_rms: Measured = Skipped("measured for weight layers only")  # RMS of its (first) input
     partly_read: bool = False  # every route to the loss passes indexing, slicing or masking
+    scale_like: bool = False  # no weight matrix: every parameter a scalar or per-channel vector
 
     @property
     def display_name(self) -> str:
@@ -272,6 +273,7 @@ class LayerInfo:
     zero_weights: bool
     near_zero_weights: bool = False
     init_norm: float = 0.0  # the norm of its weight matrices at the standard scale 1/sqrt(fan_in)
+    scale_like: bool = False  # every trainable parameter a scalar or per-channel vector
 
 
 @dataclass(frozen=True)
@@ -559,6 +561,7 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
         zero_weights=info.zero_weights,
         near_zero_weights=info.near_zero_weights,
         init_norm=info.init_norm,
+        scale_like=info.scale_like,
         feeds_norm=any(r.feeds_norm[i] for r in records),
         rows=sum(r.act_rows[i] for r in records if r.act_rows is not None),
     )

@@ -613,3 +613,15 @@ def test_a_designed_small_init_does_not_excuse_a_vanishing_gradient() -> None:
     (finding,) = Vanishing().evaluate(stats(*layers[:2], asleep, *layers[3:]), Vanishing.Options())
     assert finding.severity is Severity.INFO
     assert finding.evidence["near_zero_layers"] == 1
+
+
+def test_layers_without_a_weight_matrix_stay_out_of_the_ratio_rules() -> None:
+    """A Mamba mixer's own A_log, D and dt_bias (vectors, ratio 1e-5) at the start of a path:
+    without a weight matrix, fan-in arguments do not apply, and no decay is read off them."""
+    mixer = layer("mixer", 1e-5, scale_like=True)
+    path = [layer(f"l{i}", 1e-2) for i in range(5)]
+    assert Vanishing().evaluate(stats(mixer, *path), Vanishing.Options()) == []
+    (finding,) = Vanishing().evaluate(
+        stats(replace(mixer, scale_like=False), *path), Vanishing.Options()
+    )
+    assert finding.evidence["rule"] == "depth"

@@ -131,7 +131,9 @@ def ratio_layers(stats: ModelStats) -> list[LayerStats]:
     """Weight layers with a usable gradient-to-weight ratio, in forward order.
 
     Left out: normalisers and embeddings (their ratios follow other laws), residual scales
-    (LayerScale, ReZero: per-channel factors, not weight matrices), zero-initialised layers and
+    (LayerScale, ReZero: per-channel factors, not weight matrices) and other layers without a
+    weight matrix (a Mamba mixer's own ``A_log``, ``D``, ``dt_bias``: the fan-in arguments
+    behind these rules are about matrices), zero-initialised layers and
     layers whose weights are still near zero (their ratio is huge by construction: ``||W||`` is
     tiny), and layers with no or exactly zero gradient (the ``no-gradient`` check speaks for
     those).
@@ -144,6 +146,7 @@ def ratio_layers(stats: ModelStats) -> list[LayerStats]:
                 layer.zero_weights
                 or layer.near_zero_weights
                 or layer.residual_scale
+                or layer.scale_like
                 or layer.attention_score
                 or (not layer.depth and is_query_or_key(layer.name))
             ):
