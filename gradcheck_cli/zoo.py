@@ -92,7 +92,7 @@ def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]
             ) from exc
     else:
         config = config_class()
-    _complete_special_tokens(config)
+    _complete_special_tokens(config, class_name)
     previous = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
@@ -114,17 +114,23 @@ def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]
     return model, _hf_inputs(class_name, config)
 
 
-def _complete_special_tokens(config: Any) -> None:
-    """Fill the token ids a bare config leaves unset and a training forward pass needs.
-
-    GPT-2's config has no padding token, and its sequence classifier refuses batches without
-    one: the padding token becomes the end-of-text token, as the Hugging Face docs advise. T5's
-    bare config has no decoder start token, which the forward pass needs to shift the labels:
-    the padding token, which is what T5 uses. Values already set are kept.
-    """
+def _first_eos(config: Any) -> int | None:
     eos = getattr(config, "eos_token_id", None)
     if isinstance(eos, (list, tuple)):
         eos = eos[0] if eos else None  # several end tokens (Cwm): the first pads
+    return eos if isinstance(eos, int) else None
+
+
+def _complete_special_tokens(config: Any, class_name: str = "") -> None:
+    """Fill the token ids a bare config leaves unset and a training forward pass needs.
+
+    GPT-2's config has no padding token, and its sequence classifier refuses batches without
+    one: the padding token becomes the end-of-text token, as the Hugging Face docs advise (a
+    sequence classifier whose config has neither gets the last id). T5's bare config has no
+    decoder start token, which the forward pass needs to shift the labels: the padding token,
+    which is what T5 uses. Values already set are kept.
+    """
+    eos = _first_eos(config)
     vocab = getattr(config, "vocab_size", None)
     if getattr(config, "pad_token_id", None) is None and isinstance(eos, int):
         # A default eos past a shrunk or small vocabulary (Arcee's 128001) cannot pad an
@@ -132,6 +138,13 @@ def _complete_special_tokens(config: Any) -> None:
         if isinstance(vocab, int) and vocab > 0 and not 0 <= eos < vocab:
             eos = vocab - 1
         config.pad_token_id = eos
+    if (
+        getattr(config, "pad_token_id", None) is None
+        and "SequenceClassification" in class_name
+        and isinstance(vocab, int)
+        and vocab > 1
+    ):
+        config.pad_token_id = vocab - 1
     if (
         getattr(config, "is_encoder_decoder", False)
         and getattr(config, "decoder_start_token_id", None) is None
@@ -162,11 +175,24 @@ def _hf_inputs(class_name: str, config: Any) -> Callable[[int], Any]:
         )
     labels = int(getattr(config, "num_labels", 2))
     mask_id = getattr(config, "mask_token_id", None)
+    eos = _first_eos(config)
+    special = sorted(
+        {i for i in (getattr(config, "pad_token_id", None), eos) if isinstance(i, int)}
+        & set(range(vocab))
+    )
+    filler = next((i for i in range(vocab) if i not in special), 0)
 
     def text(b: int) -> dict[str, Any]:
         ids = torch.randint(0, vocab, (b, TEXT_LENGTH))
         batch: dict[str, Any] = {"input_ids": ids}
         if "SequenceClassification" in class_name:
+            # One sequence per row, as a tokenizer makes it: no padding or end token inside,
+            # one end token last (BART-style classifiers pool at it and need the same count
+            # in every row; last-token classifiers read the token before the padding).
+            for token in special:
+                ids[ids == token] = filler
+            if eos is not None and 0 <= eos < vocab:
+                ids[:, -1] = eos
             batch["labels"] = torch.randint(0, labels, (b,))
         elif "MaskedLM" in class_name:
             # Masked as in pre-training (Devlin et al. 2019): 15% of the positions are replaced

@@ -74,6 +74,38 @@ def _cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             "model-output-loss",
         ),
         (
+            # BART pools at the end token: each row needs exactly one, as a tokenizer gives
+            # (at width 256: BART's fixed init std 0.02 is 0.32 of 1/sqrt(width); at 64 it is
+            # 0.16 and the encoder, reached only through cross-attention, starts 100x slower)
+            "BartForSequenceClassification",
+            {
+                "encoder_layers": 2,
+                "decoder_layers": 2,
+                "d_model": 256,
+                "encoder_ffn_dim": 512,
+                "decoder_ffn_dim": 512,
+                "encoder_attention_heads": 2,
+                "decoder_attention_heads": 2,
+                "vocab_size": 500,
+            },
+            "model-output-loss",
+        ),
+        (
+            # neither a padding nor an end token: a last-token classifier needs one to pad
+            "LlamaForSequenceClassification",
+            {
+                "num_hidden_layers": 2,
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_attention_heads": 2,
+                "vocab_size": 500,
+                "pad_token_id": None,
+                "eos_token_id": None,
+                "bos_token_id": None,
+            },
+            "model-output-loss",
+        ),
+        (
             "BertModel",
             {
                 "num_hidden_layers": 2,
