@@ -31,7 +31,7 @@ from gradcheck_cli.loading import (
 )
 from gradcheck_cli.measure import Measurement, Passes, StepObserver, measure
 from gradcheck_cli.preflight import check_runnable
-from gradcheck_cli.remedies import REGISTRY
+from gradcheck_cli.remedies import ALSO_TRY, REGISTRY
 from gradcheck_cli.remedies.base import FixOptions, NotApplicable, Proposal, RemedyContext
 from gradcheck_cli.remedies.edits import Edit
 from gradcheck_cli.remedies.plan import Plan, apply_plan
@@ -329,14 +329,16 @@ def _chained(
 
 
 def _suggested(report: Report) -> list[str]:
-    """Remedy ids named by findings at warning or error, most severe finding first."""
+    """Remedy ids named by findings at warning or error, most severe finding first, each
+    followed by the general remedies ``ALSO_TRY`` gives for it."""
     wanted: list[str] = []
     for finding in sorted(report.findings, key=lambda f: -f.severity.rank):
         if finding.severity.rank < Severity.WARNING.rank:
             continue
-        for remedy_id in finding.remedies:
-            if remedy_id in REGISTRY and remedy_id not in wanted:
-                wanted.append(remedy_id)
+        for named in finding.remedies:
+            for remedy_id in (named, *ALSO_TRY.get(named, ())):
+                if remedy_id in REGISTRY and remedy_id not in wanted:
+                    wanted.append(remedy_id)
     return wanted
 
 

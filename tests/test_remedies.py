@@ -14,6 +14,7 @@ from gradcheck_cli.loading import load_model
 from gradcheck_cli.remedies import REGISTRY
 from gradcheck_cli.remedies.base import (
     Activation,
+    BranchInit,
     FixOptions,
     NotApplicable,
     Proposal,
@@ -426,3 +427,91 @@ def test_residual_wrap_leaves_blocks_that_return_tuples() -> None:
     result = propose("residual-wrap", Net())
     assert isinstance(result, NotApplicable)
     assert "blocks.0: takes or returns more than one tensor" in result.reason
+
+
+class Functional(nn.Module):
+    """Activations as functions and a residual sum written in ``forward``: no module marks
+    either, and the layer names say nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c, self.d = (nn.Linear(8, 8) for _ in range(4))
+        self.e = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.b(torch.selu(self.a(x)))  # a branch: a -> selu -> b, added to its input
+        x = nn.functional.leaky_relu(self.c(x), 0.2)
+        return self.e(torch.tanh(self.d(x)))
+
+
+def test_structure_reads_followers_and_branches_from_the_graph() -> None:
+    torch.manual_seed(0)
+    structure = probe(Functional(), torch.randn(4, 8)).structure
+    followers = {n: (f.nonlinearity, f.negative_slope) for n, f in structure.followers.items()}
+    assert followers == {
+        "a": ("selu", 0.0),
+        "b": ("linear", 0.0),  # the sum feeds c directly
+        "c": ("leaky_relu", pytest.approx(0.2)),
+        "d": ("tanh", 0.0),
+        "e": ("linear", 0.0),
+    }
+    assert structure.branch_ends == ("b",)
+
+
+def test_gain_init_gives_each_layer_calculate_gains_scale() -> None:
+    torch.manual_seed(0)
+    model = Functional()
+    x = torch.randn(16, 8)
+    proposal = propose("gain-init", model, x)
+    assert isinstance(proposal, Proposal)
+    args = {e.target: dict(e.args) for e in proposal.edits}
+    # SELU and leaky ReLU followers: not an identity/tanh stack, so N(0, gain^2 / fan_in).
+    assert {a["scheme"] for a in args.values()} == {"kaiming_normal"}
+    assert args["a"]["nonlinearity"] == "selu" and args["c"]["negative_slope"] == 0.2
+    # Wide layers make the drawn scale measurable: std = gain / sqrt(fan_in).
+    for nonlinearity, gain in (("linear", 1.0), ("tanh", 5 / 3), ("relu", 2**0.5), ("selu", 0.75)):
+        layer = nn.Linear(1024, 1024)
+        edit = Edit("init", "", {"scheme": "kaiming_normal", "nonlinearity": nonlinearity})
+        apply_plan(layer, Plan((edit,)), inplace=True)
+        assert layer.weight.std().item() == pytest.approx(gain / 32, rel=0.01)
+        assert not layer.bias.any()
+
+
+def test_orthogonal_init_is_an_isometry_and_keeps_variance_when_widening() -> None:
+    square, wide = nn.Linear(64, 64), nn.Linear(32, 64)
+    for layer in (square, wide):
+        edit = Edit("init", "", {"scheme": "orthogonal", "nonlinearity": "linear"})
+        apply_plan(layer, Plan((edit,)), inplace=True)
+    torch.testing.assert_close(square.weight @ square.weight.T, torch.eye(64), atol=1e-5, rtol=0)
+    # 64 outputs from 32 inputs: orthogonal columns times sqrt(64 / 32).
+    torch.testing.assert_close(wide.weight.T @ wide.weight, 2 * torch.eye(32), atol=1e-5, rtol=0)
+
+
+def test_gain_init_is_orthogonal_for_a_deep_linear_stack() -> None:
+    loaded = load_model(str(SAMPLES / "deep_linear.py:DeepLinear(depth=8,gain=0.8)"))
+    fixed = applied("gain-init", loaded.module, torch.randn(16, 32))
+    x = torch.randn(256, 32)
+    # Per-unit variance: before, 0.8**2 per layer and half once more where the author's plain
+    # orthogonal first layer spreads 32 inputs over 64 units; after, kept through all eight.
+    before = loaded.module(x).pow(2).mean() / x.pow(2).mean()
+    after = fixed(x).pow(2).mean() / x.pow(2).mean()
+    assert before.item() == pytest.approx(0.5 * 0.8**16, rel=0.3)
+    assert after.item() == pytest.approx(1.0, rel=0.3)
+
+
+def test_residual_scale_finds_branches_by_structure_and_scales_them() -> None:
+    torch.manual_seed(0)
+    loaded = load_model(str(SAMPLES / "resnet_no_norm.py:ResNet(blocks=4)"))
+    x = torch.randn(4, 3, 16, 16)
+    proposal = propose("residual-scale", loaded.module, x)
+    assert isinstance(proposal, Proposal)
+    assert [e.target for e in proposal.edits] == [f"blocks.{b}.conv2" for b in range(4)]
+    fixed = apply_plan(loaded.module, Plan(proposal.edits))
+    for b in range(4):
+        before = loaded.module.get_submodule(f"blocks.{b}.conv2").weight
+        after = fixed.get_submodule(f"blocks.{b}.conv2").weight
+        torch.testing.assert_close(after, before / 2)  # 1/sqrt(4 branches)
+    zero = propose("residual-scale", loaded.module, x, branch_init=BranchInit.ZERO)
+    assert isinstance(zero, Proposal) and {e.args["factor"] for e in zero.edits} == {0.0}
+    plain = propose("residual-scale", mlp(nn.ReLU))
+    assert isinstance(plain, NotApplicable) and "no residual branch" in plain.reason

@@ -16,7 +16,7 @@ from gradcheck_cli.cli.process import stdout_to_stderr
 from gradcheck_cli.findings import exit_code
 from gradcheck_cli.fixing import check_output, check_picklable, save_fix
 from gradcheck_cli.remedies import REGISTRY
-from gradcheck_cli.remedies.base import Activation, FixOptions
+from gradcheck_cli.remedies.base import Activation, BranchInit, FixOptions, InitScheme
 from gradcheck_cli.report import FIX_RENDERERS, OutputFormat
 
 
@@ -44,6 +44,21 @@ from gradcheck_cli.report import FIX_RENDERERS, OutputFormat
     help="What relu-swap puts in place of saturating activations.",
 )
 @click.option(
+    "--init",
+    "init_scheme",
+    type=choice(InitScheme),
+    default="auto",
+    show_default=True,
+    help="How gain-init draws weights: orthogonal for linear/tanh stacks (auto), normal, orthogonal.",
+)
+@click.option(
+    "--branch-init",
+    type=choice(BranchInit),
+    default="scale",
+    show_default=True,
+    help="What residual-scale does to each residual branch's last layer: 1/sqrt(branches), or zero.",
+)
+@click.option(
     "--budget",
     type=click.IntRange(0, 64),
     default=8,
@@ -68,6 +83,8 @@ def fix_command(
     remedies: tuple[str, ...],
     output_dir: str | None,
     activation: str,
+    init_scheme: str,
+    branch_init: str,
     budget: int,
     probe_steps: int,
     force_reinit: bool,
@@ -91,6 +108,8 @@ def fix_command(
                 check_picklable(job.loaded.module)  # before the trials, not after them
             options = FixOptions(
                 activation=Activation(activation),
+                init=InitScheme(init_scheme),
+                branch_init=BranchInit(branch_init),
                 force_reinit=force_reinit,
                 weights_given=job.weights_given,
             )

@@ -1,18 +1,21 @@
 """Remedies: one per file, each proposing declarative edits that a single executor applies.
 
 ``REMEDIES`` describes every remedy id a finding may name (``lower-lr`` is advice only);
-``REGISTRY`` maps the ids that can be applied automatically to their class.
+``REGISTRY`` maps the ids that can be applied automatically to their class; ``ALSO_TRY`` names
+the general remedies ``fix`` tries beside a restricted one that a finding names.
 """
 
 from __future__ import annotations
 
 from gradcheck_cli.remedies.base import Remedy
 from gradcheck_cli.remedies.batchnorm import BatchNorm
+from gradcheck_cli.remedies.gain_init import GainInit
 from gradcheck_cli.remedies.gate_bias import GateBias
 from gradcheck_cli.remedies.gated_cell import GatedCell
 from gradcheck_cli.remedies.grad_clip import GradClipRemedy
 from gradcheck_cli.remedies.kaiming_init import KaimingInit
 from gradcheck_cli.remedies.relu_swap import ReluSwap
+from gradcheck_cli.remedies.residual_scale import ResidualScale
 from gradcheck_cli.remedies.residual_wrap import ResidualWrap
 from gradcheck_cli.remedies.xavier_init import XavierInit
 
@@ -30,6 +33,17 @@ REMEDIES: dict[str, str] = {
     "xavier-init": (
         "Re-initialise weights with xavier_uniform_ (gain for tanh/sigmoid), which keeps "
         "variance through symmetric saturating activations (Glorot & Bengio 2010)."
+    ),
+    "gain-init": (
+        "Re-initialise every Linear/Conv layer for the activation that follows it in the graph "
+        "(torch.nn.init.calculate_gain: identity 1, tanh 5/3, ReLU sqrt(2), leaky ReLU, SELU 3/4, "
+        "sigmoid 1), N(0, gain^2/fan_in) or orthogonal for linear and tanh stacks (He et al. "
+        "2015; Saxe et al. 2014; Pennington et al. 2017). Never on a trained checkpoint."
+    ),
+    "residual-scale": (
+        "Start residual blocks near the identity: scale the last layer of each residual branch "
+        "(a sum x + f(x)) by 1/sqrt(number of branches), or zero it (Goyal et al. 2017; Fixup, "
+        "Zhang et al. 2019; SkipInit, De & Smith 2020). For residual nets without normalisation."
     ),
     "residual-wrap": (
         "Wrap shape-preserving blocks as y = x + f(x), giving the gradient an identity path "
@@ -80,6 +94,8 @@ REGISTRY: dict[str, type[Remedy]] = {
         ReluSwap,
         KaimingInit,
         XavierInit,
+        GainInit,
+        ResidualScale,
         GatedCell,
         GateBias,
         BatchNorm,
@@ -88,8 +104,8 @@ REGISTRY: dict[str, type[Remedy]] = {
     )
 }
 
-# The order in which combined remedies are applied: activation and init edits keep module
-# names; inserting norms keeps a container's indices; residual groups re-index containers;
+# The order in which combined remedies are applied: activation, init and scaling edits keep
+# module names (a branch is scaled after any re-initialisation); inserting norms keeps a container's indices; residual groups re-index containers;
 # gradient clipping wraps the root, so it comes last.
 APPLY_ORDER: tuple[str, ...] = tuple(REGISTRY)
 
@@ -98,6 +114,8 @@ APPLY_ORDER: tuple[str, ...] = tuple(REGISTRY)
 PREFERENCE: tuple[str, ...] = (
     "kaiming-init",
     "xavier-init",
+    "gain-init",
+    "residual-scale",
     "gate-bias",
     "relu-swap",
     "gated-cell",
@@ -108,7 +126,23 @@ PREFERENCE: tuple[str, ...] = (
 
 # Remedies that contradict each other and are never combined.
 CONFLICTS: frozenset[frozenset[str]] = frozenset(
-    {frozenset({"kaiming-init", "xavier-init"}), frozenset({"relu-swap", "xavier-init"})}
+    {
+        frozenset({"kaiming-init", "xavier-init"}),
+        frozenset({"relu-swap", "xavier-init"}),
+        # gain-init re-initialises every layer kaiming-/xavier-init would, for the activations
+        # of the model as it was: after relu-swap it would undo the swap's He init.
+        frozenset({"gain-init", "kaiming-init"}),
+        frozenset({"gain-init", "xavier-init"}),
+        frozenset({"gain-init", "relu-swap"}),
+    }
 )
 
-__all__ = ["APPLY_ORDER", "CONFLICTS", "PREFERENCE", "REGISTRY", "REMEDIES", "Remedy"]
+# A finding that names a restricted re-initialisation also gets the general ones tried: the
+# activation a layer feeds may be none (a deep linear net) or SELU, and a residual net without
+# normalisation explodes however its layers are initialised.
+ALSO_TRY: dict[str, tuple[str, ...]] = {
+    "kaiming-init": ("gain-init", "residual-scale"),
+    "xavier-init": ("gain-init",),
+}
+
+__all__ = ["ALSO_TRY", "APPLY_ORDER", "CONFLICTS", "PREFERENCE", "REGISTRY", "REMEDIES", "Remedy"]

@@ -29,11 +29,31 @@ class Activation(str, enum.Enum):
     SILU = "silu"
 
 
+class InitScheme(str, enum.Enum):
+    """How ``gain-init`` draws weights (``--init``): ``auto`` is orthogonal for a stack whose
+    layers are all followed by the identity or tanh (Saxe et al. 2014; Pennington et al. 2017),
+    else ``N(0, gain^2 / fan_in)``."""
+
+    AUTO = "auto"
+    NORMAL = "normal"
+    ORTHOGONAL = "orthogonal"
+
+
+class BranchInit(str, enum.Enum):
+    """What ``residual-scale`` does to the last layer of each residual branch
+    (``--branch-init``): scale it by ``1/sqrt(branches)`` or zero it."""
+
+    SCALE = "scale"
+    ZERO = "zero"
+
+
 @dataclass(frozen=True)
 class FixOptions:
     """User choices that shape the remedies."""
 
     activation: Activation = Activation.RELU
+    init: InitScheme = InitScheme.AUTO
+    branch_init: BranchInit = BranchInit.SCALE
     force_reinit: bool = False
     weights_given: bool = False
 
@@ -178,34 +198,4 @@ def propose_recurrent(
     ]
     if not edits:
         return NotApplicable(remedy, f"no {what} with a measured time profile (10+ steps)")
-    return Proposal(remedy, tuple(edits))
-
-
-def propose_init(
-    model: nn.Module, context: RemedyContext, remedy: str, scheme: str, families: set[str]
-) -> Proposal | NotApplicable:
-    """Init edits for every Linear/Conv layer whose next activation is in ``families``; not
-    applicable after ``--weights`` without ``--force-reinit``."""
-    refusal = reinit_refusal(context)
-    if refusal is not None:
-        return NotApplicable(remedy, refusal)
-    calls = leaf_calls(model, context.probe, every=True)
-    edits = []
-    done: set[str] = set()
-    for i, call in enumerate(calls):
-        if not issubclass(call.type, WEIGHT_TYPES) or call.name in done:
-            continue
-        activation = following_activation(calls, i)
-        nonlinearity = nonlinearity_of(activation.type) if activation is not None else None
-        if nonlinearity not in families:
-            continue
-        args: dict[str, object] = {"scheme": scheme, "nonlinearity": nonlinearity}
-        if activation is not None and issubclass(activation.type, nn.LeakyReLU):
-            module = model.get_submodule(activation.name)
-            args["negative_slope"] = float(getattr(module, "negative_slope", 0.01))
-        edits.append(Edit("init", call.name, args, remedy))
-        done.add(call.name)
-    if not edits:
-        wanted = " or ".join(sorted(families))
-        return NotApplicable(remedy, f"no Linear/Conv layer feeds a {wanted} activation module")
     return Proposal(remedy, tuple(edits))

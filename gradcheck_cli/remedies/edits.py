@@ -134,6 +134,8 @@ def _checked_args(op: str, args: Mapping[str, Any]) -> dict[str, Any]:
             checked[key] = _number(op, key, value, low=1, high=_MAX_FEATURES, integer=True)
         elif key == "steps":
             checked[key] = _number(op, key, value, low=1, high=_MAX_STEPS, integer=True)
+        elif key == "factor":
+            checked[key] = _number(op, key, value, low=0.0, high=1e6, integer=False)
         elif key == "max_norm":
             checked[key] = _number(op, key, value, low=1e-30, high=1e30, integer=False)
         elif key == "groups":
@@ -172,19 +174,20 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "GELU": nn.GELU,
     "SiLU": nn.SiLU,
 }
-_GAINS = {"relu", "leaky_relu", "tanh", "sigmoid", "linear"}
+_GAINS = {"relu", "leaky_relu", "tanh", "sigmoid", "linear", "selu"}
 _NORMS: dict[str, type[nn.Module]] = {
     "BatchNorm1d": nn.BatchNorm1d,
     "BatchNorm2d": nn.BatchNorm2d,
     "BatchNorm3d": nn.BatchNorm3d,
     "LayerNorm": nn.LayerNorm,
 }
-_SCHEMES = ("kaiming_normal", "xavier_uniform")
+_SCHEMES = ("kaiming_normal", "xavier_uniform", "orthogonal")
 # Each op's arguments: (allowed, required).
 _ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "replace-activation": (("module",), ("module",)),
     "init": (("scheme", "nonlinearity", "negative_slope"), ("scheme",)),
     "insert-norm": (("norm", "features"), ("norm", "features")),
+    "scale": (("factor",), ("factor",)),
     "residual-group": (("groups",), ("groups",)),
     "residual": ((), ()),
     "gate-bias": (("steps",), ("steps",)),
@@ -208,6 +211,9 @@ def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None =
         return model
     if edit.op == "init":
         _init(get_submodule(model, edit.target), args, generator)
+        return model
+    if edit.op == "scale":
+        _scale(get_submodule(model, edit.target), float(args["factor"]))
         return model
     if edit.op == "insert-norm":
         norm_kind = _NORMS.get(str(args.get("norm")))
@@ -344,12 +350,46 @@ def _init(module: nn.Module, args: Mapping[str, Any], generator: torch.Generator
             gain = nn.init.calculate_gain(nonlinearity)  # type: ignore[arg-type]
             bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
             fresh.uniform_(-bound, bound, generator=generator)
+        elif scheme == "orthogonal":
+            slope = float(args.get("negative_slope", 0.0))
+            gain = nn.init.calculate_gain(nonlinearity, slope)  # type: ignore[arg-type]
+            fresh = orthogonal(weight.shape, gain, generator)
         else:
             raise PlanError(f"unknown init scheme {scheme!r} in plan")
         weight.copy_(fresh)
         bias = getattr(module, "bias", None)
         if isinstance(bias, torch.Tensor):
             bias.zero_()
+
+
+def orthogonal(
+    shape: torch.Size | tuple[int, ...], gain: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A (flattened) orthogonal matrix times ``gain`` (Saxe et al. 2014), times
+    ``sqrt(rows / columns)`` when it has more rows than columns.
+
+    Orthonormal columns keep the norm of the input, which spreads it over more outputs: the
+    correction keeps each output's variance that of an input, as ``N(0, gain^2 / fan_in)`` does,
+    so a widening first layer does not shrink the signal.
+    """
+    fresh = torch.empty(shape, dtype=torch.float32)
+    nn.init.orthogonal_(fresh, gain, generator=generator)
+    rows, columns = shape[0], fresh[0].numel()
+    if rows > columns:
+        fresh.mul_(math.sqrt(rows / columns))
+    return fresh
+
+
+def _scale(module: nn.Module, factor: float) -> None:
+    """Multiply a layer's weight and bias by ``factor`` (0 zero-initialises it)."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise PlanError(f"{type(module).__name__} has no weight to scale")
+    with torch.no_grad():
+        for name in ("weight", "bias"):
+            tensor = getattr(module, name, None)
+            if isinstance(tensor, torch.Tensor):
+                tensor.mul_(factor)
 
 
 def renamed(name: str, edit: Edit) -> str:

@@ -1,4 +1,5 @@
-"""A probe forward pass: which modules run, in what order, with what input and output shapes.
+"""A probe forward pass: which modules run, in what order, with what input and output shapes,
+and the structure the autograd graph shows (:mod:`gradcheck_cli.remedies.structure`).
 
 Remedies decide where they apply from a real forward pass (a block is shape-preserving only if
 its output has its input's shape on real inputs). The hooks live inside one ExitStack and are
@@ -17,6 +18,7 @@ from torch import nn
 
 from gradcheck_cli.hooks import restore_training
 from gradcheck_cli.loading import Inputs, call_model
+from gradcheck_cli.remedies.structure import Structure, read_structure
 from gradcheck_cli.snapshot import preserved
 
 
@@ -37,6 +39,7 @@ class Probe:
 
     calls: tuple[Call, ...]
     batch_size: int
+    structure: Structure = Structure()
 
     def first(self, name: str) -> Call | None:
         """The first call of module ``name``, or None if it never ran."""
@@ -84,4 +87,8 @@ def probe(model: nn.Module, inputs: Inputs) -> Probe:
         with torch.no_grad(), preserved(model):
             call_model(model, inputs)
     first = next((c.in_shape for c in calls if c.in_shape), None)
-    return Probe(calls=tuple(calls), batch_size=first[0] if first else 0)
+    try:
+        structure = read_structure(model, inputs)
+    except Exception:  # a model that runs only without autograd: remedies fall back on calls
+        structure = Structure()
+    return Probe(calls=tuple(calls), batch_size=first[0] if first else 0, structure=structure)

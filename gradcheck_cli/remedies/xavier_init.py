@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from torch import nn
-
-from gradcheck_cli.remedies.base import (
-    NotApplicable,
-    Proposal,
-    Remedy,
-    RemedyContext,
-    propose_init,
-)
+from gradcheck_cli.remedies.gain_init import GainInit
 
 
-class XavierInit(Remedy):
-    """Re-initialise each Linear/Conv layer followed by a tanh- or sigmoid-like activation with
-    ``U(-a, a)``, ``a = gain * sqrt(6 / (fan_in + fan_out))`` and a zero bias (Glorot & Bengio
-    2010), which keeps pre-activations in the activation's linear region. Refused after
-    ``--weights`` unless ``--force-reinit``.
+class XavierInit(GainInit):
+    """``gain-init`` for the Linear/Conv layers followed by a tanh- or sigmoid-like activation
+    only, drawn as Glorot did: ``U(-a, a)``, ``a = gain * sqrt(6 / (fan_in + fan_out))`` and a
+    zero bias (Glorot & Bengio 2010), which keeps pre-activations in the activation's linear
+    region. Refused after ``--weights`` unless ``--force-reinit``.
     """
 
     id = "xavier-init"
     summary = "Glorot (Xavier) init for layers that feed tanh/sigmoid activations."
-    reinitialises = True
-
-    def propose(self, model: nn.Module, context: RemedyContext) -> Proposal | NotApplicable:
-        return propose_init(model, context, self.id, "xavier_uniform", {"tanh", "sigmoid"})
+    families = frozenset({"tanh", "sigmoid"})
+    scheme = "xavier_uniform"

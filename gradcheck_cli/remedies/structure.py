@@ -1,0 +1,211 @@
+"""What follows each weight layer, and which layers end residual branches, read from autograd.
+
+Module names and call order say little about structure: ``F.relu`` in ``forward`` is no module,
+one ``nn.Sigmoid()`` may follow thirty layers, and ``out = conv2(relu(conv1(x))); out + x`` is a
+residual branch no container marks. The autograd graph of one forward pass shows all three. For
+each Linear/Conv layer this module reads the first activation on the way from its output toward
+the loss, stopping at the next weight layer (none found: the identity, gain 1), and for each sum
+``a + b`` in which ``b`` is computed from ``a``'s own input (``x + f(x)``, whatever wrote it) the
+weight layer nearest the sum on the branch side. Nothing here keeps a reference to the graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradcheck_cli.hooks import restore_training
+from gradcheck_cli.loading import Inputs, call_model
+from gradcheck_cli.snapshot import preserved
+
+WEIGHT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# How far (in graph nodes) to look for the activation after a layer, or for a branch's input.
+_UP_LIMIT = 64
+_DOWN_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class Follower:
+    """The nonlinearity after a weight layer, in ``torch.nn.init.calculate_gain``'s names
+    (``linear`` for none), with the negative slope of a leaky ReLU."""
+
+    nonlinearity: str = "linear"
+    negative_slope: float = 0.0
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Per weight layer (by module name) what follows it, and the residual branches' last
+    layers in the order their sums ran. Empty when the graph could not be read."""
+
+    followers: Mapping[str, Follower] = field(default_factory=dict)
+    branch_ends: tuple[str, ...] = ()
+
+
+def _follower(node: Any) -> Follower | None:
+    """The activation a graph node applies, or None when it is not one."""
+    name = type(node).__name__
+    if name in ("ReluBackward0", "GeluBackward0", "SiluBackward0", "MishBackward0"):
+        return Follower("relu")  # GELU/SiLU/Mish behave like ReLU for variance at init
+    if name == "LeakyReluBackward0":
+        return Follower("leaky_relu", float(getattr(node, "_saved_negative_slope", 0.01)))
+    if name == "EluBackward0":
+        # SELU is ELU with scale 1.0507: it has its own gain, 3/4 (Klambauer et al. 2017).
+        scale = float(getattr(node, "_saved_scale", 1.0))
+        return Follower("selu" if abs(scale - 1.0) > 1e-3 else "relu")
+    if name in ("TanhBackward0",):
+        return Follower("tanh")
+    if name in ("SigmoidBackward0", "HardsigmoidBackward0"):
+        return Follower("sigmoid")
+    if name == "HardtanhBackward0":
+        low = float(getattr(node, "_saved_min_val", -1.0))
+        return Follower("relu" if low >= 0 else "tanh")  # ReLU6 is Hardtanh(0, 6)
+    return None
+
+
+def _children(node: Any) -> Iterator[Any]:
+    for child, _ in getattr(node, "next_functions", ()):
+        if child is not None:
+            yield child
+
+
+def _graph(roots: list[Any]) -> dict[Any, list[Any]]:
+    """Every node below ``roots`` mapped to the nodes that consume it."""
+    parents: dict[Any, list[Any]] = {}
+    stack = list(roots)
+    seen = set(stack)
+    for root in roots:
+        parents.setdefault(root, [])
+    while stack:
+        node = stack.pop()
+        for child in _children(node):
+            parents.setdefault(child, []).append(node)
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return parents
+
+
+def _first_follower(start: Any, parents: dict[Any, list[Any]], layers: set[Any]) -> Follower:
+    """Breadth-first from a layer's output toward the loss: the nearest activation on any
+    route that does not pass another weight layer first."""
+    queue = deque(parents.get(start, ()))
+    seen = set(queue)
+    while queue and len(seen) <= _UP_LIMIT:
+        node = queue.popleft()
+        if node in layers:
+            continue
+        found = _follower(node)
+        if found is not None:
+            return found
+        for parent in parents.get(node, ()):
+            if parent not in seen:
+                seen.add(parent)
+                queue.append(parent)
+    return Follower()
+
+
+def _branch_end(branch: Any, skip: Any, layers: dict[Any, str]) -> str | None:
+    """The weight layer nearest the sum on the ``branch`` side, if ``skip`` lies below it (the
+    branch is computed from what is added back)."""
+    queue = deque([branch])
+    seen = {branch}
+    end: str | None = None
+    while queue and len(seen) <= _DOWN_LIMIT:
+        node = queue.popleft()
+        if node is skip:
+            return end
+        if end is None and node in layers:
+            end = layers[node]
+        for child in _children(node):
+            if child not in seen:
+                seen.add(child)
+                queue.append(child)
+    return None
+
+
+def _requiring_grad(inputs: Inputs) -> Inputs:
+    """Floating tensors in ``inputs`` as leaves requiring grad, so ``x + f(x)`` on the model's
+    own input is a sum of two graph nodes too."""
+
+    def one(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.detach().requires_grad_()
+        return value
+
+    if isinstance(inputs, tuple):
+        return tuple(one(v) for v in inputs)
+    if isinstance(inputs, dict):
+        return {k: one(v) for k, v in inputs.items()}
+    return one(inputs)  # type: ignore[no-any-return]
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, Mapping):
+        return [v for v in output.values() if isinstance(v, torch.Tensor)]
+    if isinstance(output, (tuple, list)):
+        return [v for v in output if isinstance(v, torch.Tensor)]
+    values = getattr(output, "values", None)  # Hugging Face ModelOutput
+    return [v for v in values() if isinstance(v, torch.Tensor)] if callable(values) else []
+
+
+def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
+    """One forward pass with autograd on, in eval mode: followers and residual branch ends.
+
+    The hooks live in one ExitStack and the model's mode and state are restored; no backward
+    pass runs and no gradient is written.
+    """
+    outputs: dict[Any, str] = {}
+    training = {m: m.training for m in model.modules()}
+    with contextlib.ExitStack() as stack:
+        stack.callback(restore_training, training)
+        for name, module in model.named_modules():
+            if not isinstance(module, WEIGHT_TYPES):
+                continue
+
+            def hook(mod: nn.Module, args: Any, output: Any, name: str = name) -> None:
+                if isinstance(output, torch.Tensor) and output.grad_fn is not None:
+                    outputs[output.grad_fn] = name
+
+            stack.callback(module.register_forward_hook(hook).remove)
+        model.eval()
+        with torch.enable_grad(), preserved(model):
+            result = call_model(model, _requiring_grad(inputs))
+        roots = [t.grad_fn for t in _tensors(result) if t.grad_fn is not None]
+    parents = _graph(roots)
+    layers = set(outputs)
+    followers: dict[str, Follower] = {}
+    for node, name in outputs.items():
+        found = _first_follower(node, parents, layers)
+        # A layer called several times keeps the first activation it is seen feeding.
+        if name not in followers or followers[name].nonlinearity == "linear":
+            followers[name] = found
+    ends: list[str] = []
+    for node in parents:
+        if type(node).__name__ != "AddBackward0":
+            continue
+        operands = list(_children(node))
+        if len(operands) != 2:
+            continue
+        for branch, skip in (operands, operands[::-1]):
+            if type(skip).__name__ == "AccumulateGrad" and isinstance(
+                getattr(skip, "variable", None), nn.Parameter
+            ):
+                continue  # x + bias: a parameter added, not an input
+            end = _branch_end(branch, skip, outputs)
+            if end is not None and end not in ends:
+                ends.append(end)
+    return Structure(followers=followers, branch_ends=tuple(_in_call_order(ends, outputs)))
+
+
+def _in_call_order(ends: list[str], outputs: dict[Any, str]) -> list[str]:
+    order = {name: i for i, name in enumerate(dict.fromkeys(outputs.values()))}
+    return sorted(ends, key=lambda n: order.get(n, len(order)))
