@@ -187,8 +187,17 @@ def test_batchnorm_inserts_the_right_norm() -> None:
     assert isinstance(propose("batchnorm", already), NotApplicable)
 
 
-def test_grad_clip_really_bounds_the_global_norm() -> None:
+def test_grad_clip_is_not_offered_for_an_exploding_forward_pass() -> None:
     loaded = load_model(str(SAMPLES / "exploding_init.py"))
+    proposal = propose("grad-clip", loaded.module, torch.randn(16, 64))
+    assert isinstance(proposal, NotApplicable)
+    assert proposal.reason.startswith("the forward signal itself explodes (activation RMS up to")
+
+
+def test_grad_clip_really_bounds_the_global_norm() -> None:
+    # Saturated tanh: a bounded forward pass (|tanh| <= 1) whose gradients grow toward the
+    # input, the regime gradient clipping was proposed for (Pascanu et al. 2013).
+    loaded = load_model(str(SAMPLES / "saturated_tanh.py"))
     proposal = propose("grad-clip", loaded.module, torch.randn(16, 64))
     assert isinstance(proposal, Proposal)
     max_norm = proposal.edits[0].args["max_norm"]
@@ -204,12 +213,13 @@ def test_grad_clip_really_bounds_the_global_norm() -> None:
     total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in fixed.parameters()]))
     assert total.item() <= max_norm * (1 + 1e-5)
     unclipped = loaded.module
+    torch.manual_seed(0)
     nn.functional.cross_entropy(
         unclipped(torch.randn(16, 64)), torch.randint(0, 10, (16,))
     ).backward()
     assert (
         torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in unclipped.parameters()]))
-        > 100 * max_norm
+        > 4 * max_norm  # about 6x on this model
     )
 
 

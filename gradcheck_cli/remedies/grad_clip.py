@@ -14,6 +14,9 @@ from gradcheck_cli.stats import value
 
 # Healthy models measured at init have gradient-to-weight ratios up to about 0.1 (README).
 RELATIVE_LIMIT = 0.1
+# Activations this far above unit scale (He et al. 2015) are a forward explosion, which
+# clipping the gradient cannot cure (Pascanu et al. 2013 clip bounded recurrent networks).
+FORWARD_LIMIT = 1e2
 
 
 def clip_threshold(weight_norm: float) -> float:
@@ -82,6 +85,17 @@ class GradClipRemedy(Remedy):
     def propose(self, model: nn.Module, context: RemedyContext) -> Proposal | NotApplicable:
         if isinstance(model, GradClip):
             return NotApplicable(self.id, "the model already clips its gradients")
+        acts = [value(layer.act_rms) for layer in context.report.layers]
+        peak = max((a for a in acts if a is not None and math.isfinite(a)), default=0.0)
+        if peak > FORWARD_LIMIT:
+            # Clipping rescales the gradient after backward; the forward pass, where the
+            # explosion starts, is untouched, and measuring the clipped gradient would call
+            # it cured.
+            return NotApplicable(
+                self.id,
+                f"the forward signal itself explodes (activation RMS up to {peak:.1e}): "
+                "clipping bounds the step, not the forward pass; re-initialise or normalise",
+            )
         norms = [value(layer.weight_norm) for layer in context.report.layers]
         weight_norm = math.sqrt(sum(n * n for n in norms if n is not None and math.isfinite(n)))
         if weight_norm == 0:
