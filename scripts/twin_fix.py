@@ -1,0 +1,182 @@
+"""Issue 15: the pathological twins through ``fix`` (companion to ``twin_truth.py``).
+
+For each model of ``twin_truth.SAMPLE`` and each twin kind: build the twin exactly as the sweep
+does, diagnose it as the sweep does, and when it is flagged (a warning or error) run
+``gradcheck_cli.fix`` on it (the sweep's settings: 3 steps, batch 2, seed 0, CPU; remedy budget
+4). The chosen model is then re-diagnosed on fresh batches (seed 1) and cured means no finding at
+warning or error left. The verification runs in the process that fixed the model (the twins of
+zoo models are not files that a fresh process could reload). One process per model, 2 at a time.
+
+    /work/zoo-venv/bin/python scripts/twin_fix.py [--only REGEX] [--jobs 2] [--timeout 400]
+
+Writes ``bench/twin_fix.yaml`` and ``bench/twin_fix.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = ROOT / "bench" / "twin_fix.yaml"
+sys.path.insert(0, str(HERE))
+
+
+def one(key: str, out_path: Path) -> None:
+    import warnings
+
+    import sweep_worker as sw
+    import twin_truth as tt
+
+    from gradcheck_cli.api import diagnose, fix
+
+    warnings.filterwarnings("ignore")
+    sw._no_downloads()
+    zoo_name, _, name = key.partition(":")
+    entry = {"class": name} if zoo_name == "hf" else {"kind": "classification"}
+    job = tt._job(key, entry, tt.MAX_PARAMS)
+    zoo = sw.ZOOS[job["zoo"]](job)
+    zoo.plan_build(job["max_params"])
+    model0, inputs, loss_fn = zoo.build()
+    base = copy.deepcopy(model0.state_dict())
+    result: dict[str, Any] = {"key": key, "twins": {}}
+
+    def save() -> None:
+        tmp = out_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, default=str), encoding="utf-8")
+        os.replace(tmp, out_path)
+
+    def serious(report: Any) -> list[str]:
+        return [f"{f.id}:{f.severity.value}" for f in report.findings if f.severity.rank >= 1]
+
+    for twin in sw.TWINS:
+        entry_t: dict[str, Any] = {}
+        result["twins"][twin] = entry_t
+        try:
+            model = copy.deepcopy(model0)
+            model.load_state_dict(base)
+            if sw.TRANSFORMS[twin](model) == 0:
+                entry_t["verdict"] = "n/a"
+                continue
+            settings = {"steps": 3, "seed": 0, "batch_size": 2, "device": "cpu"}
+            before = diagnose(model, inputs, loss_fn, **settings)
+            entry_t["before"] = serious(before)
+            if not entry_t["before"]:
+                entry_t["verdict"] = "not flagged"
+                continue
+            started = time.perf_counter()
+            done = fix(model, inputs, loss_fn, budget=4, **settings)
+            entry_t["seconds"] = round(time.perf_counter() - started, 1)
+            entry_t["edits"] = len(done.plan.edits)
+            entry_t["remedies"] = sorted({e.remedy for e in done.plan.edits})
+            entry_t["outcomes"] = {o.remedy: o.verdict.value for o in done.outcomes}
+            if done.chosen is None:
+                entry_t["verdict"] = "not cured"
+                entry_t["reason"] = done.message
+                continue
+            check = diagnose(done.model, inputs, loss_fn, **{**settings, "seed": 1})
+            entry_t["after"] = serious(check)
+            entry_t["verdict"] = "cured" if not entry_t["after"] else "not cured"
+            if entry_t["after"]:
+                entry_t["reason"] = "left after the chosen plan: " + ", ".join(entry_t["after"])
+        except Exception as exc:  # recorded, not fatal
+            entry_t["verdict"] = "error"
+            entry_t["reason"] = f"{type(exc).__name__}: {sw._first_line(exc)}"
+        save()
+    result["done"] = True
+    save()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--json", help=argparse.SUPPRESS)
+    p.add_argument("--only", help="run only the models matching this regular expression")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--timeout", type=int, default=400)
+    args = p.parse_args()
+    if args.one:
+        one(args.one, Path(args.json))
+        return 0
+    import twin_truth as tt
+    import yaml
+
+    keys = [k for k in tt.SAMPLE if not args.only or re.search(args.only, k)]
+    tmp = ROOT / "bench" / ".twin_fix"
+    tmp.mkdir(exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    started = time.time()
+
+    def run(key: str) -> dict[str, Any]:
+        path = tmp / (re.sub(r"\W", "_", key) + ".json")
+        path.unlink(missing_ok=True)
+        try:
+            subprocess.run(
+                [sys.executable, __file__, "--one", key, "--json", str(path)],
+                env=env,
+                timeout=args.timeout,
+                capture_output=True,
+                check=False,
+            )
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        data = json.loads(path.read_text()) if path.exists() else {"key": key, "twins": {}}
+        if timed_out:
+            data["timeout"] = args.timeout
+        print(key, {t: e.get("verdict") for t, e in data["twins"].items()}, flush=True)
+        return data
+
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(run, keys))
+    doc = {
+        "minutes": round((time.time() - started) / 60, 1),
+        "models": {r["key"]: r for r in results},
+    }
+    OUT.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    lines = [
+        "# The sweep's twins through `fix`",
+        "",
+        f"Generated by `scripts/twin_fix.py` (raw: `bench/twin_fix.yaml`), {doc['minutes']} min.",
+        "",
+        "| twin | flagged | cured | not cured | fix failed |",
+        "|---|---|---|---|---|",
+    ]
+    import sweep_worker as sw
+
+    for twin in sw.TWINS:
+        rows = [r["twins"].get(twin, {}) for r in results]
+        flagged = [e for e in rows if e.get("verdict") in ("cured", "not cured", "error")]
+        cured = [e for e in flagged if e["verdict"] == "cured"]
+        failed = [e for e in flagged if e["verdict"] == "error"]
+        lines.append(
+            f"| {twin} | {len(flagged)} | {len(cured)} | {len(flagged) - len(cured) - len(failed)}"
+            f" | {len(failed)} |"
+        )
+    lines += ["", "## Every flagged twin", ""]
+    for r in results:
+        for twin, e in r["twins"].items():
+            if e.get("verdict") in ("cured", "not cured", "error"):
+                lines.append(
+                    f"- `{r['key']}` **{twin}**: {e['verdict']}; before {', '.join(e.get('before', []))};"
+                    f" plan {', '.join(e.get('remedies', [])) or '-'}"
+                    + (f"; {e['reason']}" if e.get("reason") else "")
+                )
+        if r.get("timeout"):
+            lines.append(f"- `{r['key']}`: cut at {r['timeout']} s")
+    (ROOT / "bench" / "twin_fix.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
