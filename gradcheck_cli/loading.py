@@ -1187,7 +1187,15 @@ def resolve_loss(
                 f"cross-entropy needs integer targets of shape {target_shape}, but the --data "
                 f"targets are {str(targets.dtype).removeprefix('torch.')} {tuple(targets.shape)}"
             )
-        return LossKind.CROSS_ENTROPY, nn.functional.cross_entropy(y, targets.long())
+        labels = targets.long()
+        used = labels[labels != -100]  # cross-entropy's ignore_index
+        if used.numel() and (int(used.min()) < 0 or int(used.max()) >= y.shape[1]):
+            raise InputError(
+                f"the --data targets must be class indices in [0, {y.shape[1]}) for an output "
+                f"of {y.shape[1]} classes (or -100 to ignore a position), but they run from "
+                f"{int(used.min())} to {int(used.max())}"
+            )
+        return LossKind.CROSS_ENTROPY, nn.functional.cross_entropy(y, labels)
     target = torch.randint(0, y.shape[1], target_shape, device=y.device)
     return LossKind.CROSS_ENTROPY, nn.functional.cross_entropy(y, target)
 

@@ -86,9 +86,11 @@ def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]
             raise ModelLoadError(f"'{spec}': config file '{path}' does not exist")
         try:
             config = config_class(**json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # transformers' own validation errors have their own types
+            first = str(exc).strip().splitlines()
             raise ModelLoadError(
-                f"'{spec}': '{path}' is not a valid {config_class.__name__}: {exc}"
+                f"'{spec}': '{path}' is not a valid {config_class.__name__}: "
+                + (" ".join(line.strip() for line in first[:2]) if first else type(exc).__name__)
             ) from exc
     else:
         config = config_class()

@@ -637,3 +637,49 @@ def test_warnings_from_the_model_do_not_pad_a_bad_inputs_one_line(tmp_path: Path
     fine = run_installed("diagnose", str(model), "--format", "json", cwd=tmp_path, timeout=300)
     assert fine.returncode == 0, fine.stderr
     assert "UserWarning: this layer is deprecated" in fine.stderr
+
+
+def test_what_the_model_prints_after_the_report_never_reaches_stdout(tmp_path: Path) -> None:
+    model = tmp_path / "late.py"
+    model.write_text(
+        "import atexit, os, threading, time\n"
+        "import torch\n"
+        "atexit.register(print, 'ATEXIT')\n"
+        "atexit.register(os.write, 1, b'ATEXIT-FD1\\n')\n"
+        "def chatter():\n"
+        "    while True:\n"
+        "        print('THREAD'); time.sleep(0.0005)\n"
+        "def build_model():\n"
+        "    threading.Thread(target=chatter, daemon=True).start()\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(8, 4))\n",
+        encoding="utf-8",
+    )
+    for _ in range(3):
+        done = run_installed("diagnose", str(model), "--format", "json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["model"]["type"] == "Sequential"
+        assert "ATEXIT" in done.stderr and "ATEXIT-FD1" in done.stderr
+
+
+def test_data_targets_out_of_range_and_mistyped_hf_configs_are_exit_2(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    model = tmp_path / "tiny.py"
+    model.write_text(
+        "import torch\ndef build_model():\n    return torch.nn.Linear(8, 4)\n", encoding="utf-8"
+    )
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.random.randn(32, 8).astype("float32"), y=np.full(32, 150))
+    result = cli("diagnose", str(model), "--data", str(data))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "gradcheck: error: the --data targets must be class indices in [0, 4) for an output of "
+        "4 classes (or -100 to ignore a position), but they run from 150 to 150"
+    ]
+    pytest.importorskip("transformers")
+    config = tmp_path / "fl.json"
+    config.write_text('{"n_layer": 2.5}', encoding="utf-8")
+    result = cli("diagnose", f"hf:GPT2LMHeadModel:{config}")
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"gradcheck: error: 'hf:GPT2LMHeadModel:{config}': '{config}' is not a")
+    assert "n_layer" in line

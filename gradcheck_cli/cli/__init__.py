@@ -12,7 +12,7 @@ from gradcheck_cli.cli.compare import compare_command
 from gradcheck_cli.cli.diagnose import diagnose_command
 from gradcheck_cli.cli.explain import explain_command
 from gradcheck_cli.cli.fix import fix_command
-from gradcheck_cli.cli.process import exit_now
+from gradcheck_cli.cli.process import exit_now, run_as_program
 from gradcheck_cli.cli.remedies import remedies_command
 from gradcheck_cli.findings import ExitCode
 
@@ -22,6 +22,7 @@ class _Gradcheck(click.Group):
     as soon as the command is done, without waiting for threads a model left running."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        run_as_program()
         try:
             return super().__call__(*args, **kwargs)
         except SystemExit as done:

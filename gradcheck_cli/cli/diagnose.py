@@ -17,7 +17,7 @@ from gradcheck_cli.atomic import write_atomic, write_error
 from gradcheck_cli.cli.errors import user_errors
 from gradcheck_cli.cli.files import check_output, input_files, report_target
 from gradcheck_cli.cli.options import format_option, measure_options, prepare
-from gradcheck_cli.cli.process import stdout_to_stderr
+from gradcheck_cli.cli.process import report_stream, stdout_to_stderr
 from gradcheck_cli.compare import Comparison, compare, load_report
 from gradcheck_cli.findings import ExitCode, FailOn, Report, exit_code
 from gradcheck_cli.report import COMPARE_RENDERERS, FILE_FORMATS, RENDERERS, OutputFormat
@@ -155,9 +155,9 @@ def emit(
     """Render to stdout (a comparison when there is one) and, for the ``github`` format, append
     the Markdown summary to ``$GITHUB_STEP_SUMMARY`` when GitHub Actions sets it."""
     if comparison is not None:
-        COMPARE_RENDERERS[fmt](comparison, sys.stdout, color=use_color(), fail_on=fail_on)
+        COMPARE_RENDERERS[fmt](comparison, report_stream(), color=use_color(), fail_on=fail_on)
     elif report is not None:
-        RENDERERS[fmt](report, sys.stdout, color=use_color(), fail_on=fail_on)
+        RENDERERS[fmt](report, report_stream(), color=use_color(), fail_on=fail_on)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if fmt is OutputFormat.GITHUB and summary:
         text = io.StringIO()
@@ -171,7 +171,7 @@ def emit(
                 handle.write(text.getvalue())
         except OSError as exc:
             raise write_error(Path(summary), exc) from exc
-    sys.stdout.flush()
+    report_stream().flush()
 
 
 def check_summary(inputs: Mapping[str, Path]) -> None:
@@ -184,7 +184,7 @@ def check_summary(inputs: Mapping[str, Path]) -> None:
 
 def use_color() -> bool:
     """Colour only on a terminal, and never with NO_COLOR set."""
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    return report_stream().isatty() and "NO_COLOR" not in os.environ
 
 
 @contextmanager

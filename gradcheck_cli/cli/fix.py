@@ -12,7 +12,7 @@ from gradcheck_cli.api import fix
 from gradcheck_cli.cli.diagnose import progress, use_color
 from gradcheck_cli.cli.errors import user_errors
 from gradcheck_cli.cli.options import choice, format_option, measure_options, prepare
-from gradcheck_cli.cli.process import stdout_to_stderr
+from gradcheck_cli.cli.process import report_stream, stdout_to_stderr
 from gradcheck_cli.findings import exit_code
 from gradcheck_cli.fixing import check_output, check_picklable, save_fix
 from gradcheck_cli.remedies import REGISTRY
@@ -135,8 +135,8 @@ def fix_command(
                     err=True,
                 )
         FIX_RENDERERS[OutputFormat(output_format)](
-            result, sys.stdout, color=use_color(), before_model=job.loaded.module
+            result, report_stream(), color=use_color(), before_model=job.loaded.module
         )
-        sys.stdout.flush()
+        report_stream().flush()
     judged = result.after if output is not None else result.before
     sys.exit(exit_code(judged, job.settings.fail_on))

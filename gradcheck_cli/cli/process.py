@@ -15,29 +15,55 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import NoReturn, TextIO
+
+# Run as a program (the ``gradcheck`` command), the process is gradcheck's alone: once the
+# user's code has run, stdout stays pointed at stderr for good (a thread the model started, or
+# its atexit handlers, may print at any time) and the report goes to a copy of the real stdout.
+_program = False
+_report: TextIO | None = None
+
+
+def run_as_program() -> None:
+    """Called by the command group when it runs as the process's program."""
+    global _program
+    _program = True
+
+
+def report_stream() -> TextIO:
+    """Where the report goes: the real stdout, wherever ``sys.stdout`` now points."""
+    return _report if _report is not None else sys.stdout
 
 
 @contextlib.contextmanager
 def stdout_to_stderr() -> Iterator[None]:
     """Send everything written to stdout during the block to stderr: ``sys.stdout`` and, where
-    the process has them, file descriptor 1 (restored afterwards, with C's buffers flushed
-    first so nothing written in the block comes out later on stdout)."""
+    the process has them, file descriptor 1 (with C's buffers flushed first so nothing written
+    in the block comes out later on stdout). Restored afterwards, except in a program run,
+    where the report goes to :func:`report_stream` and stdout stays on stderr."""
+    global _report
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     saved = _point_fd1_at_stderr()
     stream = sys.stdout
     sys.stdout = sys.stderr
+    keep = _program and saved is not None and _report is None
     try:
         yield
     finally:
         with contextlib.suppress(Exception):
             sys.stderr.flush()
-        sys.stdout = stream
-        if saved is not None:
+        if keep and saved is not None:
             _flush_c_stdio()
-            os.dup2(saved, 1)
-            os.close(saved)
+            _report = os.fdopen(
+                saved, "w", encoding=getattr(stream, "encoding", None) or "utf-8"
+            )
+        else:
+            sys.stdout = stream
+            if saved is not None:
+                _flush_c_stdio()
+                os.dup2(saved, 1)
+                os.close(saved)
 
 
 def _point_fd1_at_stderr() -> int | None:
@@ -65,7 +91,17 @@ def exit_now(code: object) -> NoReturn:
     """End the process with ``code`` (as ``sys.exit`` takes it), without waiting for threads
     the user's code left running: Python joins every non-daemon thread before it exits, and a
     model's background thread would hang gradcheck after its report. Without such threads this
-    is a plain ``sys.exit``."""
+    is a plain ``sys.exit``.
+
+    The report is written by now: whatever is printed later (the model's ``atexit`` handlers,
+    its daemon threads) goes to stderr, so a machine-readable stdout stays whole."""
+    for stream in (report_stream(), sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    _flush_c_stdio()
+    with contextlib.suppress(Exception):
+        os.dup2(2, 1)
+    sys.stdout = sys.stderr
     others = [
         t
         for t in threading.enumerate()
