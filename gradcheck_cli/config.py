@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,14 @@ class Settings:
                 raise ConfigError(
                     f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
                 )
+        for name in ("steps", "train_steps"):
+            value = getattr(self, name)
+            if isinstance(value, int) and value > MAX_STEPS:
+                # A diagnosis measures a few passes; a number this large is a typo that would
+                # run until killed.
+                raise ConfigError(
+                    f"{name.replace('_', '-')} must be at most {MAX_STEPS:,}, got {value:,}"
+                )
         if (
             not isinstance(self.seed, int)
             or isinstance(self.seed, bool)
@@ -94,6 +103,8 @@ class Settings:
 MAX_SEED = 2**32 - 1
 
 
+MAX_STEPS = 100_000
+
 _SCALARS = {"steps": int, "seed": int, "batch_size": int, "train_steps": int}
 _ENUMS: dict[str, type[enum.Enum]] = {
     "device": Device,
@@ -114,6 +125,7 @@ def apply_mapping(settings: Settings, data: Mapping[str, Any], *, source: str) -
     for raw, value in data.items():
         key = _key(str(raw))
         if key in ("regression_factor", "lr"):
+            value = _yaml_number(value)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{source}: '{raw}' must be a number, got {value!r}")
             changes[key] = float(value)
@@ -196,12 +208,29 @@ def threshold_options(
     return merged
 
 
+# YAML 1.1 (PyYAML) reads 1e-4 and 1.0e+3 without a dot or a signed exponent as strings; a
+# string that is a plain decimal number in any spelling is taken as that number.
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _yaml_number(value: Any) -> Any:
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        number = float(value)
+        return (
+            int(number)
+            if number.is_integer() and "." not in value and "e" not in value.lower()
+            else number
+        )
+    return value
+
+
 def _threshold(value: Any, *, integer: bool, label: str) -> int | float:
     """A threshold: a finite number, not negative; a whole number where it counts layers.
 
     NaN would switch the rule off without saying so (every comparison with it is false), and a
     count of 2.7 layers would silently become 2.
     """
+    value = _yaml_number(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{label} must be a number, got {value!r}")
     if not math.isfinite(value) or value < 0:

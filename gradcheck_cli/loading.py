@@ -536,6 +536,8 @@ def infer_input_shape(model: nn.Module) -> InputShape:
 
 
 def _layer_input(module: nn.Module) -> InputShape | None:
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in module.parameters(False)):
+        return None  # LazyLinear's in_features is 0 until its first call: nothing to infer
     if isinstance(module, nn.Linear):
         return InputShape((module.in_features,))
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
@@ -600,6 +602,20 @@ def check_inferred_inputs(model: nn.Module, batch_size: int = 16) -> InputShape:
     ``in_features``, each convolution's channels at common image sizes, each embedding's
     vocabulary at the lengths a positional table allows) and the first that runs is suggested.
     """
+    lazy = next(
+        (
+            name
+            for name, m in model.named_modules()
+            if any(isinstance(p, nn.parameter.UninitializedParameter) for p in m.parameters(False))
+        ),
+        None,
+    )
+    if lazy is not None:
+        raise InputError(
+            f"'{lazy or type(model).__name__}' is a lazy module (e.g. nn.LazyLinear) with no "
+            "shape yet, so no input can be inferred: call the model once on an example batch "
+            "in build_model() before returning it"
+        )
     layer = first_layer(model)
     try:
         shape = infer_input_shape(model)
@@ -656,6 +672,8 @@ def _candidates(model: nn.Module) -> list[tuple[InputShape, str, nn.Module]]:
     """Inputs the model's layers suggest, in registration order, with the layer each fits."""
     lengths = list(_PROBE_LENGTHS)
     for p in model.parameters():  # a (1, L, d) positional table fixes the sequence length L
+        if isinstance(p, nn.parameter.UninitializedParameter):
+            continue  # a lazy module's, shapeless until its first call
         if p.dim() == 3 and p.shape[0] == 1:
             lengths[:0] = [int(p.shape[1]), int(p.shape[1]) - 1]
     lengths = [n for i, n in enumerate(lengths) if n > 0 and n not in lengths[:i]]

@@ -562,3 +562,54 @@ def test_seed_also_seeds_python_random_and_numpy(tmp_path: Path) -> None:
     assert (random.random(), np.random.random()) == (expected_python, expected_numpy)
     assert measured(3) == first  # construction and every step repeat
     assert measured(4) != first
+
+
+# --- the independent adversarial review's findings (issue 11) -------------------------------
+
+
+def test_a_lazy_model_with_an_inferred_input_is_refused_not_healthy(tmp_path: Path) -> None:
+    lazy = tmp_path / "lazy.py"
+    lazy.write_text(
+        "from torch import nn\ndef build_model():\n    return nn.Sequential(nn.LazyLinear(4))\n"
+    )
+    usage_error(run("diagnose", str(lazy)), "'0' is a lazy module", "call the model once")
+
+
+def test_yaml_exponents_without_a_dot_are_numbers(tmp_path: Path, model_file: Path) -> None:
+    # YAML 1.1 reads 1e-4 as a string; the README writes thresholds that way.
+    (tmp_path / "gradcheck.yaml").write_text(
+        "thresholds:\n  vanishing:\n    depth-warning: 1e-1\n    depth-error: 1e-4\n"
+        "regression-factor: 1e3\n"
+    )
+    result = run("diagnose", str(model_file), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_two_outputs_to_one_file_and_absurd_step_counts_are_refused(model_file: Path) -> None:
+    usage_error(
+        run("diagnose", str(model_file), "--report", "b.yaml", "--junit", "b.yaml"),
+        "--junit 'b.yaml' is also the --report file",
+    )
+    usage_error(
+        run("diagnose", str(model_file), "--steps", "99999999999999999999"),
+        "steps must be at most 100,000",
+    )
+
+
+def test_gradcheck_alone_names_the_commands_in_one_line() -> None:
+    usage_error(run(), "name a command: compare, diagnose, explain, fix, remedies")
+
+
+def test_markdown_writes_control_characters_in_module_names_out(tmp_path: Path) -> None:
+    model = tmp_path / "ctl.py"
+    model.write_text(
+        "from torch import nn\n"
+        "def build_model():\n"
+        "    m = nn.Sequential()\n"
+        "    m.add_module('evil\\x1b[31m\\u202e', nn.Linear(8, 2))\n"
+        "    return m\n"
+    )
+    result = run("diagnose", str(model), "--format", "markdown")
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
+    assert "evil\\x1b[31m\\u202e" in result.stdout

@@ -41,6 +41,12 @@ class _Gradcheck(click.Group):
             code = run(*args, standalone_mode=False, **kwargs)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "gradcheck"
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `gradcheck` alone (click 8.2+)
+                names = ", ".join(self.list_commands(exc.ctx)) if exc.ctx is not None else ""
+                click.echo(
+                    f"gradcheck: error: name a command: {names} (see '{where} --help')", err=True
+                )
+                sys.exit(ExitCode.USAGE_ERROR)
             click.echo(f"gradcheck: error: {exc.format_message()} (see '{where} --help')", err=True)
             sys.exit(ExitCode.USAGE_ERROR)
         except click.ClickException as exc:

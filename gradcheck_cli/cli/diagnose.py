@@ -15,7 +15,7 @@ import click
 from gradcheck_cli.api import diagnose
 from gradcheck_cli.atomic import write_atomic, write_error
 from gradcheck_cli.cli.errors import user_errors
-from gradcheck_cli.cli.files import check_output, input_files, report_target
+from gradcheck_cli.cli.files import check_distinct, check_output, input_files, report_target
 from gradcheck_cli.cli.options import format_option, measure_options, prepare
 from gradcheck_cli.cli.process import report_stream, stdout_to_stderr
 from gradcheck_cli.compare import Comparison, compare, load_report
@@ -104,6 +104,11 @@ def diagnose_command(
             targets.append((junit, OutputFormat.JUNIT))
         if plot_path is not None:
             check_plot(check_output("--plot", Path(plot_path), others))
+        check_distinct(
+            [("--report", Path(p)) for p in report_paths]
+            + ([("--junit", Path(junit_path))] if junit_path is not None else [])
+            + ([("--plot", Path(plot_path))] if plot_path is not None else [])
+        )
         if OutputFormat(output_format) is OutputFormat.GITHUB:
             check_summary(others)
         baseline = load_report(Path(baseline_path)) if baseline_path else None

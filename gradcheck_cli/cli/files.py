@@ -79,6 +79,17 @@ def check_output(label: str, path: Path, inputs: Mapping[str, Path]) -> Path:
     return path
 
 
+def check_distinct(outputs: list[tuple[str, Path]]) -> None:
+    """Refuse two outputs to one file: the second would silently replace the first."""
+    for i, (label, path) in enumerate(outputs):
+        for other_label, other in outputs[:i]:
+            if _same_file(Path(path), Path(other)):
+                raise OutputError(
+                    f"{label} '{path}' is also the {other_label} file; give each output its "
+                    "own file"
+                )
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         if a.exists() and b.exists():

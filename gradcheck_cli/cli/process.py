@@ -55,9 +55,7 @@ def stdout_to_stderr() -> Iterator[None]:
             sys.stderr.flush()
         if keep and saved is not None:
             _flush_c_stdio()
-            _report = os.fdopen(
-                saved, "w", encoding=getattr(stream, "encoding", None) or "utf-8"
-            )
+            _report = os.fdopen(saved, "w", encoding=getattr(stream, "encoding", None) or "utf-8")
         else:
             sys.stdout = stream
             if saved is not None:

@@ -7,6 +7,7 @@ from typing import TextIO
 from gradcheck_cli.findings import FailOn, Report, Severity
 from gradcheck_cli.remedies import REMEDIES
 from gradcheck_cli.report.console import sci
+from gradcheck_cli.report.escape import printable
 from gradcheck_cli.stats import value
 
 _ICON = {Severity.ERROR: "🔴", Severity.WARNING: "🟡", Severity.INFO: "🔵"}
@@ -15,8 +16,9 @@ MAX_LAYER_ROWS = 200
 
 
 def _cell(text: str) -> str:
-    """Escape what would break a Markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """Escape what would break a Markdown table cell, and write out control characters and
+    bidirectional overrides (a module name is text from outside)."""
+    return printable(text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " "))
 
 
 def render(
