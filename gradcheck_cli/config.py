@@ -205,7 +205,28 @@ def threshold_options(
                 label=f"{source}: thresholds.{check_id}.{raw}",
             )
         merged[check_id] = dataclasses.replace(current, **changes)
+        _check_order(merged[check_id], type(current)(), f"{source}: thresholds.{check_id}")
     return merged
+
+
+def _check_order(options: Any, defaults: Any, label: str) -> None:
+    """A warning threshold must be crossed before its error threshold, in the direction the
+    defaults give (``depth-warning`` 1e-2 above ``depth-error`` 1e-3; ``magnitude-warning`` 1
+    below ``magnitude-error`` 10); thresholds the other way round leave the warning unreachable."""
+    for f in dataclasses.fields(options):
+        if not f.name.endswith("warning"):
+            continue
+        partner = f.name[: -len("warning")] + "error"
+        if not hasattr(options, partner):
+            continue
+        warn, err = getattr(options, f.name), getattr(options, partner)
+        falling = getattr(defaults, f.name) > getattr(defaults, partner)
+        if (falling and warn < err) or (not falling and warn > err):
+            side = "at or above" if falling else "at or below"
+            raise ConfigError(
+                f"{label}.{f.name.replace('_', '-')} ({warn:g}) must be {side} "
+                f"{partner.replace('_', '-')} ({err:g}), or the warning is never reached"
+            )
 
 
 # YAML 1.1 (PyYAML) reads 1e-4 and 1.0e+3 without a dot or a signed exponent as strings; a

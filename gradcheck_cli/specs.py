@@ -138,6 +138,9 @@ def _parse_arguments(
                 f"'{text}': **{ast.unparse(keyword.value)} is not allowed; write each keyword "
                 f"argument out with a literal value: {LITERALS}"
             )
+        if any(keyword.arg == seen for seen, _ in kwargs):
+            # Python refuses a repeated keyword in a call; so does the spec.
+            raise ModelLoadError(f"'{text}': the keyword argument '{keyword.arg}' is repeated")
         kwargs.append((keyword.arg, _literal(text, keyword.value)))
     return args, tuple(kwargs)
 

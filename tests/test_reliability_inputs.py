@@ -613,3 +613,24 @@ def test_markdown_writes_control_characters_in_module_names_out(tmp_path: Path) 
     assert result.exit_code == 0, result.stderr
     assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
     assert "evil\\x1b[31m\\u202e" in result.stdout
+
+
+def test_empty_paths_reversed_thresholds_and_repeated_keywords_are_refused(
+    tmp_path: Path, model_file: Path
+) -> None:
+    usage_error(
+        run("diagnose", str(model_file), "--baseline", ""), "--baseline was given an empty path"
+    )
+    usage_error(run("fix", str(model_file), "--output="), "--output was given an empty path")
+    (tmp_path / "gradcheck.yaml").write_text(
+        "thresholds:\n  vanishing:\n    depth-warning: 1e-4\n    depth-error: 1e-2\n"
+    )
+    usage_error(
+        run("diagnose", str(model_file)),
+        "thresholds.vanishing.depth-warning (0.0001) must be at or above depth-error (0.01)",
+    )
+    (tmp_path / "gradcheck.yaml").unlink()
+    usage_error(
+        run("diagnose", f"{model_file}:build_model(width=8, width=9)"),
+        "the keyword argument 'width' is repeated",
+    )

@@ -35,6 +35,10 @@ class _Gradcheck(click.Group):
         ``gradcheck: error: No such option '--bogus'. Did you mean '--loss'? (see 'gradcheck
         diagnose --help')``, not a usage block, a hint and an error line."""
         run: Any = super().main
+        empty = _empty_path(args[0] if args else kwargs.get("args"))
+        if empty is not None and standalone_mode:
+            click.echo(f"gradcheck: error: {empty} was given an empty path; name a file", err=True)
+            sys.exit(ExitCode.USAGE_ERROR)
         if not standalone_mode:
             return run(*args, standalone_mode=False, **kwargs)
         try:
@@ -56,6 +60,34 @@ class _Gradcheck(click.Group):
             click.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+# Options naming a file or folder: an empty value would be taken as "not given" or as ".".
+_PATH_OPTIONS = frozenset(
+    {
+        "--report",
+        "--junit",
+        "--baseline",
+        "--plot",
+        "--plan",
+        "--output",
+        "--data",
+        "--weights",
+        "--config",
+    }
+)
+
+
+def _empty_path(args: Any) -> str | None:
+    """The first path option given an empty value on the command line, if any."""
+    argv = list(sys.argv[1:] if args is None else args)
+    for i, arg in enumerate(argv):
+        name, eq, rest = str(arg).partition("=")
+        if name in _PATH_OPTIONS and (
+            (eq and not rest) or (not eq and i + 1 < len(argv) and argv[i + 1] == "")
+        ):
+            return name
+    return None
 
 
 @click.group(cls=_Gradcheck, context_settings={"help_option_names": ["-h", "--help"]})
