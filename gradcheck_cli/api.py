@@ -7,8 +7,9 @@ picks a renderer and maps the report to an exit code.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -17,7 +18,7 @@ from torch import nn
 from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.config import Device, Settings, apply_mapping
-from gradcheck_cli.errors import InputError, UsageError
+from gradcheck_cli.errors import InputError, ModelRunError, UsageError
 from gradcheck_cli.findings import Finding, ModelInfo, Report, RunInfo, Severity
 from gradcheck_cli.fixing import FixResult, RemedyOutcome, Trial, best, combinations, memory_note
 from gradcheck_cli.loading import (
@@ -273,7 +274,20 @@ def fix(
     trials = []
     for remedy_id in wanted:
         if remedy_id in proposals:
-            single = trial((remedy_id,))
+            try:
+                single = trial((remedy_id,))
+            except ModelRunError as exc:
+                # The rewrite breaks the model's own code (a module its forward reads an
+                # attribute of, now wrapped): not a remedy for this model.
+                del proposals[remedy_id]
+                outcomes.append(
+                    RemedyOutcome(
+                        remedy_id,
+                        Verdict.NOT_APPLICABLE,
+                        reason=f"the rewritten model does not run: {exc}",
+                    )
+                )
+                continue
             trials.append(single)
             proposal = proposals[remedy_id]
             outcomes.append(
@@ -283,9 +297,12 @@ def fix(
             )
     if not any(t.score == 0 for t in trials):
         combos = combinations(list(proposals), budget)
-        trials += [trial(combo) for combo in combos]
+        trials += _running(functools.partial(trial, combo) for combo in combos)
         chained = _chained(model, proposals, wanted, context, inputs, chosen, source)
-        trials += [trial(c, e) for c, e in list(chained.items())[: max(0, budget - len(combos))]]
+        trials += _running(
+            functools.partial(trial, c, e)
+            for c, e in list(chained.items())[: max(0, budget - len(combos))]
+        )
     winner = best(trials, before)
     order = {r: i for i, r in enumerate(wanted)}
     outcomes.sort(key=lambda o: order[o.remedy])
@@ -299,6 +316,15 @@ def fix(
     )
     losses = _probe_training(model, fixed, inputs, loss_fn, chosen, probe_steps)
     return FixResult(before, winner, tuple(outcomes), tuple(trials), fixed, message, losses, notes)
+
+
+def _running(trials: Iterable[Callable[[], Trial]]) -> list[Trial]:
+    """The trials whose rewritten model runs (each remedy ran alone; together they may not)."""
+    done = []
+    for run_trial in trials:
+        with contextlib.suppress(ModelRunError):
+            done.append(run_trial())
+    return done
 
 
 def _chained(

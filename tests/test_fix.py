@@ -331,3 +331,37 @@ def test_cli_fix_after_weights_refuses_to_reinitialise(tmp_path: Path) -> None:
         ).stdout
     )
     assert forced["chosen"] == ["kaiming-init"]
+
+
+class ReadsItsConv(torch.nn.Module):
+    """Hugging Face's MobileNetV2 reads ``self.conv.stride`` in forward: wrapping the conv in
+    ``Sequential(conv, BatchNorm)`` breaks it. A deep plain-conv stack that vanishes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.body = torch.nn.Sequential(
+            *[
+                m
+                for _ in range(12)
+                for m in (torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Sigmoid())
+            ]
+        )
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.body[0].stride == (1, 1)  # an attribute a wrapper does not have
+        return self.head(self.body(self.conv(x)).mean((2, 3)))
+
+
+def test_a_remedy_whose_rewrite_breaks_forward_is_not_applicable_and_the_rest_go_on() -> None:
+    torch.manual_seed(0)
+    result = fix(
+        ReadsItsConv(), lambda b: torch.randn(b, 3, 8, 8), remedies=["batchnorm", "relu-swap"]
+    )
+    outcomes = {o.remedy: o for o in result.outcomes}
+    assert outcomes["batchnorm"].verdict.value == "not applicable"
+    assert outcomes["batchnorm"].reason.startswith("the rewritten model does not run:")
+    assert "stride" in outcomes["batchnorm"].reason
+    assert outcomes["relu-swap"].verdict.value in ("resolved", "improved")
+    assert result.chosen is not None and result.chosen.remedies == ("relu-swap",)
