@@ -365,3 +365,17 @@ def test_a_remedy_whose_rewrite_breaks_forward_is_not_applicable_and_the_rest_go
     assert "stride" in outcomes["batchnorm"].reason
     assert outcomes["relu-swap"].verdict.value in ("resolved", "improved")
     assert result.chosen is not None and result.chosen.remedies == ("relu-swap",)
+
+
+def test_gate_bias_clears_the_lstm_classifiers_finding_without_a_signal_warning() -> None:
+    """Chrono init holds the input gates nearly shut: the state reaching the head starts at
+    RMS 6e-3, small by design. The signal rule leaves heads fed by a recurrent module alone."""
+    from gradcheck_cli.loading import load_model
+
+    loaded = load_model(
+        str(Path(__file__).resolve().parent.parent / "sample_models" / "lstm_classifier.py")
+    )
+    result = fix(loaded.module, loaded.example_inputs, loaded.loss_fn, remedies=["gate-bias"])
+    (outcome,) = result.outcomes
+    assert outcome.verdict.value == "resolved"
+    assert [f.id for f in result.after.findings if f.severity.rank >= 1] == []

@@ -155,8 +155,8 @@ class Vanishing(Check):
         over the RMS the input layers produce (the network's own decay, whatever the scale of
         the data); when it is orders of magnitude short, the output barely depends on the
         input and every weight gradient below is scaled down with it. Not judged when a
-        zero-initialised layer feeds the output layer (small by design), nor on a one-layer
-        model.
+        zero-initialised layer or a recurrent module feeds the output layer (small by design:
+        a gated state starts small), nor on a one-layer model.
         """
         sources = [
             v for l in stats.layers if l.is_input and (v := value(l.act_rms)) is not None and v > 0
@@ -168,6 +168,7 @@ class Vanishing(Check):
         for l in stats.layers:
             if l.successor is not None:
                 feeding.setdefault(l.successor, []).append(l)
+        recurrent = {p.module for p in stats.temporal if p.cell != "attention"}
         heads = []
         for l in stats.layers:
             rms = value(l.in_rms)
@@ -179,6 +180,11 @@ class Vanishing(Check):
                 and rms is not None
                 and 0 < rms < source * options.signal_warning
                 and not any(_asleep(f) for f in feeding.get(l.name, []))
+                # A recurrent state is bounded by its gates and starts small by design (an
+                # input gate held nearly shut by chrono init): vanishing-over-time judges it.
+                and not any(
+                    f.name in recurrent or f.type in _RECURRENT for f in feeding.get(l.name, [])
+                )
             ):
                 heads.append((rms / source, l))
         if not heads:
@@ -287,6 +293,9 @@ def _waking(finding: Finding, stats: ModelStats) -> Finding:
             "residual_scales": len(scales),
         },
     )
+
+
+_RECURRENT = frozenset({"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"})
 
 
 # A weight layer scales the gradient that passes through it by about its scale (its norm over
