@@ -244,8 +244,11 @@ def check_picklable(model: nn.Module) -> None:
         raise UsageError(f"fix --output cannot save this model ({detail}); {advice}") from exc
 
 
-def save_fix(result: FixResult, output: Path) -> None:
+def save_fix(result: FixResult, output: Path, source: str = "") -> None:
     """Write model.pt, state_dict.pt, plan.yaml and report.yaml into a new folder, atomically.
+
+    ``source`` is the model spec, for the plan when no remedy was applied (an empty plan still
+    says where the saved model's classes come from).
 
     Everything is written into a temporary folder beside ``output`` and renamed into place at
     the end, so a failure leaves nothing behind. An existing non-empty folder is refused.
@@ -259,7 +262,7 @@ def save_fix(result: FixResult, output: Path) -> None:
         _save(result.model, staging / "model.pt", output)
         _save(result.model.state_dict(), staging / "state_dict.pt", output)
         # The source relative to the plan, so DIR/model.pt reloads from any folder.
-        plan = replace(result.plan, source=spec_relative_to(result.plan.source, output))
+        plan = replace(result.plan, source=spec_relative_to(result.plan.source or source, output))
         (staging / "plan.yaml").write_text(plan.to_yaml(), encoding="utf-8")
         (staging / "report.yaml").write_text(result.to_yaml(), encoding="utf-8")
         for path in staging.iterdir():

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from torch import nn
 
@@ -683,3 +684,35 @@ def test_data_targets_out_of_range_and_mistyped_hf_configs_are_exit_2(tmp_path: 
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"gradcheck: error: 'hf:GPT2LMHeadModel:{config}': '{config}' is not a")
     assert "n_layer" in line
+
+
+def test_a_fix_that_keeps_the_original_still_reloads_from_any_folder(tmp_path: Path) -> None:
+    model = tmp_path / "models" / "net.py"
+    model.parent.mkdir()
+    model.write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.a = torch.nn.Linear(8, 8); self.b = torch.nn.Linear(8, 2)\n"
+        "    def forward(self, x):\n"
+        "        return self.b(torch.relu(self.a(x)))\n"
+        "def build_model():\n"
+        "    return Net()\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out" / "fixed"
+    out.parent.mkdir()
+    # A healthy model: nothing to apply, the original is saved with an empty plan.
+    done = run_installed(
+        "fix", str(model), "--remedy", "grad-clip", "--output", str(out), cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    plan = yaml.safe_load((out / "plan.yaml").read_text(encoding="utf-8"))
+    assert plan["edits"] == [] and plan["source"] == "../../models/net.py"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    again = run_installed(
+        "diagnose", str(out / "model.pt"), "--trust-pickle", "--format", "json", cwd=elsewhere
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["model"]["type"] == "Net"

@@ -128,7 +128,7 @@ def fix_command(
                     on_step=on_step,
                 )
         if output is not None:
-            save_fix(result, output)
+            save_fix(result, output, model_spec)
             if not quiet:
                 click.echo(
                     f"gradcheck: wrote {output}/ (model.pt, state_dict.pt, plan.yaml, report.yaml)",
