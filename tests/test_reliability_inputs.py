@@ -634,3 +634,24 @@ def test_empty_paths_reversed_thresholds_and_repeated_keywords_are_refused(
         run("diagnose", f"{model_file}:build_model(width=8, width=9)"),
         "the keyword argument 'width' is repeated",
     )
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (
+            "- op: replace-activation\n  target: '0'\n  args: {module: ReLU}\n",
+            "'0' is a Linear, not an activation",
+        ),
+        (
+            "- op: insert-norm\n  target: '0'\n  args: {norm: BatchNorm2d, features: 16}\n",
+            "a BatchNorm2d does not fit the output of '0', a Linear",
+        ),
+    ],
+)
+def test_plan_edits_that_do_not_fit_the_layer_are_refused(
+    tmp_path: Path, model_file: Path, edit: str, fragment: str
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"plan_version: 1\nsource: model.py\nseed: 0\nremedies: []\nedits:\n{edit}")
+    usage_error(run("diagnose", str(model_file), "--plan", str(plan)), fragment)

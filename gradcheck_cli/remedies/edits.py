@@ -206,7 +206,13 @@ def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None =
         kind = _ACTIVATIONS.get(str(args.get("module")))
         if kind is None:
             raise PlanError(f"unknown activation {args.get('module')!r} in plan")
-        get_submodule(model, edit.target)
+        old = get_submodule(model, edit.target)
+        if any(True for _ in old.parameters()) or isinstance(old, nn.Identity):
+            # An activation has no weights; a layer that does would be dropped, silently.
+            raise PlanError(
+                f"plan edit 'replace-activation': '{edit.target}' is a {type(old).__name__}, not "
+                "an activation; name the activation module that follows it"
+            )
         replace_submodule(model, edit.target, kind())
         return model
     if edit.op == "init":
@@ -225,6 +231,22 @@ def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None =
             raise PlanError(
                 f"plan edit 'insert-norm': '{edit.target}' is a {type(layer).__name__}, not a "
                 "Linear or Conv layer with a known number of outputs"
+            )
+        conv_dims = next(
+            (
+                d
+                for d, c in ((1, nn.Conv1d), (2, nn.Conv2d), (3, nn.Conv3d))
+                if isinstance(layer, c)
+            ),
+            0,
+        )
+        wanted = {"BatchNorm1d": (0, 1), "BatchNorm2d": (2,), "BatchNorm3d": (3,)}.get(
+            str(args.get("norm"))
+        )
+        if wanted is not None and conv_dims not in wanted:
+            raise PlanError(
+                f"plan edit 'insert-norm': a {args.get('norm')} does not fit the output of "
+                f"'{edit.target}', a {type(layer).__name__}"
             )
         if width != int(args["features"]):
             raise PlanError(
