@@ -21,7 +21,8 @@ class NoGradient(Check):
         Fixup) blocks the gradient only until the first optimizer step, so that is reported as
         info; so are layers the loss does not read (the gradient at their output is exactly
         zero and every route to the loss keeps only part of it: a [CLS] pooling, an
-        overwrite) and embeddings that looked up only their padding row. Layers that run but do not reach the loss used are info; layers that never run
+        overwrite) and embeddings that looked up only their padding row. Layers that run but
+        do not reach the loss used are info; layers that never run
         are a warning, except when ``forward`` has inputs that default to None and were not
         given (a vision tower without pixel_values: info), a branch that every numbered block
         skips while the rest of each block runs (cross-attention without encoder states:
@@ -268,8 +269,9 @@ def _by_construction(
 
     Not read: the gradient reaching the layer's output is exactly zero in every step while the
     output itself is not, and every route to the loss keeps only part of it (unless a layer of
-    dead units, or a zero-initialised layer, explains the zeros). Padding only: an embedding whose output is exactly zero
-    while a gradient reaches it: every id was its padding index, whose row never trains.
+    dead units, or a zero-initialised layer, explains the zeros). Padding only: an embedding
+    whose output is exactly zero while a gradient reaches it: every id was its padding index,
+    whose row never trains.
     """
     dead_somewhere = any((value(l.dead_fraction) or 0.0) >= 0.99 for l in stats.layers)
 
