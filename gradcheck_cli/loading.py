@@ -538,14 +538,19 @@ def infer_input_shape(model: nn.Module) -> InputShape:
 def _layer_input(module: nn.Module) -> InputShape | None:
     if any(isinstance(p, nn.parameter.UninitializedParameter) for p in module.parameters(False)):
         return None  # LazyLinear's in_features is 0 until its first call: nothing to infer
+    # A float64 or float16 model reads inputs of its own dtype (PyTorch does not promote).
+    dtype = next(
+        (p.dtype for p in module.parameters(recurse=False) if p.is_floating_point()),
+        torch.float32,
+    )
     if isinstance(module, nn.Linear):
-        return InputShape((module.in_features,))
+        return InputShape((module.in_features,), dtype)
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        return InputShape((module.in_channels, *_SPATIAL[type(module)]))
+        return InputShape((module.in_channels, *_SPATIAL[type(module)]), dtype)
     if isinstance(module, nn.Embedding):
         return InputShape((32,), torch.int64, 0, module.num_embeddings)
     if isinstance(module, nn.RNNBase) and module.batch_first:
-        return InputShape((32, module.input_size))
+        return InputShape((32, module.input_size), dtype)
     return None
 
 

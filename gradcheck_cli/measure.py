@@ -139,7 +139,19 @@ class Passes:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
-            raise InputError(f"example_inputs({self.batch_size}) {what_happened(exc)}") from exc
+            # Named as the user gave them: --input-shape, --data, batches(), example_inputs.
+            described = getattr(self.make_inputs, "description", None)
+            source = (
+                f"making a batch of {self.batch_size} from {described}"
+                if isinstance(described, str) and described
+                else f"example_inputs({self.batch_size})"
+            )
+            if is_out_of_memory(exc):
+                raise InputError(
+                    f"{source} ran out of memory ({what_happened(exc)}); use a smaller "
+                    "--batch-size or input shape"
+                ) from exc
+            raise InputError(f"{source} {what_happened(exc)}") from exc
 
     def forward(self, inputs: Any) -> Any:
         """The model's output; an exception in forward is a usage error."""

@@ -655,3 +655,21 @@ def test_plan_edits_that_do_not_fit_the_layer_are_refused(
     plan = tmp_path / "plan.yaml"
     plan.write_text(f"plan_version: 1\nsource: model.py\nseed: 0\nremedies: []\nedits:\n{edit}")
     usage_error(run("diagnose", str(model_file), "--plan", str(plan)), fragment)
+
+
+def test_a_float64_model_gets_float64_inputs_and_batch_errors_name_their_source(
+    tmp_path: Path, model_file: Path
+) -> None:
+    double = tmp_path / "double.py"
+    double.write_text(
+        "from torch import nn\n"
+        "def build_model():\n"
+        "    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).double()\n"
+    )
+    result = run("diagnose", str(double), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["run"]["inputs"] == "inferred 4:float64"
+    usage_error(
+        run("diagnose", str(model_file), "--input-shape", "100000x100000"),
+        "making a batch of 16 from 100000x100000:float32 ran out of memory",
+    )
