@@ -122,8 +122,12 @@ def _key(raw: str) -> str:
 def apply_mapping(settings: Settings, data: Mapping[str, Any], *, source: str) -> Settings:
     """Settings with the values of a config mapping applied on top; validated."""
     changes: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     for raw, value in data.items():
         key = _key(str(raw))
+        if key in spelled:
+            raise ConfigError(f"{source}: '{raw}' and '{spelled[key]}' are the same setting")
+        spelled[key] = str(raw)
         if key in ("regression_factor", "lr"):
             value = _yaml_number(value)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -199,11 +203,17 @@ def threshold_options(
                 raise ConfigError(
                     f"{source}: '{check_id}' has no threshold '{raw}'; its thresholds: {known}"
                 )
+            label = f"{source}: thresholds.{check_id}.{raw}"
             changes[name] = _threshold(
-                value,
-                integer=isinstance(getattr(current, name), int),
-                label=f"{source}: thresholds.{check_id}.{raw}",
+                value, integer=isinstance(getattr(current, name), int), label=label
             )
+            if name in CHECKS[check_id].fractions and changes[name] > 1:
+                raise ConfigError(f"{label} is a fraction, 0 to 1, got {changes[name]!r}")
+            if name == "min_layers" and changes[name] < 2:
+                raise ConfigError(
+                    f"{label} must be 2 or more (first and last layers are compared), "
+                    f"got {changes[name]!r}"
+                )
         merged[check_id] = dataclasses.replace(current, **changes)
         _check_order(merged[check_id], type(current)(), f"{source}: thresholds.{check_id}")
     return merged
@@ -333,15 +343,35 @@ def read_config(path: Path) -> dict[str, Any]:
             data = tool.get("gradcheck", {})
     else:
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader: no arbitrary objects
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{path}: invalid YAML{where}; fix the file") from exc
+            problem = getattr(exc, "problem", None)
+            what = f": {problem}" if problem else ""
+            raise ConfigError(f"{path}: invalid YAML{where}{what}; fix the file") from exc
         data = data or {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: the gradcheck settings must be a table of keys")
     return dict(data)
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last
+    silently: a threshold written twice would be half ignored)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # an unhashable key: the SafeLoader reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key '{key}' is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_text(path: Path, error: type[Exception] = ConfigError) -> str:

@@ -673,3 +673,25 @@ def test_a_float64_model_gets_float64_inputs_and_batch_errors_name_their_source(
         run("diagnose", str(model_file), "--input-shape", "100000x100000"),
         "making a batch of 16 from 100000x100000:float32 ran out of memory",
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ("steps: 3\nsteps: 4\n", "invalid YAML at line 2: the key 'steps' is given twice"),
+        ("fail-on: error\nfail_on: warning\n", "'fail_on' and 'fail-on' are the same setting"),
+        (
+            "thresholds:\n  dead-units:\n    warning: 5\n",
+            "thresholds.dead-units.warning is a fraction, 0 to 1, got 5",
+        ),
+        (
+            "thresholds:\n  vanishing:\n    min-layers: 0\n",
+            "thresholds.vanishing.min-layers must be 2 or more",
+        ),
+    ],
+)
+def test_config_keys_twice_and_thresholds_out_of_their_range_are_refused(
+    tmp_path: Path, model_file: Path, config: str, fragment: str
+) -> None:
+    (tmp_path / "gradcheck.yaml").write_text(config)
+    usage_error(run("diagnose", str(model_file)), fragment)

@@ -25,6 +25,8 @@ class Check:
     id: ClassVar[str]
     name: ClassVar[str]
     remedies: ClassVar[tuple[str, ...]] = ()
+    # Options that are fractions of units, rows or values: a threshold above 1 is never reached.
+    fractions: ClassVar[tuple[str, ...]] = ()
 
     @dataclass(frozen=True)
     class Options:

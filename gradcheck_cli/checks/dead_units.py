@@ -36,6 +36,7 @@ class DeadUnits(FractionCheck):
     id = "dead-units"
     name = "Dead ReLU units"
     remedies = ("kaiming-init", "batchnorm", "relu-swap")
+    fractions = ("warning", "error")
     stat = "dead_fraction"
     evidence_key = "dead_fraction"
     message = "most units are dead (zero for every sample)"

@@ -46,6 +46,7 @@ class Saturation(FractionCheck):
     id = "saturation"
     name = "Saturated activations"
     remedies = ("xavier-init", "batchnorm", "relu-swap")
+    fractions = ("warning", "error")
     stat = "saturated_fraction"
     evidence_key = "saturated_fraction"
     message = "activations are saturated (flat, near-zero derivative)"

@@ -32,6 +32,7 @@ class Underflow(FractionCheck):
     id = "underflow"
     name = "fp16 gradient underflow"
     remedies = ("grad-scaler", "bf16")
+    fractions = ("warning", "error")
     stat = "underflow_fraction"
     evidence_key = "underflow_fraction"
     message = (
