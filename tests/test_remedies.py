@@ -525,3 +525,19 @@ def test_residual_scale_finds_branches_by_structure_and_scales_them() -> None:
     assert isinstance(zero, Proposal) and {e.args["factor"] for e in zero.edits} == {0.0}
     plain = propose("residual-scale", mlp(nn.ReLU))
     assert isinstance(plain, NotApplicable) and "no residual branch" in plain.reason
+
+
+def test_batchnorm_goes_after_layers_that_feed_hardswish() -> None:
+    """MobileNetV3/LCNet blocks: conv, then Hardswish (a ReLU-family activation for the
+    variance at init); the batchnorm remedy skipped them all."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.Hardswish(),
+        nn.Conv2d(8, 8, 3),
+        nn.Mish(),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 2),
+    )
+    fixed = applied("batchnorm", model, torch.randn(8, 3, 8, 8))
+    assert [type(m).__name__ for m in fixed[0]] == ["Conv2d", "BatchNorm2d"]
+    assert [type(m).__name__ for m in fixed[2]] == ["Conv2d", "BatchNorm2d"]

@@ -103,7 +103,15 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.GroupNorm,
     nn.modules.instancenorm._InstanceNorm,
 )
-RELU_FAMILY: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU)
+RELU_FAMILY: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.ELU,
+    nn.Hardswish,  # MobileNetV3, LCNet
+    nn.Mish,
+)
 # ReLU6 is a Hardtanh subclass but is a ReLU-family activation: it is checked first.
 SATURATING: tuple[type[nn.Module], ...] = (
     nn.Sigmoid,
@@ -154,8 +162,8 @@ def nonlinearity_of(activation: type[nn.Module]) -> str | None:
     """The name ``torch.nn.init.calculate_gain`` uses for an activation's gain."""
     if issubclass(activation, nn.LeakyReLU):
         return "leaky_relu"
-    if issubclass(activation, (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.ELU)):
-        return "relu"  # GELU/SiLU/ELU behave like ReLU for variance at init
+    if issubclass(activation, (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.ELU, nn.Hardswish, nn.Mish)):
+        return "relu"  # GELU/SiLU/ELU/Hardswish/Mish behave like ReLU for variance at init
     if issubclass(activation, (nn.Tanh, nn.Hardtanh, nn.Softsign)):
         return "tanh"
     if issubclass(activation, (nn.Sigmoid, nn.Hardsigmoid)):
