@@ -3,9 +3,9 @@
 For each model of ``twin_truth.SAMPLE`` and each twin kind: build the twin exactly as the sweep
 does, diagnose it as the sweep does, and when it is flagged (a warning or error) run
 ``gradcheck_cli.fix`` on it (the sweep's settings: 3 steps, batch 2, seed 0, CPU; remedy budget
-4). The chosen model is then re-diagnosed on fresh batches (seed 1) and cured means no finding at
-warning or error left. The verification runs in the process that fixed the model (the twins of
-zoo models are not files that a fresh process could reload). One process per model, 2 at a time.
+4). The chosen model is saved (``torch.save`` of the whole module) and diagnosed in a fresh process
+that rebuilds the zoo's batches and loss for the model and loads the saved one, on fresh batches
+(seed 1); cured means no finding at warning or error left. One process per model, 2 at a time.
 
     /work/zoo-venv/bin/python scripts/twin_fix.py [--only REGEX] [--jobs 2] [--timeout 400]
 
@@ -84,8 +84,7 @@ def one(key: str, out_path: Path) -> None:
                 entry_t["verdict"] = "not cured"
                 entry_t["reason"] = done.message
                 continue
-            check = diagnose(done.model, inputs, loss_fn, **{**settings, "seed": 1})
-            entry_t["after"] = serious(check)
+            entry_t["after"] = _verify_elsewhere(key, twin, done.model, out_path)
             entry_t["verdict"] = "cured" if not entry_t["after"] else "not cured"
             if entry_t["after"]:
                 entry_t["reason"] = "left after the chosen plan: " + ", ".join(entry_t["after"])
@@ -97,16 +96,75 @@ def one(key: str, out_path: Path) -> None:
     save()
 
 
+def _verify_elsewhere(key: str, twin: str, model: Any, out_path: Path) -> list[str]:
+    """Save the fixed model and diagnose it in a fresh process, on fresh batches (seed 1)."""
+    import torch
+
+    saved = out_path.with_name(out_path.stem + f"-{twin}.pt")
+    found = out_path.with_name(out_path.stem + f"-{twin}.verify.json")
+    torch.save(model, saved)
+    try:
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--verify",
+                key,
+                "--model",
+                str(saved),
+                "--json",
+                str(found),
+            ],
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        return list(json.loads(found.read_text(encoding="utf-8")))
+    finally:
+        saved.unlink(missing_ok=True)
+        found.unlink(missing_ok=True)
+
+
+def verify(key: str, model_path: Path, out_path: Path) -> None:
+    """The fresh process: the zoo's batches and loss for ``key``, the saved model, a diagnosis."""
+    import warnings
+
+    import sweep_worker as sw
+    import torch
+    import twin_truth as tt
+
+    from gradcheck_cli.api import diagnose
+
+    warnings.filterwarnings("ignore")
+    sw._no_downloads()
+    zoo_name, _, name = key.partition(":")
+    entry = {"class": name} if zoo_name == "hf" else {"kind": "classification"}
+    job = tt._job(key, entry, tt.MAX_PARAMS)
+    zoo = sw.ZOOS[job["zoo"]](job)
+    zoo.plan_build(job["max_params"])
+    _, inputs, loss_fn = zoo.build()
+    model = torch.load(model_path, weights_only=False)  # written by this script a moment ago
+    report = diagnose(model, inputs, loss_fn, steps=3, seed=1, batch_size=2, device="cpu")
+    findings = [f"{f.id}:{f.severity.value}" for f in report.findings if f.severity.rank >= 1]
+    out_path.write_text(json.dumps(findings), encoding="utf-8")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--json", help=argparse.SUPPRESS)
+    p.add_argument("--verify", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--only", help="run only the models matching this regular expression")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--timeout", type=int, default=400)
     args = p.parse_args()
     if args.one:
         one(args.one, Path(args.json))
+        return 0
+    if args.verify:
+        verify(args.verify, Path(args.model), Path(args.json))
         return 0
     import twin_truth as tt
     import yaml
