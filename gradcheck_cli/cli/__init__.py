@@ -33,7 +33,8 @@ class _Gradcheck(click.Group):
     ) -> Any:
         """Click's own handling, except that a usage error is one line on stderr (exit 2):
         ``gradcheck: error: No such option '--bogus'. Did you mean '--loss'? (see 'gradcheck
-        diagnose --help')``, not a usage block, a hint and an error line."""
+        diagnose --help')``, not a usage block, a hint and an error line; and a path option
+        given an empty value is refused before click reads it as "not given"."""
         run: Any = super().main
         empty = _empty_path(args[0] if args else kwargs.get("args"))
         if empty is not None and standalone_mode:
@@ -56,9 +57,9 @@ class _Gradcheck(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
+        except click.Abort:  # Ctrl-C while click itself was reading: as everywhere else
+            click.echo("gradcheck: interrupted", err=True)
+            sys.exit(ExitCode.USAGE_ERROR)
         sys.exit(code if isinstance(code, int) else 0)
 
 
