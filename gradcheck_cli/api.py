@@ -37,7 +37,7 @@ from gradcheck_cli.remedies.base import FixOptions, NotApplicable, Proposal, Rem
 from gradcheck_cli.remedies.edits import Edit
 from gradcheck_cli.remedies.plan import Plan, apply_plan
 from gradcheck_cli.remedies.probe import Probe, probe
-from gradcheck_cli.remedies.verdict import Verdict, judge
+from gradcheck_cli.remedies.verdict import Verdict, judge, what_got_worse
 from gradcheck_cli.training import Optimizer, train, train_step
 
 
@@ -292,7 +292,15 @@ def fix(
             proposal = proposals[remedy_id]
             outcomes.append(
                 RemedyOutcome(
-                    remedy_id, single.verdict, notes=proposal.notes, edits=len(proposal.edits)
+                    remedy_id,
+                    single.verdict,
+                    reason=(
+                        what_got_worse(before, single.report)
+                        if single.verdict is Verdict.WORSE
+                        else ""
+                    ),
+                    notes=proposal.notes,
+                    edits=len(proposal.edits),
                 )
             )
     if not any(t.score == 0 for t in trials):

@@ -541,3 +541,17 @@ def test_batchnorm_goes_after_layers_that_feed_hardswish() -> None:
     fixed = applied("batchnorm", model, torch.randn(8, 3, 8, 8))
     assert [type(m).__name__ for m in fixed[0]] == ["Conv2d", "BatchNorm2d"]
     assert [type(m).__name__ for m in fixed[2]] == ["Conv2d", "BatchNorm2d"]
+
+
+def test_a_made_worse_verdict_says_what_got_worse() -> None:
+    from gradcheck_cli.remedies.verdict import what_got_worse
+
+    before = _report(("vanishing", Severity.ERROR), ("saturation", Severity.WARNING))
+    after = _report(("exploding", Severity.WARNING), ("saturation", Severity.ERROR))
+    assert what_got_worse(before, after) == (
+        "exploding appeared at warning; saturation rose to error"
+    )
+    # A second finding of the same id at the same severity: nothing rose, the score did.
+    one = _report(("vanishing", Severity.WARNING))
+    two = _report(("vanishing", Severity.WARNING), ("vanishing", Severity.WARNING))
+    assert what_got_worse(one, two) == "the score rose from 10 to 20"

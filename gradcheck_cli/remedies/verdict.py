@@ -51,3 +51,16 @@ def judge(before: Report, after: Report, targets: Iterable[str]) -> Verdict:
     if any(new.get(i, -1) < old.get(i, -1) for i in targets) or score(after) < score(before):
         return Verdict.IMPROVED
     return Verdict.NO_EFFECT
+
+
+def what_got_worse(before: Report, after: Report) -> str:
+    """For a "made worse" verdict: the findings at warning or above that appeared or rose,
+    e.g. ``exploding rose to warning``; or that the score rose."""
+    old, new = _worst(before), _worst(after)
+    names = {Severity.WARNING.rank: "warning", Severity.ERROR.rank: "error"}
+    rose = [
+        f"{finding} {'appeared at' if finding not in old else 'rose to'} {names.get(rank, rank)}"
+        for finding, rank in sorted(new.items())
+        if rank > old.get(finding, -1)
+    ]
+    return "; ".join(rose) or f"the score rose from {score(before)} to {score(after)}"
