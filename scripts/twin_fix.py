@@ -33,21 +33,11 @@ sys.path.insert(0, str(HERE))
 
 
 def one(key: str, out_path: Path) -> None:
-    import warnings
-
     import sweep_worker as sw
-    import twin_truth as tt
 
     from gradcheck_cli.api import diagnose, fix
 
-    warnings.filterwarnings("ignore")
-    sw._no_downloads()
-    zoo_name, _, name = key.partition(":")
-    entry = {"class": name} if zoo_name == "hf" else {"kind": "classification"}
-    job = tt._job(key, entry, tt.MAX_PARAMS)
-    zoo = sw.ZOOS[job["zoo"]](job)
-    zoo.plan_build(job["max_params"])
-    model0, inputs, loss_fn = zoo.build()
+    model0, inputs, loss_fn = _build(key)
     base = copy.deepcopy(model0.state_dict())
     result: dict[str, Any] = {"key": key, "twins": {}}
 
@@ -55,9 +45,6 @@ def one(key: str, out_path: Path) -> None:
         tmp = out_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, default=str), encoding="utf-8")
         os.replace(tmp, out_path)
-
-    def serious(report: Any) -> list[str]:
-        return [f"{f.id}:{f.severity.value}" for f in report.findings if f.severity.rank >= 1]
 
     for twin in sw.TWINS:
         entry_t: dict[str, Any] = {}
@@ -70,7 +57,7 @@ def one(key: str, out_path: Path) -> None:
                 continue
             settings = {"steps": 3, "seed": 0, "batch_size": 2, "device": "cpu"}
             before = diagnose(model, inputs, loss_fn, **settings)
-            entry_t["before"] = serious(before)
+            entry_t["before"] = _serious(before)
             if not entry_t["before"]:
                 entry_t["verdict"] = "not flagged"
                 continue
@@ -128,13 +115,22 @@ def _verify_elsewhere(key: str, twin: str, model: Any, out_path: Path) -> list[s
 
 def verify(key: str, model_path: Path, out_path: Path) -> None:
     """The fresh process: the zoo's batches and loss for ``key``, the saved model, a diagnosis."""
+    import torch
+
+    from gradcheck_cli.api import diagnose
+
+    _, inputs, loss_fn = _build(key)
+    model = torch.load(model_path, weights_only=False)  # written by this script a moment ago
+    report = diagnose(model, inputs, loss_fn, steps=3, seed=1, batch_size=2, device="cpu")
+    out_path.write_text(json.dumps(_serious(report)), encoding="utf-8")
+
+
+def _build(key: str) -> Any:
+    """``(model, inputs, loss_fn)`` for ``key``, built as the sweep builds it (no downloads)."""
     import warnings
 
     import sweep_worker as sw
-    import torch
     import twin_truth as tt
-
-    from gradcheck_cli.api import diagnose
 
     warnings.filterwarnings("ignore")
     sw._no_downloads()
@@ -143,11 +139,12 @@ def verify(key: str, model_path: Path, out_path: Path) -> None:
     job = tt._job(key, entry, tt.MAX_PARAMS)
     zoo = sw.ZOOS[job["zoo"]](job)
     zoo.plan_build(job["max_params"])
-    _, inputs, loss_fn = zoo.build()
-    model = torch.load(model_path, weights_only=False)  # written by this script a moment ago
-    report = diagnose(model, inputs, loss_fn, steps=3, seed=1, batch_size=2, device="cpu")
-    findings = [f"{f.id}:{f.severity.value}" for f in report.findings if f.severity.rank >= 1]
-    out_path.write_text(json.dumps(findings), encoding="utf-8")
+    return zoo.build()
+
+
+def _serious(report: Any) -> list[str]:
+    """The findings at warning or error, as ``id:severity``."""
+    return [f"{f.id}:{f.severity.value}" for f in report.findings if f.severity.rank >= 1]
 
 
 def main() -> int:
