@@ -17,7 +17,6 @@ gradient tensor is kept beyond what autograd keeps anyway.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import weakref
 from collections.abc import Callable, Iterator
@@ -152,6 +151,18 @@ def _zero_gain(module: nn.Module) -> bool:
     )
 
 
+def _scale_like(module: nn.Module, kind: LayerKind) -> bool:
+    """Every trainable parameter a scalar or a per-channel vector (at most one dimension longer
+    than 1): no weight matrix; the only layers that can be residual scales (LayerScale,
+    ReZero)."""
+    trainable = [p for p in module.parameters(recurse=False) if p.requires_grad]
+    return (
+        kind is LayerKind.WEIGHT
+        and bool(trainable)
+        and all(sum(1 for d in p.shape if d > 1) <= 1 for p in trainable)
+    )
+
+
 def fan_in_of(module: nn.Module, weight: torch.Tensor) -> int:
     """The fan-in of a weight matrix: ``weight[0].numel()``, except for Hugging Face's Conv1D
     (GPT-2), which stores its Linear weight transposed as (in_features, out_features)."""
@@ -195,22 +206,6 @@ class Recorder:
         # (self.last = y): its hook, and through it this recorder, must not outlive the step.
         self._tensor_hooks: list[RemovableHandle] = []
         self.infos = self._static_infos(targets)
-        # Layers whose every trainable parameter is a scalar or a per-channel vector (at most one
-        # dimension longer than 1): the only ones that can be residual scales (LayerScale, ReZero).
-        self._scale_like = [
-            kind is LayerKind.WEIGHT
-            and any(p.requires_grad for p in module.parameters(recurse=False))
-            and all(
-                sum(1 for d in p.shape if d > 1) <= 1
-                for p in module.parameters(recurse=False)
-                if p.requires_grad
-            )
-            for _, module, kind in targets
-        ]
-        self.infos = [
-            dataclasses.replace(info, scale_like=flag)
-            for info, flag in zip(self.infos, self._scale_like, strict=True)
-        ]
         self._reset()
 
     def structure(self, loss: torch.Tensor) -> Structure:
@@ -220,7 +215,7 @@ class Recorder:
             self._params,
             self._param_layer,
             self._layers,
-            self._scale_like,
+            [info.scale_like for info in self.infos],
             self._softmaxes,
             [info.kind is LayerKind.NORM for info in self.infos],
         )
@@ -300,6 +295,7 @@ class Recorder:
                     zero_weights=bool(params) and (nonzero[i] == 0.0 or _zero_gain(module)),
                     near_zero_weights=scaled[i] and near_zero[i],
                     init_norm=math.sqrt(init_sq[i]),
+                    scale_like=_scale_like(module, kind),
                 )
             )
         return infos
