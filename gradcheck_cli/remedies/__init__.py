@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from gradcheck_cli.remedies.base import Remedy
 from gradcheck_cli.remedies.batchnorm import BatchNorm
+from gradcheck_cli.remedies.embedding_scale import EmbeddingScale
 from gradcheck_cli.remedies.gain_init import GainInit
 from gradcheck_cli.remedies.gate_bias import GateBias
 from gradcheck_cli.remedies.gated_cell import GatedCell
@@ -39,6 +40,12 @@ REMEDIES: dict[str, str] = {
         "(torch.nn.init.calculate_gain: identity 1, tanh 5/3, ReLU sqrt(2), leaky ReLU, SELU 3/4, "
         "sigmoid 1), N(0, gain^2/fan_in) or orthogonal for linear and tanh stacks (He et al. "
         "2015; Saxe et al. 2014; Pennington et al. 2017). Never on a trained checkpoint."
+    ),
+    "embedding-scale": (
+        "Draw embedding tables that start well below unit RMS from N(0, 1), PyTorch's default "
+        "for nn.Embedding (padding rows stay zero): transformers initialise them at std 0.02 "
+        "because a LayerNorm follows, and without one the whole network runs at that scale "
+        "(Vaswani et al. 2017 scale embeddings by sqrt(d_model)). Never on a trained checkpoint."
     ),
     "residual-scale": (
         "Start residual blocks near the identity: scale the last layer of each residual branch "
@@ -95,6 +102,7 @@ REGISTRY: dict[str, type[Remedy]] = {
         KaimingInit,
         XavierInit,
         GainInit,
+        EmbeddingScale,
         ResidualScale,
         GatedCell,
         GateBias,
@@ -115,6 +123,7 @@ PREFERENCE: tuple[str, ...] = (
     "kaiming-init",
     "xavier-init",
     "gain-init",
+    "embedding-scale",
     "residual-scale",
     "gate-bias",
     "relu-swap",

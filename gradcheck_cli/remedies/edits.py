@@ -181,7 +181,7 @@ _NORMS: dict[str, type[nn.Module]] = {
     "BatchNorm3d": nn.BatchNorm3d,
     "LayerNorm": nn.LayerNorm,
 }
-_SCHEMES = ("kaiming_normal", "xavier_uniform", "orthogonal")
+_SCHEMES = ("kaiming_normal", "xavier_uniform", "orthogonal", "unit_normal")
 # Each op's arguments: (allowed, required).
 _ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "replace-activation": (("module",), ("module",)),
@@ -376,6 +376,11 @@ def _init(module: nn.Module, args: Mapping[str, Any], generator: torch.Generator
             slope = float(args.get("negative_slope", 0.0))
             gain = nn.init.calculate_gain(nonlinearity, slope)  # type: ignore[arg-type]
             fresh = orthogonal(weight.shape, gain, generator)
+        elif scheme == "unit_normal":
+            fresh.normal_(0.0, 1.0, generator=generator)
+            padding = getattr(module, "padding_idx", None)
+            if isinstance(padding, int):
+                fresh[padding].zero_()
         else:
             raise PlanError(f"unknown init scheme {scheme!r} in plan")
         weight.copy_(fresh)
