@@ -4,7 +4,7 @@ Written as Hugging Face models are: every Linear and Embedding drawn from N(0, 0
 assumes a LayerNorm brings each block's input back to unit scale. Without the norms the residual
 stream stays at the embeddings' RMS of 0.02, every layer's input with it, and plain SGD barely
 moves the loss. ``TinyGPT(norm=True)`` is the same model with pre-LN blocks and a final norm
-(healthy).
+(healthy); ``TinyGPT(tie=True)`` shares the token table with the output layer.
 """
 
 import torch
@@ -36,7 +36,14 @@ class Block(nn.Module):
 
 
 class TinyGPT(nn.Module):
-    def __init__(self, width: int = 64, layers: int = 2, heads: int = 4, norm: bool = False):
+    def __init__(
+        self,
+        width: int = 64,
+        layers: int = 2,
+        heads: int = 4,
+        norm: bool = False,
+        tie: bool = False,
+    ) -> None:
         super().__init__()
         self.tokens = nn.Embedding(VOCAB, width)
         self.positions = nn.Embedding(CONTEXT, width)
@@ -44,6 +51,8 @@ class TinyGPT(nn.Module):
         self.ln_f = nn.LayerNorm(width) if norm else nn.Identity()
         self.head = nn.Linear(width, VOCAB, bias=False)
         self.apply(self._init_weights)
+        if tie:  # GPT-2 and BERT share the token table with the output layer
+            self.head.weight = self.tokens.weight
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -555,3 +556,36 @@ def test_a_made_worse_verdict_says_what_got_worse() -> None:
     one = _report(("vanishing", Severity.WARNING))
     two = _report(("vanishing", Severity.WARNING), ("vanishing", Severity.WARNING))
     assert what_got_worse(one, two) == "the score rose from 10 to 20"
+
+
+def test_unit_normal_redraws_an_embedding_and_keeps_its_padding_row_zero() -> None:
+    model = nn.Sequential(nn.Embedding(500, 64, padding_idx=3))
+    nn.init.normal_(model[0].weight, std=0.02)
+    plan = Plan(edits=(Edit("init", "0", {"scheme": "unit_normal"}),), remedies=("x",), seed=0)
+    fixed = apply_plan(model, plan)
+    weight = fixed[0].weight.detach()
+    assert weight.std().item() == pytest.approx(1.0, abs=0.02)
+    assert torch.count_nonzero(weight[3]).item() == 0
+    assert model[0].weight.std().item() == pytest.approx(0.02, abs=0.002)  # the original stays
+
+
+def test_scale_output_multiplies_a_tied_tables_output_and_survives_torch_save(
+    tmp_path: Path,
+) -> None:
+    embed, head = nn.Embedding(100, 16), nn.Linear(16, 100, bias=False)
+    head.weight = embed.weight
+    model = nn.Sequential(embed, head)
+    ids = torch.arange(10)
+    plan = Plan(edits=(Edit("scale-output", "0", {"factor": 50.0}),), remedies=("x",), seed=0)
+    fixed = apply_plan(model, plan)
+    torch.testing.assert_close(fixed[0](ids), 50.0 * model[0](ids))
+    torch.testing.assert_close(fixed[1].weight, model[1].weight)  # the logits' weights stay
+    torch.save(fixed, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    torch.testing.assert_close(loaded(ids), fixed(ids))
+    # A plan file is checked when read: the op is known, its factor a number in range.
+    assert Edit.from_dict({"op": "scale-output", "target": "0", "args": {"factor": 50}}).args == {
+        "factor": 50.0
+    }
+    with pytest.raises(PlanError, match="factor"):
+        Edit.from_dict({"op": "scale-output", "target": "0", "args": {"factor": -1.0}})

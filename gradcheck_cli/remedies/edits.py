@@ -188,6 +188,7 @@ _ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "init": (("scheme", "nonlinearity", "negative_slope"), ("scheme",)),
     "insert-norm": (("norm", "features"), ("norm", "features")),
     "scale": (("factor",), ("factor",)),
+    "scale-output": (("factor",), ("factor",)),
     "residual-group": (("groups",), ("groups",)),
     "residual": ((), ()),
     "gate-bias": (("steps",), ("steps",)),
@@ -220,6 +221,9 @@ def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None =
         return model
     if edit.op == "scale":
         _scale(get_submodule(model, edit.target), float(args["factor"]))
+        return model
+    if edit.op == "scale-output":
+        get_submodule(model, edit.target).register_forward_hook(OutputScale(float(args["factor"])))
         return model
     if edit.op == "insert-norm":
         norm_kind = _NORMS.get(str(args.get("norm")))
@@ -417,6 +421,22 @@ def _scale(module: nn.Module, factor: float) -> None:
             tensor = getattr(module, name, None)
             if isinstance(tensor, torch.Tensor):
                 tensor.mul_(factor)
+
+
+class OutputScale:
+    """A forward hook that multiplies a module's output by ``factor``: the ``sqrt(d_model)``
+    of Vaswani et al. (2017) on an embedding whose table is shared with the output layer, so
+    the stream gets unit scale and the logits keep theirs. A class, not a closure, so a model
+    saved with ``torch.save`` keeps it."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def __call__(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+        return output * self.factor
+
+    def __repr__(self) -> str:
+        return f"OutputScale({self.factor:g})"
 
 
 def renamed(name: str, edit: Edit) -> str:
