@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from gradcheck_cli.checks import CHECKS, default_options, run_checks
-from gradcheck_cli.checks.base import Check
+from gradcheck_cli.checks.base import Check, depth_profiles, paths
 from gradcheck_cli.checks.vanishing import Vanishing
 from gradcheck_cli.findings import Severity
 from gradcheck_cli.stats import (
@@ -625,3 +625,37 @@ def test_layers_without_a_weight_matrix_stay_out_of_the_ratio_rules() -> None:
         stats(replace(mixer, scale_like=False), *path), Vanishing.Options()
     )
     assert finding.evidence["rule"] == "depth"
+
+
+def _squeeze_excite(blocks: int) -> ModelStats:
+    """A stem, then per block a conv into a BatchNorm and a squeeze-excitation layer whose ratio
+    falls 3x per block toward the output (rexnet_100 at init: 4.9 early, 0.02 late), a head."""
+    layers = []
+    names = [n for b in range(blocks) for n in (f"b{b}.conv", f"b{b}.se")] + ["head"]
+    for i, name in enumerate(names[:-1]):
+        ratio = 3.0 ** (blocks - i // 2) * 1e-3 if name.endswith(".se") else 0.1
+        layers.append(
+            layer(
+                name,
+                ratio,
+                depth=len(names) - i,
+                successor=names[i + 1],
+                is_input=i == 0,
+                feeds_norm=name.endswith(".conv"),
+            )
+        )
+    layers.append(layer("head", 0.5, depth=1))
+    return stats(*layers)
+
+
+def test_side_layers_between_normalised_convs_are_not_a_path() -> None:
+    # The normaliser after each conv rescales the gradient it passes back: the squeeze-excitation
+    # layers on either side are not a chain whose ratios compound (rexnet_100's false warning).
+    model = _squeeze_excite(8)
+    assert found(model) == {}
+    se = [l for l in model.layers if l.name.endswith(".se")]
+    convs = frozenset(l.name for l in model.layers if l.feeds_norm)
+    assert paths(model, se, convs) == [(l,) for l in se]
+    # Read as one path, as before, they were growth: 3**2 / 3**-4 between the quarters.
+    (whole,) = depth_profiles(model, se, 3)
+    assert whole.decay == pytest.approx(3.0**6)

@@ -251,13 +251,17 @@ def depth_profile(layers: Sequence[LayerStats], min_layers: int) -> DepthProfile
     )
 
 
-def paths(stats: ModelStats, layers: Sequence[LayerStats]) -> list[tuple[LayerStats, ...]]:
+def paths(
+    stats: ModelStats, layers: Sequence[LayerStats], breaks: frozenset[str] = frozenset()
+) -> list[tuple[LayerStats, ...]]:
     """``layers`` along each route from an input layer to the loss, input first.
 
     Depth is read from the autograd graph (:mod:`gradcheck_cli.graph`): following each input
     layer's successor (the next layer on its longest route to the loss) gives one path per
     input, so a CNN and an MLP fused into two heads give two paths, and neither is compared
     with the other's head. Without a traced graph (``watch()``), the one path is forward order.
+    A layer named in ``breaks`` ends one path and starts the next: what lies on either side is
+    not compared.
     """
     if not any(l.depth for l in stats.layers):
         return [tuple(layers)]
@@ -269,24 +273,32 @@ def paths(stats: ModelStats, layers: Sequence[LayerStats]) -> list[tuple[LayerSt
         starts = [l for l in stats.layers if l.depth and l.name not in successors]
     found: list[tuple[LayerStats, ...]] = []
     for start in starts:
-        chain, seen = [], set()
+        chains: list[list[LayerStats]] = [[]]
+        seen: set[str] = set()
         current: LayerStats | None = start
         while current is not None and current.name not in seen:
             seen.add(current.name)
+            if current.name in breaks and chains[-1]:
+                chains.append([])
             if current.name in wanted:
-                chain.append(current)
+                chains[-1].append(current)
             current = by_name.get(current.successor) if current.successor else None
-        if chain and tuple(chain) not in found:
-            found.append(tuple(chain))
+        for chain in chains:
+            if chain and tuple(chain) not in found:
+                found.append(tuple(chain))
     return found
 
 
 def depth_profiles(
-    stats: ModelStats, layers: Sequence[LayerStats], min_layers: int
+    stats: ModelStats,
+    layers: Sequence[LayerStats],
+    min_layers: int,
+    breaks: frozenset[str] = frozenset(),
 ) -> list[DepthProfile]:
-    """The depth profile of every path with at least ``min_layers`` weight layers."""
+    """The depth profile of every path with at least ``min_layers`` weight layers (cut at
+    ``breaks``, see :func:`paths`)."""
     return [
         profile
-        for path in paths(stats, layers)
+        for path in paths(stats, layers, breaks)
         if (profile := depth_profile(path, min_layers)) is not None
     ]

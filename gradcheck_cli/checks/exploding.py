@@ -138,7 +138,12 @@ class Exploding(Check):
                     why=why,
                 )
             )
-        profiles = depth_profiles(stats, layers, options.min_layers)
+        # A layer that feeds a normaliser is left out of the ratios, and it also cuts the path:
+        # the normaliser rescales the gradient it passes back, so the layers left on either
+        # side (the squeeze-excitation or router layers between normalised convolutions) are
+        # not a chain whose ratios compound.
+        normalised = frozenset(l.name for l in stats.layers if l.feeds_norm)
+        profiles = depth_profiles(stats, layers, options.min_layers, normalised)
         profile = max(profiles, key=lambda p: p.decay, default=None)
         if profile is not None and profile.decay > options.growth_warning:
             severity = Severity.ERROR if profile.decay > options.growth_error else Severity.WARNING
