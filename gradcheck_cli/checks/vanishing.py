@@ -23,7 +23,9 @@ class Vanishing(Check):
         more than half of the weight matrices start below 5% of the standard scale
         1/sqrt(fan_in) (an initialisation bug: error); or the features reaching an output
         layer are orders of magnitude below what the input layers produce (the forward signal
-        collapses, He et al. 2015's criterion). Layers small by design, a zero-init head
+        collapses, He et al. 2015's criterion); or no weight layer's input reaches an RMS of
+        0.1 (the whole network runs small, as a transformer whose N(0, 0.02) embeddings lost
+        the LayerNorm after them does: warning). Layers small by design, a zero-init head
         or residual gamma, or a residual scale (LayerScale, ReZero, SkipInit: a scalar or
         per-channel factor whose branch is added to a residual stream), make the first two
         rules information while they are near zero.
@@ -39,13 +41,14 @@ class Vanishing(Check):
         Use ReLU-family activations together with He (Kaiming) initialisation (a swap without
         the re-initialisation is not enough with PyTorch's default init), add residual
         connections (He et al. 2016), or normalise activations (BatchNorm, Ioffe & Szegedy
-        2015; LayerNorm in pre-LN position for transformers, Xiong et al. 2020).
+        2015; LayerNorm in pre-LN position for transformers, Xiong et al. 2020); for a
+        network that runs small, give its embeddings unit scale (Vaswani et al. 2017).
 
     References:
         LeCun et al. 1998 (Efficient BackProp); Glorot & Bengio 2010; He et al. 2015 (Delving
         deep into rectifiers); He et al. 2016;
         Ioffe & Szegedy 2015; Xiong et al. 2020; Touvron et al. 2021 (LayerScale);
-        Bachlechner et al. 2020 (ReZero); De & Smith 2020 (SkipInit).
+        Bachlechner et al. 2020 (ReZero); De & Smith 2020 (SkipInit); Vaswani et al. 2017.
     """
 
     id = "vanishing"
