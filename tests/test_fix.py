@@ -379,3 +379,43 @@ def test_gate_bias_clears_the_lstm_classifiers_finding_without_a_signal_warning(
     (outcome,) = result.outcomes
     assert outcome.verdict.value == "resolved"
     assert [f.id for f in result.after.findings if f.severity.rank >= 1] == []
+
+
+def test_init_normal_draws_gain_init_from_a_gaussian_not_orthogonal(tmp_path: Path) -> None:
+    # The default (auto) is orthogonal for a deep linear stack (tests/test_fix_wild.py).
+    result = CliRunner().invoke(
+        main,
+        ["fix", str(SAMPLES / "deep_linear.py"), "--init", "normal", "--output",
+         str(tmp_path / "out"), "--format", "json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["chosen"] == ["gain-init"]
+    plan = yaml.safe_load((tmp_path / "out" / "plan.yaml").read_text(encoding="utf-8"))
+    assert len(plan["edits"]) == 60
+    assert {(e["op"], e["args"]["scheme"], e["args"]["nonlinearity"]) for e in plan["edits"]} == {
+        ("init", "kaiming_normal", "linear")
+    }
+    # N(0, 1/fan_in) at fan-in 32: each weight matrix's std is 1/sqrt(32) within sampling noise.
+    saved = torch.load(tmp_path / "out" / "state_dict.pt", weights_only=True)
+    assert saved["layers.0.weight"].std().item() == pytest.approx(32**-0.5, rel=0.1)
+
+
+@pytest.mark.parametrize(("mode", "factor"), [("scale", 50**-0.5), ("zero", 0.0)])
+def test_branch_init_sets_what_residual_scale_multiplies_each_branch_by(
+    mode: str, factor: float, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["fix", str(SAMPLES / "resnet_no_norm.py"), "--remedy", "residual-scale",
+         "--branch-init", mode, "--output", str(tmp_path / "out"), "--format", "json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["chosen"] == ["residual-scale"]
+    assert report["after"]["status"] == "healthy"
+    plan = yaml.safe_load((tmp_path / "out" / "plan.yaml").read_text(encoding="utf-8"))
+    assert [e["target"] for e in plan["edits"]] == [f"blocks.{b}.conv2" for b in range(50)]
+    assert [e["args"]["factor"] for e in plan["edits"]] == [pytest.approx(factor)] * 50
+    saved = torch.load(tmp_path / "out" / "state_dict.pt", weights_only=True)
+    if mode == "zero":
+        assert all(torch.count_nonzero(saved[f"blocks.{b}.conv2.weight"]) == 0 for b in range(50))
