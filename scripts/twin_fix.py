@@ -10,7 +10,8 @@ that rebuilds the zoo's batches and loss for the model and loads the saved one, 
     /work/zoo-venv/bin/python scripts/twin_fix.py [--only REGEX] [--jobs 2] [--timeout 400]
 
 Writes ``bench/twin_fix.yaml`` and ``bench/twin_fix.md`` (with ``--zoo``: every healthy model of
-``bench/sweep.yaml``, resumable with ``--resume``, to ``bench/twin_fix_zoo.{yaml,md}``).
+``bench/sweep.yaml``, to ``bench/twin_fix_zoo.{yaml,md}``; ``--resume`` keeps every model that table
+or ``bench/.twin_fix_zoo`` already holds, so a run continues across sessions).
 """
 
 from __future__ import annotations
@@ -206,9 +207,17 @@ def main() -> int:
     tmp.mkdir(exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     started = time.time()
+    # What a committed table already holds counts as done: a run spans sessions and clones.
+    kept = (
+        yaml.safe_load(out_yaml.read_text(encoding="utf-8")).get("models", {})
+        if (args.resume or args.report) and out_yaml.exists()
+        else {}
+    )
 
     def run(key: str) -> dict[str, Any]:
         path = tmp / (re.sub(r"\W", "_", key) + ".json")
+        if key in kept and not path.exists():
+            path.write_text(json.dumps(kept[key]), encoding="utf-8")
         if args.report or (args.resume and path.exists()):
             data = json.loads(path.read_text()) if path.exists() else None
             if data is not None or args.report:
