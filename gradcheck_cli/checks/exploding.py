@@ -15,7 +15,7 @@ from gradcheck_cli.checks.base import (
     worst,
 )
 from gradcheck_cli.findings import Finding, Severity
-from gradcheck_cli.stats import ModelStats, value
+from gradcheck_cli.stats import LayerKind, ModelStats, value
 
 
 class Exploding(Check):
@@ -138,11 +138,13 @@ class Exploding(Check):
                     why=why,
                 )
             )
-        # A layer that feeds a normaliser is left out of the ratios, and it also cuts the path:
-        # the normaliser rescales the gradient it passes back, so the layers left on either
-        # side (the squeeze-excitation or router layers between normalised convolutions) are
-        # not a chain whose ratios compound.
-        normalised = frozenset(l.name for l in stats.layers if l.feeds_norm)
+        # A normaliser on the path cuts it (as does a layer feeding one, left out of the
+        # ratios): it rescales the gradient it passes back, so the layers on either side (the
+        # squeeze-excitation or router layers between normalised convolutions, the blocks of a
+        # normalised transformer) are not a chain whose ratios compound.
+        normalised = frozenset(
+            l.name for l in stats.layers if l.feeds_norm or l.kind is LayerKind.NORM
+        )
         profiles = depth_profiles(stats, layers, options.min_layers, normalised)
         profile = max(profiles, key=lambda p: p.decay, default=None)
         if profile is not None and profile.decay > options.growth_warning:
