@@ -43,9 +43,11 @@ REMEDIES: dict[str, str] = {
     ),
     "embedding-scale": (
         "Draw embedding tables that start well below unit RMS from N(0, 1), PyTorch's default "
-        "for nn.Embedding (padding rows stay zero): transformers initialise them at std 0.02 "
-        "because a LayerNorm follows, and without one the whole network runs at that scale "
-        "(Vaswani et al. 2017 scale embeddings by sqrt(d_model)). Never on a trained checkpoint."
+        "for nn.Embedding (padding rows stay zero); a table tied to the output layer keeps its "
+        "weights and has its output multiplied up to unit RMS. Transformers initialise tables "
+        "at std 0.02 because a LayerNorm follows, and without one the whole network runs at "
+        "that scale (Vaswani et al. 2017 scale embeddings by sqrt(d_model)). Never on a "
+        "trained checkpoint."
     ),
     "residual-scale": (
         "Start residual blocks near the identity: scale the last layer of each residual branch "

@@ -23,10 +23,11 @@ class EmbeddingScale(Remedy):
     """Re-initialise every ``nn.Embedding``/``nn.EmbeddingBag`` that ran and whose weights are
     well below unit RMS to ``N(0, 1)``, PyTorch's own default for ``nn.Embedding`` (the padding
     row stays zero); a table tied to an output layer keeps its weights and has its output
-    multiplied by ``1/rms`` instead, so the logits keep their scale. Transformers draw their tables at std 0.02 because a LayerNorm follows;
-    without one the whole network runs at that scale and learns ``1/0.02**2`` times slower under
-    SGD (Vaswani et al. 2017 multiply embeddings by sqrt(d_model) for this reason). Refused
-    after ``--weights`` unless ``--force-reinit``.
+    multiplied by ``1/rms`` instead, so the logits keep their scale. Transformers draw their
+    tables at std 0.02 because a LayerNorm follows; without one the whole network runs at that
+    scale and learns ``1/0.02**2`` times slower under SGD (Vaswani et al. 2017 multiply
+    embeddings by sqrt(d_model) for this reason). Refused after ``--weights`` unless
+    ``--force-reinit``.
     """
 
     id = "embedding-scale"
