@@ -260,8 +260,8 @@ def paths(
     layer's successor (the next layer on its longest route to the loss) gives one path per
     input, so a CNN and an MLP fused into two heads give two paths, and neither is compared
     with the other's head. Without a traced graph (``watch()``), the one path is forward order.
-    A layer named in ``breaks`` ends one path and starts the next: what lies on either side is
-    not compared.
+    A path with a layer named in ``breaks`` between two of its ``layers`` is left out: what
+    lies on either side of it is not compared.
     """
     if not any(l.depth for l in stats.layers):
         return [tuple(layers)]
@@ -283,9 +283,9 @@ def paths(
             if current.name in wanted:
                 chains[-1].append(current)
             current = by_name.get(current.successor) if current.successor else None
-        for chain in chains:
-            if chain and tuple(chain) not in found:
-                found.append(tuple(chain))
+        whole = [chain for chain in chains if chain]
+        if len(whole) == 1 and tuple(whole[0]) not in found:
+            found.append(tuple(whole[0]))
     return found
 
 
@@ -295,7 +295,7 @@ def depth_profiles(
     min_layers: int,
     breaks: frozenset[str] = frozenset(),
 ) -> list[DepthProfile]:
-    """The depth profile of every path with at least ``min_layers`` weight layers (cut at
+    """The depth profile of every path with at least ``min_layers`` weight layers (none across
     ``breaks``, see :func:`paths`)."""
     return [
         profile

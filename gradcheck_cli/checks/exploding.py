@@ -138,10 +138,12 @@ class Exploding(Check):
                     why=why,
                 )
             )
-        # A normaliser on the path cuts it (as does a layer feeding one, left out of the
-        # ratios): it rescales the gradient it passes back, so the layers on either side (the
-        # squeeze-excitation or router layers between normalised convolutions, the blocks of a
-        # normalised transformer) are not a chain whose ratios compound.
+        # Growth is judged only along paths without a normaliser between their layers (nor a
+        # layer feeding one, left out of the ratios): a normaliser rescales the gradient it
+        # passes back, so the layers on either side (squeeze-excitation or router layers
+        # between normalised convolutions, the blocks of a normalised transformer) are not a
+        # chain whose ratios compound, and the short runs between two normalisers are too
+        # short for a trend (a conv against the squeeze-excitation layer after it).
         normalised = frozenset(
             l.name for l in stats.layers if l.feeds_norm or l.kind is LayerKind.NORM
         )
