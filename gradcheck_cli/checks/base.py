@@ -273,19 +273,21 @@ def paths(
         starts = [l for l in stats.layers if l.depth and l.name not in successors]
     found: list[tuple[LayerStats, ...]] = []
     for start in starts:
-        chains: list[list[LayerStats]] = [[]]
+        chain: list[LayerStats] = []
         seen: set[str] = set()
+        crossed = False  # a break after the first of ``layers`` on this route
         current: LayerStats | None = start
         while current is not None and current.name not in seen:
             seen.add(current.name)
-            if current.name in breaks and chains[-1]:
-                chains.append([])
+            crossed = crossed or (current.name in breaks and bool(chain))
             if current.name in wanted:
-                chains[-1].append(current)
+                if crossed:
+                    chain = []
+                    break
+                chain.append(current)
             current = by_name.get(current.successor) if current.successor else None
-        whole = [chain for chain in chains if chain]
-        if len(whole) == 1 and tuple(whole[0]) not in found:
-            found.append(tuple(whole[0]))
+        if chain and tuple(chain) not in found:
+            found.append(tuple(chain))
     return found
 
 
