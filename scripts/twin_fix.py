@@ -80,6 +80,7 @@ def one(key: str, out_path: Path) -> None:
         except Exception as exc:  # recorded, not fatal
             entry_t["verdict"] = "error"
             entry_t["reason"] = f"{type(exc).__name__}: {sw._first_line(exc)}"
+            _twin_did_not_run(entry_t)
         save()
     result["done"] = True
     save()
@@ -144,6 +145,14 @@ def _build(key: str) -> Any:
     zoo = sw.ZOOS[job["zoo"]](job)
     zoo.plan_build(job["max_params"])
     return zoo.build()
+
+
+def _twin_did_not_run(entry: dict[str, Any]) -> None:
+    """An error before the twin's first diagnosis is the twin's own: removing a norm whose
+    weight the model reads (Mamba mixers read ``norm.weight``) leaves no model to fix."""
+    if entry.get("verdict") == "error" and "before" not in entry:
+        entry["verdict"] = "n/a"
+        entry["reason"] = "the twin itself does not run: " + entry.get("reason", "")
 
 
 def _sweep_entries() -> dict[str, Any]:
@@ -244,6 +253,9 @@ def main() -> int:
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         ran = list(pool.map(run, keys))
     results = [r for r in ran if not r.get("not_run")]
+    for r in results:  # tables written before the twin's own failures were told apart
+        for entry in r["twins"].values():
+            _twin_did_not_run(entry)
     doc = {
         "minutes": round((time.time() - started) / 60, 1),
         "models": {r["key"]: r for r in results},
