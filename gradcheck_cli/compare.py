@@ -3,8 +3,10 @@
 Works on the plain report documents (``Report.to_dict()`` or a YAML/JSON file), so a baseline
 written by any earlier run, or by another machine, can be compared. A regression is a finding
 that is new or more severe and reaches ``--fail-on``, or a layer whose gradient RMS moved by
-more than ``factor`` in either direction. Layers that appear, disappear or were renamed are
-reported as such.
+more than ``factor`` *away from the healthy band* of the gradient-to-weight ratio. A finding that
+disappears or drops in severity, and a layer that moves toward the band, is an improvement: a
+cure compared against its broken baseline passes. A move beyond ``factor`` inside the band is
+reported, and does not fail. Layers that appear, disappear or were renamed are reported as such.
 """
 
 from __future__ import annotations
@@ -37,6 +39,37 @@ class LayerChange(str, enum.Enum):
     RENAMED = "renamed"
 
 
+class Direction(str, enum.Enum):
+    """Where a layer's move took its gradient-to-weight ratio, relative to the healthy band."""
+
+    NONE = ""  # not moved beyond the factor, or nothing to compare
+    TOWARD = "toward the healthy band"
+    AWAY = "away from the healthy band"
+    WITHIN = "within the healthy band"
+
+
+# The healthy band of a layer's gradient-to-weight ratio ||grad W|| / ||W||: the thresholds at
+# which ``vanishing`` (median below 1e-5) and ``exploding`` (median above 1) start to warn. A
+# report file carries no thresholds and this module reads report files only, hence the copy;
+# tests/test_ci.py checks it against the checks' defaults.
+HEALTHY_RATIO = (1e-5, 1.0)
+
+
+def band_distance(ratio: float | None) -> float | None:
+    """Decades between a gradient-to-weight ratio and the healthy band (0 inside it); infinite
+    for a zero, infinite or NaN ratio; None when unknown."""
+    if ratio is None:
+        return None
+    low, high = HEALTHY_RATIO
+    if math.isnan(ratio) or ratio <= 0 or math.isinf(ratio):
+        return math.inf
+    if ratio < low:
+        return math.log10(low / ratio)
+    if ratio > high:
+        return math.log10(ratio / high)
+    return 0.0
+
+
 class FindingChange(str, enum.Enum):
     """How one finding id compares with the baseline."""
 
@@ -57,6 +90,8 @@ class LayerDiff:
     new: float | None
     change: LayerChange
     old_name: str = ""
+    old_ratio: float | None = None
+    new_ratio: float | None = None
 
     @property
     def factor(self) -> float | None:
@@ -68,9 +103,29 @@ class LayerDiff:
         return self.new / self.old
 
     @property
+    def direction(self) -> Direction:
+        """For a gradient that dropped or rose beyond the factor: whether its ratio moved
+        toward, away from or within the healthy band (away when a ratio is unknown)."""
+        if self.change not in (LayerChange.DROPPED, LayerChange.ROSE):
+            return Direction.NONE
+        was, now = band_distance(self.old_ratio), band_distance(self.new_ratio)
+        if was is None or now is None:
+            return Direction.AWAY
+        if now > was:
+            return Direction.AWAY
+        if now < was:
+            return Direction.TOWARD
+        return Direction.WITHIN
+
+    @property
     def regression(self) -> bool:
-        """A gradient that dropped or rose beyond the factor."""
-        return self.change in (LayerChange.DROPPED, LayerChange.ROSE)
+        """A gradient that moved beyond the factor, away from the healthy band."""
+        return self.direction is Direction.AWAY
+
+    @property
+    def improvement(self) -> bool:
+        """A gradient that moved beyond the factor, toward the healthy band."""
+        return self.direction is Direction.TOWARD
 
 
 @dataclass(frozen=True)
@@ -84,6 +139,11 @@ class FindingDiff:
     regression: bool
     message: str = ""
     layers: tuple[str, ...] = ()
+
+    @property
+    def improvement(self) -> bool:
+        """The finding disappeared or dropped in severity."""
+        return self.change in (FindingChange.BETTER, FindingChange.RESOLVED)
 
 
 @dataclass(frozen=True)
@@ -104,6 +164,11 @@ class Comparison:
         """True when any finding or layer regressed: the exit code is then 1."""
         return any(f.regression for f in self.findings) or any(l.regression for l in self.layers)
 
+    @property
+    def improvements(self) -> int:
+        """How many findings and layers got better."""
+        return sum(f.improvement for f in self.findings) + sum(l.improvement for l in self.layers)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data, deterministically ordered."""
 
@@ -115,6 +180,7 @@ class Comparison:
             "regression_factor": self.factor,
             "fail_on": self.fail_on.value,
             "regressed": self.regressed,
+            "improvements": self.improvements,
             "findings": [
                 {
                     "id": f.id,
@@ -122,6 +188,7 @@ class Comparison:
                     "new": f.new.value if f.new else None,
                     "change": f.change.value,
                     "regression": f.regression,
+                    "improvement": f.improvement,
                     "message": f.message,
                     "layers": list(f.layers),
                 }
@@ -134,9 +201,13 @@ class Comparison:
                     "old_grad_rms": plain_number(l.old),
                     "new_grad_rms": plain_number(l.new),
                     "factor": plain_number(l.factor),
+                    "old_grad_to_weight": plain_number(l.old_ratio),
+                    "new_grad_to_weight": plain_number(l.new_ratio),
                     "change": l.change.value,
+                    "direction": l.direction.value,
                     "old_name": l.old_name,
                     "regression": l.regression,
+                    "improvement": l.improvement,
                 }
                 for l in self.layers
             ],
@@ -309,19 +380,49 @@ def _layer_diffs(old: Mapping[str, Any], new: Mapping[str, Any], factor: float) 
                         now,
                         change if change is not LayerChange.UNCHANGED else LayerChange.RENAMED,
                         old_name=twin["name"],
+                        old_ratio=_median(twin.get("grad_to_weight")),
+                        new_ratio=_median(layer.get("grad_to_weight")),
                     )
                 )
             elif now is not None:
-                diffs.append(LayerDiff(name, layer["type"], None, now, LayerChange.ADDED))
+                diffs.append(
+                    LayerDiff(
+                        name,
+                        layer["type"],
+                        None,
+                        now,
+                        LayerChange.ADDED,
+                        new_ratio=_median(layer.get("grad_to_weight")),
+                    )
+                )
             continue
         was = _median(old_layers[name].get("grad_rms"))
         if was is None and now is None:
             continue  # an activation: nothing to compare
-        diffs.append(LayerDiff(name, layer["type"], was, now, _moved(was, now, factor)))
+        diffs.append(
+            LayerDiff(
+                name,
+                layer["type"],
+                was,
+                now,
+                _moved(was, now, factor),
+                old_ratio=_median(old_layers[name].get("grad_to_weight")),
+                new_ratio=_median(layer.get("grad_to_weight")),
+            )
+        )
     for layer in removed:
         was = _median(layer.get("grad_rms"))
         if was is not None:
-            diffs.append(LayerDiff(layer["name"], layer["type"], was, None, LayerChange.REMOVED))
+            diffs.append(
+                LayerDiff(
+                    layer["name"],
+                    layer["type"],
+                    was,
+                    None,
+                    LayerChange.REMOVED,
+                    old_ratio=_median(layer.get("grad_to_weight")),
+                )
+            )
     return diffs
 
 

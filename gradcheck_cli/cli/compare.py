@@ -32,7 +32,7 @@ from gradcheck_cli.report import OutputFormat
     type=float,
     default=10.0,
     show_default=True,
-    help="How far a layer's gradient RMS may move.",
+    help="How far a layer's gradient RMS may move away from the healthy band of gradient-to-weight ratios before it is a regression.",
 )
 @debug_option
 def compare_command(

@@ -51,7 +51,7 @@ from gradcheck_cli.report.plot import plot as draw
 @click.option(
     "--regression-factor",
     type=float,
-    help="How far a layer's gradient RMS may move from the baseline [default: 10].",
+    help="How far a layer's gradient RMS may move away from the healthy band of gradient-to-weight ratios before it is a regression [default: 10].",
 )
 @click.option(
     "--plot",

@@ -1,7 +1,7 @@
 """CI renderings of a comparison: GitHub annotations, JUnit XML, Markdown.
 
 They share one idea, so they share one file: each regression is a failure naming the layer or the
-finding, everything else is context.
+finding, each improvement is listed as such, everything else is context.
 """
 
 from __future__ import annotations
@@ -20,13 +20,24 @@ def _layer_line(l: LayerDiff) -> str:
     moved = f"x{factor:.3g}" if factor is not None else "?"
     old = "-" if l.old is None else f"{l.old:.3g}"
     new = "-" if l.new is None else f"{l.new:.3g}"
-    return f"gradient RMS of {l.name} ({l.type}) {l.change.value} {moved}: {old} -> {new}"
+    where = f", {l.direction.value}" if l.direction.value else ""
+    return f"gradient RMS of {l.name} ({l.type}) {l.change.value} {moved}{where}: {old} -> {new}"
+
+
+def _improvements(comparison: Comparison) -> list[str]:
+    """One line per finding gone or less severe and per layer moved toward the healthy band."""
+    lines = [
+        f"{f.id} {f.change.value}: {f.old.value if f.old else '-'} -> {f.new.value if f.new else 'gone'}"
+        for f in comparison.findings
+        if f.improvement
+    ]
+    return lines + [_layer_line(l) for l in comparison.layers if l.improvement]
 
 
 def render_github(
     comparison: Comparison, out: TextIO, *, color: bool = False, fail_on: FailOn = FailOn.ERROR
 ) -> None:
-    """One ``::error`` per regression, then a notice with the verdict."""
+    """One ``::error`` per regression, a notice listing the improvements, one with the verdict."""
     for f in comparison.findings:
         if f.regression:
             title = escape_property(f"gradcheck regression: {f.id}")
@@ -38,7 +49,13 @@ def render_github(
             out.write(
                 f"::error title={escape_property(f'gradcheck regression in {l.name}')}::{escape_data(_layer_line(l))}\n"
             )
+    better = _improvements(comparison)
+    if better:
+        title = escape_property(f"gradcheck improvements: {len(better)}")
+        out.write(f"::notice title={title}::{escape_data(chr(10).join(better))}\n")
     verdict = "regression" if comparison.regressed else "no regression"
+    if better:
+        verdict += f", {len(better)} improvement(s)"
     out.write(
         f"::notice title=gradcheck baseline::{escape_data(f'{comparison.new_model}: {verdict} against the baseline')}\n"
     )
@@ -47,7 +64,8 @@ def render_github(
 def render_junit(
     comparison: Comparison, out: TextIO, *, color: bool = False, fail_on: FailOn = FailOn.ERROR
 ) -> None:
-    """A test case per finding id and per compared layer; regressions fail."""
+    """A test case per finding id and per compared layer; regressions fail, improvements say so
+    in the case's output."""
     suite = ET.Element("testsuite", name=f"gradcheck baseline {comparison.new_model}")
     failures = 0
     for f in comparison.findings:
@@ -60,11 +78,18 @@ def render_junit(
                 message=f"{f.change.value}: {f.message}",
                 type=f.new.value if f.new else "",
             )
+        elif f.improvement:
+            old = f.old.value if f.old else "-"
+            ET.SubElement(
+                case, "system-out"
+            ).text = f"improvement: {f.change.value} ({old} -> {f.new.value if f.new else 'gone'})"
     for l in comparison.layers:
         case = ET.SubElement(suite, "testcase", classname="gradcheck.baseline.layers", name=l.name)
         if l.regression:
             failures += 1
             ET.SubElement(case, "failure", message=_layer_line(l), type=l.change.value)
+        elif l.improvement:
+            ET.SubElement(case, "system-out").text = f"improvement: {_layer_line(l)}"
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(failures))
     root = ET.Element("testsuites", name="gradcheck", tests=str(len(suite)), failures=str(failures))
@@ -81,6 +106,8 @@ def render_markdown(
 ) -> None:
     """A Markdown section: verdict, regressions first, then every difference."""
     verdict = "🔴 regression" if comparison.regressed else "✅ no regression"
+    if comparison.improvements:
+        verdict += f", {comparison.improvements} improvement(s)"
     out.write(f"## gradcheck baseline: {verdict}\n\n")
     out.write(
         f"`{printable(comparison.old_model)}` ({printable(comparison.old_status)}) → `{printable(comparison.new_model)}` ({printable(comparison.new_status)}); layers may move up to x{comparison.factor:g}.\n\n"
@@ -90,7 +117,7 @@ def render_markdown(
         out.write("| finding | baseline | now | change |\n|---|---|---|---|\n")
         for f in rows:
             out.write(
-                f"| `{f.id}` | {f.old.value if f.old else '–'} | {f.new.value if f.new else '–'} | {'**' + f.change.value + '**' if f.regression else f.change.value} |\n"
+                f"| `{f.id}` | {f.old.value if f.old else '–'} | {f.new.value if f.new else '–'} | {_md_change(f.change.value, f.regression, f.improvement)} |\n"
             )
         out.write("\n")
     moved = [l for l in comparison.layers if l.change.value != "unchanged"]
@@ -98,6 +125,14 @@ def render_markdown(
         out.write("| layer | change | baseline | now |\n|---|---|---:|---:|\n")
         for l in moved:
             out.write(
-                f"| `{printable(l.name)}` | {'**' + l.change.value + '**' if l.regression else l.change.value} | {l.old if l.old is not None else '–'} | {l.new if l.new is not None else '–'} |\n"
+                f"| `{printable(l.name)}` | {_md_change(l.change.value + (', ' + l.direction.value if l.direction.value else ''), l.regression, l.improvement)} | {l.old if l.old is not None else '–'} | {l.new if l.new is not None else '–'} |\n"
             )
         out.write("\n")
+
+
+def _md_change(change: str, regression: bool, improvement: bool) -> str:
+    if regression:
+        return f"**{change}: regression**"
+    if improvement:
+        return f"{change}: improvement"
+    return change

@@ -28,9 +28,11 @@ def render(
         f"{printable(comparison.new_model)} ({printable(comparison.new_status)}): "
     )
     head.append_text(verdict)
+    if comparison.improvements:
+        head.append(f", {comparison.improvements} improvement(s)", style="green")
     console.print(head)
     findings = Table(title="Findings", title_justify="left", box=box.SIMPLE_HEAD)
-    for header in ("finding", "baseline", "now", "change", "regression"):
+    for header in ("finding", "baseline", "now", "change", "verdict"):
         findings.add_column(header)
     for f in comparison.findings:
         findings.add_row(
@@ -38,13 +40,16 @@ def render(
             f.old.value if f.old else "-",
             f.new.value if f.new else "-",
             f.change.value,
-            Text("yes", style="bold red") if f.regression else "no",
+            _verdict(f.regression, f.improvement),
         )
     if not comparison.findings:
-        findings.add_row("(none)", "-", "-", "-", "no")
+        findings.add_row("(none)", "-", "-", "-", "-")
     console.print(findings)
     layers = Table(
-        title=f"Layers (gradient RMS; regression beyond x{comparison.factor:g})",
+        title=(
+            f"Layers (gradient RMS; a move beyond x{comparison.factor:g} away from the healthy "
+            "band of gradient-to-weight ratios is a regression)"
+        ),
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
@@ -55,17 +60,29 @@ def render(
         ("now", "right"),
         ("factor", "right"),
         ("change", "left"),
+        ("verdict", "left"),
     ):
         layers.add_column(header, justify=justify)  # type: ignore[arg-type]
     for l in comparison.layers:
         factor = l.factor
         change = l.change.value + (f" (was {printable(l.old_name)})" if l.old_name else "")
+        if l.direction.value:
+            change += f", {l.direction.value}"
         layers.add_row(
             Text(printable(l.name)),
             Text(printable(l.type)),
             sci(l.old),
             sci(l.new),
             "-" if factor is None else f"x{factor:.3g}",
-            Text(change, style="bold red" if l.regression else ""),
+            Text(change),
+            _verdict(l.regression, l.improvement),
         )
     console.print(layers)
+
+
+def _verdict(regression: bool, improvement: bool) -> Text:
+    if regression:
+        return Text("regression", style="bold red")
+    if improvement:
+        return Text("improvement", style="green")
+    return Text("-")
