@@ -27,6 +27,7 @@ from gradcheck_cli.findings import FailOn
 from gradcheck_cli.loading import LossKind
 from gradcheck_cli.measure import Amp
 from gradcheck_cli.training import Optimizer
+from gradcheck_cli.yaml_files import load_user_yaml
 
 
 class Device(str, enum.Enum):
@@ -343,7 +344,7 @@ def read_config(path: Path) -> dict[str, Any]:
             data = tool.get("gradcheck", {})
     else:
         try:
-            data = yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader: no arbitrary objects
+            data = load_user_yaml(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -354,24 +355,6 @@ def read_config(path: Path) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: the gradcheck settings must be a table of keys")
     return dict(data)
-
-
-class _UniqueKeys(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last
-    silently: a threshold written twice would be half ignored)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if not isinstance(key, (str, int, float, bool)):
-                continue  # an unhashable key: the SafeLoader reports it
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key '{key}' is given twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def read_text(path: Path, error: type[Exception] = ConfigError) -> str:

@@ -300,9 +300,9 @@ def _plan_source(saved: Path) -> Path | None:
     if not plan.is_file():
         return None
     try:
-        import yaml
+        from gradcheck_cli.yaml_files import load_user_yaml
 
-        data = yaml.safe_load(plan.read_text(encoding="utf-8"))
+        data = load_user_yaml(plan.read_text(encoding="utf-8"))
         parsed = parse_spec(str(data.get("source", "")))
     except Exception:
         return None  # not a plan of ours: nothing to find the classes with

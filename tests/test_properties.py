@@ -210,6 +210,45 @@ def test_any_plan_applies_or_exits_2(tmp_path: Path, data: Any, as_json: bool) -
         assert sum(p.numel() for p in result[0].parameters()) < 10**6  # nothing huge allocated
 
 
+def spellings(x: float) -> list[str]:
+    """The ways people write a positive float in YAML, YAML 1.1 and 1.2 alike."""
+    mantissa, exponent = f"{x:e}".split("e")
+    short = mantissa.rstrip("0").rstrip(".")
+    return [
+        repr(x),
+        f"{x:e}",
+        f"{x:E}",
+        f"{short}e{int(exponent)}",  # 1e-4: a string to YAML 1.1
+        f"{short}e+{int(exponent)}" if int(exponent) >= 0 else f"{short}e{exponent}",
+        f"{short}E{int(exponent)}",
+    ]
+
+
+@FAST
+@given(x=st.floats(min_value=1e-12, max_value=1e6, allow_nan=False, allow_infinity=False))
+def test_every_float_spelling_is_a_number_in_config_and_plan(tmp_path: Path, x: float) -> None:
+    for spelled in spellings(x):
+        want = float(spelled)
+        config = tmp_path / "gradcheck.yaml"
+        config.write_text(
+            f"lr: {spelled}\nthresholds:\n  vanishing:\n"
+            f"    depth-warning: {spelled}\n    depth-error: {spelled}\n",
+            encoding="utf-8",
+        )
+        settings, _ = load_settings(config, cwd=tmp_path)
+        assert settings.lr == want
+        assert settings.thresholds["vanishing"].depth_error == want
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(
+            "plan_version: 1\nsource: m.py\nseed: 0\nremedies: [grad-clip]\nedits:\n"
+            f"- op: wrap-grad-clip\n  target: ''\n  args: {{max_norm: {spelled}}}\n"
+            "  remedy: grad-clip\n",
+            encoding="utf-8",
+        )
+        (edit,) = Plan.load(plan).edits
+        assert edit.args["max_norm"] == want
+
+
 # --- reports (compare, --baseline) ------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from gradcheck_cli.config import MAX_SEED, read_text
 from gradcheck_cli.loading import copy_model
 from gradcheck_cli.remedies.edits import Edit, PlanError, apply_edit, renamed
+from gradcheck_cli.yaml_files import load_user_yaml
 
 PLAN_VERSION = 1
 
@@ -85,7 +86,7 @@ class Plan:
             raise PlanError(f"plan file '{path}' does not exist")
         text = read_text(path, PlanError)
         try:
-            data = yaml.safe_load(text)
+            data = load_user_yaml(text)
         except yaml.YAMLError as exc:
             raise PlanError(f"'{path}' is not valid YAML") from exc
         try:
