@@ -1,9 +1,15 @@
-"""The CI examples are valid YAML and the gradcheck commands they run work here."""
+"""The CI examples, the GitHub Action and the pre-commit hook are valid YAML and the gradcheck
+commands they run work here."""
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -11,9 +17,15 @@ from click.testing import CliRunner
 
 from gradcheck_cli.cli import main
 
-from .conftest import ROOT
+from .conftest import ROOT, SAMPLES
 
 EXAMPLES = ROOT / "examples" / "ci"
+ACTION = ROOT / "action.yml"
+HOOKS = ROOT / ".pre-commit-hooks.yaml"
+# The test venv's bin folder: the `gradcheck` that the action and the hook find on PATH.
+BIN = Path(sys.executable).parent
+SIGMOID = str(SAMPLES / "deep_sigmoid.py")
+HEALTHY = str(SAMPLES / "mlp_he.py")
 
 
 def _commands(path: Path) -> list[str]:
@@ -29,10 +41,29 @@ def _commands(path: Path) -> list[str]:
     return [line.strip() for line in lines if line.strip().startswith("gradcheck ")]
 
 
+def _action_steps(path: Path) -> list[dict[str, Any]]:
+    """The steps of a workflow that use the gradcheck action."""
+    doc = yaml.safe_load(path.read_text())
+    return [
+        step
+        for job in doc["jobs"].values()
+        for step in job["steps"]
+        if re.fullmatch(r"[^/]+/gradcheck@v[\d.]+", step.get("uses", ""))
+    ]
+
+
 def test_github_workflow_is_valid() -> None:
     doc = yaml.safe_load((EXAMPLES / "github-actions.yml").read_text())
     steps = doc["jobs"]["gradients"]["steps"]
-    assert any("download.pytorch.org/whl/cpu" in str(s.get("run", "")) for s in steps)
+    assert steps[0]["uses"].startswith("actions/checkout")
+    # The workflow uses the action (which installs the CPU torch) rather than its own pip steps.
+    uses = _action_steps(EXAMPLES / "github-actions.yml")
+    assert len(uses) == 2
+    assert all(set(step["with"]) <= set(_action()["inputs"]) for step in uses)
+    assert any(step["with"].get("baseline") == "examples/ci/baseline.yaml" for step in uses)
+    # Two uses in one workflow need distinct artifact names (upload-artifact refuses a repeat).
+    assert len({step["with"].get("artifact-name", "gradcheck-report") for step in uses}) == 2
+    assert "`uses: ./`" in (EXAMPLES / "github-actions.yml").read_text()
     assert any(s.get("uses", "").startswith("mikepenz/action-junit-report") for s in steps)
     # YAML 1.1 reads the bare key `on` as True
     assert set(doc.get("on", doc.get(True))) == {"push", "pull_request"}
@@ -66,3 +97,238 @@ def test_example_commands_pass_here(
     if "--format github" in command:
         assert result.stdout.splitlines()[-1].startswith("::notice title=gradcheck")
         assert summary.read_text().startswith("## gradcheck")
+
+
+# --- the GitHub Action (action.yml) ---------------------------------------------------------
+
+
+def _action() -> dict[str, Any]:
+    return yaml.safe_load(ACTION.read_text())
+
+
+def _step(action: dict[str, Any], key: str, value: str) -> dict[str, Any]:
+    (step,) = [s for s in action["runs"]["steps"] if str(s.get(key, "")).startswith(value)]
+    return step
+
+
+def test_action_is_a_composite_with_the_documented_inputs_and_outputs() -> None:
+    action = _action()
+    assert action["runs"]["using"] == "composite"
+    inputs = action["inputs"]
+    assert inputs["model"]["required"] is True
+    defaults = {name: spec.get("default") for name, spec in inputs.items() if name != "model"}
+    assert defaults == {
+        "fail-on": "error",
+        "baseline": "",
+        "args": "",
+        "python-version": "3.11",
+        "torch-index-url": "https://download.pytorch.org/whl/cpu",
+        "report": "gradcheck-report.yaml",
+        "artifact-name": "gradcheck-report",
+    }
+    assert all(spec.get("description") for spec in inputs.values())
+    outputs = action["outputs"]
+    assert outputs["exit-code"]["value"] == "${{ steps.diagnose.outputs.exit-code }}"
+    assert outputs["report"]["value"] == "${{ steps.diagnose.outputs.report }}"
+
+
+def test_action_scripts_take_inputs_from_env_never_interpolated() -> None:
+    action = _action()
+    scripts = [s for s in action["runs"]["steps"] if "run" in s]
+    assert len(scripts) == 2
+    for step in scripts:
+        # Injection: an input interpolated into a script is spliced into the shell source.
+        assert "${{" not in step["run"], step["name"]
+        assert step["shell"] == "bash"
+    diagnose = _step(action, "id", "diagnose")
+    assert diagnose["env"] == {
+        "MODEL": "${{ inputs.model }}",
+        "FAIL_ON": "${{ inputs.fail-on }}",
+        "BASELINE": "${{ inputs.baseline }}",
+        "ARGS": "${{ inputs.args }}",
+        "REPORT": "${{ inputs.report }}",
+    }
+    command = next(line for line in diagnose["run"].splitlines() if "gradcheck diagnose" in line)
+    assert '"$MODEL" --format github --fail-on "$FAIL_ON" --report "$REPORT"' in command
+    # Installs: CPU torch from the index input first, then gradcheck from the action's checkout.
+    install = _step(action, "name", "Install")
+    assert install["env"] == {"TORCH_INDEX_URL": "${{ inputs.torch-index-url }}"}
+    lines = [line.strip() for line in install["run"].splitlines()]
+    torch = lines.index('python -m pip install torch --index-url "$TORCH_INDEX_URL"')
+    assert lines.index('python -m pip install "$GITHUB_ACTION_PATH"') > torch
+    setup = _step(action, "uses", "actions/setup-python@")
+    assert setup["with"] == {"python-version": "${{ inputs.python-version }}"}
+    # The report is uploaded even when gradcheck fails the diagnose step, which comes first.
+    upload = _step(action, "uses", "actions/upload-artifact@")
+    assert upload["if"] == "always()"
+    assert upload["with"]["path"] == "${{ inputs.report }}"
+    assert upload["with"]["name"] == "${{ inputs.artifact-name }}"
+    steps = action["runs"]["steps"]
+    assert steps.index(setup) < steps.index(install) < steps.index(diagnose) < steps.index(upload)
+
+
+def _workspace(tmp_path: Path) -> Path:
+    """A CI workspace: the repository's sample models and examples, reports written apart."""
+    work = tmp_path / "workspace"
+    work.mkdir()
+    for folder in ("sample_models", "examples"):
+        (work / folder).symlink_to(ROOT / folder)
+    return work
+
+
+def _environment(work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(ROOT)
+    env["OMP_NUM_THREADS"] = "1"
+    env["GITHUB_STEP_SUMMARY"] = str(work.parent / "summary.md")
+    env["GITHUB_OUTPUT"] = str(work.parent / "output.txt")
+    return env
+
+
+def _run_action(
+    work: Path, **inputs: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """Run the action's diagnose script as a composite step does (`shell: bash`), with its env
+    resolved from INPUTS and the action's defaults; return the process and the step's outputs."""
+    action = _action()
+    step = _step(action, "id", "diagnose")
+    env = _environment(work)
+    output = Path(env["GITHUB_OUTPUT"])
+    output.write_text("")
+    for var, expression in step["env"].items():
+        match = re.fullmatch(r"\$\{\{ inputs\.([\w-]+) \}\}", expression)
+        assert match, expression
+        name = match.group(1)
+        env[var] = inputs.get(name.replace("-", "_"), action["inputs"][name].get("default", ""))
+    script = work.parent / "diagnose.sh"
+    script.write_text(step["run"])
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=env,
+        timeout=300,
+    )
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    return result, outputs
+
+
+def _report(path: Path) -> dict[str, Any]:
+    report = yaml.safe_load(path.read_text())
+    assert {"schema_version", "status", "findings", "layers"} <= set(report), path
+    return report
+
+
+def test_action_fails_the_step_on_vanishing_gradients_and_a_baseline_accepts_them(
+    tmp_path: Path,
+) -> None:
+    work = _workspace(tmp_path)
+    result, outputs = _run_action(work, model=SIGMOID)
+    assert result.returncode == 1, result.stderr
+    assert outputs == {"exit-code": "1", "report": "gradcheck-report.yaml"}
+    errors = [line for line in result.stdout.splitlines() if line.startswith("::error ")]
+    assert errors and all("title=gradcheck vanishing" in line for line in errors)
+    report = _report(work / "gradcheck-report.yaml")
+    assert report["status"] == "error"
+    assert [f["id"] for f in report["findings"]] == ["vanishing"]
+    assert (tmp_path / "summary.md").read_text().startswith("## gradcheck")
+    # A committed report of the same model as the baseline: its findings are accepted.
+    (work / "baseline.yaml").write_text((work / "gradcheck-report.yaml").read_text())
+    (work / "gradcheck-report.yaml").unlink()
+    result, outputs = _run_action(work, model=SIGMOID, baseline="baseline.yaml")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert outputs["exit-code"] == "0"
+    assert "::notice title=gradcheck baseline::" in result.stdout
+    assert _report(work / "gradcheck-report.yaml")["status"] == "error"
+
+
+def test_action_passes_a_healthy_model_and_fails_on_bad_input(tmp_path: Path) -> None:
+    work = _workspace(tmp_path)
+    result, outputs = _run_action(work, model=HEALTHY, report="out/report.yaml", fail_on="info")
+    # --report needs an existing folder; exit 2 is the step's result too
+    assert result.returncode == 2, result.stderr
+    assert outputs["exit-code"] == "2"
+    (work / "out").mkdir()
+    result, outputs = _run_action(work, model=HEALTHY, report="out/report.yaml", fail_on="info")
+    assert result.returncode == 0, result.stderr
+    assert outputs == {"exit-code": "0", "report": "out/report.yaml"}
+    assert "::error" not in result.stdout
+    assert _report(work / "out" / "report.yaml")["status"] == "healthy"
+
+
+def test_action_runs_the_example_workflow_steps(tmp_path: Path) -> None:
+    work = _workspace(tmp_path)
+    for step in _action_steps(EXAMPLES / "github-actions.yml"):
+        inputs = {k.replace("-", "_"): str(v) for k, v in step["with"].items()}
+        result, outputs = _run_action(work, **inputs)
+        assert result.returncode == 0, (step["name"], result.stdout, result.stderr)
+        assert _report(work / outputs["report"])["status"] == "healthy"
+    assert (work / "gradcheck-junit.xml").read_text().lstrip().startswith("<?xml")
+
+
+def test_action_inputs_are_data_not_shell(tmp_path: Path) -> None:
+    work = _workspace(tmp_path)
+    result, outputs = _run_action(
+        work, model="$(touch pwned).py; touch pwned", args="$(touch pwned) `touch pwned` *"
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert outputs["exit-code"] == "2"
+    assert not (work / "pwned").exists() and not (work.parent / "pwned").exists()
+    assert "Traceback" not in result.stderr
+
+
+# --- the pre-commit hook (.pre-commit-hooks.yaml) -------------------------------------------
+
+
+def _hook() -> dict[str, Any]:
+    (hook,) = yaml.safe_load(HOOKS.read_text())
+    return hook
+
+
+def test_pre_commit_hook_is_valid() -> None:
+    hook = _hook()
+    assert {k: v for k, v in hook.items() if k != "description"} == {
+        "id": "gradcheck",
+        "name": "gradcheck diagnose",
+        "entry": "gradcheck diagnose",
+        "language": "python",
+        "pass_filenames": False,
+        "always_run": False,
+        "files": r"\.py$",
+    }
+    assert "args: [path/to/model.py, --fail-on, warning]" in hook["description"]
+    assert "download.pytorch.org/whl/cpu" in hook["description"]
+    assert re.search(hook["files"], "models/net.py") and not re.search(hook["files"], "a.yaml")
+    config = yaml.safe_load((EXAMPLES / "pre-commit-config.yaml").read_text())
+    (repo,) = config["repos"]
+    assert repo["repo"].endswith("/gradcheck") and repo["rev"] == "v0.1.0"
+    assert [h["id"] for h in repo["hooks"]] == [hook["id"]]
+
+
+def _hook_command(model: str | None = None) -> list[str]:
+    """The command pre-commit runs: the hook's entry, then the example config's args (no file
+    names: pass_filenames is false); MODEL replaces the example's model spec."""
+    config = yaml.safe_load((EXAMPLES / "pre-commit-config.yaml").read_text())
+    (hook,) = config["repos"][0]["hooks"]
+    args = list(hook["args"])
+    if model is not None:
+        args[0] = model
+    return shlex.split(_hook()["entry"]) + args
+
+
+@pytest.mark.parametrize(
+    ("model", "code"), [(None, 0), ("sample_models/deep_sigmoid.py", 1)], ids=["example", "sigmoid"]
+)
+def test_pre_commit_hook_command(tmp_path: Path, model: str | None, code: int) -> None:
+    work = _workspace(tmp_path)
+    command = _hook_command(model)
+    assert command[:3] == ["gradcheck", "diagnose", model or "sample_models/mlp_he.py"]
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=work, env=_environment(work), timeout=300
+    )
+    assert result.returncode == code, (command, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    if code:
+        assert "vanishing" in result.stdout
