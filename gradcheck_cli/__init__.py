@@ -8,11 +8,39 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from gradcheck_cli.api import diagnose, fix  # noqa: E402
-from gradcheck_cli.findings import ExitCode, FailOn, Finding, Report, Severity, Status  # noqa: E402
-from gradcheck_cli.fixing import FixResult  # noqa: E402
-from gradcheck_cli.remedies.plan import Plan, apply_plan  # noqa: E402
-from gradcheck_cli.watch import watch  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gradcheck_cli.api import diagnose, fix
+    from gradcheck_cli.findings import ExitCode, FailOn, Finding, Report, Severity, Status
+    from gradcheck_cli.fixing import FixResult
+    from gradcheck_cli.remedies.plan import Plan, apply_plan
+    from gradcheck_cli.watching import watch
+
+# Imported on first use (PEP 562), so that `gradcheck --help`, `gradcheck explain` and the pytest
+# plugin, which import this package, do not import torch (about 2-3 s).
+_LAZY = {
+    "diagnose": "gradcheck_cli.api",
+    "fix": "gradcheck_cli.api",
+    "ExitCode": "gradcheck_cli.findings",
+    "FailOn": "gradcheck_cli.findings",
+    "Finding": "gradcheck_cli.findings",
+    "Report": "gradcheck_cli.findings",
+    "Severity": "gradcheck_cli.findings",
+    "Status": "gradcheck_cli.findings",
+    "FixResult": "gradcheck_cli.fixing",
+    "Plan": "gradcheck_cli.remedies.plan",
+    "apply_plan": "gradcheck_cli.remedies.plan",
+    "watch": "gradcheck_cli.watching",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gradcheck_cli' has no attribute {name!r}")
+
 
 __all__ = [
     "ExitCode",

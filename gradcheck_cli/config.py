@@ -22,20 +22,10 @@ import tomllib
 import yaml
 
 from gradcheck_cli.checks import CHECKS, Rule, RuleSeverity, default_options
+from gradcheck_cli.choices import Amp, Device, LossKind, Optimizer
 from gradcheck_cli.errors import ConfigError
 from gradcheck_cli.findings import FailOn
-from gradcheck_cli.loading import LossKind
-from gradcheck_cli.measure import Amp
-from gradcheck_cli.training import Optimizer
 from gradcheck_cli.yaml_files import load_user_yaml
-
-
-class Device(str, enum.Enum):
-    """Where the passes run; ``auto`` is CUDA when available, else the CPU."""
-
-    AUTO = "auto"
-    CPU = "cpu"
-    CUDA = "cuda"
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,12 @@ class Report:
         """The report as JSON (the format of ``--format json`` and ``--report *.json``)."""
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the terminal report, in colour, instead of the dataclass repr."""
+        from gradcheck_cli.report.notebook import to_html
+
+        return to_html(self)
+
 
 def exit_code(report: Report, fail_on: FailOn) -> ExitCode:
     """1 when a finding reaches ``fail_on``, else 0. Pure, so it is unit-tested directly."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import enum
 import inspect
 import io
 import pickletools
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradcheck_cli.choices import LossKind
 from gradcheck_cli.errors import InputError, ModelLoadError, require_file, what_happened
 from gradcheck_cli.imports import (
     cwd_importable,
@@ -44,15 +44,6 @@ from gradcheck_cli.specs import ModelSpec, SpecKind, parse_spec
 Inputs = Any  # a tensor, a tuple of positional inputs, or a dict of keyword inputs
 InputFactory = Callable[[int], Inputs]
 LossFn = Callable[..., torch.Tensor]  # loss_fn(output, inputs[, targets])
-
-
-class LossKind(str, enum.Enum):
-    """How the scalar to differentiate is made from the model's output."""
-
-    AUTO = "auto"
-    CROSS_ENTROPY = "cross-entropy"
-    MSE = "mse"
-    SUM = "sum"
 
 
 @dataclass(frozen=True)

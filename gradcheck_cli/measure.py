@@ -9,7 +9,6 @@ exact non-finite counting switched on: the common case pays nothing for it.
 from __future__ import annotations
 
 import contextlib
-import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradcheck_cli.choices import Amp
 from gradcheck_cli.errors import InputError, ModelRunError, what_happened
 from gradcheck_cli.hooks import Recorder, capture
 from gradcheck_cli.loading import (
@@ -46,19 +46,6 @@ StepObserver = Callable[[int, int], None]
 
 def _ignore(done: int, total: int) -> None:
     """The default progress observer: does nothing."""
-
-
-class Amp(str, enum.Enum):
-    """Mixed precision for the passes (``--amp``): autocast to bfloat16 or float16."""
-
-    NONE = "none"
-    BF16 = "bf16"
-    FP16 = "fp16"
-
-    @property
-    def dtype(self) -> torch.dtype | None:
-        """The autocast dtype, or None for full precision."""
-        return {Amp.NONE: None, Amp.BF16: torch.bfloat16, Amp.FP16: torch.float16}[self]
 
 
 @dataclass(frozen=True)

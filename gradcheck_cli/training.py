@@ -14,7 +14,6 @@ growth-in-training rule of ``exploding``.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -23,33 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradcheck_cli.choices import Optimizer
 from gradcheck_cli.findings import Finding, Severity, plain_number
 from gradcheck_cli.measure import Measurement, Passes
 from gradcheck_cli.stats import ModelStats, value
 
 # Training batches are drawn from seeds apart from the measurement's.
 TRAIN_SEED_OFFSET = 50_000
-
-
-class Optimizer(str, enum.Enum):
-    """``--optimizer``: what takes the training steps."""
-
-    SGD = "sgd"
-    ADAM = "adam"
-    ADAMW = "adamw"
-
-    @property
-    def default_lr(self) -> float:
-        """The learning rate used when ``--lr`` is not given."""
-        return 0.01 if self is Optimizer.SGD else 1e-3
-
-    def build(self, params: Sequence[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-        """The torch optimizer over ``params``."""
-        if self is Optimizer.SGD:
-            return torch.optim.SGD(params, lr=lr)
-        if self is Optimizer.ADAM:
-            return torch.optim.Adam(params, lr=lr)
-        return torch.optim.AdamW(params, lr=lr)
 
 
 @dataclass(frozen=True)

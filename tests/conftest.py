@@ -16,6 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
 
 
+@pytest.fixture(autouse=True)
+def _terminal_independent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The terminal the suite runs in must not change what a test sees: plain text takes its
+    width from COLUMNS, colour follows NO_COLOR/FORCE_COLOR. Tests that need them set them."""
+    for name in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def run_in_new_process(
     *args: str, cwd: Path, timeout: int = 300
 ) -> subprocess.CompletedProcess[str]:

@@ -343,6 +343,7 @@ def test_explain_and_version() -> None:
     assert "Why it matters:" in result.stdout and "Glorot & Bengio 2010" in result.stdout
     assert "thresholds.vanishing.depth-error = 0.001" in result.stdout
     assert run("explain", "nope").exit_code == 2
+    assert run("explain", "Vanishing").stdout == result.stdout  # ids are case-insensitive
     version = run("--version")
     assert version.exit_code == 0 and "gradcheck, version 0.1.0" in version.stdout
 
@@ -353,3 +354,137 @@ def test_report_files_get_ordinary_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def _imports_torch(*args: str) -> bool:
+    """Whether ``python -X importtime ARGS`` imports torch (the import log is on stderr)."""
+    import re
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return re.search(r"\|\s+torch$", done.stderr, re.MULTILINE) is not None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["--version"],
+        ["diagnose", "--help"],
+        ["fix", "--help"],
+        ["compare", "--help"],
+        ["explain", "vanishing"],
+        ["remedies"],
+    ],
+)
+def test_help_explain_and_remedies_do_not_import_torch(args: list[str]) -> None:
+    # torch takes 2-3 s to import; none of these need it.
+    assert not _imports_torch("-m", "gradcheck_cli", *args)
+
+
+def test_the_pytest_plugin_and_the_package_do_not_import_torch() -> None:
+    # pytest loads the plugin in every run of every project where gradcheck is installed.
+    assert not _imports_torch("-c", "import gradcheck_cli.pytest_plugin, gradcheck_cli")
+    # ... and the check is not vacuous: the library API does import it.
+    assert _imports_torch("-c", "from gradcheck_cli import diagnose")
+
+
+def test_explain_lists_every_finding_and_remedy_and_explains_remedies() -> None:
+    from gradcheck_cli.checks import CHECKS
+    from gradcheck_cli.remedies import AUTOMATIC, REGISTRY, REMEDIES
+
+    listing = run("explain")
+    assert listing.exit_code == 0
+    starts = {line.split()[0] for line in listing.stdout.splitlines() if line.startswith("  ")}
+    assert starts >= set(CHECKS) | set(REMEDIES)
+    assert any(l.split()[:2] == ["grad-clip", "*"] for l in listing.stdout.splitlines())
+    assert any(l.split()[:2] == ["lower-lr", "Lower"] for l in listing.stdout.splitlines())
+    remedy = run("explain", "RELU-Swap")
+    assert remedy.exit_code == 0
+    assert remedy.stdout.startswith("relu-swap: remedy (applied by `gradcheck fix`)")
+    assert "He et al. 2015" in remedy.stdout and "Suggested by: vanishing" in remedy.stdout
+    assert run("explain", "bf16").stdout.startswith("bf16: remedy (advice only)")
+    # the lazy registry holds exactly the remedies fix applies, each under its own id
+    assert set(REGISTRY) == AUTOMATIC and all(cls.id == i for i, cls in REGISTRY.items())
+
+
+def test_choices_are_case_insensitive(tmp_path: Path) -> None:
+    result = run(
+        "diagnose", str(SAMPLES / "mlp_he.py"), "--format", "YAML", "--loss", "Cross-Entropy"
+    )
+    assert result.exit_code == 0
+    assert yaml.safe_load(result.stdout)["run"]["loss"] == "cross-entropy"
+
+
+def test_help_groups_options_in_sections_with_one_default_style() -> None:
+    import re
+
+    text = run("diagnose", "--help").stdout
+    titles = [l[:-1] for l in text.splitlines() if l and not l.startswith(" ") and l.endswith(":")]
+    assert titles == [
+        "Model and inputs",
+        "Measurement",
+        "Training (--train-steps)",
+        "Output",
+        "CI and baselines",
+        "Other",
+    ]
+
+    def section(title: str) -> str:
+        return text.split(f"\n{title}:\n", 1)[1].split("\n\n", 1)[0]
+
+    assert "--input-shape" in section("Model and inputs") and "--plan" in section(
+        "Model and inputs"
+    )
+    assert "--steps" in section("Measurement") and "--lr" in section("Training (--train-steps)")
+    assert "--baseline" in section("CI and baselines") and "--report" in section("Output")
+    flat = " ".join(text.split())
+    assert "[default: 3]" in flat and "[default: rich]" in flat
+    assert not re.search(r"default: \(", flat) and "; default" not in flat
+    assert (
+        "build_model()" in flat and "example_inputs(batch_size)" in flat
+    )  # what MODEL must define
+    fix = " ".join(run("fix", "--help").stdout.split())
+    assert "Remedies (fix): --remedy" in fix and "[default: those the findings suggest]" in fix
+
+
+def test_the_package_exports_resolve_to_the_api_even_after_its_modules_are_imported() -> None:
+    import gradcheck_cli
+    import gradcheck_cli.integrations.huggingface  # noqa: F401  imports the watch machinery
+
+    assert inspect_name(gradcheck_cli.watch) == "gradcheck_cli.watching.watch"
+    assert inspect_name(gradcheck_cli.diagnose) == "gradcheck_cli.api.diagnose"
+    assert all(getattr(gradcheck_cli, name) is not None for name in gradcheck_cli.__all__)
+    with pytest.raises(AttributeError):
+        _ = gradcheck_cli.nope  # type: ignore[attr-defined]
+
+
+def inspect_name(obj: object) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')}"
+
+
+@pytest.mark.parametrize("command", ["diagnose", "fix"])
+def test_a_reader_that_stops_reading_leaves_the_verdict_and_no_error(command: str) -> None:
+    # `gradcheck diagnose m.py | head -1`: the pipe closes before the report is written.
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gradcheck_cli", command, str(SAMPLES / "deep_sigmoid.py"), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "FORCE_COLOR": "1"},  # rich's console, which handles EPIPE itself
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 1, err  # the vanishing error's exit code, not 3 or 2
+    assert "error" not in err and "Traceback" not in err

@@ -48,3 +48,22 @@ def test_plot_draws_the_temporal_profile(tmp_path: Path) -> None:
     text = svg.read_text()
     assert "gradient reaching each time step" in text and "rnn (RNN, 40 steps), early/late" in text
     assert "gradient RMS during training" in text  # the three panels together
+
+
+def test_layers_with_exactly_zero_gradient_are_drawn_at_the_floor(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    import yaml
+
+    from gradcheck_cli.report.plot import log_floor
+
+    svg = tmp_path / "flow.svg"
+    result = CliRunner().invoke(
+        main, ["diagnose", str(SAMPLES / "zero_head.py"), "--plot", str(svg), "--format", "yaml"]
+    )
+    report = yaml.safe_load(result.stdout)
+    zero = [l["name"] for l in report["layers"] if l["grad_rms"].get("median") == 0]
+    assert zero  # the zero-initialised head blocks the gradient of every layer below it
+    text = svg.read_text()
+    assert f"gradient exactly 0 ({len(zero)} layer(s), drawn at " in text
+    assert log_floor([1e-3, 0.0, None], [2e-5, float("nan")]) == pytest.approx(2e-6)
+    assert log_floor([0.0], [None]) == 1e-12

@@ -476,7 +476,7 @@ def test_fix_output_on_an_unpicklable_model_fails_before_any_trial(
         "    return Local()\n"
     )
     calls: list[Any] = []
-    monkeypatch.setattr("gradcheck_cli.cli.fix.fix", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("gradcheck_cli.api.fix", lambda *a, **k: calls.append(a))
     result = run("fix", str(path), "--output", str(tmp_path / "out"))
     usage_error(result, "fix --output cannot save this model", "Can't pickle local object")
     assert calls == [] and not (tmp_path / "out").exists()

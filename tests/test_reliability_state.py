@@ -23,7 +23,7 @@ from gradcheck_cli.loading import check_inferred_inputs
 from gradcheck_cli.report import RENDERERS, OutputFormat
 from gradcheck_cli.stats import ModelStats
 from gradcheck_cli.temporal import PositionProfiler
-from gradcheck_cli.watch import Watcher
+from gradcheck_cli.watching import Watcher
 
 
 def _alive(kind: type) -> int:

@@ -143,3 +143,29 @@ def test_schema_lists_every_finding_id() -> None:
     )
     ids = schema["properties"]["findings"]["items"]["properties"]["id"]["enum"]
     assert sorted(ids) == sorted(CHECKS)
+
+
+def test_a_report_renders_as_html_in_a_notebook() -> None:
+    import html as html_lib
+    import re
+
+    import torch
+    from torch import nn
+
+    from gradcheck_cli import api
+
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    for i in range(8):
+        model.add_module(f"<b>{i}</b>" if i == 0 else str(i), nn.Linear(16, 16))
+        model.add_module(f"act{i}", nn.Sigmoid())
+    model.add_module("head", nn.Linear(16, 2))
+    report = api.diagnose(model, torch.randn(8, 16), steps=1)
+    page = report._repr_html_()
+    assert page.startswith("<pre style=") and page.endswith("</pre>")
+    assert "<b>" not in page and "&lt;b&gt;0&lt;/b&gt;" in page  # names are escaped, not markup
+    text = html_lib.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "<b>0</b>" in text and "head" in text
+    (finding,) = [f for f in report.findings if f.severity.value == "error"]
+    assert finding.id == "vanishing" and "vanishing" in text and "ERROR" in text
+    assert "color: " in page  # coloured, as in a terminal

@@ -9,14 +9,14 @@ import click
 
 from gradcheck_cli.cli.diagnose import check_summary, emit
 from gradcheck_cli.cli.errors import user_errors
-from gradcheck_cli.cli.options import choice, debug_option, format_option
+from gradcheck_cli.cli.options import SectionedCommand, choice, debug_option, format_option
 from gradcheck_cli.compare import compare, load_report
 from gradcheck_cli.config import Settings, parse_enum
 from gradcheck_cli.findings import ExitCode, FailOn
 from gradcheck_cli.report import OutputFormat
 
 
-@click.command("compare")
+@click.command("compare", cls=SectionedCommand)
 @click.argument("old", type=click.Path(dir_okay=False))
 @click.argument("new", type=click.Path(dir_okay=False))
 @format_option(f.value for f in OutputFormat)

@@ -12,20 +12,33 @@ from typing import Any, TextIO
 
 import click
 
-from gradcheck_cli.api import diagnose
 from gradcheck_cli.atomic import write_atomic, write_error
 from gradcheck_cli.cli.errors import user_errors
 from gradcheck_cli.cli.files import check_distinct, check_output, input_files, report_target
-from gradcheck_cli.cli.options import format_option, measure_options, prepare
-from gradcheck_cli.cli.process import report_stream, stdout_to_stderr
+from gradcheck_cli.cli.options import (
+    COLOR_KEY,
+    MODEL_HELP,
+    SectionedCommand,
+    format_option,
+    measure_options,
+    prepare,
+)
+from gradcheck_cli.cli.process import reader_may_leave, report_stream, stdout_to_stderr
 from gradcheck_cli.compare import Comparison, compare, load_report
 from gradcheck_cli.findings import ExitCode, FailOn, Report, exit_code
-from gradcheck_cli.report import COMPARE_RENDERERS, FILE_FORMATS, RENDERERS, OutputFormat
+from gradcheck_cli.report import (
+    COMPARE_RENDERERS,
+    FILE_FORMATS,
+    RENDERERS,
+    OutputFormat,
+    RenderOptions,
+    renderer,
+)
 from gradcheck_cli.report.plot import check_target as check_plot
 from gradcheck_cli.report.plot import plot as draw
 
 
-@click.command("diagnose")
+@click.command("diagnose", cls=SectionedCommand, epilog=MODEL_HELP)
 @click.argument("model_spec", metavar="MODEL")
 @measure_options
 @format_option(f.value for f in OutputFormat)
@@ -51,7 +64,7 @@ from gradcheck_cli.report.plot import plot as draw
 @click.option(
     "--regression-factor",
     type=float,
-    help="How far a layer's gradient RMS may move away from the healthy band of gradient-to-weight ratios before it is a regression [default: 10].",
+    help="How far a layer's gradient RMS may move away from the healthy band of gradient-to-weight ratios before it is a regression.  [default: 10]",
 )
 @click.option(
     "--plot",
@@ -65,6 +78,11 @@ from gradcheck_cli.report.plot import plot as draw
     type=click.Path(dir_okay=False),
     help="Apply a plan.yaml from 'gradcheck fix' before measuring (then --weights loads its state_dict.pt).",
 )
+@click.option(
+    "--all-layers",
+    is_flag=True,
+    help="List every layer in the terminal table instead of folding runs of healthy repeated structure (YAML/JSON always hold every layer).",
+)
 def diagnose_command(
     model_spec: str,
     output_format: str,
@@ -73,15 +91,15 @@ def diagnose_command(
     baseline_path: str | None,
     plot_path: str | None,
     plan_path: str | None,
+    all_layers: bool,
     quiet: bool,
     debug: bool,
     **flags: Any,
 ) -> None:
     """Measure MODEL's gradients over a few backward passes and report per-layer findings.
 
-    MODEL is path/to/file.py, path/to/file.py:NAME, package.module:NAME or a saved .pt file.
     Exit code: 0 healthy (nothing at --fail-on), 1 findings at --fail-on (with --baseline: a
-    regression), 2 usage error.
+    regression), 2 bad input.
     """
     with user_errors(debug):
         inputs = input_files(
@@ -111,6 +129,8 @@ def diagnose_command(
         )
         if OutputFormat(output_format) is OutputFormat.GITHUB:
             check_summary(others)
+        from gradcheck_cli.api import diagnose  # imports torch: not for --help
+
         baseline = load_report(Path(baseline_path)) if baseline_path else None
         # The model's own prints (import, build, forward) must not land in the report.
         with stdout_to_stderr():
@@ -141,7 +161,13 @@ def diagnose_command(
             comparison = compare(
                 baseline, report.to_dict(), factor=job.settings.regression_factor, fail_on=fail_on
             )
-        emit(OutputFormat(output_format), report, comparison, fail_on)
+        emit(
+            OutputFormat(output_format),
+            report,
+            comparison,
+            fail_on,
+            options=RenderOptions(all_layers=all_layers),
+        )
     if comparison is not None:
         sys.exit(ExitCode.FINDINGS if comparison.regressed else ExitCode.OK)
     sys.exit(exit_code(report, fail_on))
@@ -155,14 +181,22 @@ def _writer(report: Report, fmt: OutputFormat, fail_on: FailOn) -> Callable[[Tex
 
 
 def emit(
-    fmt: OutputFormat, report: Report | None, comparison: Comparison | None, fail_on: FailOn
+    fmt: OutputFormat,
+    report: Report | None,
+    comparison: Comparison | None,
+    fail_on: FailOn,
+    *,
+    options: RenderOptions | None = None,
 ) -> None:
-    """Render to stdout (a comparison when there is one) and, for the ``github`` format, append
-    the Markdown summary to ``$GITHUB_STEP_SUMMARY`` when GitHub Actions sets it."""
-    if comparison is not None:
-        COMPARE_RENDERERS[fmt](comparison, report_stream(), color=use_color(), fail_on=fail_on)
-    elif report is not None:
-        RENDERERS[fmt](report, report_stream(), color=use_color(), fail_on=fail_on)
+    """Render to stdout (a comparison when there is one; a report with the layout ``options``)
+    and, for the ``github`` format, append the Markdown summary to ``$GITHUB_STEP_SUMMARY`` when
+    GitHub Actions sets it."""
+    with reader_may_leave():
+        if comparison is not None:
+            COMPARE_RENDERERS[fmt](comparison, report_stream(), color=use_color(), fail_on=fail_on)
+        elif report is not None:
+            render = renderer(fmt, options or RenderOptions())
+            render(report, report_stream(), color=use_color(), fail_on=fail_on)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if fmt is OutputFormat.GITHUB and summary:
         text = io.StringIO()
@@ -176,7 +210,6 @@ def emit(
                 handle.write(text.getvalue())
         except OSError as exc:
             raise write_error(Path(summary), exc) from exc
-    report_stream().flush()
 
 
 def check_summary(inputs: Mapping[str, Path]) -> None:
@@ -188,8 +221,15 @@ def check_summary(inputs: Mapping[str, Path]) -> None:
 
 
 def use_color() -> bool:
-    """Colour only on a terminal, and never with NO_COLOR set."""
-    return report_stream().isatty() and "NO_COLOR" not in os.environ
+    """``--color always|never``; with ``auto`` (the default), colour on a terminal unless
+    NO_COLOR is set, or wherever FORCE_COLOR is set (https://no-color.org, force-color.org)."""
+    context = click.get_current_context(silent=True)
+    choice = context.meta.get(COLOR_KEY, "auto") if context is not None else "auto"
+    if choice != "auto":
+        return bool(choice == "always")
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or report_stream().isatty()
 
 
 @contextmanager

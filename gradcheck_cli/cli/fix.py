@@ -8,27 +8,32 @@ from typing import Any
 
 import click
 
-from gradcheck_cli.api import fix
+from gradcheck_cli.choices import Activation, BranchInit, InitScheme
 from gradcheck_cli.cli.diagnose import progress, use_color
 from gradcheck_cli.cli.errors import user_errors
-from gradcheck_cli.cli.options import choice, format_option, measure_options, prepare
-from gradcheck_cli.cli.process import report_stream, stdout_to_stderr
+from gradcheck_cli.cli.options import (
+    MODEL_HELP,
+    SectionedCommand,
+    choice,
+    format_option,
+    measure_options,
+    prepare,
+)
+from gradcheck_cli.cli.process import reader_may_leave, report_stream, stdout_to_stderr
 from gradcheck_cli.findings import exit_code
-from gradcheck_cli.fixing import check_output, check_picklable, save_fix
-from gradcheck_cli.remedies import REGISTRY
-from gradcheck_cli.remedies.base import Activation, BranchInit, FixOptions, InitScheme
-from gradcheck_cli.report import FIX_RENDERERS, OutputFormat
+from gradcheck_cli.remedies import APPLY_ORDER
+from gradcheck_cli.report import FIX_FORMATS, OutputFormat
 
 
-@click.command("fix")
+@click.command("fix", cls=SectionedCommand, epilog=MODEL_HELP)
 @click.argument("model_spec", metavar="MODEL")
 @measure_options
 @click.option(
     "--remedy",
     "remedies",
     multiple=True,
-    type=click.Choice(list(REGISTRY)),
-    help="A remedy to try (repeatable); default: those the findings suggest.",
+    type=click.Choice(list(APPLY_ORDER), case_sensitive=False),
+    help="A remedy to try (repeatable).  [default: those the findings suggest]",
 )
 @click.option(
     "--output",
@@ -77,7 +82,7 @@ from gradcheck_cli.report import FIX_RENDERERS, OutputFormat
     is_flag=True,
     help="Allow re-initialisation even when --weights loaded a trained checkpoint.",
 )
-@format_option(f.value for f in FIX_RENDERERS)
+@format_option(f.value for f in FIX_FORMATS)
 def fix_command(
     model_spec: str,
     remedies: tuple[str, ...],
@@ -99,6 +104,12 @@ def fix_command(
     Exit code as diagnose, judged on the fixed model when --output saves it, else on MODEL.
     """
     with user_errors(debug):
+        # Imported here: torch takes seconds to import, and `fix --help` needs none of it.
+        from gradcheck_cli.api import fix
+        from gradcheck_cli.fixing import check_output, check_picklable, save_fix
+        from gradcheck_cli.remedies.base import FixOptions
+        from gradcheck_cli.report import FIX_RENDERERS
+
         output = Path(output_dir) if output_dir else None
         if output is not None:
             check_output(output)
@@ -134,9 +145,9 @@ def fix_command(
                     f"gradcheck: wrote {output}/ (model.pt, state_dict.pt, plan.yaml, report.yaml)",
                     err=True,
                 )
-        FIX_RENDERERS[OutputFormat(output_format)](
-            result, report_stream(), color=use_color(), before_model=job.loaded.module
-        )
-        report_stream().flush()
+        with reader_may_leave():
+            FIX_RENDERERS[OutputFormat(output_format)](
+                result, report_stream(), color=use_color(), before_model=job.loaded.module
+            )
     judged = result.after if output is not None else result.before
     sys.exit(exit_code(judged, job.settings.fail_on))

@@ -7,60 +7,143 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import torch
 
-from gradcheck_cli.config import Device, Settings, load_settings, parse_enum
+from gradcheck_cli.choices import Amp, Device, LossKind, Optimizer
+from gradcheck_cli.config import Settings, load_settings, parse_enum
 from gradcheck_cli.findings import FailOn
-from gradcheck_cli.loading import (
-    InputShape,
-    LoadedModel,
-    LossKind,
-    batches_factory,
-    check_inferred_inputs,
-    data_factory,
-    fit_token_range,
-    load_data,
-    load_model,
-    load_weights,
-    match_data_dtype,
-    shapes_factory,
+
+if TYPE_CHECKING:
+    from gradcheck_cli.loading import LoadedModel
+
+
+# The sections of `diagnose --help` and `fix --help`, in order, and which option goes where (by
+# its parameter name); an option not listed goes under "Other".
+SECTIONS: tuple[tuple[str, frozenset[str]], ...] = (
+    (
+        "Model and inputs",
+        frozenset(
+            {"input_shapes", "data_path", "weights", "trust_pickle", "plan_path", "config_path"}
+        ),
+    ),
+    ("Measurement", frozenset({"steps", "seed", "batch_size", "device", "loss", "amp"})),
+    ("Training (--train-steps)", frozenset({"train_steps", "optimizer", "lr"})),
+    (
+        "Remedies (fix)",
+        frozenset(
+            {
+                "remedies",
+                "output_dir",
+                "activation",
+                "init_scheme",
+                "branch_init",
+                "budget",
+                "probe_steps",
+                "force_reinit",
+            }
+        ),
+    ),
+    (
+        "Output",
+        frozenset(
+            {
+                "output_format",
+                "color",
+                "report_paths",
+                "junit_path",
+                "plot_path",
+                "all_layers",
+                "quiet",
+            }
+        ),
+    ),
+    ("CI and baselines", frozenset({"fail_on", "baseline_path", "regression_factor"})),
 )
-from gradcheck_cli.measure import Amp
-from gradcheck_cli.preflight import check_runnable
-from gradcheck_cli.seeding import seeded
-from gradcheck_cli.training import Optimizer
+
+
+MODEL_HELP = (
+    "MODEL is path/to/file.py (defining build_model(), or exactly one nn.Module instance or "
+    "class; optionally example_inputs(batch_size) and loss_fn(output, inputs)), "
+    "file.py:NAME or file.py:Class(k=v, ...) with literal arguments, package.module:NAME, "
+    "hf:ModelClass, torchvision:name, timm:name, or a saved .pt (with --trust-pickle). "
+    "Inputs a file does not define are inferred from the first layer."
+)
+
+
+class SectionedCommand(click.Command):
+    """A command whose ``--help`` lists its options in :data:`SECTIONS` (inputs, measurement,
+    training, remedies, output, CI), not as one flat list."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        grouped: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is None:
+                continue
+            title = next((t for t, names in SECTIONS if param.name in names), "Other")
+            grouped.setdefault(title, []).append(record)
+        for title in [t for t, _ in SECTIONS] + ["Other"]:
+            if title in grouped:
+                with formatter.section(title):
+                    formatter.write_dl(grouped[title])
 
 
 def choice(kind: type[Any]) -> click.Choice:
-    """A click choice listing an enum's values."""
-    return click.Choice([m.value for m in kind])
+    """A click choice listing an enum's values, case-insensitive (`--loss MSE`)."""
+    return click.Choice([m.value for m in kind], case_sensitive=False)
 
 
 def format_option(choices: Iterable[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--format`` among ``choices`` (default ``rich``): what a command prints on stdout."""
-    return click.option(
+    """``--format`` among ``choices`` (default ``rich``): what a command prints on stdout; and
+    ``--color``, whether the terminal format is coloured."""
+    fmt = click.option(
         "--format",
         "output_format",
-        type=click.Choice(list(choices)),
+        type=click.Choice(list(choices), case_sensitive=False),
         default="rich",
         show_default=True,
         help="What to print on stdout.",
     )
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        return fmt(color_option(command))
+
+    return decorate
+
+
+COLOR_KEY = "gradcheck.color"
+
+
+def _remember_color(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    ctx.meta[COLOR_KEY] = value
+
+
+color_option = click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"], case_sensitive=False),
+    default="auto",
+    show_default=True,
+    expose_value=False,
+    callback=_remember_color,
+    help="Colour the terminal report: auto is on a terminal without NO_COLOR set (or with "
+    "FORCE_COLOR set).",
+)
 
 
 debug_option = click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 
 
 _MEASURE_OPTIONS = [
-    click.option("--steps", type=int, help="Backward passes, each on a fresh batch [default: 3]."),
-    click.option("--seed", type=int, help="Seed of the batches and of dropout [default: 0]."),
-    click.option("--batch-size", type=int, help="Batch size of synthetic inputs [default: 16]."),
-    click.option("--device", type=choice(Device), help="Where to run [default: auto]."),
+    click.option("--steps", type=int, help="Backward passes, each on a fresh batch.  [default: 3]"),
+    click.option("--seed", type=int, help="Seed of the batches and of dropout.  [default: 0]"),
+    click.option("--batch-size", type=int, help="Batch size of synthetic inputs.  [default: 16]"),
+    click.option("--device", type=choice(Device), help="Where to run.  [default: auto]"),
     click.option(
-        "--loss", type=choice(LossKind), help="Loss when the file has no loss_fn [default: auto]."
+        "--loss",
+        type=choice(LossKind),
+        help="Loss when the file has no loss_fn.  [default: auto]",
     ),
     click.option(
         "--input-shape",
@@ -88,21 +171,23 @@ _MEASURE_OPTIONS = [
     click.option(
         "--amp",
         type=choice(Amp),
-        help="Run the passes under autocast: bf16 or fp16 (fp16 adds the underflow check) [default: none].",
+        help="Run the passes under autocast: bf16 or fp16 (fp16 adds the underflow check).  [default: none]",
     ),
     click.option(
         "--train-steps",
         type=int,
-        help="Train a copy this many optimizer steps, measuring at 0, K/4, K/2, 3K/4 and K; findings are those after training [default: 0].",
+        help="Train a copy this many optimizer steps, measuring at 0, K/4, K/2, 3K/4 and K; findings are those after training.  [default: 0]",
     ),
     click.option(
-        "--optimizer", type=choice(Optimizer), help="Optimizer for --train-steps [default: adam]."
+        "--optimizer",
+        type=choice(Optimizer),
+        help="Optimizer for --train-steps.  [default: adam]",
     ),
     click.option(
-        "--lr", type=float, help="Learning rate for --train-steps [default: 1e-3; sgd 1e-2]."
+        "--lr", type=float, help="Learning rate for --train-steps.  [default: 1e-3; sgd 1e-2]"
     ),
     click.option(
-        "--fail-on", type=choice(FailOn), help="Lowest severity that exits 1 [default: error]."
+        "--fail-on", type=choice(FailOn), help="Lowest severity that exits 1.  [default: error]"
     ),
     click.option(
         "--config",
@@ -139,6 +224,24 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
     the loading options (``--config``, ``--input-shape``, ``--weights``, ``--data``,
     ``--trust-pickle``) and the settings.
     """
+    # Imported here, not at the top: torch takes seconds to import, and `--help` needs none of it.
+    import torch
+
+    from gradcheck_cli.loading import (
+        InputShape,
+        batches_factory,
+        check_inferred_inputs,
+        data_factory,
+        fit_token_range,
+        load_data,
+        load_model,
+        load_weights,
+        match_data_dtype,
+        shapes_factory,
+    )
+    from gradcheck_cli.preflight import check_runnable
+    from gradcheck_cli.seeding import seeded
+
     given = dict(flags)
     config_path: str | None = given.pop("config_path", None)
     input_shapes: tuple[str, ...] = given.pop("input_shapes", ())

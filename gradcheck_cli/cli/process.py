@@ -64,6 +64,22 @@ def stdout_to_stderr() -> Iterator[None]:
                 os.close(saved)
 
 
+@contextlib.contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """Write the report in the block; when its reader stops reading (``gradcheck diagnose m.py
+    | head``), stop writing without an error message, as other Unix tools do, and let the
+    command exit with its verdict. The report stream is then pointed at /dev/null, so that no
+    later flush fails again."""
+    try:
+        yield
+        report_stream().flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, report_stream().fileno())
+            os.close(devnull)
+
+
 def _point_fd1_at_stderr() -> int | None:
     """Duplicate fd 2 onto fd 1 and return a copy of the old fd 1; None without both."""
     try:

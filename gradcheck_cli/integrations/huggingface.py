@@ -19,7 +19,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from gradcheck_cli.findings import Report
-from gradcheck_cli.watch import Watcher, watch
+from gradcheck_cli.watching import Watcher, watch
 
 
 class GradcheckCallback(TrainerCallback):  # type: ignore[misc]

@@ -20,7 +20,7 @@ from typing import Any
 
 from gradcheck_cli.findings import Report
 from gradcheck_cli.hooks import first_tensor
-from gradcheck_cli.watch import Watcher, watch
+from gradcheck_cli.watching import Watcher, watch
 
 try:
     from lightning.pytorch import Callback

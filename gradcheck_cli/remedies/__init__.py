@@ -7,18 +7,12 @@ the general remedies ``fix`` tries beside a restricted one that a finding names.
 
 from __future__ import annotations
 
-from gradcheck_cli.remedies.base import Remedy
-from gradcheck_cli.remedies.batchnorm import BatchNorm
-from gradcheck_cli.remedies.embedding_scale import EmbeddingScale
-from gradcheck_cli.remedies.gain_init import GainInit
-from gradcheck_cli.remedies.gate_bias import GateBias
-from gradcheck_cli.remedies.gated_cell import GatedCell
-from gradcheck_cli.remedies.grad_clip import GradClipRemedy
-from gradcheck_cli.remedies.kaiming_init import KaimingInit
-from gradcheck_cli.remedies.relu_swap import ReluSwap
-from gradcheck_cli.remedies.residual_scale import ResidualScale
-from gradcheck_cli.remedies.residual_wrap import ResidualWrap
-from gradcheck_cli.remedies.xavier_init import XavierInit
+import functools
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gradcheck_cli.remedies.base import Remedy
 
 REMEDIES: dict[str, str] = {
     "relu-swap": (
@@ -97,27 +91,49 @@ REMEDIES: dict[str, str] = {
     ),
 }
 
-REGISTRY: dict[str, type[Remedy]] = {
-    cls.id: cls
-    for cls in (
-        ReluSwap,
-        KaimingInit,
-        XavierInit,
-        GainInit,
-        EmbeddingScale,
-        ResidualScale,
-        GatedCell,
-        GateBias,
-        BatchNorm,
-        ResidualWrap,
-        GradClipRemedy,
-    )
+# The remedies ``fix`` applies, id -> (module, class), imported on first use of ``REGISTRY`` so
+# that ``gradcheck explain`` and ``gradcheck remedies`` do not import torch.
+_CLASSES: dict[str, tuple[str, str]] = {
+    "relu-swap": ("relu_swap", "ReluSwap"),
+    "kaiming-init": ("kaiming_init", "KaimingInit"),
+    "xavier-init": ("xavier_init", "XavierInit"),
+    "gain-init": ("gain_init", "GainInit"),
+    "embedding-scale": ("embedding_scale", "EmbeddingScale"),
+    "residual-scale": ("residual_scale", "ResidualScale"),
+    "gated-cell": ("gated_cell", "GatedCell"),
+    "gate-bias": ("gate_bias", "GateBias"),
+    "batchnorm": ("batchnorm", "BatchNorm"),
+    "residual-wrap": ("residual_wrap", "ResidualWrap"),
+    "grad-clip": ("grad_clip", "GradClipRemedy"),
 }
 
+# The ids ``fix`` can apply (the others are advice).
+AUTOMATIC: frozenset[str] = frozenset(_CLASSES)
+
 # The order in which combined remedies are applied: activation, init and scaling edits keep
-# module names (a branch is scaled after any re-initialisation); inserting norms keeps a container's indices; residual groups re-index containers;
-# gradient clipping wraps the root, so it comes last.
-APPLY_ORDER: tuple[str, ...] = tuple(REGISTRY)
+# module names (a branch is scaled after any re-initialisation); inserting norms keeps a
+# container's indices; residual groups re-index containers; gradient clipping wraps the root,
+# so it comes last.
+APPLY_ORDER: tuple[str, ...] = tuple(_CLASSES)
+
+
+@functools.cache
+def _registry() -> dict[str, type[Remedy]]:
+    registry: dict[str, type[Remedy]] = {}
+    for remedy_id, (module, name) in _CLASSES.items():
+        cls = getattr(importlib.import_module(f"gradcheck_cli.remedies.{module}"), name)
+        registry[remedy_id] = cls
+    return registry
+
+
+def __getattr__(name: str) -> Any:
+    if name == "REGISTRY":  # dict[str, type[Remedy]]: id -> class, in APPLY_ORDER
+        return _registry()
+    raise AttributeError(f"module 'gradcheck_cli.remedies' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    REGISTRY: dict[str, type[Remedy]]
 
 # Which of two equally good trials to keep: change weights before architecture, cure the
 # cause (initialisation, activation, normalisation) before bounding the symptom (clipping).

@@ -8,43 +8,16 @@ the rewriting, always on a copy.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from torch import nn
 
+from gradcheck_cli.choices import Activation, BranchInit, InitScheme
 from gradcheck_cli.findings import Report
 from gradcheck_cli.remedies.edits import Edit
 from gradcheck_cli.remedies.probe import Call, Probe
-
-
-class Activation(str, enum.Enum):
-    """What ``relu-swap`` puts in place of a saturating activation (``--activation``)."""
-
-    RELU = "relu"
-    LEAKY_RELU = "leaky-relu"
-    GELU = "gelu"
-    SILU = "silu"
-
-
-class InitScheme(str, enum.Enum):
-    """How ``gain-init`` draws weights (``--init``): ``auto`` is orthogonal for a stack whose
-    layers are all followed by the identity or tanh (Saxe et al. 2014; Pennington et al. 2017),
-    else ``N(0, gain^2 / fan_in)``."""
-
-    AUTO = "auto"
-    NORMAL = "normal"
-    ORTHOGONAL = "orthogonal"
-
-
-class BranchInit(str, enum.Enum):
-    """What ``residual-scale`` does to the last layer of each residual branch
-    (``--branch-init``): scale it by ``1/sqrt(branches)`` or zero it."""
-
-    SCALE = "scale"
-    ZERO = "zero"
 
 
 @dataclass(frozen=True)

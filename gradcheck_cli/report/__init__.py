@@ -7,19 +7,17 @@ covers every format, so no command ever needs an ``if format == ...`` chain.
 from __future__ import annotations
 
 import enum
-from typing import Protocol, TextIO
-
-from torch import nn
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from gradcheck_cli.compare import Comparison
 from gradcheck_cli.findings import FailOn, Report
-from gradcheck_cli.fixing import FixResult
 from gradcheck_cli.report import (
     compare_ci,
     compare_data,
     compare_rich,
-    fix_data,
-    fix_rich,
     github,
     json_format,
     junit,
@@ -27,6 +25,11 @@ from gradcheck_cli.report import (
     rich_text,
     yaml_format,
 )
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from gradcheck_cli.fixing import FixResult
 
 
 class OutputFormat(str, enum.Enum):
@@ -59,6 +62,26 @@ RENDERERS: dict[OutputFormat, Renderer] = {
 }
 
 
+@dataclass(frozen=True)
+class RenderOptions:
+    """Layout options of the terminal format (``diagnose --all-layers``). The other formats
+    have none: YAML and JSON always hold every layer."""
+
+    all_layers: bool = False  # list every layer instead of folding repeated healthy structure
+
+
+# The formats that take layout options, each with how it applies them.
+_LAYOUTS: dict[OutputFormat, Callable[[RenderOptions], Renderer]] = {
+    OutputFormat.RICH: lambda o: functools.partial(rich_text.render, all_layers=o.all_layers),
+}
+
+
+def renderer(fmt: OutputFormat, options: RenderOptions) -> Renderer:
+    """``RENDERERS[fmt]``, with ``options`` applied where the format has layout options."""
+    apply = _LAYOUTS.get(fmt)
+    return RENDERERS[fmt] if apply is None else apply(options)
+
+
 class FixRenderer(Protocol):
     """Writes a fix result; ``before_model`` lets the terminal format draw the model trees."""
 
@@ -67,11 +90,29 @@ class FixRenderer(Protocol):
     ) -> None: ...
 
 
-FIX_RENDERERS: dict[OutputFormat, FixRenderer] = {
-    OutputFormat.RICH: fix_rich.render,
-    OutputFormat.YAML: fix_data.render_yaml,
-    OutputFormat.JSON: fix_data.render_json,
-}
+# What ``fix --format`` offers; ``FIX_RENDERERS`` (imported on first use: fix_rich and fix_data
+# import torch) has a renderer for each.
+FIX_FORMATS: tuple[OutputFormat, ...] = (OutputFormat.RICH, OutputFormat.YAML, OutputFormat.JSON)
+
+
+def _fix_renderers() -> dict[OutputFormat, FixRenderer]:
+    from gradcheck_cli.report import fix_data, fix_rich
+
+    return {
+        OutputFormat.RICH: fix_rich.render,
+        OutputFormat.YAML: fix_data.render_yaml,
+        OutputFormat.JSON: fix_data.render_json,
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FIX_RENDERERS":  # dict[OutputFormat, FixRenderer]
+        return _fix_renderers()
+    raise AttributeError(f"module 'gradcheck_cli.report' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    FIX_RENDERERS: dict[OutputFormat, FixRenderer]
 
 
 class CompareRenderer(Protocol):
@@ -108,10 +149,13 @@ FILE_FORMATS: dict[str, OutputFormat] = {
 __all__ = [
     "COMPARE_RENDERERS",
     "FILE_FORMATS",
+    "FIX_FORMATS",
     "FIX_RENDERERS",
     "CompareRenderer",
     "FixRenderer",
     "OutputFormat",
     "RENDERERS",
+    "RenderOptions",
     "Renderer",
+    "renderer",
 ]

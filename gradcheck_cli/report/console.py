@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import TextIO
 
 from rich.console import Console
@@ -10,17 +11,42 @@ from rich.console import Console
 PLAIN_WIDTH = 120
 
 
-def make_console(out: TextIO, *, color: bool) -> Console:
+def plain_width(out: TextIO) -> int:
+    """The width of plain text: ``COLUMNS`` when set, else the terminal's when ``out`` is one
+    (``NO_COLOR`` on a terminal), else :data:`PLAIN_WIDTH`, so files and CI logs are stable."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if out.isatty():
+            return os.get_terminal_size(out.fileno()).columns or PLAIN_WIDTH
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        pass
+    return PLAIN_WIDTH
+
+
+class _ReportConsole(Console):
+    """A console that reports a closed stdout (``gradcheck diagnose m.py | head``) as the
+    ``BrokenPipeError`` it is; rich's default raises ``SystemExit(1)``, which would read as the
+    model's code exiting and would replace the verdict's exit code."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+def make_console(out: TextIO, *, color: bool, width: int | None = None) -> Console:
     """A console on ``out``: colour only when asked, markup never (user strings such as layer
-    names may contain ``[``), and a fixed width for plain text so files and logs are stable."""
-    return Console(
+    names may contain ``[``). ``width`` fixes the width; without it colour takes the terminal's
+    (rich reads ``COLUMNS`` and the terminal size) and plain text :func:`plain_width`."""
+    return _ReportConsole(
         file=out,
         no_color=not color,
         force_terminal=color,
         highlight=False,
         markup=False,
         emoji=False,
-        width=PLAIN_WIDTH if not color else None,
+        width=width if width is not None else (None if color else plain_width(out)),
         soft_wrap=False,
     )
 

@@ -2,8 +2,10 @@
 
 Needs the optional ``plot`` extra (matplotlib). Draws the per-layer gradient flow (gradient RMS
 and gradient-to-weight ratio on a log scale, in forward order, the layers named by error and
-warning findings marked) and, after ``--train-steps``, each layer's gradient RMS over the
-checkpoints. The file is written atomically.
+warning findings marked; a layer whose gradient is exactly zero, which a log scale cannot show,
+is drawn at a floor a decade below the smallest value and labelled) and, after
+``--train-steps``, each layer's gradient RMS over the checkpoints. The file is written
+atomically.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ def check_target(path: Path) -> None:
         raise UsageError("--plot needs matplotlib: pip install 'gradcheck-cli[plot]'") from None
 
 
+def log_floor(*series: list[float | None]) -> float:
+    """Where a log-scale axis draws an exact zero: a decade below the smallest positive value
+    of ``series`` (1e-12 when none is positive)."""
+    positive = [
+        v for values in series for v in values if v is not None and math.isfinite(v) and v > 0
+    ]
+    return min(positive) / 10 if positive else 1e-12
+
+
 def plot(report: Report, path: Path) -> None:
     """Draw the report into ``path`` (PNG, SVG or PDF by extension)."""
     import matplotlib
@@ -56,10 +67,22 @@ def plot(report: Report, path: Path) -> None:
     def positive(values: list[float | None]) -> list[float]:
         return [v if v is not None and math.isfinite(v) and v > 0 else math.nan for v in values]
 
-    ax.plot(x, positive([value(l.grad_rms) for l in layers]), "o-", label="gradient RMS")
-    ax.plot(
-        x, positive([value(l.grad_to_weight) for l in layers]), "s--", label="gradient / weight"
-    )
+    grads = [value(l.grad_rms) for l in layers]
+    ratios = [value(l.grad_to_weight) for l in layers]
+    ax.plot(x, positive(grads), "o-", label="gradient RMS")
+    ax.plot(x, positive(ratios), "s--", label="gradient / weight")
+    zeros = [i for i, g in enumerate(grads) if g == 0]
+    if zeros:
+        floor = log_floor(grads, ratios)
+        ax.plot(
+            zeros,
+            [floor] * len(zeros),
+            "v",
+            color="red",
+            markersize=9,
+            label=f"gradient exactly 0 ({len(zeros)} layer(s), drawn at {floor:.0e})",
+        )
+        ax.axhline(floor, color="red", linewidth=0.8, linestyle=":")
     for i, name in enumerate(names):
         severity = marked.get(name)
         if severity is not None:
@@ -104,6 +127,8 @@ def plot(report: Report, path: Path) -> None:
         trend_ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     try:
-        save_atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".").lower()))
+        # SVG keeps its text as text (searchable, and smaller than glyph outlines).
+        with matplotlib.rc_context({"svg.fonttype": "none"}):
+            save_atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".").lower()))
     finally:
         plt.close(fig)
