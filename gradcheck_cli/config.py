@@ -13,12 +13,12 @@ import dataclasses
 import enum
 import math
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import yaml
 
 from gradcheck_cli.checks import CHECKS, Rule, RuleSeverity, default_options

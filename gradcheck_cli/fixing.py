@@ -12,6 +12,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -295,3 +296,11 @@ def _save(obj: Any, path: Path, output: Path) -> None:
         raise OutputError(
             f"cannot write '{output}': saving {path.name} failed ({detail}); is the disk full?"
         ) from exc
+    # torch 2.4 and older do not check their last buffered write: a full disk can leave the
+    # archive cut short without an error. A whole one ends in its zip directory.
+    if not zipfile.is_zipfile(path):
+        size = path.stat().st_size
+        raise OutputError(
+            f"cannot write '{output}': saving {path.name} failed (cut short at {size} bytes);"
+            " is the disk full?"
+        )

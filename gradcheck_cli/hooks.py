@@ -37,7 +37,7 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.instancenorm._InstanceNorm,
     nn.LayerNorm,
     nn.GroupNorm,
-    nn.RMSNorm,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),  # torch >= 2.4
 )
 _EMBEDDING_TYPES: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
 # Output is zero (zero gradient) for negative inputs: units can die (Lu et al. 2019).

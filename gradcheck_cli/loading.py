@@ -775,7 +775,7 @@ def shapes_factory(shapes: list[InputShape], device: torch.device) -> InputFacto
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is an allocation failure (CUDA out of memory, or the CPU allocator's)."""
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and (

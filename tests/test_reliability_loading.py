@@ -57,13 +57,7 @@ def run_installed(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Compl
     """``gradcheck ARGS`` in a new process as the console script runs it: unlike ``python -m``,
     which puts the working directory first on ``sys.path`` before gradcheck starts, it adds
     nothing there (``python -P``, or the installed script before Python 3.11)."""
-    if sys.version_info >= (3, 11):
-        command = [sys.executable, "-P", "-m", "gradcheck_cli", *args]
-    else:
-        script = Path(sys.executable).parent / "gradcheck"
-        if not script.exists():
-            pytest.skip("needs python -P (3.11+) or the installed gradcheck script")
-        command = [str(script), *args]
+    command = [sys.executable, "-P", "-m", "gradcheck_cli", *args]
     return subprocess.run(
         command,
         capture_output=True,
@@ -442,7 +436,7 @@ _EXAMPLE = "\n\ndef example_inputs(batch_size):\n    return torch.randn(batch_si
     "error,inputs,expected,advice",
     [
         (
-            "torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 20.00 GiB')",
+            "torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 20.00 GiB')",
             _EXAMPLE,
             "ran out of memory (raised OutOfMemoryError: CUDA out of memory. Tried to allocate "
             "20.00 GiB)",
@@ -682,7 +676,10 @@ def test_data_targets_out_of_range_and_mistyped_hf_configs_are_exit_2(tmp_path: 
     result = cli("diagnose", f"hf:GPT2LMHeadModel:{config}")
     assert result.exit_code == 2
     (line,) = result.stderr.splitlines()
-    assert line.startswith(f"gradcheck: error: 'hf:GPT2LMHeadModel:{config}': '{config}' is not a")
+    head = f"gradcheck: error: 'hf:GPT2LMHeadModel:{config}': "
+    if line.startswith(head + "building GPT2LMHeadModel from its config failed: "):
+        return  # an older transformers does not check the config's types: the build fails
+    assert line.startswith(f"{head}'{config}' is not a")
     assert "n_layer" in line
 
 
