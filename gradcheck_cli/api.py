@@ -17,7 +17,9 @@ from torch import nn
 
 from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
+from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.config import Device, Settings, apply_mapping
+from gradcheck_cli.distributed import join
 from gradcheck_cli.errors import InputError, ModelRunError, UsageError
 from gradcheck_cli.findings import Finding, ModelInfo, Report, RunInfo, Severity
 from gradcheck_cli.fixing import FixResult, RemedyOutcome, Trial, best, combinations, memory_note
@@ -83,6 +85,15 @@ def diagnose(
     chosen = apply_mapping(settings or Settings(), options, source="diagnose()")
     check_runnable(model, chosen)
     device = resolve_device(chosen.device)
+    shard = None
+    if chosen.shard is not ShardMode.NONE:
+        shard = join(chosen.shard, device)
+        shard.check_batch(chosen.batch_size)
+        if chosen.train_steps:
+            raise UsageError("--train-steps does not run under --shard yet; train in one process")
+        if device.type == "cuda":  # one device per local rank
+            device = torch.device("cuda", shard.local_rank)
+            torch.cuda.set_device(device)
     make_inputs = _input_factory(model, inputs, device, chosen.batch_size)
     started = time.perf_counter()
     training = None
@@ -104,6 +115,7 @@ def diagnose(
                 device=device,
                 amp=chosen.amp,
                 on_step=on_step or (lambda done, total: None),
+                shard=shard,
             )
 
         def evaluate(measurement: Measurement) -> list[Finding]:
@@ -145,6 +157,8 @@ def diagnose(
             inputs=_describe_inputs(inputs, model),
             torch=str(torch.__version__),
             amp=chosen.amp.value,
+            shard=chosen.shard.value if shard is not None else ShardMode.NONE.value,
+            world_size=shard.world if shard is not None else 1,
         ),
         findings=tuple(findings),
         layers=measured.stats.layers,

@@ -96,3 +96,11 @@ class BranchInit(str, enum.Enum):
 
     SCALE = "scale"
     ZERO = "zero"
+
+
+class ShardMode(str, enum.Enum):
+    """``--shard``: how a ``torchrun`` job splits the diagnosis; ``none`` is one process."""
+
+    NONE = "none"
+    DDP = "ddp"
+    FSDP = "fsdp"

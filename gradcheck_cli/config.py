@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from gradcheck_cli.checks import CHECKS, Rule, RuleSeverity, default_options
-from gradcheck_cli.choices import Amp, Device, LossKind, Optimizer
+from gradcheck_cli.choices import Amp, Device, LossKind, Optimizer, ShardMode
 from gradcheck_cli.errors import ConfigError
 from gradcheck_cli.findings import FailOn
 from gradcheck_cli.yaml_files import load_user_yaml
@@ -43,6 +43,7 @@ class Settings:
     optimizer: Optimizer = Optimizer.ADAM
     lr: float | None = None
     regression_factor: float = 10.0
+    shard: ShardMode = ShardMode.NONE
     thresholds: Mapping[str, Any] = field(default_factory=default_options)
     rules: Mapping[str, Rule] = field(default_factory=dict)
 
@@ -103,6 +104,7 @@ _ENUMS: dict[str, type[enum.Enum]] = {
     "fail_on": FailOn,
     "amp": Amp,
     "optimizer": Optimizer,
+    "shard": ShardMode,
 }
 
 

@@ -102,6 +102,8 @@ class RunInfo:
     inputs: str
     torch: str
     amp: str = "none"
+    shard: str = "none"  # under torchrun: ddp; batch_size is then the global batch
+    world_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ class Report:
                 "inputs": self.run.inputs,
                 "torch": self.run.torch,
                 "amp": self.run.amp,
+                "shard": self.run.shard,
+                "world_size": self.run.world_size,
                 "losses": [plain_number(v) for v in self.losses],
             },
             "status": self.status.value,

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from gradcheck_cli.distributed import Merger
 from gradcheck_cli.graph import trace
 from gradcheck_cli.snapshot import ModelState
 from gradcheck_cli.stats import NEAR_ZERO, LayerInfo, LayerKind, StepRecord, Structure
@@ -192,6 +193,8 @@ class Recorder:
         self.count_nonfinite = False
         self.count_underflow = False
         self.active = True  # watch() switches the hooks off between the steps it samples
+        # Under torchrun: merges each step's totals across the ranks (diagnose --shard).
+        self.merger: Merger | None = None
         self._modules = [m for _, m, _ in targets]
         self._layers = len(targets)
         self._params: list[torch.nn.Parameter] = []
@@ -348,8 +351,10 @@ class Recorder:
         self._norm_slots: list[int] = []
         self._count_vals: list[torch.Tensor] = []
         self._count_slots: list[int] = []
-        self._worst_vals: list[torch.Tensor] = []
+        self._worst_vals: list[torch.Tensor] = []  # a count per call...
+        self._worst_numel: list[int] = []  # ...out of this many values
         self._worst_slots: list[int] = []
+        self._peaks: list[tuple[int, torch.Tensor]] = []  # per-unit maxima, merged across ranks
         self._act_numel = [0] * self._layers
         self._in_numel = [0] * self._layers
         self._act_rows = [0] * self._layers
@@ -480,7 +485,8 @@ class Recorder:
         # The worst call's fraction: one shared nn.Sigmoid() saturated at its first call site
         # and fine at five others is a saturated layer, not a sixth of one.
         if numel:
-            self._worst_vals.append(count.double() / numel)
+            self._worst_vals.append(count.double())
+            self._worst_numel.append(numel)
             self._worst_slots.append(quantity * self._layers + i)
 
     def _add_count(self, quantity: int, i: int, count: torch.Tensor) -> None:
@@ -499,6 +505,11 @@ class Recorder:
             unit_dim = 1 if channel_first else x.dim() - 1
         other = [d for d in range(x.dim()) if d != unit_dim]
         peak = x.amax(dim=other)
+        if self.merger is not None:
+            # Dead on this rank's slice is not dead: counted once the ranks' maxima are merged.
+            self._peaks.append((i, peak.detach()))
+            self._units[i] += peak.numel()
+            return
         self._add_count(0, i, (peak <= 0).sum())
         self._add_worst(0, i, (peak <= 0).sum(), peak.numel())
         self._units[i] += peak.numel()
@@ -531,9 +542,19 @@ class Recorder:
                 has_grad[self._param_layer[k]] = True
                 grad_numel[self._param_layer[k]] += g.numel()
         dense = [g.coalesce().values() if g.is_sparse else g for g, _ in present]
-        pieces: list[torch.Tensor] = [loss.detach().double().reshape(1)]
-        pieces.append(self._reduce(self._norm_vals, self._norm_slots, len(_NORMS), square=True))
-        pieces.append(self._reduce(self._count_vals, self._count_slots, len(_COUNTS), square=False))
+        loss_value_t = loss.detach().double().reshape(1)
+        norms = self._reduce(self._norm_vals, self._norm_slots, len(_NORMS), square=True)
+        counts = self._reduce(self._count_vals, self._count_slots, len(_COUNTS), square=False)
+        flags = (
+            torch.stack([flag for _, flag in self._located]).double().to(device)
+            if self._located
+            else torch.zeros(0, dtype=torch.float64, device=device)
+        )
+        if self.merger is not None:
+            loss_value_t, norms, counts, flags = self._merge_ranks(
+                loss_value_t, norms.to(device), counts.to(device), flags, device
+            )
+        pieces: list[torch.Tensor] = [loss_value_t, norms, counts]
         if dense:
             norms = torch.stack(torch._foreach_norm(dense)).double().square().to(device)
             owners = torch.tensor([layer for _, layer in present], device=device)
@@ -570,9 +591,7 @@ class Recorder:
             # Nonzero values below 2**-24, float16's smallest subnormal, become zero in fp16.
             tiny = [((g != 0) & (g.abs() < FP16_TINY)).sum() for g in dense]
             underflow.index_add_(0, owners, torch.stack(tiny).double().to(device))
-        pieces += [grad_sq, used, nf_grad, underflow, self._reduce_worst(device)]
-        if self._located:
-            pieces.append(torch.stack([flag for _, flag in self._located]).double())
+        pieces += [grad_sq, used, nf_grad, underflow, self._reduce_worst(device), flags]
         host = torch.cat([p.to(device) for p in pieces]).cpu().tolist()  # the one sync
         loss_value = host[0]
         # The host copy, cut back into the blocks of n values appended above, in order.
@@ -583,9 +602,9 @@ class Recorder:
             next(blocks) for _ in range(6)
         )
         counted = self.count_nonfinite
-        flags = host[1 + (len(_NORMS) + len(_COUNTS) + 6) * n :]
+        located = host[1 + (len(_NORMS) + len(_COUNTS) + 6) * n :]
         first_forward = next(
-            (name for (name, _), bad in zip(self._located, flags, strict=True) if bad), None
+            (name for (name, _), bad in zip(self._located, located, strict=True) if bad), None
         )
         return StepRecord(
             loss=loss_value,
@@ -620,10 +639,67 @@ class Recorder:
         """Per layer, the largest dead and saturated fractions of any one call (2 x layers)."""
         out = torch.zeros(2 * self._layers, dtype=torch.float64, device=device)
         if self._worst_vals:
-            stacked = torch.stack([v.to(device) for v in self._worst_vals])
+            stacked = torch.stack([v.to(device) for v in self._worst_vals]).double()
+            numel = torch.tensor(self._worst_numel, dtype=torch.float64, device=device)
             index = torch.tensor(self._worst_slots, device=device)
-            out.scatter_reduce_(0, index, stacked, reduce="amax")
+            out.scatter_reduce_(0, index, stacked / numel, reduce="amax")
         return out
+
+    def _merge_ranks(
+        self,
+        loss: torch.Tensor,
+        norms: torch.Tensor,
+        counts: torch.Tensor,
+        flags: torch.Tensor,
+        device: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This step's totals over every rank (see :mod:`gradcheck_cli.distributed`): the mean
+        loss, sums of squares and counts, per-call counts and sizes, and, from the per-unit
+        maxima, the dead units; the sizes counted in Python are replaced by their totals."""
+        assert self.merger is not None
+        n = self._layers
+        sizes = torch.tensor(
+            [
+                *self._act_numel,
+                *self._in_numel,
+                *self._act_rows,
+                *self._out_grad_numel,
+                *self._sat_numel,
+                *self._worst_numel,
+            ],
+            dtype=torch.float64,
+            device=device,
+        )
+        worst = (
+            torch.stack([v.to(device) for v in self._worst_vals]).double()
+            if self._worst_vals
+            else torch.zeros(0, dtype=torch.float64, device=device)
+        )
+        peaks = [p.to(device) for _, p in self._peaks]
+        (loss, norms, counts, sizes, worst), merged = self.merger.merge(
+            [loss, norms, counts, sizes, worst], [flags, *peaks]
+        )
+        world = self.merger.shard.world
+        loss = loss / world
+        # Each rank's loss is a mean over its slice, so the gradient reaching one of its
+        # samples is `world` times its share of the mean over the whole batch.
+        norms[n : 2 * n] /= world * world
+        flags, merged_peaks = merged[0], merged[1:]
+        for (i, _), peak in zip(self._peaks, merged_peaks, strict=True):
+            dead = (peak <= 0).sum().double()
+            counts[i] += dead  # quantity 0 of _COUNTS: dead units
+            self._worst_vals.append(dead)
+            self._worst_numel.append(peak.numel())
+            self._worst_slots.append(i)
+            worst = torch.cat([worst, dead.reshape(1)])
+        sizes_h = [int(v) for v in sizes.tolist()]
+        blocks = [sizes_h[k * n : (k + 1) * n] for k in range(5)]
+        self._act_numel, self._in_numel, self._act_rows, self._out_grad_numel = blocks[:4]
+        self._sat_numel = blocks[4]
+        calls = len(self._worst_numel) - len(self._peaks)
+        self._worst_numel[:calls] = sizes_h[5 * n : 5 * n + calls]
+        self._worst_vals = list(worst.unbind())
+        return loss, norms, counts, flags
 
     def _reduce(
         self, vals: list[torch.Tensor], slots: list[int], quantities: int, *, square: bool

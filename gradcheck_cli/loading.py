@@ -19,7 +19,7 @@ import io
 import pickletools
 import re
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1152,14 +1152,20 @@ def own_loss(output: Any) -> torch.Tensor | None:
 
 
 def resolve_loss(
-    kind: LossKind, output: Any, targets: torch.Tensor | None = None
+    kind: LossKind,
+    output: Any,
+    targets: torch.Tensor | None = None,
+    *,
+    rows: tuple[slice, int] | None = None,
 ) -> tuple[LossKind | str, torch.Tensor]:
     """Compute the loss for ``output``; returns the loss actually used (for the report) too.
 
     ``auto``: the output's own ``.loss`` when it has one; cross-entropy for logits (2-D
     ``(N, C)``, 3-D ``(N, L, C)`` with classes last, 4-D+ ``(N, C, ...)``) against integer
     ``targets`` from ``--data``, or random labels; mean squared error against float ``targets``
-    or a standard normal target otherwise.
+    or a standard normal target otherwise. ``rows`` (this rank's slice of a global batch of
+    that many rows, under torchrun) draws the random targets for the whole batch and keeps the
+    slice's, so every rank's targets are those of one process on the whole batch.
     """
     if kind is LossKind.AUTO:
         carried = own_loss(output)
@@ -1179,7 +1185,7 @@ def resolve_loss(
     if kind is LossKind.SUM:
         return kind, y.sum()
     if kind is LossKind.MSE:
-        target = targets.float() if targets is not None else torch.randn(y.shape, device=y.device)
+        target = targets.float() if targets is not None else _drawn(torch.randn, y.shape, y, rows)
         if target.shape != y.shape:
             raise InputError(
                 f"the --data targets have shape {tuple(target.shape)} but the output "
@@ -1210,8 +1216,24 @@ def resolve_loss(
                 f"{int(used.min())} to {int(used.max())}"
             )
         return LossKind.CROSS_ENTROPY, nn.functional.cross_entropy(y, labels)
-    target = torch.randint(0, y.shape[1], target_shape, device=y.device)
+    classes = y.shape[1]
+    target = _drawn(
+        lambda shape, **kw: torch.randint(0, classes, shape, **kw), target_shape, y, rows
+    )
     return LossKind.CROSS_ENTROPY, nn.functional.cross_entropy(y, target)
+
+
+def _drawn(
+    draw: Callable[..., torch.Tensor],
+    shape: Sequence[int],
+    like: torch.Tensor,
+    rows: tuple[slice, int] | None,
+) -> torch.Tensor:
+    """Random targets of ``shape``; with ``rows``, this slice of those of the whole batch."""
+    if rows is None:
+        return draw(tuple(shape), device=like.device)
+    part, whole = rows
+    return draw((whole, *shape[1:]), device=like.device)[part]
 
 
 def _class_dim(y: torch.Tensor) -> int | None:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.choices import Amp
+from gradcheck_cli.distributed import Merger, Shard, take_rows, wrap
 from gradcheck_cli.errors import InputError, ModelRunError, what_happened
 from gradcheck_cli.hooks import Recorder, capture
 from gradcheck_cli.loading import (
@@ -67,6 +68,9 @@ class Passes:
     seed: int
     batch_size: int
     device: torch.device
+    # Under torchrun (diagnose --shard): this rank's place, and the wrapper forward runs through.
+    shard: Shard | None = None
+    runner: nn.Module | None = None
 
     @contextlib.contextmanager
     def seeded(self, key: int) -> Iterator[None]:
@@ -120,7 +124,10 @@ class Passes:
     def inputs(self) -> Any:
         """A batch from the input factory, on the device; its errors are usage errors."""
         try:
-            return to_device(self.make_inputs(self.batch_size), self.device)
+            batch = to_device(self.make_inputs(self.batch_size), self.device)
+            if self.shard is not None:
+                batch = take_rows(batch, self.shard.rows(self.batch_size), self.batch_size)
+            return batch
         except InputError:
             raise
         except KeyboardInterrupt:
@@ -143,7 +150,7 @@ class Passes:
     def forward(self, inputs: Any) -> Any:
         """The model's output; an exception in forward is a usage error."""
         try:
-            return call_model(self.model, inputs)
+            return call_model(self.runner or self.model, inputs)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # sys.exit() in forward is the model's failure too
@@ -166,7 +173,12 @@ class Passes:
                 raise ModelRunError(f"loss_fn {_advice(exc, 'a smaller --batch-size')}") from exc
             used = "loss_fn"
         else:
-            kind, value = resolve_loss(self.loss, output, targets)
+            rows = (
+                (self.shard.rows(self.batch_size), self.batch_size)
+                if self.shard is not None
+                else None
+            )
+            kind, value = resolve_loss(self.loss, output, targets, rows=rows)
             used = kind.value if isinstance(kind, LossKind) else kind
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             raise ModelRunError(
@@ -194,13 +206,15 @@ def measure(
     device: torch.device,
     amp: Amp = Amp.NONE,
     on_step: StepObserver = _ignore,
+    shard: Shard | None = None,
 ) -> Measurement:
     """Run ``steps`` measured passes and aggregate them.
 
     Under ``amp=fp16`` one more full-precision pass (step 0's batch) counts the gradient values
     float16 cannot hold (nonzero, below 2**-24): under fp16 autocast they are already zeros.
     """
-    passes = Passes(model, make_inputs, loss_fn, loss, seed, batch_size, device)
+    runner = wrap(model, shard, device) if shard is not None else None
+    passes = Passes(model, make_inputs, loss_fn, loss, seed, batch_size, device, shard, runner)
     records: list[StepRecord] = []
     shadow: list[StepRecord] = []
     used_loss = "loss_fn" if loss_fn is not None else loss.value
@@ -211,6 +225,8 @@ def measure(
         first.append((recorder.structure(loss), optional_inputs_not_given(model, inputs)))
 
     with capture(model) as recorder, PositionProfiler.attach(model) as positions:
+        if shard is not None:
+            recorder.merger = Merger(shard)
         for step in range(steps):
             if positions is not None:
                 positions.step = step
@@ -231,7 +247,9 @@ def measure(
         if recurrent_modules(model) or cell_modules(model):
             recorder.active = False  # the probe's forward pass is not a measured step
             with passes.seeded(0):
-                temporal.extend(probe_recurrent(model, lambda: passes.forward(passes.inputs())))
+                # Through the model itself, not DDP: the probe's backward is not a training step.
+                plain = replace(passes, runner=None)
+                temporal.extend(probe_recurrent(model, lambda: plain.forward(plain.inputs())))
     structure, unfed = first[0] if first else (None, ())
     stats = replace(
         aggregate(recorder.infos, records, shadow, structure),

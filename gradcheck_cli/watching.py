@@ -13,15 +13,18 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
+from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.config import Settings, apply_mapping
+from gradcheck_cli.distributed import Merger, Shard
 from gradcheck_cli.findings import ModelInfo, Report, RunInfo
 from gradcheck_cli.hooks import Recorder, capture, first_tensor
 from gradcheck_cli.stats import StepRecord, aggregate
@@ -104,7 +107,11 @@ class Watcher:
             self._output_hooks.append(out.register_hook(self._queue))
 
     def _queue(self, grad: torch.Tensor) -> None:
-        torch.autograd.Variable._execution_engine.queue_callback(self._collect)
+        # Queued from the first gradient of the step's backward pass, so it would run before
+        # callbacks queued later in it (DDP's, which finishes averaging the gradients): it
+        # queues the reading itself, which then runs after them.
+        engine = torch.autograd.Variable._execution_engine
+        engine.queue_callback(lambda: engine.queue_callback(self._collect))
 
     def release_output_hooks(self) -> None:
         """Remove the hooks on measured outputs (after their backward pass, and on exit)."""
@@ -170,6 +177,8 @@ class Watcher:
                     else f"1 in {self.every} of {self.forwards} forward passes of the training loop"
                 ),
                 torch=str(torch.__version__),
+                shard=ShardMode.DDP.value if self._recorder.merger is not None else "none",
+                world_size=self._recorder.merger.shard.world if self._recorder.merger else 1,
             ),
             findings=tuple(findings),
             layers=stats.layers,
@@ -180,7 +189,12 @@ class Watcher:
 
 @contextlib.contextmanager
 def watch(
-    model: nn.Module, every: int = 50, *, manual: bool = False, **options: Any
+    model: nn.Module,
+    every: int = 50,
+    *,
+    manual: bool = False,
+    distributed: bool | None = None,
+    **options: Any,
 ) -> Iterator[Watcher]:
     """Measure every ``every``-th training step of the block's own loop; hooks gone on exit.
 
@@ -190,12 +204,28 @@ def watch(
     the model's forward passes: the caller marks each step to measure with
     :meth:`Watcher.begin_step` and :meth:`Watcher.end_step` (what the Lightning callback does,
     since a LightningModule's training_step need not call its own forward).
+
+    In a data-parallel job (``model`` wrapped in ``DistributedDataParallel``, or
+    ``distributed=True`` where a framework wraps it elsewhere, as Lightning and accelerate do),
+    each sampled step is merged across the ranks of the default process group, as ``diagnose
+    --shard ddp`` merges them: ``report()`` is the same on every rank, that of the global batch.
+    Every rank must then sample the same steps (the same ``every``).
     """
     if every < 1:
         raise ValueError("every must be at least 1")
     settings = apply_mapping(Settings(), options, source="watch()")
-    with capture(model, restore_state=False) as recorder, contextlib.ExitStack() as stack:
-        watcher = Watcher(model, recorder, every, settings, manual=manual)
+    # Under DDP the layers are the wrapped module's (names without "module."); each sampled
+    # step's measurements are merged across the ranks, as diagnose --shard ddp merges them.
+    ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+    inner = cast(nn.Module, model.module) if ddp else model
+    with capture(inner, restore_state=False) as recorder, contextlib.ExitStack() as stack:
+        if distributed is None:
+            distributed = ddp and dist.is_initialized() and dist.get_world_size() > 1
+        if distributed:
+            if not dist.is_initialized():
+                raise ValueError("watch(distributed=True) needs an initialised process group")
+            recorder.merger = Merger(Shard(dist.get_rank(), dist.get_world_size(), ShardMode.DDP))
+        watcher = Watcher(inner, recorder, every, settings, manual=manual)
         stack.callback(watcher.release_output_hooks)
         if not manual:
             stack.callback(

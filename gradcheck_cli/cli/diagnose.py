@@ -23,7 +23,7 @@ from gradcheck_cli.cli.options import (
     measure_options,
     prepare,
 )
-from gradcheck_cli.cli.process import reader_may_leave, report_stream, stdout_to_stderr
+from gradcheck_cli.cli.process import leader, reader_may_leave, report_stream, stdout_to_stderr
 from gradcheck_cli.compare import Comparison, compare, load_report
 from gradcheck_cli.findings import ExitCode, FailOn, Report, exit_code
 from gradcheck_cli.report import (
@@ -101,6 +101,10 @@ def diagnose_command(
     Exit code: 0 healthy (nothing at --fail-on), 1 findings at --fail-on (with --baseline: a
     regression), 2 bad input.
     """
+    first = leader()  # under torchrun, rank 0 prints and writes; the other ranks stay silent
+    if not first:
+        quiet = True
+        click.get_current_context().params["quiet"] = True
     with user_errors(debug):
         inputs = input_files(
             model_spec,
@@ -145,32 +149,47 @@ def diagnose_command(
                     on_step=on_step,
                 )
         fail_on = job.settings.fail_on
-        for path, forced in targets:
-            assert path is not None
-            write_atomic(
-                path, _writer(report, forced or FILE_FORMATS[path.suffix.lower()], fail_on)
-            )
-            if not quiet:
-                click.echo(f"gradcheck: wrote {path}", err=True)
-        if plot_path is not None:
-            draw(report, Path(plot_path))
-            if not quiet:
-                click.echo(f"gradcheck: wrote {plot_path}", err=True)
         comparison = None
         if baseline is not None:
             comparison = compare(
                 baseline, report.to_dict(), factor=job.settings.regression_factor, fail_on=fail_on
             )
-        emit(
-            OutputFormat(output_format),
-            report,
-            comparison,
-            fail_on,
-            options=RenderOptions(all_layers=all_layers),
-        )
+        if first:
+            _output(
+                report, comparison, targets, plot_path, output_format, all_layers, quiet, fail_on
+            )
     if comparison is not None:
         sys.exit(ExitCode.FINDINGS if comparison.regressed else ExitCode.OK)
     sys.exit(exit_code(report, fail_on))
+
+
+def _output(
+    report: Report,
+    comparison: Comparison | None,
+    targets: list[tuple[Path | None, OutputFormat | None]],
+    plot_path: str | None,
+    output_format: str,
+    all_layers: bool,
+    quiet: bool,
+    fail_on: FailOn,
+) -> None:
+    """Write the report files and the plot, then print the report (or the comparison)."""
+    for path, forced in targets:
+        assert path is not None
+        write_atomic(path, _writer(report, forced or FILE_FORMATS[path.suffix.lower()], fail_on))
+        if not quiet:
+            click.echo(f"gradcheck: wrote {path}", err=True)
+    if plot_path is not None:
+        draw(report, Path(plot_path))
+        if not quiet:
+            click.echo(f"gradcheck: wrote {plot_path}", err=True)
+    emit(
+        OutputFormat(output_format),
+        report,
+        comparison,
+        fail_on,
+        options=RenderOptions(all_layers=all_layers),
+    )
 
 
 def _writer(report: Report, fmt: OutputFormat, fail_on: FailOn) -> Callable[[TextIO], None]:

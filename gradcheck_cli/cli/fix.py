@@ -19,7 +19,13 @@ from gradcheck_cli.cli.options import (
     measure_options,
     prepare,
 )
-from gradcheck_cli.cli.process import reader_may_leave, report_stream, stdout_to_stderr
+from gradcheck_cli.cli.process import (
+    launched,
+    reader_may_leave,
+    report_stream,
+    stdout_to_stderr,
+)
+from gradcheck_cli.errors import UsageError
 from gradcheck_cli.findings import exit_code
 from gradcheck_cli.remedies import APPLY_ORDER
 from gradcheck_cli.report import FIX_FORMATS, OutputFormat
@@ -104,6 +110,12 @@ def fix_command(
     Exit code as diagnose, judged on the fixed model when --output saves it, else on MODEL.
     """
     with user_errors(debug):
+        if launched() or flags.get("shard") not in (None, "none"):
+            raise UsageError(
+                "gradcheck fix runs in one process, not under torchrun or with --shard: it "
+                "diagnoses copies of the model; run `gradcheck fix MODEL` alone, then check the "
+                "saved model with `torchrun ... -m gradcheck_cli diagnose fixed/model.pt`"
+            )
         # Imported here: torch takes seconds to import, and `fix --help` needs none of it.
         from gradcheck_cli.api import fix
         from gradcheck_cli.fixing import check_output, check_picklable, save_fix

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gradcheck_cli.choices import Amp, Device, LossKind, Optimizer
+from gradcheck_cli.choices import Amp, Device, LossKind, Optimizer, ShardMode
+from gradcheck_cli.cli.process import launched
 from gradcheck_cli.config import Settings, load_settings, parse_enum
 from gradcheck_cli.findings import FailOn
 
@@ -28,7 +29,7 @@ SECTIONS: tuple[tuple[str, frozenset[str]], ...] = (
             {"input_shapes", "data_path", "weights", "trust_pickle", "plan_path", "config_path"}
         ),
     ),
-    ("Measurement", frozenset({"steps", "seed", "batch_size", "device", "loss", "amp"})),
+    ("Measurement", frozenset({"steps", "seed", "batch_size", "device", "loss", "amp", "shard"})),
     ("Training (--train-steps)", frozenset({"train_steps", "optimizer", "lr"})),
     (
         "Remedies (fix)",
@@ -169,6 +170,13 @@ _MEASURE_OPTIONS = [
         help="Allow loading a pickled module (.pt): this runs code from the file.",
     ),
     click.option(
+        "--shard",
+        type=choice(ShardMode),
+        help="Under torchrun: split the global --batch-size over the ranks with DDP and merge "
+        "their measurements into one report, printed and written by rank 0 (launched with "
+        "WORLD_SIZE > 1, ddp is the default).  [default: none]",
+    ),
+    click.option(
         "--amp",
         type=choice(Amp),
         help="Run the passes under autocast: bf16 or fp16 (fp16 adds the underflow check).  [default: none]",
@@ -256,10 +264,15 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
         ("fail_on", FailOn),
         ("amp", Amp),
         ("optimizer", Optimizer),
+        ("shard", ShardMode),
     ):
         if key in given:
             given[key] = parse_enum(kind, given[key], f"--{key.replace('_', '-')}")
     settings = dataclasses.replace(settings, **given)
+    if launched() and settings.shard is ShardMode.NONE:
+        # Under torchrun every rank would otherwise diagnose its own copy and print its own report.
+        settings = dataclasses.replace(settings, shard=ShardMode.DDP)
+        _note("launched by torchrun: --shard ddp (the report merges every rank's slice)")
     shapes = [InputShape.parse(s) for s in input_shapes]
     # Seeded, so a model file that initialises randomly builds the same weights every run:
     # baselines compare like with like.

@@ -24,6 +24,19 @@ _program = False
 _report: TextIO | None = None
 
 
+def launched() -> bool:
+    """Whether this process is one of several that ``torchrun`` started (``WORLD_SIZE`` > 1)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
+
+
+def leader() -> bool:
+    """Whether this process prints and writes: always, but under torchrun only rank 0."""
+    return not launched() or os.environ.get("RANK", "0").strip() == "0"
+
+
 def run_as_program() -> None:
     """Called by the command group when it runs as the process's program."""
     global _program

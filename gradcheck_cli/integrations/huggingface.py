@@ -37,7 +37,11 @@ class GradcheckCallback(TrainerCallback):  # type: ignore[misc]
     ) -> None:
         """Start watching the model the Trainer trains."""
         self._stack = contextlib.ExitStack()
-        self._watcher = self._stack.enter_context(watch(model, every=self.every, **self.options))
+        # Under accelerate/torchrun DDP the Trainer wraps the model itself: merge across ranks.
+        distributed = getattr(args, "world_size", 1) > 1
+        self._watcher = self._stack.enter_context(
+            watch(model, every=self.every, distributed=distributed, **self.options)
+        )
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Stop watching and keep the report."""

@@ -49,7 +49,14 @@ class GradcheckCallback(Callback):  # type: ignore[misc]
         """Start watching the LightningModule."""
         self._stack = contextlib.ExitStack()
         self._watcher = self._stack.enter_context(
-            watch(pl_module, every=self.every, manual=True, **self.options)
+            watch(
+                pl_module,
+                every=self.every,
+                manual=True,
+                # Lightning's DDP strategies wrap the module themselves: merge across the ranks.
+                distributed=trainer.world_size > 1,
+                **self.options,
+            )
         )
 
     def on_train_batch_start(

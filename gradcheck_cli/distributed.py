@@ -1,0 +1,147 @@
+"""Diagnosing under ``torchrun``: one seeded global batch split across ranks, one merged report.
+
+Every rank builds the model (DDP then broadcasts rank 0's weights and buffers, so the replicas
+are equal even when ``build_model`` is not deterministic), draws the same seeded *global* batch
+and keeps its own contiguous slice of ``batch_size / world`` rows. With a mean-reduced loss the
+averaged gradients are those of one process on the whole batch. Per step, each rank packs what it
+measured into one tensor and one ``all_gather`` gives every rank every rank's values, which it
+merges locally (:meth:`Merger.merge`): sums of squares, counts and sizes add up; a unit is dead
+only when it is dead on every rank's slice (per-unit maxima); a call's saturated fraction is its
+summed count over its summed size; the first module that produced a NaN is the first on any rank.
+Output gradients are rescaled by ``1/world``: each rank's loss is a mean over its slice, so the
+gradient reaching a sample is ``world`` times what it is in the mean over the whole batch.
+
+Parameter gradients need no merging under DDP: DDP has averaged them, so every rank holds the same.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from gradcheck_cli.choices import ShardMode
+from gradcheck_cli.errors import UsageError
+from gradcheck_cli.loading import Labeled
+
+# How long ranks wait for each other to start before giving up (a rank that failed to build).
+JOIN_TIMEOUT = datetime.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place in the job: its rank, the world size and how the model is split."""
+
+    rank: int
+    world: int
+    mode: ShardMode
+    local_rank: int = 0
+
+    @property
+    def leader(self) -> bool:
+        """Rank 0: the one that prints and writes."""
+        return self.rank == 0
+
+    def rows(self, batch_size: int) -> slice:
+        """This rank's rows of a global batch of ``batch_size``."""
+        share = batch_size // self.world
+        return slice(self.rank * share, (self.rank + 1) * share)
+
+    def check_batch(self, batch_size: int) -> None:
+        """Refuse a global batch that does not split evenly: the merge assumes equal slices."""
+        if batch_size % self.world:
+            raise UsageError(
+                f"--batch-size {batch_size} is the global batch and must split evenly over the "
+                f"{self.world} ranks; use a multiple of {self.world}"
+            )
+
+
+def join(mode: ShardMode, device: torch.device) -> Shard:
+    """Join the ``torchrun`` job: initialise the default process group unless the caller has
+    (gloo on CPU, NCCL on CUDA with one device per local rank)."""
+    if mode is ShardMode.FSDP:
+        raise UsageError(
+            "--shard fsdp is not implemented yet; use --shard ddp (every rank holds the whole "
+            "model)"
+        )
+    if not dist.is_available():
+        raise UsageError("--shard needs torch.distributed, which this torch build lacks")
+    if not dist.is_initialized():
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+            raise UsageError(
+                "--shard runs under torchrun: torchrun --nproc_per_node N -m gradcheck_cli "
+                "diagnose MODEL --shard ddp"
+            )
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=JOIN_TIMEOUT)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return Shard(dist.get_rank(), dist.get_world_size(), mode, local)
+
+
+def wrap(model: nn.Module, shard: Shard, device: torch.device) -> nn.Module:
+    """The module every rank runs forward through: ``model`` under DDP. Hooks stay on
+    ``model`` itself; DDP averages its parameters' gradients in backward."""
+    ids = [device.index if device.index is not None else shard.local_rank]
+    return nn.parallel.DistributedDataParallel(
+        model,
+        device_ids=ids if device.type == "cuda" else None,
+        # A model may leave parameters out of a step (unused branches, idle experts): that is
+        # a finding to report, not an error to stop on.
+        find_unused_parameters=True,
+    )
+
+
+def take_rows(batch: Any, rows: slice, size: int) -> Any:
+    """``batch`` with every tensor whose first dimension is the global batch ``size`` cut to
+    ``rows``; other values (a scalar flag, a shared mask of another size) are kept whole."""
+    if isinstance(batch, torch.Tensor):
+        return batch[rows] if batch.dim() and batch.shape[0] == size else batch
+    if isinstance(batch, Labeled):  # --data: inputs and targets
+        return Labeled(take_rows(batch.inputs, rows, size), take_rows(batch.targets, rows, size))
+    if isinstance(batch, dict):
+        return {k: take_rows(v, rows, size) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
+        return type(batch)(take_rows(v, rows, size) for v in batch)
+    if hasattr(batch, "_fields"):  # a NamedTuple
+        return type(batch)(*(take_rows(v, rows, size) for v in batch))
+    return batch
+
+
+class Merger:
+    """Merges one step's measurements across the ranks with a single ``all_gather``.
+
+    :meth:`merge` takes tensors of two kinds, all of the same length on every rank (the ranks
+    run the same model on equal slices, so every hook fires as often everywhere): ``sums`` add
+    up over the ranks, ``peaks`` take their maximum.
+    """
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+
+    def merge(
+        self, sums: Sequence[torch.Tensor], peaks: Sequence[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The ranks' totals of ``sums`` and maxima of ``peaks``, each in its input's shape."""
+        parts = [*sums, *peaks]
+        device = next((p.device for p in parts), torch.device("cpu"))
+        flat = torch.cat([p.reshape(-1).to(device, torch.float64) for p in parts])
+        gathered = [torch.empty_like(flat) for _ in range(self.shard.world)]
+        dist.all_gather(gathered, flat)  # the one collective of the step
+        stacked = torch.stack(gathered)
+        added, largest = stacked.sum(dim=0), stacked.amax(dim=0)
+        out_sums: list[torch.Tensor] = []
+        out_peaks: list[torch.Tensor] = []
+        at = 0
+        for k, part in enumerate(parts):
+            n = part.numel()
+            source = added if k < len(sums) else largest
+            merged = source[at : at + n].reshape(part.shape)
+            (out_sums if k < len(sums) else out_peaks).append(merged)
+            at += n
+        return out_sums, out_peaks
