@@ -552,7 +552,7 @@ class Recorder:
         )
         if self.merger is not None:
             loss_value_t, norms, counts, flags = self._merge_ranks(
-                loss_value_t, norms.to(device), counts.to(device), flags, device
+                self.merger, loss_value_t, norms.to(device), counts.to(device), flags, device
             )
         pieces: list[torch.Tensor] = [loss_value_t, norms, counts]
         if dense:
@@ -647,6 +647,7 @@ class Recorder:
 
     def _merge_ranks(
         self,
+        merger: Merger,
         loss: torch.Tensor,
         norms: torch.Tensor,
         counts: torch.Tensor,
@@ -656,8 +657,8 @@ class Recorder:
         """This step's totals over every rank (see :mod:`gradcheck_cli.distributed`): the mean
         loss, sums of squares and counts, per-call counts and sizes, and, from the per-unit
         maxima, the dead units; the sizes counted in Python are replaced by their totals."""
-        assert self.merger is not None
         n = self._layers
+        calls = len(self._worst_numel)
         sizes = torch.tensor(
             [
                 *self._act_numel,
@@ -670,36 +671,31 @@ class Recorder:
             dtype=torch.float64,
             device=device,
         )
-        worst = (
-            torch.stack([v.to(device) for v in self._worst_vals]).double()
-            if self._worst_vals
-            else torch.zeros(0, dtype=torch.float64, device=device)
+        worst = torch.stack(
+            [v.to(device).double() for v in self._worst_vals]
+            or [torch.zeros((), dtype=torch.float64, device=device)]
+        )[:calls]
+        (loss, norms, counts, sizes, worst), (flags, *peaks) = merger.merge(
+            [loss, norms, counts, sizes, worst], [flags, *(p.to(device) for _, p in self._peaks)]
         )
-        peaks = [p.to(device) for _, p in self._peaks]
-        (loss, norms, counts, sizes, worst), merged = self.merger.merge(
-            [loss, norms, counts, sizes, worst], [flags, *peaks]
-        )
-        world = self.merger.shard.world
-        loss = loss / world
+        world = merger.shard.world
         # Each rank's loss is a mean over its slice, so the gradient reaching one of its
         # samples is `world` times its share of the mean over the whole batch.
         norms[n : 2 * n] /= world * world
-        flags, merged_peaks = merged[0], merged[1:]
-        for (i, _), peak in zip(self._peaks, merged_peaks, strict=True):
-            dead = (peak <= 0).sum().double()
-            counts[i] += dead  # quantity 0 of _COUNTS: dead units
-            self._worst_vals.append(dead)
+        sizes_h = [int(v) for v in sizes.tolist()]
+        self._act_numel, self._in_numel, self._act_rows, self._out_grad_numel, self._sat_numel = (
+            sizes_h[k * n : (k + 1) * n] for k in range(5)
+        )
+        self._worst_numel = sizes_h[5 * n :]
+        self._worst_vals = list(worst.unbind())
+        # A unit is dead when it is dead on every rank's slice: its largest output is <= 0.
+        for (i, _), peak in zip(self._peaks, peaks, strict=True):
+            dead = (peak <= 0).sum()
+            counts[i] += dead  # quantity 0 of _COUNTS
+            self._worst_vals.append(dead.double())
             self._worst_numel.append(peak.numel())
             self._worst_slots.append(i)
-            worst = torch.cat([worst, dead.reshape(1)])
-        sizes_h = [int(v) for v in sizes.tolist()]
-        blocks = [sizes_h[k * n : (k + 1) * n] for k in range(5)]
-        self._act_numel, self._in_numel, self._act_rows, self._out_grad_numel = blocks[:4]
-        self._sat_numel = blocks[4]
-        calls = len(self._worst_numel) - len(self._peaks)
-        self._worst_numel[:calls] = sizes_h[5 * n : 5 * n + calls]
-        self._worst_vals = list(worst.unbind())
-        return loss, norms, counts, flags
+        return loss / world, norms, counts, flags
 
     def _reduce(
         self, vals: list[torch.Tensor], slots: list[int], quantities: int, *, square: bool
