@@ -237,6 +237,8 @@ def fix(
         source: the model spec, recorded in the plan.
     """
     chosen = apply_mapping(settings or Settings(), options, source="fix()")
+    if chosen.shard is not ShardMode.NONE:
+        raise UsageError("fix() runs in one process: it diagnoses copies of the model; drop shard=")
     opts = fix_options or FixOptions()
     unknown = [r for r in remedies or () if r not in REGISTRY]
     if unknown:

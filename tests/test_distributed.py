@@ -246,3 +246,13 @@ def test_lightning_ddp_strategy_reports_the_global_batch(tmp_path: Path) -> None
     assert outs[1]["run"] == {"steps": 3, "shard": "none", "world_size": 1}
     assert outs[2]["run"] == {"steps": 3, "shard": "ddp", "world_size": 2}
     assert compare_runs(outs[1], outs[2]) >= 20
+
+
+def test_the_fix_api_refuses_a_shard() -> None:
+    from torch import nn
+
+    from gradcheck_cli import fix
+    from gradcheck_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="fix\\(\\) runs in one process"):
+        fix(nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)), shard="ddp")
