@@ -12,6 +12,9 @@ Output gradients are rescaled by ``1/world``: each rank's loss is a mean over it
 gradient reaching a sample is ``world`` times what it is in the mean over the whole batch.
 
 Parameter gradients need no merging under DDP: DDP has averaged them, so every rank holds the same.
+Under FSDP2 (``--shard fsdp``) each rank holds its shard of every gradient (rows of dim 0): their
+sums of squares and counts add up like the rest. The weights' norms and the autograd graph's
+structure are read before the model is sharded, from the whole model every rank built.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch.distributed as dist
 from torch import nn
 
 from gradcheck_cli.choices import ShardMode
-from gradcheck_cli.errors import UsageError
+from gradcheck_cli.errors import InputError, UsageError
 from gradcheck_cli.loading import Labeled
 
 # How long ranks wait for each other to start before giving up (a rank that failed to build).
@@ -65,11 +68,6 @@ class Shard:
 def join(mode: ShardMode, device: torch.device) -> Shard:
     """Join the ``torchrun`` job: initialise the default process group unless the caller has
     (gloo on CPU, NCCL on CUDA with one device per local rank)."""
-    if mode is ShardMode.FSDP:
-        raise UsageError(
-            "--shard fsdp is not implemented yet; use --shard ddp (every rank holds the whole "
-            "model)"
-        )
     if not dist.is_available():
         raise UsageError("--shard needs torch.distributed, which this torch build lacks")
     if not dist.is_initialized():
@@ -95,6 +93,54 @@ def wrap(model: nn.Module, shard: Shard, device: torch.device) -> nn.Module:
         # a finding to report, not an error to stop on.
         find_unused_parameters=True,
     )
+
+
+def shard_model(model: nn.Module) -> None:
+    """Shard ``model`` in place with FSDP2: each child module that holds parameters is one
+    unit (all-gathered for its forward, resharded after), then the root (what is left)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for child in model.children():
+        if any(True for _ in child.parameters()):
+            fully_shard(child)
+    fully_shard(model)
+
+
+def local_part(grad: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """This rank's part of a gradient and the first row it holds: an FSDP2 gradient is a
+    DTensor sharded on dim 0 (torch.chunk's split: ceil(rows / world) rows per rank)."""
+    to_local = getattr(grad, "to_local", None)
+    if to_local is None:
+        return grad, 0
+    rows = grad.shape[0] if grad.dim() else 0
+    world = dist.get_world_size()
+    per_rank = -(-rows // world)
+    return to_local(), min(dist.get_rank() * per_rank, rows)
+
+
+def split_batch(batch: Any, shard: Shard, size: int) -> Any:
+    """This rank's slice of a global batch of ``size`` rows; refused when no input has the
+    batch size as its first dimension (each rank would run the whole batch: nothing to split)."""
+    part = take_rows(batch, shard.rows(size), size)
+    if not _has_rows(batch, size):
+        raise InputError(
+            f"under --shard the inputs must have the global batch size ({size}) as their first "
+            "dimension, to be split over the ranks; make example_inputs(batch_size) or batches "
+            "honour batch_size"
+        )
+    return part
+
+
+def _has_rows(batch: Any, size: int) -> bool:
+    if isinstance(batch, torch.Tensor):
+        return bool(batch.dim()) and batch.shape[0] == size
+    if isinstance(batch, Labeled):
+        return _has_rows(batch.inputs, size)
+    if isinstance(batch, dict):
+        return any(_has_rows(v, size) for v in batch.values())
+    if isinstance(batch, (list, tuple)):
+        return any(_has_rows(v, size) for v in batch)
+    return False
 
 
 def take_rows(batch: Any, rows: slice, size: int) -> Any:

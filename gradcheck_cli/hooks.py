@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from gradcheck_cli.distributed import Merger
+from gradcheck_cli.choices import ShardMode
+from gradcheck_cli.distributed import Merger, local_part
 from gradcheck_cli.graph import trace
 from gradcheck_cli.snapshot import ModelState
 from gradcheck_cli.stats import NEAR_ZERO, LayerInfo, LayerKind, StepRecord, Structure
@@ -210,6 +211,16 @@ class Recorder:
         self._tensor_hooks: list[RemovableHandle] = []
         self.infos = self._static_infos(targets)
         self._reset()
+
+    def rebind_params(self) -> None:
+        """Read the measured modules' parameters again: FSDP2 replaces them with sharded ones.
+        The static facts (weight norms, init scales) stay those of the whole model."""
+        self._params = [
+            p
+            for module in self._modules
+            for p in module.parameters(recurse=False)
+            if p.requires_grad
+        ]
 
     def structure(self, loss: torch.Tensor) -> Structure:
         """Depth, paths and residual scales of the measured layers, from ``loss``'s graph."""
@@ -541,25 +552,13 @@ class Recorder:
             if g is not None:
                 has_grad[self._param_layer[k]] = True
                 grad_numel[self._param_layer[k]] += g.numel()
-        dense = [g.coalesce().values() if g.is_sparse else g for g, _ in present]
-        loss_value_t = loss.detach().double().reshape(1)
-        norms = self._reduce(self._norm_vals, self._norm_slots, len(_NORMS), square=True)
-        counts = self._reduce(self._count_vals, self._count_slots, len(_COUNTS), square=False)
-        flags = (
-            torch.stack([flag for _, flag in self._located]).double().to(device)
-            if self._located
-            else torch.zeros(0, dtype=torch.float64, device=device)
-        )
-        if self.merger is not None:
-            loss_value_t, norms, counts, flags = self._merge_ranks(
-                self.merger, loss_value_t, norms.to(device), counts.to(device), flags, device
-            )
-        pieces: list[torch.Tensor] = [loss_value_t, norms, counts]
+        # An FSDP2 gradient (a DTensor) is measured on this rank's shard; merged below.
+        dense = [g.coalesce().values() if g.is_sparse else local_part(g)[0] for g, _ in present]
         if dense:
-            norms = torch.stack(torch._foreach_norm(dense)).double().square().to(device)
+            squares = torch.stack(torch._foreach_norm(dense)).double().square().to(device)
             owners = torch.tensor([layer for _, layer in present], device=device)
             grad_sq = torch.zeros(n, dtype=torch.float64, device=device).index_add_(
-                0, owners, norms
+                0, owners, squares
             )
             nf = (
                 [torch.isfinite(g).logical_not().sum() for g in dense]
@@ -584,14 +583,36 @@ class Recorder:
                 nonzero = torch.linalg.vector_norm(g.values(), dim=-1) > 0
                 used[i] = rows[g.indices()[0][nonzero]].sum()
             else:
-                touched = torch.linalg.vector_norm(g, dim=-1) > 0
-                used[i] = (rows * touched).sum()
+                part, first = local_part(g)
+                touched = torch.linalg.vector_norm(part, dim=-1) > 0
+                used[i] = (rows[first : first + part.shape[0]] * touched).sum()
         underflow = torch.zeros(n, dtype=torch.float64, device=device)
         if self.count_underflow and dense:
             # Nonzero values below 2**-24, float16's smallest subnormal, become zero in fp16.
             tiny = [((g != 0) & (g.abs() < FP16_TINY)).sum() for g in dense]
             underflow.index_add_(0, owners, torch.stack(tiny).double().to(device))
-        pieces += [grad_sq, used, nf_grad, underflow, self._reduce_worst(device), flags]
+        loss_value_t = loss.detach().double().reshape(1)
+        norms = self._reduce(self._norm_vals, self._norm_slots, len(_NORMS), square=True)
+        counts = self._reduce(self._count_vals, self._count_slots, len(_COUNTS), square=False)
+        flags = (
+            torch.stack([flag for _, flag in self._located]).double().to(device)
+            if self._located
+            else torch.zeros(0, dtype=torch.float64, device=device)
+        )
+        if self.merger is not None:
+            loss_value_t, norms, counts, flags, (grad_sq, used, nf_grad, underflow) = (
+                self._merge_ranks(
+                    self.merger,
+                    loss_value_t,
+                    norms.to(device),
+                    counts.to(device),
+                    flags,
+                    [grad_sq, used, nf_grad, underflow],
+                    device,
+                )
+            )
+        pieces = [loss_value_t, norms, counts, grad_sq, used, nf_grad, underflow]
+        pieces += [self._reduce_worst(device), flags]
         host = torch.cat([p.to(device) for p in pieces]).cpu().tolist()  # the one sync
         loss_value = host[0]
         # The host copy, cut back into the blocks of n values appended above, in order.
@@ -652,11 +673,14 @@ class Recorder:
         norms: torch.Tensor,
         counts: torch.Tensor,
         flags: torch.Tensor,
+        grads: list[torch.Tensor],
         device: torch.device,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """This step's totals over every rank (see :mod:`gradcheck_cli.distributed`): the mean
         loss, sums of squares and counts, per-call counts and sizes, and, from the per-unit
-        maxima, the dead units; the sizes counted in Python are replaced by their totals."""
+        maxima, the dead units; the sizes counted in Python are replaced by their totals. The
+        parameter-gradient totals ``grads`` add up over the shards under FSDP; under DDP every
+        rank already holds the averaged gradients."""
         n = self._layers
         calls = len(self._worst_numel)
         sizes = torch.tensor(
@@ -675,9 +699,13 @@ class Recorder:
             [v.to(device).double() for v in self._worst_vals]
             or [torch.zeros((), dtype=torch.float64, device=device)]
         )[:calls]
-        (loss, norms, counts, sizes, worst), (flags, *peaks) = merger.merge(
-            [loss, norms, counts, sizes, worst], [flags, *(p.to(device) for _, p in self._peaks)]
+        sharded = merger.shard.mode is ShardMode.FSDP
+        (loss, norms, counts, sizes, worst, *summed), (flags, *peaks) = merger.merge(
+            [loss, norms, counts, sizes, worst, *(grads if sharded else [])],
+            [flags, *(p.to(device) for _, p in self._peaks)],
         )
+        if sharded:
+            grads = summed
         world = merger.shard.world
         # Each rank's loss is a mean over its slice, so the gradient reaching one of its
         # samples is `world` times its share of the mean over the whole batch.
@@ -695,7 +723,7 @@ class Recorder:
             self._worst_vals.append(dead.double())
             self._worst_numel.append(peak.numel())
             self._worst_slots.append(i)
-        return loss / world, norms, counts, flags
+        return loss / world, norms, counts, flags, grads
 
     def _reduce(
         self, vals: list[torch.Tensor], slots: list[int], quantities: int, *, square: bool

@@ -1229,10 +1229,11 @@ def _drawn(
     like: torch.Tensor,
     rows: tuple[slice, int] | None,
 ) -> torch.Tensor:
-    """Random targets of ``shape``; with ``rows``, this slice of those of the whole batch."""
-    if rows is None:
+    """Random targets of ``shape``; with ``rows``, this slice of those of the whole batch (when
+    the output is batch-first: its first dimension is the slice's length)."""
+    part, whole = rows if rows is not None else (slice(0, 0), 0)
+    if rows is None or not shape or shape[0] != part.stop - part.start:
         return draw(tuple(shape), device=like.device)
-    part, whole = rows
     return draw((whole, *shape[1:]), device=like.device)[part]
 
 

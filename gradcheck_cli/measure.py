@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli.choices import Amp
-from gradcheck_cli.distributed import Merger, Shard, take_rows, wrap
+from gradcheck_cli.choices import Amp, ShardMode
+from gradcheck_cli.distributed import Merger, Shard, shard_model, split_batch, wrap
 from gradcheck_cli.errors import InputError, ModelRunError, what_happened
 from gradcheck_cli.hooks import Recorder, capture
 from gradcheck_cli.loading import (
@@ -126,7 +126,7 @@ class Passes:
         try:
             batch = to_device(self.make_inputs(self.batch_size), self.device)
             if self.shard is not None:
-                batch = take_rows(batch, self.shard.rows(self.batch_size), self.batch_size)
+                batch = split_batch(batch, self.shard, self.batch_size)
             return batch
         except InputError:
             raise
@@ -213,7 +213,8 @@ def measure(
     Under ``amp=fp16`` one more full-precision pass (step 0's batch) counts the gradient values
     float16 cannot hold (nonzero, below 2**-24): under fp16 autocast they are already zeros.
     """
-    runner = wrap(model, shard, device) if shard is not None else None
+    ddp = shard is not None and shard.mode is ShardMode.DDP
+    runner = wrap(model, shard, device) if shard is not None and ddp else None
     passes = Passes(model, make_inputs, loss_fn, loss, seed, batch_size, device, shard, runner)
     records: list[StepRecord] = []
     shadow: list[StepRecord] = []
@@ -227,10 +228,21 @@ def measure(
     with capture(model) as recorder, PositionProfiler.attach(model) as positions:
         if shard is not None:
             recorder.merger = Merger(shard)
+            if shard.mode is ShardMode.FSDP:
+                # The graph's structure and the weights' norms come from the whole model, read
+                # by one forward pass before it is sharded (FSDP2 swaps its parameters).
+                recorder.begin_step()
+                with passes.seeded(0):
+                    batch = passes.inputs()
+                    value, _ = passes.loss_of(passes.forward(batch), batch)
+                    read_first(value, batch)
+                del value
+                shard_model(model)
+                recorder.rebind_params()
         for step in range(steps):
             if positions is not None:
                 positions.step = step
-            on_loss = read_first if step == 0 else None
+            on_loss = read_first if step == 0 and not first else None
             record, used_loss = passes.step(recorder, step, amp, on_loss)
             if record.anomalous:
                 with recorder.counting():

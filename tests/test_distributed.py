@@ -96,6 +96,7 @@ def dump(sample: str, shard: str, where: Path) -> dict[str, Any]:
     return json.loads(out.read_text())  # type: ignore[no-any-return]
 
 
+@pytest.mark.parametrize("shard", ["ddp", "fsdp"])
 @pytest.mark.parametrize(
     "sample,expected",
     [
@@ -105,12 +106,12 @@ def dump(sample: str, shard: str, where: Path) -> dict[str, Any]:
         ("dead_relu.py", [("dead-units", "error"), ("no-gradient", "error")]),
     ],
 )
-def test_ddp_report_equals_one_process_on_the_global_batch(
-    tmp_path: Path, sample: str, expected: list[tuple[str, str]]
+def test_sharded_report_equals_one_process_on_the_global_batch(
+    tmp_path: Path, sample: str, expected: list[tuple[str, str]], shard: str
 ) -> None:
     single = dump(sample, "none", tmp_path)
-    ddp = dump(sample, "ddp", tmp_path)
-    assert ddp["run"] == {"shard": "ddp", "world_size": 2}
+    ddp = dump(sample, shard, tmp_path)
+    assert ddp["run"] == {"shard": shard, "world_size": 2}
     assert single["run"] == {"shard": "none", "world_size": 1}
     assert [(i, s) for i, s, _ in ddp["findings"]] == expected
     assert ddp["findings"] == single["findings"]  # same ids, severities and layers
@@ -184,17 +185,10 @@ def test_what_does_not_run_distributed_says_so(tmp_path: Path) -> None:
         env={k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")},
     )
     assert alone.returncode == 2 and "--shard runs under torchrun" in alone.stderr
-    for mode, message in (("fsdp", "--shard fsdp is not implemented yet"),):
-        sharded = torchrun(
-            "-m",
-            "gradcheck_cli",
-            "diagnose",
-            str(SAMPLES / "mlp_he.py"),
-            "--shard",
-            mode,
-            cwd=tmp_path,
-        )
-        assert rank_exit(sharded) == 2 and message in sharded.stderr
+    # moe.py's example_inputs ignores batch_size: there is no global batch to split
+    unsplit = torchrun("-m", "gradcheck_cli", "diagnose", str(SAMPLES / "moe.py"), cwd=tmp_path)
+    assert rank_exit(unsplit) == 2
+    assert "must have the global batch size (16) as their first dimension" in unsplit.stderr
 
 
 def compare_runs(single: dict[str, Any], ddp: dict[str, Any]) -> int:

@@ -172,9 +172,9 @@ _MEASURE_OPTIONS = [
     click.option(
         "--shard",
         type=choice(ShardMode),
-        help="Under torchrun: split the global --batch-size over the ranks with DDP and merge "
-        "their measurements into one report, printed and written by rank 0 (launched with "
-        "WORLD_SIZE > 1, ddp is the default).  [default: none]",
+        help="Under torchrun: split the global --batch-size over the ranks, the model under DDP "
+        "or sharded with FSDP2, and merge their measurements into one report, printed and "
+        "written by rank 0 (launched with WORLD_SIZE > 1, ddp is the default).  [default: none]",
     ),
     click.option(
         "--amp",
