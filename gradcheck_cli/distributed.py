@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +65,25 @@ class Shard:
             )
 
 
+def fsdp2_available() -> bool:
+    """Whether this torch has FSDP2's ``fully_shard`` (public from torch 2.6)."""
+    try:
+        from torch.distributed.fsdp import fully_shard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def join(mode: ShardMode, device: torch.device) -> Shard:
     """Join the ``torchrun`` job: initialise the default process group unless the caller has
     (gloo on CPU, NCCL on CUDA with one device per local rank)."""
     if not dist.is_available():
         raise UsageError("--shard needs torch.distributed, which this torch build lacks")
+    if mode is ShardMode.FSDP and not fsdp2_available():
+        raise UsageError(
+            f"--shard fsdp needs FSDP2 (torch.distributed.fsdp.fully_shard, torch 2.6 or "
+            f"later); this is torch {torch.__version__}: use --shard ddp"
+        )
     if not dist.is_initialized():
         if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
             raise UsageError(
@@ -97,13 +111,31 @@ def wrap(model: nn.Module, shard: Shard, device: torch.device) -> nn.Module:
 
 def shard_model(model: nn.Module) -> None:
     """Shard ``model`` in place with FSDP2: each child module that holds parameters is one
-    unit (all-gathered for its forward, resharded after), then the root (what is left)."""
+    unit (all-gathered for its forward, resharded after), then the root (what is left).
+
+    A container without a forward of its own (``nn.ModuleList``, ``nn.ModuleDict``) cannot be a
+    unit: its children are. Units that share a parameter (an output layer tied to the
+    embedding) stay with the root, since one parameter belongs to one FSDP group.
+    """
     from torch.distributed.fsdp import fully_shard
 
-    for child in model.children():
-        if any(True for _ in child.parameters()):
-            fully_shard(child)
+    units = list(_units(model))
+    owners: dict[int, int] = {}
+    for unit in units:
+        for p in unit.parameters():
+            owners[id(p)] = owners.get(id(p), 0) + 1
+    for unit in units:
+        if all(owners[id(p)] == 1 for p in unit.parameters()):
+            fully_shard(unit)
     fully_shard(model)
+
+
+def _units(module: nn.Module) -> Iterator[nn.Module]:
+    for child in module.children():
+        if type(child).forward is nn.Module.forward:  # no forward: a plain container
+            yield from _units(child)
+        elif any(True for _ in child.parameters()):
+            yield child
 
 
 def local_part(grad: torch.Tensor) -> tuple[torch.Tensor, int]:
