@@ -20,3 +20,10 @@ for spec in sample_models/rnn_high_lr.py sample_models/rnn_high_lr.py:build_lstm
 done
 python3 -m gradcheck_cli fix sample_models/vanilla_rnn.py --device cuda --format yaml -q > /tmp/fix.yaml
 echo "fix vanilla_rnn exit=$? $(python3 -c "import yaml; d=yaml.safe_load(open('/tmp/fix.yaml')); print(d['message'], [(t['module'], t['early_to_late']) for t in d['after'].get('temporal', [])])")"
+# Distributed (issue 13) on one GPU: NCCL with world size 1, the same code path as several GPUs
+# (not yet run on a lent machine when this was written). Findings must match the plain run.
+for mode in ddp fsdp; do
+  python3 -m torch.distributed.run --standalone --nproc_per_node 1 -m gradcheck_cli diagnose \
+    sample_models/deep_sigmoid.py --device cuda --shard "$mode" --format json > "/tmp/shard-$mode.json"
+  echo "shard $mode exit=$? $(python3 -c "import json; d=json.load(open('/tmp/shard-$mode.json')); print(d['run']['device'], d['run']['shard'], d['run']['world_size'], [f['id']+':'+f['severity'] for f in d['findings']])")"
+done
