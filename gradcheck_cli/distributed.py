@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,11 +46,6 @@ class Shard:
     world: int
     mode: ShardMode
     local_rank: int = 0
-
-    @property
-    def leader(self) -> bool:
-        """Rank 0: the one that prints and writes."""
-        return self.rank == 0
 
     def rows(self, batch_size: int) -> slice:
         """This rank's rows of a global batch of ``batch_size``."""
@@ -120,10 +116,7 @@ def shard_model(model: nn.Module) -> None:
     from torch.distributed.fsdp import fully_shard
 
     units = list(_units(model))
-    owners: dict[int, int] = {}
-    for unit in units:
-        for p in unit.parameters():
-            owners[id(p)] = owners.get(id(p), 0) + 1
+    owners = Counter(id(p) for unit in units for p in unit.parameters())
     for unit in units:
         if all(owners[id(p)] == 1 for p in unit.parameters()):
             fully_shard(unit)
