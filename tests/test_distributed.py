@@ -261,3 +261,16 @@ def test_the_fix_api_refuses_a_shard() -> None:
 
     with pytest.raises(UsageError, match="fix\\(\\) runs in one process"):
         fix(nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)), shard="ddp")
+
+
+def test_hugging_face_callback_under_ddp_reads_the_averaged_gradients(tmp_path: Path) -> None:
+    # The Trainer's own DDP gradients are not those of one process on the global batch (at
+    # step 0 they are twice them here: its loss scaling under average_tokens_across_devices),
+    # so the reference is what the Trainer's optimizer itself receives.
+    pytest.importorskip("transformers")
+    out = tmp_path / "hf.json"
+    done = torchrun(str(Path(__file__).parent / "dist_hf.py"), str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["run"] == {"steps": 3, "shard": "ddp", "world_size": 2}
+    assert data["classifier"] == pytest.approx(data["trainer"], rel=1e-4)
