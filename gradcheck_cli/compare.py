@@ -380,8 +380,8 @@ def _layer_diffs(old: Mapping[str, Any], new: Mapping[str, Any], factor: float) 
                         now,
                         change if change is not LayerChange.UNCHANGED else LayerChange.RENAMED,
                         old_name=twin["name"],
-                        old_ratio=_median(twin.get("grad_to_weight")),
-                        new_ratio=_median(layer.get("grad_to_weight")),
+                        old_ratio=_ratio(twin),
+                        new_ratio=_ratio(layer),
                     )
                 )
             elif now is not None:
@@ -392,7 +392,7 @@ def _layer_diffs(old: Mapping[str, Any], new: Mapping[str, Any], factor: float) 
                         None,
                         now,
                         LayerChange.ADDED,
-                        new_ratio=_median(layer.get("grad_to_weight")),
+                        new_ratio=_ratio(layer),
                     )
                 )
             continue
@@ -406,8 +406,8 @@ def _layer_diffs(old: Mapping[str, Any], new: Mapping[str, Any], factor: float) 
                 was,
                 now,
                 _moved(was, now, factor),
-                old_ratio=_median(old_layers[name].get("grad_to_weight")),
-                new_ratio=_median(layer.get("grad_to_weight")),
+                old_ratio=_ratio(old_layers[name]),
+                new_ratio=_ratio(layer),
             )
         )
     for layer in removed:
@@ -420,10 +420,15 @@ def _layer_diffs(old: Mapping[str, Any], new: Mapping[str, Any], factor: float) 
                     was,
                     None,
                     LayerChange.REMOVED,
-                    old_ratio=_median(layer.get("grad_to_weight")),
+                    old_ratio=_ratio(layer),
                 )
             )
     return diffs
+
+
+def _ratio(layer: Mapping[str, Any]) -> float | None:
+    """A report layer's median gradient-to-weight ratio (None when not measured)."""
+    return _median(layer.get("grad_to_weight"))
 
 
 def _moved(was: float | None, now: float | None, factor: float) -> LayerChange:
