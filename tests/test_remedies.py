@@ -169,6 +169,39 @@ def test_residual_wrap_module_list_and_not_applicable() -> None:
     assert isinstance(proposal, NotApplicable) and "changes shape" in proposal.reason
 
 
+def test_residual_wrap_of_sequential_blocks_in_a_module_list_applies() -> None:
+    # torchvision's FPN keeps Conv2dNormActivation (a Sequential) blocks in a ModuleList: each
+    # block is both grouped inside and wrapped whole. Wrapping first left a Residual where the
+    # grouping expected a Sequential (PlanError in the zoo's no-norm twin of
+    # fasterrcnn_mobilenet_v3_large_fpn).
+    class Stack(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList(
+                nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh())
+                for _ in range(3)
+            )
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for block in self.blocks:
+                x = block(x)
+            return self.head(x)
+
+    model = Stack()
+    proposal = propose("residual-wrap", model)
+    assert isinstance(proposal, Proposal)
+    assert [(e.op, e.target) for e in proposal.edits][::3] == [
+        ("residual-group", "blocks.0"),
+        ("residual", "blocks.0"),
+    ]
+    fixed = apply_plan(model, Plan(proposal.edits))
+    outer = fixed.blocks  # type: ignore[union-attr]
+    assert all(isinstance(b, Residual) for b in outer)
+    assert all(isinstance(m, Residual) for b in outer for m in b.body)  # grouped inside too
+    assert params(fixed) == params(model) and fixed(torch.randn(4, 8)).shape == (4, 2)
+
+
 def test_batchnorm_inserts_the_right_norm() -> None:
     model = mlp(nn.ReLU, depth=3)
     fixed = applied("batchnorm", model)

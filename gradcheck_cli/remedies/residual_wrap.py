@@ -94,8 +94,12 @@ class ResidualWrap(Remedy):
                         edits.append(Edit("residual", f"{prefix}{i}", {}, self.id))
                     else:
                         skipped.append(f"{prefix}{i}: {why}")
-        # Inner containers first, so the names an edit refers to are still valid when it runs.
-        edits.sort(key=lambda e: -e.target.count(".") - (1 if e.target else 0))
+        # Inner containers first, so the names an edit refers to are still valid when it runs;
+        # for one module that is both grouped (a Sequential) and wrapped whole (an element of a
+        # ModuleList), the grouping inside it first: once wrapped it is a Residual.
+        edits.sort(
+            key=lambda e: (-e.target.count(".") - (1 if e.target else 0), e.op == "residual")
+        )
         notes = (f"not wrapped: {'; '.join(skipped[:6])}",) if skipped else ()
         if not edits:
             return NotApplicable(
