@@ -99,7 +99,8 @@ def diagnose(
     training = None
     with contextlib.ExitStack() as stack:
         original = _device_of(model)
-        if original is not None and original != device:
+        # A meta-built model gets its storage when it is sharded, one shard per rank.
+        if original is not None and original != device and original.type != "meta":
             model.to(device)
             stack.callback(model.to, original)
 

@@ -14,12 +14,15 @@ gradient reaching a sample is ``world`` times what it is in the mean over the wh
 Parameter gradients need no merging under DDP: DDP has averaged them, so every rank holds the same.
 Under FSDP2 (``--shard fsdp``) each rank holds its shard of every gradient (rows of dim 0): their
 sums of squares and counts add up like the rest. The weights' norms and the autograd graph's
-structure are read before the model is sharded, from the whole model every rank built.
+structure are read before the model is sharded, from the whole model every rank built; for a
+model built on the meta device (``--on-meta``), the structure from a forward pass on meta and
+the norms from each rank's initialised shards (:func:`materialise`, :func:`whole_norms`).
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -33,9 +36,14 @@ from torch import nn
 from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.errors import InputError, UsageError
 from gradcheck_cli.loading import Labeled
+from gradcheck_cli.seeding import seeded
 
 # How long ranks wait for each other to start before giving up (a rank that failed to build).
 JOIN_TIMEOUT = datetime.timedelta(minutes=5)
+
+# Whether :func:`join` started the default process group (so :func:`leave` ends it) rather than
+# the caller's own script.
+_started_group = False
 
 
 @dataclass(frozen=True)
@@ -88,8 +96,24 @@ def join(mode: ShardMode, device: torch.device) -> Shard:
             )
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=JOIN_TIMEOUT)
+        global _started_group
+        _started_group = True
     local = int(os.environ.get("LOCAL_RANK", "0"))
     return Shard(dist.get_rank(), dist.get_world_size(), mode, local)
+
+
+def leave() -> None:
+    """End the process group :func:`join` started, once every rank gets here (after rank 0 has
+    written its reports). Without it, a rank that exits first can abort in the process group's
+    destructor (``terminate called without an active exception``, exit -6), and torchrun, seeing
+    one rank done with a non-zero verdict, stops the others, rank 0 possibly mid-write. A group
+    the caller started is the caller's to end."""
+    global _started_group
+    if not (_started_group and dist.is_available() and dist.is_initialized()):
+        return
+    _started_group = False
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def wrap(model: nn.Module, shard: Shard, device: torch.device) -> nn.Module:
@@ -123,6 +147,53 @@ def shard_model(model: nn.Module) -> None:
     fully_shard(model)
 
 
+def on_meta(model: nn.Module) -> bool:
+    """Whether ``model`` was built on the meta device: shapes, no data (every tensor of it)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return bool(tensors) and all(t.is_meta for t in tensors)
+
+
+# What builds a module's own tensors again after ``to_empty``: torch's layers name it
+# ``reset_parameters`` (``nn.MultiheadAttention`` ``_reset_parameters``); a normaliser's running
+# statistics are reset by ``reset_running_stats``.
+_RESETS = ("reset_parameters", "_reset_parameters")
+
+
+def meta_blockers(model: nn.Module) -> list[str]:
+    """The modules of a meta-built ``model`` whose own parameters or buffers nothing can
+    initialise after ``to_empty`` (no ``reset_parameters()``): built on meta, they would be
+    left as uninitialised memory. Empty when the model can be materialised shard by shard."""
+    blocked = []
+    for name, module in model.named_modules():
+        own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+        if own and not any(callable(getattr(module, r, None)) for r in _RESETS):
+            blocked.append(f"{name or 'the model'} ({type(module).__name__})")
+    return blocked
+
+
+def materialise(model: nn.Module, device: torch.device, seed: int) -> None:
+    """Give a meta-built, sharded ``model`` storage on ``device`` (each rank its shards) and
+    initialise it with each module's ``reset_parameters()``, as FSDP2's documentation does, then
+    with the model's own ``init_weights()`` where it has one.
+
+    Each rank draws its shards under its own seed: the same seed would give every shard of a
+    weight the same rows. The weights are then a fresh draw of the layers' own initialisation,
+    not those a whole build under ``--seed`` gives."""
+    model.to_empty(device=device)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with seeded(seed * 100_003 + 7_919 * (rank + 1), devices), torch.no_grad():
+        for module in model.modules():
+            reset = next(
+                (getattr(module, r) for r in _RESETS if callable(getattr(module, r, None))), None
+            )
+            if reset is not None:
+                reset()
+        init = getattr(model, "init_weights", None)  # the model's own scheme, run on the shards
+        if callable(init):
+            init()
+
+
 def _units(module: nn.Module) -> Iterator[nn.Module]:
     for child in module.children():
         if type(child).forward is nn.Module.forward:  # no forward: a plain container
@@ -141,6 +212,24 @@ def local_part(grad: torch.Tensor) -> tuple[torch.Tensor, int]:
     world = dist.get_world_size()
     per_rank = -(-rows // world)
     return to_local(), min(dist.get_rank() * per_rank, rows)
+
+
+def whole_norms(params: Sequence[torch.Tensor]) -> list[float]:
+    """Each parameter's L2 norm, of the whole parameter where FSDP2 has sharded it into a
+    DTensor (each rank's shard's squares summed over the ranks, all in one ``all_reduce``)."""
+    if not params:
+        return []
+    if any(p.is_meta for p in params):
+        return [math.nan] * len(params)  # a meta-built model has no values yet
+    parts = [local_part(p.detach())[0] for p in params]
+    squares = torch.stack([n.double() for n in torch._foreach_norm(parts)]).square()
+    sharded = [hasattr(p, "to_local") for p in params]
+    if any(sharded) and dist.is_initialized():
+        # A parameter every rank holds whole is counted once, from rank 0.
+        keep = torch.tensor(sharded, device=squares.device) | (dist.get_rank() == 0)
+        squares = squares * keep
+        dist.all_reduce(squares)
+    return [math.sqrt(v) for v in squares.cpu().tolist()]
 
 
 def split_batch(batch: Any, shard: Shard, size: int) -> Any:
@@ -216,3 +305,11 @@ class Merger:
             (out_sums if k < len(sums) else out_peaks).append(merged)
             at += n
         return out_sums, out_peaks
+
+    def settle(self) -> None:
+        """Wait until every rank is done merging. gloo's worker thread releases a finished
+        ``all_gather`` (and the Python tensors it holds) some time after the call returns; on
+        torch 2.2 a ``destroy_process_group()`` that comes first deadlocks with it (the main
+        thread joins the worker while holding the GIL the worker needs). A barrier lets it
+        finish, the GIL released while the main thread waits."""
+        dist.barrier()

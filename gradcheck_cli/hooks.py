@@ -17,6 +17,7 @@ gradient tensor is kept beyond what autograd keeps anyway.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import weakref
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from gradcheck_cli.choices import ShardMode
-from gradcheck_cli.distributed import Merger, local_part
+from gradcheck_cli.distributed import Merger, local_part, whole_norms
 from gradcheck_cli.graph import trace
 from gradcheck_cli.snapshot import ModelState
 from gradcheck_cli.stats import NEAR_ZERO, LayerInfo, LayerKind, StepRecord, Structure
@@ -131,7 +132,7 @@ def all_tensors(output: Any) -> list[torch.Tensor]:
     return []
 
 
-def _zero_gain(module: nn.Module) -> bool:
+def _zero_gain(module: nn.Module, norm: Callable[[nn.Parameter], float]) -> bool:
     """Whether a weight layer scales its weight by a per-output-channel gain that is all zero.
 
     timm's NF-ResNets and NFNets zero-initialise the gain of each residual branch's last
@@ -148,7 +149,7 @@ def _zero_gain(module: nn.Module) -> bool:
         and p is not matrices[0]
         and p.numel() == out > 1
         and p.shape[0] == out
-        and not bool(p.detach().any())
+        and norm(p) == 0.0
         for name, p in params.items()
     )
 
@@ -196,6 +197,7 @@ class Recorder:
         self.active = True  # watch() switches the hooks off between the steps it samples
         # Under torchrun: merges each step's totals across the ranks (diagnose --shard).
         self.merger: Merger | None = None
+        self._targets = targets
         self._modules = [m for _, m, _ in targets]
         self._layers = len(targets)
         self._params: list[torch.nn.Parameter] = []
@@ -222,6 +224,16 @@ class Recorder:
             if p.requires_grad
         ]
 
+    def read_weights(self) -> None:
+        """Read the static facts (weight norms, init scales) again: a meta-built model has
+        values only once each rank has initialised its shards (summed over the ranks)."""
+        self._embedding_rows.clear()
+        # Type names stay those read before sharding (FSDP2 renames Linear to FSDPLinear).
+        self.infos = [
+            dataclasses.replace(new, type=old.type)
+            for old, new in zip(self.infos, self._static_infos(self._targets), strict=True)
+        ]
+
     def structure(self, loss: torch.Tensor) -> Structure:
         """Depth, paths and residual scales of the measured layers, from ``loss``'s graph."""
         return trace(
@@ -236,9 +248,10 @@ class Recorder:
 
     def _static_infos(self, targets: list[tuple[str, nn.Module, LayerKind]]) -> list[LayerInfo]:
         """Weight norms (one transfer for all layers), parameter counts and zero-init flags."""
-        weights = [p.detach() for _, m, _ in targets for p in m.parameters(recurse=False)]
+        params_flat = [p for _, m, _ in targets for p in m.parameters(recurse=False)]
         owner = [i for i, (_, m, _) in enumerate(targets) for _ in m.parameters(recurse=False)]
-        norms = torch._foreach_norm(weights) if weights else []
+        host = whole_norms(params_flat)
+        norm_of = {id(p): v for p, v in zip(params_flat, host, strict=True)}
         sq = [0.0] * len(targets)
         # A module is zero-initialised when its weights (its parameters other than biases, or
         # all of them when it only has biases) are exactly zero.
@@ -250,8 +263,7 @@ class Recorder:
             for _, m, _ in targets
             for n, _ in m.named_parameters(recurse=False)
         ]
-        if weights:
-            host = torch.stack([n.double() for n in norms]).cpu().tolist()
+        if params_flat:
             for value, i, weightlike in zip(host, owner, is_weight, strict=True):
                 sq[i] += value * value
                 if weightlike:
@@ -269,8 +281,7 @@ class Recorder:
         near_zero = [True] * len(targets)
         scaled = [False] * len(targets)
         init_sq = [0.0] * len(targets)
-        if weights:
-            params_flat = [p for _, m, _ in targets for p in m.parameters(recurse=False)]
+        if params_flat:
             for norm_value, i, weightlike, p in zip(
                 host, owner, is_weight, params_flat, strict=True
             ):
@@ -296,8 +307,12 @@ class Recorder:
             if kind is LayerKind.EMBEDDING and params and params[0].requires_grad:
                 # Weights do not change during the diagnosis, so the per-row norms are
                 # computed once; per step only the mask of rows that got gradient is new.
+                # Under FSDP2 this rank's rows only: its gradient's rows are the same ones.
                 w = params[0].detach()
-                self._embedding_rows[i] = torch.linalg.vector_norm(w, dim=-1).double().square()
+                part, first = local_part(w)
+                rows = torch.zeros(w.shape[0], dtype=torch.float64, device=part.device)
+                rows[first : first + part.shape[0]] = torch.linalg.vector_norm(part, dim=-1)
+                self._embedding_rows[i] = rows.square()
             infos.append(
                 LayerInfo(
                     name=name,
@@ -306,7 +321,8 @@ class Recorder:
                     params=sum(p.numel() for p in params),
                     trainable=trainable,
                     weight_norm=math.sqrt(sq[i]),
-                    zero_weights=bool(params) and (nonzero[i] == 0.0 or _zero_gain(module)),
+                    zero_weights=bool(params)
+                    and (nonzero[i] == 0.0 or _zero_gain(module, lambda p: norm_of[id(p)])),
                     near_zero_weights=scaled[i] and near_zero[i],
                     init_norm=math.sqrt(init_sq[i]),
                     scale_like=_scale_like(module, kind),

@@ -18,6 +18,7 @@ import inspect
 import io
 import pickletools
 import re
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,56 +56,99 @@ class LoadedModel:
     example_inputs: InputFactory | None = None
     loss_fn: LossFn | None = None
     batches: Callable[[], Any] | None = None
+    # Why a model asked for on the meta device (``on_meta=True``) was built whole instead.
+    built_whole: str | None = None
 
 
 # --- loading models ----------------------------------------------------------------------------
 
 
-def load_model(spec: str, *, trust_pickle: bool = False, weights: str | None = None) -> LoadedModel:
+def load_model(
+    spec: str, *, trust_pickle: bool = False, weights: str | None = None, on_meta: bool = False
+) -> LoadedModel:
     """Build the model that ``spec`` names; raise :class:`ModelLoadError` with advice otherwise.
 
     ``spec`` is a zoo spec (:mod:`gradcheck_cli.zoo`) or one of the forms
     :func:`gradcheck_cli.specs.parse_spec` reads: a file, ``FILE.py:NAME``,
     ``package.module:NAME`` (NAME may be called with literal arguments, ``Net(hidden=128)``) or a
-    saved ``.pt``.
+    saved ``.pt``. With ``on_meta`` a model built by a class or factory is built on the meta
+    device (no memory, no values: ``diagnose --shard fsdp`` shards it, then initialises each
+    rank's shards) when every module holding tensors can initialise them again; otherwise it
+    is built whole and ``built_whole`` says why.
     """
     from gradcheck_cli.zoo import is_zoo_spec, load_zoo
 
     if is_zoo_spec(spec):
         module, make = load_zoo(spec)
-        return LoadedModel(module=module, name=spec, example_inputs=make)
+        whole = "zoo models are built whole" if on_meta else None
+        return LoadedModel(module=module, name=spec, example_inputs=make, built_whole=whole)
     parsed = parse_spec(spec)
     if parsed.kind is SpecKind.SAVED:
         loaded = _load_saved(parsed.path, trust_pickle=trust_pickle)
+        if on_meta:
+            loaded = dataclasses.replace(loaded, built_whole="a saved model is loaded whole")
     elif parsed.kind is SpecKind.FILE:
         with script_argv(parsed.target):
-            loaded = _from_namespace(import_file(parsed.path), parsed)
+            loaded = _from_namespace(import_file(parsed.path), parsed, on_meta)
     else:
         # Built inside the same context: a factory may import its siblings lazily.
         with cwd_importable(), script_argv(parsed.target):
-            loaded = _from_namespace(import_dotted(parsed.target), parsed)
+            loaded = _from_namespace(import_dotted(parsed.target), parsed, on_meta)
     if weights is not None:
         load_weights(loaded.module, weights)
     return loaded
 
 
-def _from_namespace(namespace: Any, spec: ModelSpec) -> LoadedModel:
+def _from_namespace(namespace: Any, spec: ModelSpec, on_meta: bool = False) -> LoadedModel:
     example = getattr(namespace, "example_inputs", None)
     loss_fn = getattr(namespace, "loss_fn", None)
     batches = getattr(namespace, "batches", None)
-    if spec.name is not None:
-        module = _instantiate(_attribute(namespace, spec), spec)
-    elif hasattr(namespace, "build_model"):
-        module = _instantiate(namespace.build_model, spec)
+    whole = None
+    if spec.name is not None or hasattr(namespace, "build_model"):
+        build = _attribute(namespace, spec) if spec.name is not None else namespace.build_model
+        module = _build_on_meta(build, spec) if on_meta else None
+        if module is None or isinstance(module, str):
+            whole = module
+            module = _instantiate(build, spec)
     else:
         module = _find_single_model(namespace, spec)
+        whole = (
+            "the file defines a model instance, not a class or build_model()" if on_meta else None
+        )
     return LoadedModel(
         module=module,
         name=spec.text,
         example_inputs=example if callable(example) else None,
         loss_fn=loss_fn if callable(loss_fn) else None,
         batches=batches if callable(batches) else None,
+        built_whole=whole,
     )
+
+
+def _build_on_meta(build: Any, spec: ModelSpec) -> nn.Module | str:
+    """``build`` called on the meta device, or why the model must be built whole instead. The
+    random generators are left as they were, for the whole build that may follow."""
+    from gradcheck_cli.distributed import meta_blockers, on_meta
+
+    if isinstance(build, nn.Module):
+        return "the spec names a model instance, not a class or factory"
+    with seeded(0):  # restores every generator afterwards
+        try:
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                built = build(*spec.args, **spec.keywords)
+        except Exception as exc:  # code that needs real tensors (loads a file, reads values)
+            return f"building it on the meta device {what_happened(exc)}"
+    if not isinstance(built, nn.Module) or not on_meta(built):
+        return "building it on the meta device left some tensors on a real device"
+    blocked = meta_blockers(built)
+    if blocked:
+        more = f" and {len(blocked) - 3} more" if len(blocked) > 3 else ""
+        return (
+            f"{', '.join(blocked[:3])}{more} hold tensors but have no reset_parameters() to "
+            "initialise them after sharding"
+        )
+    return built
 
 
 def _attribute(namespace: Any, spec: ModelSpec) -> Any:

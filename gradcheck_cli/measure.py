@@ -17,7 +17,15 @@ import torch
 from torch import nn
 
 from gradcheck_cli.choices import Amp, ShardMode
-from gradcheck_cli.distributed import Merger, Shard, shard_model, split_batch, wrap
+from gradcheck_cli.distributed import (
+    Merger,
+    Shard,
+    materialise,
+    on_meta,
+    shard_model,
+    split_batch,
+    wrap,
+)
 from gradcheck_cli.errors import InputError, ModelRunError, what_happened
 from gradcheck_cli.hooks import Recorder, capture
 from gradcheck_cli.loading import (
@@ -230,14 +238,21 @@ def measure(
             recorder.merger = Merger(shard)
             if shard.mode is ShardMode.FSDP:
                 # The graph's structure and the weights' norms come from the whole model, read
-                # by one forward pass before it is sharded (FSDP2 swaps its parameters).
+                # by one forward pass before it is sharded (FSDP2 swaps its parameters). A
+                # meta-built model runs that pass on the meta device (shapes only); its weights
+                # are read once each rank has initialised its shards.
+                meta = on_meta(model)
+                reader = replace(passes, device=torch.device("meta")) if meta else passes
                 recorder.begin_step()
                 with passes.seeded(0):
-                    batch = passes.inputs()
-                    value, _ = passes.loss_of(passes.forward(batch), batch)
+                    batch = reader.inputs()
+                    value, _ = reader.loss_of(reader.forward(batch), batch)
                     read_first(value, batch)
                 del value
                 shard_model(model)
+                if meta:
+                    materialise(model, device, seed)
+                    recorder.read_weights()
                 recorder.rebind_params()
         for step in range(steps):
             if positions is not None:
@@ -262,6 +277,8 @@ def measure(
                 # Through the model itself, not DDP: the probe's backward is not a training step.
                 plain = replace(passes, runner=None)
                 temporal.extend(probe_recurrent(model, lambda: plain.forward(plain.inputs())))
+        if recorder.merger is not None:
+            recorder.merger.settle()
     structure, unfed = first[0] if first else (None, ())
     stats = replace(
         aggregate(recorder.infos, records, shadow, structure),

@@ -177,7 +177,11 @@ class Watcher:
                     else f"1 in {self.every} of {self.forwards} forward passes of the training loop"
                 ),
                 torch=str(torch.__version__),
-                shard=ShardMode.DDP.value if self._recorder.merger is not None else "none",
+                shard=(
+                    self._recorder.merger.shard.mode.value
+                    if self._recorder.merger is not None
+                    else ShardMode.NONE.value
+                ),
                 world_size=self._recorder.merger.shard.world if self._recorder.merger else 1,
             ),
             findings=tuple(findings),
@@ -205,11 +209,12 @@ def watch(
     :meth:`Watcher.begin_step` and :meth:`Watcher.end_step` (what the Lightning callback does,
     since a LightningModule's training_step need not call its own forward).
 
-    In a data-parallel job (``model`` wrapped in ``DistributedDataParallel``, or
-    ``distributed=True`` where a framework wraps it elsewhere, as Lightning and accelerate do),
-    each sampled step is merged across the ranks of the default process group, as ``diagnose
-    --shard ddp`` merges them: ``report()`` is the same on every rank, that of the global batch.
-    Every rank must then sample the same steps (the same ``every``).
+    In a data-parallel job (``model`` wrapped in ``DistributedDataParallel`` or sharded with
+    FSDP2's ``fully_shard``, or ``distributed=True`` where a framework wraps it elsewhere, as
+    Lightning and accelerate do), each sampled step is merged across the ranks of the default
+    process group, as ``diagnose --shard ddp|fsdp`` merges them: ``report()`` is the same on
+    every rank, that of the global batch. Every rank must then sample the same steps (the same
+    ``every``).
     """
     if every < 1:
         raise ValueError("every must be at least 1")
@@ -218,13 +223,22 @@ def watch(
     # step's measurements are merged across the ranks, as diagnose --shard ddp merges them.
     ddp = isinstance(model, nn.parallel.DistributedDataParallel)
     inner = cast(nn.Module, model.module) if ddp else model
+    if any(type(m).__name__ == "FullyShardedDataParallel" for m in inner.modules()):
+        raise ValueError(
+            "watch() reads FSDP2 (fully_shard) models; FullyShardedDataParallel (FSDP1, as "
+            "Lightning's strategy='fsdp' uses) keeps flat parameters that cannot be read per "
+            "layer: shard with fully_shard (Lightning's ModelParallelStrategy) or use DDP"
+        )
     with capture(inner, restore_state=False) as recorder, contextlib.ExitStack() as stack:
+        # FSDP2 (fully_shard) makes every parameter a DTensor holding this rank's shard.
+        sharded = any(hasattr(p, "to_local") for p in inner.parameters())
         if distributed is None:
-            distributed = ddp and dist.is_initialized() and dist.get_world_size() > 1
+            distributed = (ddp or sharded) and dist.is_initialized() and dist.get_world_size() > 1
         if distributed:
             if not dist.is_initialized():
                 raise ValueError("watch(distributed=True) needs an initialised process group")
-            recorder.merger = Merger(Shard(dist.get_rank(), dist.get_world_size(), ShardMode.DDP))
+            mode = ShardMode.FSDP if sharded else ShardMode.DDP
+            recorder.merger = Merger(Shard(dist.get_rank(), dist.get_world_size(), mode))
         watcher = Watcher(inner, recorder, every, settings, manual=manual)
         stack.callback(watcher.release_output_hooks)
         if not manual:
@@ -233,3 +247,5 @@ def watch(
             )
             stack.callback(model.register_forward_hook(watcher.post_forward).remove)
         yield watcher
+        if recorder.merger is not None:
+            recorder.merger.settle()  # every rank leaves the block together (not on an error)

@@ -1,4 +1,5 @@
-"""Run by tests/test_distributed.py, alone or under torchrun: watch() in a plain (DDP) loop.
+"""Run by tests/test_distributed.py, alone or under torchrun: watch() in a plain loop, the model
+wrapped in DDP (``ddp``) or sharded with FSDP2's ``fully_shard`` per layer (``fsdp``).
 
 Trains a deep sigmoid MLP for 6 SGD steps on seeded global batches of 16, each rank on its
 contiguous half, with ``watch(every=2)``; rank 0 writes the report's findings and statistics.
@@ -19,7 +20,7 @@ from gradcheck_cli.findings import Report
 from gradcheck_cli.stats import value
 
 
-def main(out: str) -> None:
+def main(out: str, mode: str) -> None:
     ddp = "WORLD_SIZE" in os.environ
     if ddp:
         dist.init_process_group("gloo")
@@ -29,7 +30,16 @@ def main(out: str) -> None:
     for _ in range(8):
         layers += [nn.Linear(32, 32), nn.Sigmoid()]
     model = nn.Sequential(*layers, nn.Linear(32, 4))
-    run = nn.parallel.DistributedDataParallel(model) if ddp else model
+    run = model
+    if ddp and mode == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model:
+            if isinstance(layer, nn.Linear):
+                fully_shard(layer)
+        fully_shard(model)
+    elif ddp:
+        run = nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.SGD(run.parameters(), lr=0.1)
     rows = slice(rank * 16 // world, (rank + 1) * 16 // world)
     with watch(run, every=2) as watcher:
@@ -68,4 +78,4 @@ def write(report: Report | None, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "ddp")

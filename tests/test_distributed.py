@@ -76,7 +76,9 @@ def rank_exit(done: subprocess.CompletedProcess[str]) -> int:
     return codes.pop()
 
 
-def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def torchrun(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``torchrun --standalone --nproc_per_node 2 ARGS`` (a free port each time), one thread
     per rank: the two ranks share this machine's cores."""
     return subprocess.run(
@@ -86,7 +88,7 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1", **(env or {})},
     )
 
 
@@ -223,20 +225,73 @@ def compare_runs(single: dict[str, Any], ddp: dict[str, Any]) -> int:
     return compared
 
 
-def test_watch_in_a_ddp_loop_reports_the_global_batch_on_every_rank(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_watch_in_a_distributed_loop_reports_the_global_batch_on_every_rank(
+    tmp_path: Path, mode: str
+) -> None:
+    if mode == "fsdp" and not fsdp2_available():
+        pytest.skip("needs FSDP2")
     script = Path(__file__).parent / "dist_watch.py"
-    single, ddp = tmp_path / "single.json", tmp_path / "ddp.json"
+    single, ours = tmp_path / "single.json", tmp_path / f"{mode}.json"
     done = subprocess.run(
         [sys.executable, str(script), str(single)], capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    done = torchrun(str(script), str(ddp), cwd=tmp_path)
+    done = torchrun(str(script), str(ours), mode, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    one, two = json.loads(single.read_text()), json.loads(ddp.read_text())
+    one, two = json.loads(single.read_text()), json.loads(ours.read_text())
     assert one["run"] == {"steps": 3, "shard": "none", "world_size": 1}
-    assert two["run"] == {"steps": 3, "shard": "ddp", "world_size": 2}
+    assert two["run"] == {"steps": 3, "shard": mode, "world_size": 2}
     assert [(i, s) for i, s, _ in two["findings"]] == [("vanishing", "error")]
     assert compare_runs(one, two) >= 20
+
+
+def test_on_meta_initialises_each_rank_only_its_shards(tmp_path: Path) -> None:
+    if not fsdp2_available():
+        pytest.skip("needs FSDP2")
+    shards = tmp_path / "shards.txt"
+    report = tmp_path / "r.yaml"
+    done = torchrun(
+        "-m",
+        "gradcheck_cli",
+        "diagnose",
+        str(Path(__file__).parent / "dist_meta_model.py"),
+        "--shard",
+        "fsdp",
+        "--on-meta",
+        "--report",
+        str(report),
+        cwd=tmp_path,
+        env={"GRADCHECK_TEST_SHARDS": str(shards)},
+    )
+    assert rank_exit(done) == 0, done.stderr[-3000:]
+    assert "built on the meta device: each rank initialises only its own shards" in done.stderr
+    # The model's init_weights() ran on each rank's half of the rows, never on a whole weight.
+    assert shards.read_text().splitlines() == ["[128, 256] of [256, 256]"] * 2
+    data = yaml.safe_load(report.read_text())
+    assert (data["run"]["shard"], data["run"]["world_size"]) == ("fsdp", 2)
+    assert data["findings"] == []  # He-initialised by init_weights(): healthy, as built whole
+    first = next(layer for layer in data["layers"] if layer["name"] == "layers.0")
+    assert first["type"] == "Linear"
+    # The whole weight's norm, both shards' squares summed: He init gives sqrt(2 x 256) = 22.6
+    # (one shard alone would be 16.0).
+    assert first["weight_norm"]["median"] == pytest.approx(math.sqrt(2 * 256), rel=0.03)
+
+
+def test_on_meta_is_refused_outside_an_fsdp_run(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gradcheck_cli", "diagnose"]
+        + [str(Path(__file__).parent / "dist_meta_model.py"), "--on-meta"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "gradcheck: error: --on-meta builds a model sharded by FSDP2: run it under torchrun "
+        "with --shard fsdp"
+    )
 
 
 def test_lightning_ddp_strategy_reports_the_global_batch(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -71,3 +72,14 @@ def test_watch_ignores_eval_and_no_grad_passes() -> None:
         model.eval()
         model(torch.randn(4, 64)).sum().backward()
     assert w.records == []
+
+
+def test_watch_refuses_fsdp1_flat_parameters() -> None:
+    # FSDP1 needs an accelerator on torch 2.13, so the wrapper is stood in for by its class name:
+    # what watch() recognises it by (its flat parameters hide the layers' own).
+    FullyShardedDataParallel = type("FullyShardedDataParallel", (nn.Sequential,), {})
+    model = nn.Sequential(FullyShardedDataParallel(nn.Linear(4, 4)), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"FullyShardedDataParallel \(FSDP1"):
+        with watch(model, every=1):
+            pass
+    assert not model[1]._forward_hooks  # nothing was left attached

@@ -134,6 +134,7 @@ def diagnose_command(
         if OutputFormat(output_format) is OutputFormat.GITHUB:
             check_summary(others)
         from gradcheck_cli.api import diagnose  # imports torch: not for --help
+        from gradcheck_cli.distributed import leave
 
         baseline = load_report(Path(baseline_path)) if baseline_path else None
         # The model's own prints (import, build, forward) must not land in the report.
@@ -158,6 +159,7 @@ def diagnose_command(
             _output(
                 report, comparison, targets, plot_path, output_format, all_layers, quiet, fail_on
             )
+        leave()  # under torchrun: every rank waits here for rank 0's writes, then exits
     if comparison is not None:
         sys.exit(ExitCode.FINDINGS if comparison.regressed else ExitCode.OK)
     sys.exit(exit_code(report, fail_on))

@@ -14,6 +14,7 @@ import click
 from gradcheck_cli.choices import Amp, Device, LossKind, Optimizer, ShardMode
 from gradcheck_cli.cli.process import launched
 from gradcheck_cli.config import Settings, load_settings, parse_enum
+from gradcheck_cli.errors import UsageError
 from gradcheck_cli.findings import FailOn
 
 if TYPE_CHECKING:
@@ -26,7 +27,15 @@ SECTIONS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "Model and inputs",
         frozenset(
-            {"input_shapes", "data_path", "weights", "trust_pickle", "plan_path", "config_path"}
+            {
+                "input_shapes",
+                "data_path",
+                "weights",
+                "trust_pickle",
+                "plan_path",
+                "config_path",
+                "on_meta",
+            }
         ),
     ),
     ("Measurement", frozenset({"steps", "seed", "batch_size", "device", "loss", "amp", "shard"})),
@@ -177,6 +186,14 @@ _MEASURE_OPTIONS = [
         "written by rank 0 (launched with WORLD_SIZE > 1, ddp is the default).  [default: none]",
     ),
     click.option(
+        "--on-meta",
+        is_flag=True,
+        help="With --shard fsdp: build the model on the meta device, shard it, then initialise "
+        "each rank's shards with each layer's reset_parameters() and the model's "
+        "init_weights() if it has one; no rank holds the whole model. Initialisation done in "
+        "build_model or __init__ is not applied.",
+    ),
+    click.option(
         "--amp",
         type=choice(Amp),
         help="Run the passes under autocast: bf16 or fp16 (fp16 adds the underflow check).  [default: none]",
@@ -256,6 +273,7 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
     weights: str | None = given.pop("weights", None)
     data_path: str | None = given.pop("data_path", None)
     trust_pickle: bool = given.pop("trust_pickle", False)
+    meta: bool = given.pop("on_meta", False)
     settings, _ = load_settings(Path(config_path) if config_path else None, cwd=Path.cwd())
     given = {k: v for k, v in given.items() if v is not None}
     for key, kind in (
@@ -276,8 +294,18 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
     shapes = [InputShape.parse(s) for s in input_shapes]
     # Seeded, so a model file that initialises randomly builds the same weights every run:
     # baselines compare like with like.
+    if meta and not (launched() and settings.shard is ShardMode.FSDP):
+        raise UsageError(
+            "--on-meta builds a model sharded by FSDP2: run it under torchrun with --shard fsdp"
+        )
+    if meta and (plan is not None or weights is not None):
+        raise UsageError("--on-meta builds fresh weights: drop --plan and --weights with it")
     with seeded(settings.seed):
-        loaded = load_model(model_spec, trust_pickle=trust_pickle)
+        loaded = load_model(model_spec, trust_pickle=trust_pickle, on_meta=meta)
+    if loaded.built_whole is not None:
+        _note(f"built the whole model on every rank: {loaded.built_whole}")
+    elif meta:
+        _note("built on the meta device: each rank initialises only its own shards")
     if plan is not None:
         from gradcheck_cli.remedies.plan import Plan, apply_plan
 
