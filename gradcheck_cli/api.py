@@ -32,7 +32,7 @@ from gradcheck_cli.loading import (
     infer_input_shape,
     shapes_factory,
 )
-from gradcheck_cli.measure import Measurement, Passes, StepObserver, measure
+from gradcheck_cli.measure import Measurement, Passes, StepObserver, heap_frozen, measure
 from gradcheck_cli.preflight import check_runnable
 from gradcheck_cli.remedies import ALSO_TRY, REGISTRY
 from gradcheck_cli.remedies.base import FixOptions, NotApplicable, Proposal, RemedyContext
@@ -103,6 +103,8 @@ def diagnose(
         if original is not None and original != device and original.type != "meta":
             model.to(device)
             stack.callback(model.to, original)
+
+        stack.enter_context(heap_frozen())
 
         def measure_at(candidate: nn.Module) -> Measurement:
             return measure(

@@ -395,7 +395,9 @@ def _inputs(
             found |= {layer} if layer is not None else below.get(child, frozenset())
             if len(found) > 2:
                 break  # two layers are enough to know that one is not the node's own
-        below[node] = frozenset(found)
+        # Kept at three for the same reason: the whole set would grow with the depth below
+        # (quadratic time over a 1,000-layer chain).
+        below[node] = frozenset(found) if len(found) <= 3 else frozenset(list(found)[:3])
     entered = [False] * layers
     blocked = [False] * layers
     for node, found in touches.items():

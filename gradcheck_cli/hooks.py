@@ -140,6 +140,8 @@ def _zero_gain(module: nn.Module, norm: Callable[[nn.Parameter], float]) -> bool
     is zero, so it blocks its branch until the first update, as a zero-initialised layer does.
     """
     params = dict(module.named_parameters(recurse=False))
+    if sum(1 for name in params if not name.endswith("bias")) < 2:
+        return False  # a weight and a gain at least
     matrices = [p for p in params.values() if sum(1 for d in p.shape if d > 1) >= 2]
     if len(matrices) != 1:
         return False
@@ -395,6 +397,9 @@ class Recorder:
         self._next_order = 0
         self._last_weight: tuple[weakref.ReferenceType[torch.Tensor], int] | None = None
         self._last_weight_type: type[nn.Module] | None = None
+        self._last_output: tuple[weakref.ReferenceType[torch.Tensor], int, torch.Tensor] | None = (
+            None
+        )
 
     # hook factories: each returns a closure over the layer index ------------------------------
 
@@ -427,10 +432,12 @@ class Recorder:
                 # features the whole network delivers (vanishing's ``signal`` rule).
                 x_in = first_tensor(args)
                 if x_in is not None and x_in.is_floating_point() and x_in.numel():
-                    self._add_norm(2, i, x_in.detach())
+                    self._add_input_norm(i, x_in)
                     self._in_numel[i] += x_in.numel()
             x = t.detach()
             self._add_norm(0, i, x)
+            # The next layer's input is often this output (an activation, then a Linear).
+            self._last_output = (weakref.ref(t), t._version, self._norm_vals[-1])
             self._act_numel[i] += x.numel()
             # Rows (tokens, samples) this call processed: how many a router sent to an expert.
             self._act_rows[i] += x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
@@ -508,11 +515,22 @@ class Recorder:
             self._norm_vals.append(torch.linalg.vector_norm(x, dtype=torch.float32))
         self._norm_slots.append(quantity * self._layers + i)
 
+    def _add_input_norm(self, i: int, x: torch.Tensor) -> None:
+        """A weight layer's input norm: that of the last measured output when the input is that
+        very tensor, unchanged since (its version counter moves with every in-place write)."""
+        if self._last_output is not None:
+            ref, version, norm = self._last_output
+            if ref() is x and x._version == version:
+                self._norm_vals.append(norm)
+                self._norm_slots.append(2 * self._layers + i)
+                return
+        self._add_norm(2, i, x.detach())
+
     def _add_worst(self, quantity: int, i: int, count: torch.Tensor, numel: int) -> None:
         # The worst call's fraction: one shared nn.Sigmoid() saturated at its first call site
         # and fine at five others is a saturated layer, not a sixth of one.
         if numel:
-            self._worst_vals.append(count.double())
+            self._worst_vals.append(count)  # made float64 when the step's counts are stacked
             self._worst_numel.append(numel)
             self._worst_slots.append(quantity * self._layers + i)
 
@@ -537,8 +555,9 @@ class Recorder:
             self._peaks.append((i, peak.detach()))
             self._units[i] += peak.numel()
             return
-        self._add_count(0, i, (peak <= 0).sum())
-        self._add_worst(0, i, (peak <= 0).sum(), peak.numel())
+        dead = (peak <= 0).sum()
+        self._add_count(0, i, dead)
+        self._add_worst(0, i, dead, peak.numel())
         self._units[i] += peak.numel()
 
     # per-step bookkeeping ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ exact non-finite counting switched on: the common case pays nothing for it.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -200,6 +201,27 @@ class Passes:
                 "run under torch.no_grad()"
             )
         return value, used
+
+
+@contextlib.contextmanager
+def heap_frozen() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector off the objects that exist when the block starts.
+
+    A diagnosis allocates Python objects by the thousand (hook records, graph walks, per-layer
+    statistics), and every full collection they trigger scans every object of the process, the
+    model's modules and torch's included: about 0.1 s each in a process holding a 1,000-layer
+    MLP, several per diagnosis. ``gc.freeze`` moves the existing objects to a generation that
+    collections skip; they are given back on exit. A process that froze objects itself is left
+    alone.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def measure(

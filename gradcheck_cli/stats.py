@@ -13,6 +13,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 
 class LayerKind(str, enum.Enum):
@@ -346,7 +347,7 @@ def aggregate(
         layers = [_with_underflow(layer, i, shadow) for i, layer in enumerate(layers)]
     called = sorted((l for l in layers if l.order >= 0), key=lambda l: l.order)
     uncalled = [l for l in layers if l.order < 0]
-    ordered = [replace(layer, order=pos) for pos, layer in enumerate([*called, *uncalled])]
+    ordered = [_evolve(layer, order=pos) for pos, layer in enumerate([*called, *uncalled])]
     return ModelStats(
         layers=tuple(ordered),
         losses=tuple(r.loss for r in records),
@@ -365,13 +366,25 @@ MIN_OBSERVATIONS = 8
 NEAR_ZERO = 0.05
 
 
+def _evolve(layer: LayerStats, **changes: Any) -> LayerStats:
+    """``dataclasses.replace(layer, **changes)`` for the fields set here, without running the
+    frozen ``__init__`` again (one ``object.__setattr__`` per field, about 8 us for LayerStats'
+    40 fields, twice per layer per diagnosis). LayerStats has no ``__post_init__`` to skip."""
+    unknown = changes.keys() - layer.__dict__.keys()
+    if unknown:
+        raise TypeError(f"LayerStats has no field {sorted(unknown)[0]!r}")
+    new = object.__new__(LayerStats)
+    new.__dict__.update(layer.__dict__, **changes)
+    return new
+
+
 def _with_structure(
     layer: LayerStats, i: int, structure: Structure, infos: Sequence[LayerInfo]
 ) -> LayerStats:
     successor = structure.successor[i]
     residual = structure.residual_scale[i]
     rms = infos[i].weight_norm / math.sqrt(infos[i].params) if infos[i].params else 0.0
-    return replace(
+    return _evolve(
         layer,
         depth=structure.depth[i],
         successor=infos[successor].name if successor >= 0 else None,

@@ -261,13 +261,17 @@ def test_a_zero_gain_inside_a_weight_layer_is_a_zero_initialisation() -> None:
             super().__init__(4, 4, 1)
             self.gain = nn.Parameter(torch.zeros(4, 1, 1, 1))
 
-    assert _zero_gain(ScaledStd())
-    assert not _zero_gain(nn.Conv2d(4, 4, 1))
-    assert not _zero_gain(nn.MultiheadAttention(8, 2))  # in_proj_bias starts at zero: a bias
+    def norm(p: torch.Tensor) -> float:
+        return float(torch.linalg.vector_norm(p))
+
+    assert _zero_gain(ScaledStd(), norm)
+    assert not _zero_gain(nn.Conv2d(4, 4, 1), norm)
+    # in_proj_bias starts at zero: a bias
+    assert not _zero_gain(nn.MultiheadAttention(8, 2), norm)
     root = nn.Module()
     root.cls_token = nn.Parameter(torch.zeros(1, 1, 8))  # a zero token is not a gain
     root.pos_embed = nn.Parameter(torch.randn(1, 5, 8))
-    assert not _zero_gain(root)
+    assert not _zero_gain(root, norm)
 
 
 class Concatenated(nn.Module):
