@@ -153,3 +153,33 @@ def test_a_weight_layers_input_rms_is_what_the_layer_before_it_produced() -> Non
     assert by_name["2"].in_rms.median == pytest.approx(hidden.pow(2).mean().sqrt().item(), rel=1e-5)
     assert by_name["2"].in_rms.median == pytest.approx(by_name["1"].act_rms.median, rel=1e-6)
     assert isinstance(by_name["1"].in_rms, Skipped)
+
+
+def test_an_input_changed_in_place_after_the_layer_before_is_measured_again() -> None:
+    # The second layer's input is the very tensor the first returned, but doubled in place by
+    # forward code no hook sees: its norm is measured again, not reused from the first's output.
+    import torch
+    from torch import nn
+
+    from gradcheck_cli import diagnose
+
+    class Doubling(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first, self.last = nn.Linear(10, 20), nn.Linear(20, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.last(self.first(x).mul_(2))
+
+    torch.manual_seed(0)
+    model = Doubling()
+    x = torch.randn(4, 10)
+    report = diagnose(model, lambda b: x, steps=1)
+    by_name = {l.name: l for l in report.layers}
+    hidden = model.first(x)
+    assert by_name["first"].act_rms.median == pytest.approx(
+        hidden.pow(2).mean().sqrt().item(), rel=1e-5
+    )
+    assert by_name["last"].in_rms.median == pytest.approx(
+        2 * by_name["first"].act_rms.median, rel=1e-5
+    )
