@@ -154,8 +154,8 @@ def on_meta(model: nn.Module) -> bool:
 
 
 # What builds a module's own tensors again after ``to_empty``: torch's layers name it
-# ``reset_parameters`` (``nn.MultiheadAttention`` ``_reset_parameters``); a normaliser's running
-# statistics are reset by ``reset_running_stats``.
+# ``reset_parameters`` (``nn.MultiheadAttention`` ``_reset_parameters``; a BatchNorm's also
+# resets its running statistics).
 _RESETS = ("reset_parameters", "_reset_parameters")
 
 
