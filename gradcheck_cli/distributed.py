@@ -202,16 +202,20 @@ def _units(module: nn.Module) -> Iterator[nn.Module]:
             yield child
 
 
+def is_sharded(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is an FSDP2 DTensor: this rank holds a shard of it (``to_local()``)."""
+    return hasattr(tensor, "to_local")
+
+
 def local_part(grad: torch.Tensor) -> tuple[torch.Tensor, int]:
     """This rank's part of a gradient and the first row it holds: an FSDP2 gradient is a
     DTensor sharded on dim 0 (torch.chunk's split: ceil(rows / world) rows per rank)."""
-    to_local = getattr(grad, "to_local", None)
-    if to_local is None:
+    if not is_sharded(grad):
         return grad, 0
     rows = grad.shape[0] if grad.dim() else 0
     world = dist.get_world_size()
     per_rank = -(-rows // world)
-    return to_local(), min(dist.get_rank() * per_rank, rows)
+    return grad.to_local(), min(dist.get_rank() * per_rank, rows)  # type: ignore[attr-defined]
 
 
 def whole_norms(params: Sequence[torch.Tensor]) -> list[float]:
@@ -223,7 +227,7 @@ def whole_norms(params: Sequence[torch.Tensor]) -> list[float]:
         return [math.nan] * len(params)  # a meta-built model has no values yet
     parts = [local_part(p.detach())[0] for p in params]
     squares = torch.stack([n.double() for n in torch._foreach_norm(parts)]).square()
-    sharded = [hasattr(p, "to_local") for p in params]
+    sharded = [is_sharded(p) for p in params]
     if any(sharded) and dist.is_initialized():
         # A parameter every rank holds whole is counted once, from rank 0.
         keep = torch.tensor(sharded, device=squares.device) | (dist.get_rank() == 0)

@@ -24,7 +24,7 @@ from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.config import Settings, apply_mapping
-from gradcheck_cli.distributed import Merger, Shard
+from gradcheck_cli.distributed import Merger, Shard, is_sharded
 from gradcheck_cli.findings import ModelInfo, Report, RunInfo
 from gradcheck_cli.hooks import Recorder, capture, first_tensor
 from gradcheck_cli.stats import StepRecord, aggregate
@@ -231,7 +231,7 @@ def watch(
         )
     with capture(inner, restore_state=False) as recorder, contextlib.ExitStack() as stack:
         # FSDP2 (fully_shard) makes every parameter a DTensor holding this rank's shard.
-        sharded = any(hasattr(p, "to_local") for p in inner.parameters())
+        sharded = any(is_sharded(p) for p in inner.parameters())
         if distributed is None:
             distributed = (ddp or sharded) and dist.is_initialized() and dist.get_world_size() > 1
         if distributed:
