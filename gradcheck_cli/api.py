@@ -323,7 +323,8 @@ def fix(
                 )
             )
     if not any(t.score == 0 for t in trials):
-        combos = combinations(list(proposals), budget)
+        alone = {t.remedies[0]: t.score for t in trials}
+        combos = combinations(list(proposals), budget, alone)
         trials += _running(functools.partial(trial, combo) for combo in combos)
         chained = _chained(model, proposals, wanted, context, inputs, chosen, source)
         trials += _running(

@@ -13,7 +13,7 @@ import pickle
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -149,8 +149,15 @@ def _free_bytes(device: torch.device) -> int | None:
     return None
 
 
-def combinations(applicable: Sequence[str], budget: int) -> list[tuple[str, ...]]:
-    """Pairs, then triples, of compatible remedies in application order, up to ``budget``."""
+def combinations(
+    applicable: Sequence[str], budget: int, scores: Mapping[str, int] | None = None
+) -> list[tuple[str, ...]]:
+    """Pairs, then triples, of compatible remedies in application order, up to ``budget``.
+
+    With ``scores`` (each remedy's score when tried alone), the combinations whose members did
+    best alone come first within each size: a budget of four is not spent pairing a remedy
+    that made things worse with each of the others in turn.
+    """
     ordered = [r for r in APPLY_ORDER if r in applicable]
     combos: list[tuple[str, ...]] = []
     for size in (2, 3):
@@ -158,6 +165,8 @@ def combinations(applicable: Sequence[str], budget: int) -> list[tuple[str, ...]
             if any(frozenset(pair) in CONFLICTS for pair in itertools.combinations(combo, 2)):
                 continue
             combos.append(combo)
+    if scores is not None:
+        combos.sort(key=lambda c: (len(c), sum(scores.get(r, 0) for r in c)))
     return combos[: max(0, budget)]
 
 

@@ -30,6 +30,7 @@ from torch.utils.hooks import RemovableHandle
 from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.distributed import Merger, local_part, whole_norms
 from gradcheck_cli.graph import trace
+from gradcheck_cli.remedies.layers import is_hf_conv1d
 from gradcheck_cli.snapshot import ModelState
 from gradcheck_cli.stats import NEAR_ZERO, LayerInfo, LayerKind, StepRecord, Structure
 
@@ -171,7 +172,7 @@ def _scale_like(module: nn.Module, kind: LayerKind) -> bool:
 def fan_in_of(module: nn.Module, weight: torch.Tensor) -> int:
     """The fan-in of a weight matrix: ``weight[0].numel()``, except for Hugging Face's Conv1D
     (GPT-2), which stores its Linear weight transposed as (in_features, out_features)."""
-    if type(module).__name__ == "Conv1D" and weight.dim() == 2:
+    if is_hf_conv1d(type(module)) and weight.dim() == 2:
         return int(weight.shape[0])
     return int(weight[0].numel())
 

@@ -101,6 +101,16 @@ def test_combinations_skip_conflicts_and_respect_the_budget() -> None:
         ("relu-swap", "batchnorm"),
         ("relu-swap", "grad-clip"),
     ]
+    # Scored alone (EfficientNet-B2 without BatchNorm: relu-swap and kaiming-init made it
+    # worse, batchnorm left one warning), the pairs of the best come first; ties keep the
+    # application order.
+    alone = {"relu-swap": 100, "kaiming-init": 200, "residual-scale": 100, "batchnorm": 10}
+    assert combinations(list(alone), budget=4, scores=alone) == [
+        ("relu-swap", "batchnorm"),
+        ("residual-scale", "batchnorm"),
+        ("relu-swap", "residual-scale"),
+        ("kaiming-init", "batchnorm"),
+    ]
 
 
 def test_best_prefers_score_then_fewer_remedies_then_causes_over_clipping() -> None:

@@ -57,7 +57,7 @@ class Exploding(Check):
 
     id = "exploding"
     name = "Exploding gradients"
-    remedies = ("grad-clip", "kaiming-init", "batchnorm", "lower-lr")
+    remedies = ("grad-clip", "kaiming-init", "pre-norm", "batchnorm", "lower-lr")
 
     @dataclass(frozen=True)
     class Options:

@@ -53,7 +53,7 @@ class Vanishing(Check):
 
     id = "vanishing"
     name = "Vanishing gradients"
-    remedies = ("relu-swap", "kaiming-init", "residual-wrap", "batchnorm")
+    remedies = ("relu-swap", "kaiming-init", "residual-wrap", "pre-norm", "batchnorm")
 
     @dataclass(frozen=True)
     class Options:
@@ -259,7 +259,7 @@ class Vanishing(Check):
                 "layers": len(measured),
                 "threshold": options.scale_warning,
             },
-            remedies=("embedding-scale", "batchnorm"),
+            remedies=("embedding-scale", "pre-norm", "batchnorm"),
             why=self.section("Why it matters"),
         )
 

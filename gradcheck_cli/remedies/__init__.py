@@ -48,6 +48,12 @@ REMEDIES: dict[str, str] = {
         "(a sum x + f(x)) by 1/sqrt(number of branches), or zero it (Goyal et al. 2017; Fixup, "
         "Zhang et al. 2019; SkipInit, De & Smith 2020). For residual nets without normalisation."
     ),
+    "pre-norm": (
+        "Put a LayerNorm at the input of every residual branch, x + f(LayerNorm(x)) (Pre-LN; "
+        "Xiong et al. 2020), where Linear layers read the branch's input without a normaliser: "
+        "a transformer without normalisation runs at its embeddings' scale, or grows with depth "
+        "until attention saturates. Branches are found in the autograd graph."
+    ),
     "residual-wrap": (
         "Wrap shape-preserving blocks as y = x + f(x), giving the gradient an identity path "
         "around every block (He et al. 2016)."
@@ -102,6 +108,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "residual-scale": ("residual_scale", "ResidualScale"),
     "gated-cell": ("gated_cell", "GatedCell"),
     "gate-bias": ("gate_bias", "GateBias"),
+    "pre-norm": ("pre_norm", "PreNormRemedy"),
     "batchnorm": ("batchnorm", "BatchNorm"),
     "residual-wrap": ("residual_wrap", "ResidualWrap"),
     "grad-clip": ("grad_clip", "GradClipRemedy"),
@@ -146,6 +153,7 @@ PREFERENCE: tuple[str, ...] = (
     "gate-bias",
     "relu-swap",
     "gated-cell",
+    "pre-norm",
     "batchnorm",
     "residual-wrap",
     "grad-clip",

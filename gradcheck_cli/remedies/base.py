@@ -17,6 +17,7 @@ from torch import nn
 from gradcheck_cli.choices import Activation, BranchInit, InitScheme
 from gradcheck_cli.findings import Report
 from gradcheck_cli.remedies.edits import Edit
+from gradcheck_cli.remedies.layers import is_weight_type
 from gradcheck_cli.remedies.probe import Call, Probe
 
 
@@ -69,7 +70,6 @@ class Remedy:
         raise NotImplementedError
 
 
-WEIGHT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._BatchNorm,
     nn.LayerNorm,
@@ -120,7 +120,7 @@ def leaf_calls(model: nn.Module, probe: Probe, *, every: bool = False) -> list[C
 def following_activation(calls: list[Call], index: int) -> Call | None:
     """The first activation after ``calls[index]`` and before the next weight layer."""
     for call in calls[index + 1 :]:
-        if issubclass(call.type, WEIGHT_TYPES):
+        if is_weight_type(call.type):
             return None
         if (
             issubclass(call.type, RELU_FAMILY)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.errors import UsageError
+from gradcheck_cli.remedies.layers import fans, is_hf_conv1d, out_width
 
 
 class PlanError(UsageError):
@@ -189,6 +190,7 @@ _ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "insert-norm": (("norm", "features"), ("norm", "features")),
     "scale": (("factor",), ("factor",)),
     "scale-output": (("factor",), ("factor",)),
+    "pre-norm": (("features",), ("features",)),
     "residual-group": (("groups",), ("groups",)),
     "residual": ((), ()),
     "gate-bias": (("steps",), ("steps",)),
@@ -225,13 +227,16 @@ def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None =
     if edit.op == "scale-output":
         get_submodule(model, edit.target).register_forward_hook(OutputScale(float(args["factor"])))
         return model
+    if edit.op == "pre-norm":
+        _pre_norm(get_submodule(model, edit.target), int(args["features"]))
+        return model
     if edit.op == "insert-norm":
         norm_kind = _NORMS.get(str(args.get("norm")))
         if norm_kind is None:
             raise PlanError(f"unknown normalisation {args.get('norm')!r} in plan")
         layer = get_submodule(model, edit.target)
-        width = getattr(layer, "out_features", None) or getattr(layer, "out_channels", None)
-        if not isinstance(width, int):
+        width = out_width(layer)
+        if width is None:
             raise PlanError(
                 f"plan edit 'insert-norm': '{edit.target}' is a {type(layer).__name__}, not a "
                 "Linear or Conv layer with a known number of outputs"
@@ -361,7 +366,7 @@ def _init(module: nn.Module, args: Mapping[str, Any], generator: torch.Generator
         raise PlanError(f"{type(module).__name__} has no weight to initialise")
     scheme = args.get("scheme")
     with torch.no_grad():
-        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+        fan_in, fan_out = fans(module, weight)
         # Drawn on the CPU from the plan's generator, then copied: the same plan gives the same
         # weights on any device.
         fresh = torch.empty(weight.shape, dtype=torch.float32)
@@ -379,7 +384,10 @@ def _init(module: nn.Module, args: Mapping[str, Any], generator: torch.Generator
         elif scheme == "orthogonal":
             slope = float(args.get("negative_slope", 0.0))
             gain = nn.init.calculate_gain(nonlinearity, slope)  # type: ignore[arg-type]
-            fresh = orthogonal(weight.shape, gain, generator)
+            if is_hf_conv1d(type(module)):  # stored as (in, out): drawn as (out, in)
+                fresh = orthogonal(weight.shape[::-1], gain, generator).T.contiguous()
+            else:
+                fresh = orthogonal(weight.shape, gain, generator)
         elif scheme == "unit_normal":
             fresh.normal_(0.0, 1.0, generator=generator)
             padding = getattr(module, "padding_idx", None)
@@ -437,6 +445,47 @@ class OutputScale:
 
     def __repr__(self) -> str:
         return f"OutputScale({self.factor:g})"
+
+
+def first_tensor_argument(args: Any, kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+    """The first tensor a module is called with: positional arguments first, then keyword
+    arguments in the order given (Hugging Face layers take ``hidden_states=`` by keyword)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            return value
+    return None
+
+
+class PreNorm:
+    """A forward pre-hook that layer-normalises a module's first tensor argument over its last
+    dimension: ``f(x)`` becomes ``f(LayerNorm(x))``, the Pre-LN placement of Xiong et al.
+    (2020). Without an affine transform, so it adds no parameter: it is put only where Linear
+    layers read ``x``, and their weights and biases express any per-feature scale and shift
+    (``W(g * x + b) = (W diag(g)) x + W b``). The model's ``state_dict`` keeps its keys. A
+    class, not a closure, so a model saved with ``torch.save`` keeps it."""
+
+    def __init__(self, features: int) -> None:
+        self.features = features
+
+    def __call__(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        x = first_tensor_argument(args, kwargs)
+        if x is None:
+            return args, kwargs
+        normed = nn.functional.layer_norm(x, (self.features,))
+        args = tuple(normed if a is x else a for a in args)
+        kwargs = {k: normed if v is x else v for k, v in kwargs.items()}
+        return args, kwargs
+
+    def __repr__(self) -> str:
+        return f"PreNorm({self.features})"
+
+
+def _pre_norm(module: nn.Module, features: int) -> None:
+    if any(isinstance(h, PreNorm) for h in module._forward_pre_hooks.values()):
+        raise PlanError(f"plan edit 'pre-norm': {type(module).__name__} is normalised already")
+    module.register_forward_pre_hook(PreNorm(features), with_kwargs=True)
 
 
 def renamed(name: str, edit: Edit) -> str:

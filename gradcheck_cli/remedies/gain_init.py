@@ -7,7 +7,6 @@ from typing import ClassVar
 from torch import nn
 
 from gradcheck_cli.remedies.base import (
-    WEIGHT_TYPES,
     InitScheme,
     NotApplicable,
     Proposal,
@@ -19,6 +18,7 @@ from gradcheck_cli.remedies.base import (
     reinit_refusal,
 )
 from gradcheck_cli.remedies.edits import Edit
+from gradcheck_cli.remedies.layers import is_weight_type
 from gradcheck_cli.remedies.structure import Follower
 
 # Followers for which an orthogonal stack is dynamically isometric (Saxe et al. 2014 for the
@@ -76,7 +76,7 @@ class GainInit(Remedy):
         calls = leaf_calls(model, context.probe, every=True)
         chosen: dict[str, Follower] = {}
         for i, call in enumerate(calls):
-            if not issubclass(call.type, WEIGHT_TYPES) or call.name in chosen:
+            if not is_weight_type(call.type) or call.name in chosen:
                 continue
             follower = graph.get(call.name)
             if follower is None or follower.nonlinearity == "linear":

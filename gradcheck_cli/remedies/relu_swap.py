@@ -5,7 +5,6 @@ from __future__ import annotations
 from torch import nn
 
 from gradcheck_cli.remedies.base import (
-    WEIGHT_TYPES,
     Activation,
     NotApplicable,
     Proposal,
@@ -17,6 +16,7 @@ from gradcheck_cli.remedies.base import (
 )
 from gradcheck_cli.remedies.edits import Edit
 from gradcheck_cli.remedies.functional import functional_saturating_calls
+from gradcheck_cli.remedies.layers import is_weight_type
 
 _MODULES = {
     Activation.RELU: ("ReLU", "relu", 0.0),
@@ -45,9 +45,7 @@ class ReluSwap(Remedy):
         # Every call site: a shared activation module is swapped once, but each layer that
         # feeds any of its calls gets He init.
         calls = leaf_calls(model, context.probe, every=True)
-        last_weight = max(
-            (i for i, c in enumerate(calls) if issubclass(c.type, WEIGHT_TYPES)), default=-1
-        )
+        last_weight = max((i for i, c in enumerate(calls) if is_weight_type(c.type)), default=-1)
         outputs = {c.name for i, c in enumerate(calls) if i > last_weight}
         edits: list[Edit] = []
         notes: list[str] = []
@@ -69,9 +67,7 @@ class ReluSwap(Remedy):
                 edits.append(
                     Edit("replace-activation", call.name, {"module": module_name}, self.id)
                 )
-            feeding = next(
-                (c for c in reversed(calls[:i]) if issubclass(c.type, WEIGHT_TYPES)), None
-            )
+            feeding = next((c for c in reversed(calls[:i]) if is_weight_type(c.type)), None)
             if feeding is None or feeding.name in initialised:
                 continue
             if refusal is None:

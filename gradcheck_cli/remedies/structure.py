@@ -6,7 +6,8 @@ residual branch no container marks. The autograd graph of one forward pass shows
 each Linear/Conv layer this module reads the first activation on the way from its output toward
 the loss, stopping at the next weight layer (none found: the identity, gain 1), and for each sum
 ``a + b`` in which ``b`` is computed from ``a``'s own input (``x + f(x)``, whatever wrote it) the
-weight layer nearest the sum on the branch side. Nothing here keeps a reference to the graph.
+weight layer nearest the sum on the branch side, and the modules that read the branch's input
+``x`` itself, with no normaliser between. Nothing here keeps a reference to the graph.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from torch import nn
 
 from gradcheck_cli.hooks import restore_training
 from gradcheck_cli.loading import Inputs, call_model
+from gradcheck_cli.remedies.edits import first_tensor_argument
+from gradcheck_cli.remedies.layers import in_features, is_weight_type
 from gradcheck_cli.snapshot import preserved
 
-WEIGHT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # How far (in graph nodes) to look for the activation after a layer, or for a branch's input.
 _UP_LIMIT = 64
 _DOWN_LIMIT = 4096
@@ -40,12 +42,24 @@ class Follower:
 
 
 @dataclass(frozen=True)
+class BranchInput:
+    """A module that reads the input ``x`` of a residual branch ``x + f(x)`` as it is, the first
+    of ``f``'s modules, with no normaliser before its Linear layers; ``features`` is the width of
+    ``x``'s last dimension, which those layers read."""
+
+    module: str
+    features: int
+
+
+@dataclass(frozen=True)
 class Structure:
-    """Per weight layer (by module name) what follows it, and the residual branches' last
-    layers in the order their sums ran. Empty when the graph could not be read."""
+    """Per weight layer (by module name) what follows it; the residual branches' last layers
+    in the order their sums ran, and the modules through which they read their input without a
+    normaliser, in call order. Empty when the graph could not be read."""
 
     followers: Mapping[str, Follower] = field(default_factory=dict)
     branch_ends: tuple[str, ...] = ()
+    branch_inputs: tuple[BranchInput, ...] = ()
 
 
 def _follower(node: Any) -> Follower | None:
@@ -158,24 +172,34 @@ def _tensors(output: Any) -> list[torch.Tensor]:
 
 
 def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
-    """One forward pass with autograd on, in eval mode: followers and residual branch ends.
+    """One forward pass with autograd on, in eval mode: followers, residual branch ends and the
+    modules that read a residual branch's input.
 
     The hooks live in one ExitStack and the model's mode and state are restored; no backward
     pass runs and no gradient is written.
     """
     outputs: dict[Any, str] = {}
+    calls: list[_Read] = []
     training = {m: m.training for m in model.modules()}
     with contextlib.ExitStack() as stack:
         stack.callback(restore_training, training)
         for name, module in model.named_modules():
-            if not isinstance(module, WEIGHT_TYPES):
+            if not name or isinstance(module, torch.jit.ScriptModule):
                 continue
 
-            def hook(mod: nn.Module, args: Any, output: Any, name: str = name) -> None:
-                if isinstance(output, torch.Tensor) and output.grad_fn is not None:
+            def hook(mod: nn.Module, args: Any, kwargs: Any, output: Any, name: str = name) -> None:
+                if (
+                    is_weight_type(type(mod))
+                    and isinstance(output, torch.Tensor)
+                    and output.grad_fn is not None
+                ):
                     outputs[output.grad_fn] = name
+                x = first_tensor_argument(args, kwargs)
+                if x is not None and x.grad_fn is not None and x.dim() >= 1:
+                    outs = {t.grad_fn for t in _tensors(output) if t.grad_fn is not None}
+                    calls.append(_Read(name, x.grad_fn, int(x.shape[-1]), frozenset(outs)))
 
-            stack.callback(module.register_forward_hook(hook).remove)
+            stack.callback(module.register_forward_hook(hook, with_kwargs=True).remove)
         model.eval()
         with torch.enable_grad(), preserved(model):
             result = call_model(model, _requiring_grad(inputs))
@@ -189,6 +213,8 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
         if name not in followers or followers[name].nonlinearity == "linear":
             followers[name] = found
     ends: list[str] = []
+    starts: dict[str, int] = {}
+    sums: set[Any] = set()
     for node in parents:
         if type(node).__name__ != "AddBackward0":
             continue
@@ -201,9 +227,101 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
             ):
                 continue  # x + bias: a parameter added, not an input
             end = _branch_end(branch, skip, outputs)
-            if end is not None and end not in ends:
+            if end is None:
+                continue
+            if end not in ends:
                 ends.append(end)
-    return Structure(followers=followers, branch_ends=tuple(_in_call_order(ends, outputs)))
+            sums.add(node)
+            for name, features in _branch_readers(model, branch, skip, calls):
+                starts.setdefault(name, features)
+    for name, features in _stream_exits(model, sums, calls, starts):
+        starts.setdefault(name, features)
+    order = {read.module: i for i, read in reversed(list(enumerate(calls)))}
+    return Structure(
+        followers=followers,
+        branch_ends=tuple(_in_call_order(ends, outputs)),
+        branch_inputs=tuple(
+            BranchInput(name, features)
+            for name, features in sorted(starts.items(), key=lambda kv: order[kv[0]])
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One module call: the graph node of its first tensor argument, that tensor's last
+    dimension, and the graph nodes of its output tensors."""
+
+    module: str
+    input: Any
+    features: int
+    outputs: frozenset[Any]
+
+
+def _stream_exits(
+    model: nn.Module, sums: set[Any], calls: list[_Read], starts: Mapping[str, int]
+) -> list[tuple[str, int]]:
+    """Linear layers that read the output of a residual sum and are no branch's: where the
+    stream leaves the residual blocks (the head after the last block), read without a
+    normaliser. A Pre-LN transformer puts its final LayerNorm there."""
+    exits = []
+    for call in calls:
+        inside = any(call.module == s or call.module.startswith(s + ".") for s in starts)
+        if call.input in sums and not inside:
+            if in_features(model.get_submodule(call.module)) == call.features:
+                exits.append((call.module, call.features))
+    return exits
+
+
+def _branch_nodes(branch: Any, skip: Any) -> set[Any]:
+    """The graph nodes below ``branch`` reached without passing through ``skip``."""
+    queue = deque([branch])
+    seen = {branch}
+    while queue and len(seen) <= _DOWN_LIMIT:
+        node = queue.popleft()
+        if node is skip:
+            continue
+        for child in _children(node):
+            if child not in seen:
+                seen.add(child)
+                queue.append(child)
+    seen.discard(skip)
+    return seen
+
+
+def _branch_readers(
+    model: nn.Module, branch: Any, skip: Any, calls: list[_Read]
+) -> list[tuple[str, int]]:
+    """The modules through which the branch ``f`` of ``x + f(x)`` reads ``x``, when Linear
+    layers read ``x`` as it is (no normaliser between): the largest module that holds all of
+    them, is called with ``x`` and ends inside the branch, or else each such layer.
+
+    A Pre-LN block (``x + f(norm(x))``) has no Linear layer reading ``x`` and gives none.
+    """
+    inside = _branch_nodes(branch, skip)
+    on_branch = [c for c in calls if c.input is skip and c.outputs & inside]
+    readers = {
+        c.module: c.features
+        for c in on_branch
+        if in_features(model.get_submodule(c.module)) == c.features
+    }
+    if not readers:
+        return []
+    qualifying = {c.module for c in on_branch}
+    parts = [name.split(".") for name in readers]
+    common = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) > 1:
+            break
+        common.append(level[0])
+    chosen = None
+    while common and ".".join(common) in qualifying:
+        chosen = ".".join(common)
+        common.pop()
+    features = next(iter(readers.values()))
+    if chosen is not None:
+        return [(chosen, features)]
+    return list(readers.items())
 
 
 def _in_call_order(ends: list[str], outputs: dict[Any, str]) -> list[str]:
