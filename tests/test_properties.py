@@ -157,7 +157,7 @@ def test_any_config_is_settings_or_exit_2(tmp_path: Path, data: Any, form: str) 
 # --- plan ---------------------------------------------------------------------------------------
 
 OPS = ["replace-activation", "init", "insert-norm", "residual-group", "residual", "gate-bias",
-       "gated-cell", "wrap-grad-clip"]  # fmt: skip
+       "gated-cell", "wrap-grad-clip", "pre-norm", "scale-output", "scale"]  # fmt: skip
 ARG_KEYS = ["module", "scheme", "nonlinearity", "negative_slope", "norm", "features", "groups",
             "steps", "max_norm"]  # fmt: skip
 ARG_VALUES = st.sampled_from(

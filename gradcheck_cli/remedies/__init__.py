@@ -49,10 +49,11 @@ REMEDIES: dict[str, str] = {
         "Zhang et al. 2019; SkipInit, De & Smith 2020). For residual nets without normalisation."
     ),
     "pre-norm": (
-        "Put a LayerNorm at the input of every residual branch, x + f(LayerNorm(x)) (Pre-LN; "
-        "Xiong et al. 2020), where Linear layers read the branch's input without a normaliser: "
-        "a transformer without normalisation runs at its embeddings' scale, or grows with depth "
-        "until attention saturates. Branches are found in the autograd graph."
+        "Put a LayerNorm at the input of every residual branch, x + f(LayerNorm(x)), and "
+        "before a Linear layer that reads the last sum (Pre-LN; Xiong et al. 2020), where Linear "
+        "layers read the stream without a normaliser: a transformer without normalisation runs "
+        "at its embeddings' scale, or grows with depth until attention saturates. Branches are "
+        "found in the autograd graph."
     ),
     "residual-wrap": (
         "Wrap shape-preserving blocks as y = x + f(x), giving the gradient an identity path "

@@ -10,7 +10,8 @@ from gradcheck_cli.remedies.edits import Edit
 
 class PreNormRemedy(Remedy):
     """Put a LayerNorm between each residual branch ``x + f(x)`` and the Linear layers that read
-    ``x``: ``x + f(LayerNorm(x))``. Branches and where they read ``x`` are found in the autograd
+    ``x``: ``x + f(LayerNorm(x))``, and before a Linear layer that reads the last sum (the head:
+    Pre-LN transformers end with a LayerNorm there). Branches and where they read ``x`` are found in the autograd
     graph (:mod:`gradcheck_cli.remedies.structure`), whatever the modules are called; the
     normalisation is a forward pre-hook on the module through which the branch reads ``x`` (the
     attention or MLP block of a transformer layer), without parameters of its own (the Linear

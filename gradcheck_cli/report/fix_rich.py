@@ -192,6 +192,8 @@ def change_marks(plan: Plan) -> dict[str, str]:
             marks[f"{target}.1"] = "new"
         elif edit.op == "residual":
             marks[target] = "new"
+        elif edit.op == "pre-norm":
+            marks[target] = "input normalised"
         elif edit.op == "residual-group":
             for start, end in edit.args["groups"]:
                 position = renamed(f"{prefix}{start}", edit).removeprefix(prefix).split(".")[0]
