@@ -102,7 +102,10 @@ def diagnose(
         # A meta-built model gets its storage when it is sharded, one shard per rank.
         if original is not None and original != device and original.type != "meta":
             model.to(device)
-            stack.callback(model.to, original)
+            # FSDP2 shards the model in place on the device, and an FSDP2 module cannot be
+            # moved back (torch 2.11 on an H200: AttributeError in reset_sharded_param).
+            if chosen.shard is not ShardMode.FSDP:
+                stack.callback(model.to, original)
 
         stack.enter_context(heap_frozen())
 
