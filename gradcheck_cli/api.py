@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -22,7 +23,17 @@ from gradcheck_cli.config import Device, Settings, apply_mapping
 from gradcheck_cli.distributed import join
 from gradcheck_cli.errors import InputError, ModelRunError, UsageError
 from gradcheck_cli.findings import Finding, ModelInfo, Report, RunInfo, Severity
-from gradcheck_cli.fixing import FixResult, RemedyOutcome, Trial, best, combinations, memory_note
+from gradcheck_cli.fixing import (
+    TRAIN_TIE_STEPS,
+    FixResult,
+    RemedyOutcome,
+    Trial,
+    best,
+    combinations,
+    memory_note,
+    tied,
+    trains_best,
+)
 from gradcheck_cli.loading import (
     InputFactory,
     Inputs,
@@ -273,7 +284,7 @@ def fix(
 
     context = RemedyContext(_probe(model, inputs, chosen), before, opts)
     warning = memory_note(model, _device_of(model) or torch.device("cpu"))
-    notes = (warning,) if warning else ()
+    notes: tuple[str, ...] = (warning,) if warning else ()
     outcomes: list[RemedyOutcome] = []
     proposals: dict[str, Proposal] = {}
     for remedy_id in wanted:
@@ -340,6 +351,11 @@ def fix(
     if winner is None:
         message = "no remedy improved the diagnosis; the model is returned unchanged"
         return FixResult(before, None, tuple(outcomes), tuple(trials), model, message, notes=notes)
+    rivals = tied(trials, winner)
+    if len(rivals) > 1:
+        runs = [(t, _one_batch_losses(model, t.plan, inputs, loss_fn, chosen)) for t in rivals]
+        winner = trains_best(runs)
+        notes += (_tie_note(runs, winner, chosen),)
     fixed = apply_plan(model, winner.plan)
     message = (
         f"applied {', '.join(winner.remedies)}: {before.status.value} -> "
@@ -421,6 +437,36 @@ def _probe(model: nn.Module, inputs: Inputs | InputFactory | None, settings: Set
         raise
     except Exception as exc:
         raise UsageError(f"the probe forward pass raised {type(exc).__name__}: {exc}") from exc
+
+
+def _one_batch_losses(
+    model: nn.Module,
+    plan: Plan,
+    inputs: Inputs | InputFactory | None,
+    loss_fn: LossFn | None,
+    settings: Settings,
+) -> list[float]:
+    """The losses of ``TRAIN_TIE_STEPS`` steps of the run's optimizer (``--optimizer``,
+    ``--lr``) on the diagnosis' first batch, over and over, of a copy with ``plan`` applied:
+    how well it trains, where the diagnosis calls two trials equal."""
+    passes = _passes(apply_plan(model, plan), inputs, loss_fn, settings)
+    trainable = [p for p in passes.model.parameters() if p.requires_grad]
+    optimizer = settings.optimizer.build(trainable, settings.lr or settings.optimizer.default_lr)
+    try:
+        return [train_step(passes, 0, optimizer, seed_offset=0) for _ in range(TRAIN_TIE_STEPS)]
+    except ModelRunError:
+        return [math.nan]
+
+
+def _tie_note(runs: list[tuple[Trial, list[float]]], winner: Trial, settings: Settings) -> str:
+    """Which trials the diagnosis could not tell apart, how each trained, and which was kept."""
+    each = ", ".join(
+        f"{'+'.join(t.remedies)} {losses[0]:.3g} -> {losses[-1]:.3g}" for t, losses in runs
+    )
+    return (
+        f"{len(runs)} trials resolved alike; {TRAIN_TIE_STEPS} {settings.optimizer.value} steps "
+        f"on one batch (loss first -> last): {each}; kept {'+'.join(winner.remedies)}"
+    )
 
 
 def _probe_training(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 import os
 import pickle
 import shutil
@@ -195,6 +196,56 @@ def best(trials: Sequence[Trial], before: Report) -> Trial | None:
             sorted(rank[r] for r in t.remedies),
         ),
     )
+
+
+# Steps of the run's optimizer on one batch that compare trials which resolved alike.
+TRAIN_TIE_STEPS = 20
+
+
+def tied(trials: Sequence[Trial], winner: Trial) -> list[Trial]:
+    """The helpful trials as good as ``winner`` by the diagnosis (same score, same info
+    findings), ``winner`` first: what the diagnosis alone cannot tell apart."""
+    same = [
+        t
+        for t in trials
+        if t.verdict is not Verdict.WORSE
+        and (t.score, _infos(t.report)) == (winner.score, _infos(winner.report))
+    ]
+    return [winner, *(t for t in same if t is not winner)]
+
+
+# The preferred trial trains poorly when more than this fraction of its first loss is left after
+# the steps; another is kept instead when it leaves less than half as much.
+POORLY = 0.1
+
+
+def left(losses: Sequence[float]) -> float | None:
+    """The fraction of the first loss left after a run of steps on one batch, the last loss
+    being the mean of the final three (a run that spikes at the end is not credited with its
+    low point): inf when a loss is not finite, None when the first is not positive (a loss
+    that can go below zero has no fraction left)."""
+    if not losses or not all(math.isfinite(v) for v in losses):
+        return math.inf
+    if losses[0] <= 0:
+        return None
+    return max(0.0, sum(losses[-3:]) / len(losses[-3:]) / losses[0])
+
+
+def trains_best(runs: Sequence[tuple[Trial, list[float]]]) -> Trial:
+    """Of trials that resolved alike, listed in the order of preference with their losses over
+    the same steps on one batch: the first, unless it trains poorly (more than ``POORLY`` of
+    its first loss left) and another leaves less than half as much (then the one that leaves
+    least). Half: the twins' ground truth calls a model pathological at less than half the
+    progress. Near ties keep the preference: weights before architecture."""
+    (first, losses), *others = runs
+    kept = left(losses)
+    if kept is None or kept <= POORLY:
+        return first
+    scored = [(fraction, t) for t, l in others if (fraction := left(l)) is not None]
+    if not scored:
+        return first
+    fraction, trial = min(scored, key=lambda pair: pair[0])
+    return trial if fraction < kept / 2 else first
 
 
 def _infos(report: Report) -> int:

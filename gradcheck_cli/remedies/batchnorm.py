@@ -52,7 +52,13 @@ class BatchNorm(Remedy):
             # Linear only before an activation (a transformer's projections and an MLP's head
             # are left).
             conv = issubclass(call.type, tuple(_BATCHNORM))
-            if i == last if conv else following_activation(calls, i) is None:
+            # The activation after a Linear: a module called next, or what the autograd graph
+            # shows (F.gelu in forward, one activation module shared by several layers).
+            follower = context.probe.structure.followers.get(call.name)
+            activated = following_activation(calls, i) is not None or (
+                follower is not None and follower.nonlinearity != "linear"
+            )
+            if i == last if conv else not activated:
                 continue
             nxt = calls[i + 1] if i + 1 < len(calls) else None
             if nxt is not None and issubclass(nxt.type, NORM_TYPES):

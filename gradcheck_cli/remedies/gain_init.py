@@ -26,6 +26,10 @@ from gradcheck_cli.remedies.structure import Follower
 _ISOMETRIC = frozenset({"linear", "tanh"})
 
 
+# How a note names each calculate_gain nonlinearity: "relu" covers GELU, SiLU, ELU and Mish too.
+_GAIN_NAMES = {"relu": "ReLU family (gain sqrt 2)", "linear": "no activation (gain 1)"}
+
+
 class GainInit(Remedy):
     """Re-initialise each Linear/Conv layer for the activation that follows it, read from the
     autograd graph (a functional ``F.relu``, a shared ``nn.Sigmoid()`` and a residual sum before
@@ -65,7 +69,7 @@ class GainInit(Remedy):
             if follower.nonlinearity == "leaky_relu":
                 args["negative_slope"] = follower.negative_slope
             edits.append(Edit("init", name, args, self.id))
-        gains = sorted({f.nonlinearity for f in chosen.values()})
+        gains = sorted({_GAIN_NAMES.get(f.nonlinearity, f.nonlinearity) for f in chosen.values()})
         note = f"{len(edits)} layer(s) re-initialised ({scheme}) for: {', '.join(gains)}"
         return Proposal(self.id, tuple(edits), (note,))
 

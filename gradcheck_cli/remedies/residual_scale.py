@@ -31,7 +31,8 @@ def branch_factor(branches: int, mode: BranchInit) -> float:
 
 class ResidualScale(Remedy):
     """Multiply the last weight layer of every residual branch by ``1/sqrt(number of
-    branches)``, or zero it (``--branch-init zero``). A branch is found in the autograd graph as
+    branches)`` (residual sums that ran, so a block reused across depth counts each time), or
+    zero it (``--branch-init zero``). A branch is found in the autograd graph as
     a sum ``x + f(x)`` whose one side is computed from the other, whatever the modules are
     called; its last layer is the Linear/Conv nearest the sum on the ``f`` side. For residual
     networks without normalisation, whose variance doubles at every block. Refused after
@@ -52,7 +53,10 @@ class ResidualScale(Remedy):
                 self.id, "no residual branch: no sum x + f(x) with a Linear/Conv layer in f"
             )
         mode = context.options.branch_init
-        factor = branch_factor(len(ends), mode)
+        # Branches are counted as the sums that ran: one block called 24 times adds 24.
+        branches = max(len(ends), context.probe.structure.branch_sums)
+        factor = branch_factor(branches, mode)
         edits = tuple(Edit("scale", name, {"factor": factor}, self.id) for name in ends)
-        what = "zeroed" if mode is BranchInit.ZERO else f"scaled by 1/sqrt({len(ends)})"
-        return Proposal(self.id, edits, (f"{len(ends)} residual branch end(s) {what}",))
+        what = "zeroed" if mode is BranchInit.ZERO else f"scaled by 1/sqrt({branches})"
+        shared = f" ({branches} residual sums)" if branches > len(ends) else ""
+        return Proposal(self.id, edits, (f"{len(ends)} residual branch end(s){shared} {what}",))

@@ -60,6 +60,8 @@ class Structure:
     followers: Mapping[str, Follower] = field(default_factory=dict)
     branch_ends: tuple[str, ...] = ()
     branch_inputs: tuple[BranchInput, ...] = ()
+    # Residual sums that ran: more than ``branch_ends`` when one block is called several times.
+    branch_sums: int = 0
 
 
 def _follower(node: Any) -> Follower | None:
@@ -240,6 +242,7 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
     return Structure(
         followers=followers,
         branch_ends=tuple(_in_call_order(ends, outputs)),
+        branch_sums=len(sums),
         branch_inputs=tuple(
             BranchInput(name, features)
             for name, features in sorted(starts.items(), key=lambda kv: order[kv[0]])
