@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -429,3 +430,30 @@ def test_branch_init_sets_what_residual_scale_multiplies_each_branch_by(
     saved = torch.load(tmp_path / "out" / "state_dict.pt", weights_only=True)
     if mode == "zero":
         assert all(torch.count_nonzero(saved[f"blocks.{b}.conv2.weight"]) == 0 for b in range(50))
+
+
+def test_trials_alike_are_told_apart_by_training_only_when_the_preferred_trains_poorly() -> None:
+    from gradcheck_cli.fixing import left, trains_best
+
+    def trial(name: str) -> Trial:
+        return Trial((name,), Plan(edits=()), None, Verdict.RESOLVED)  # type: ignore[arg-type]
+
+    kaiming, gain, norm = trial("kaiming-init"), trial("gain-init"), trial("batchnorm")
+    # The last loss is the mean of the final three: a spike at the end is not forgiven.
+    assert left([2.0, 1.0, 0.5, 0.1, 0.1, 0.1]) == pytest.approx(0.05)
+    assert left([2.0, 0.1, 0.1, 6.0]) == pytest.approx(6.2 / 3 / 2.0)
+    assert left([2.0, math.nan]) == math.inf and left([-1.0, -2.0]) is None
+    # resnet_no_norm (measured): residual-scale 2.24 -> 1.89, batchnorm 5.25 -> 0.0115.
+    scaled = trial("residual-scale")
+    assert left([2.24, 2.0, 1.9, 1.89, 1.89]) == pytest.approx(0.85, abs=0.01)
+    runs = [(scaled, [2.24, 2.0, 1.9, 1.89, 1.89]), (norm, [5.25, 1.0, 0.01, 0.0115, 0.0115])]
+    assert trains_best(runs) is norm
+    # Both train (relu_default_init over seeds: kaiming-init left 0.02% to 14%): the preference.
+    runs = [(kaiming, [2.51, 1.0, 0.35, 0.347, 0.347]), (gain, [2.73, 0.5, 0.09, 0.09, 0.089])]
+    assert trains_best(runs) is kaiming
+    # Poorly, but nothing leaves less than half as much: the preference.
+    runs = [(kaiming, [2.0, 1.5, 1.2, 1.2, 1.2]), (gain, [2.0, 1.5, 0.7, 0.7, 0.7])]
+    assert trains_best(runs) is kaiming
+    # A diverging preferred trial gives way to the one that trains best.
+    runs = [(kaiming, [2.0, math.inf]), (gain, [2.0, 0.5]), (norm, [2.0, 0.1])]
+    assert trains_best(runs) is norm
