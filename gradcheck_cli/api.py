@@ -449,13 +449,34 @@ def _one_batch_losses(
     """The losses of ``TRAIN_TIE_STEPS`` steps of the run's optimizer (``--optimizer``,
     ``--lr``) on the diagnosis' first batch, over and over, of a copy with ``plan`` applied:
     how well it trains, where the diagnosis calls two trials equal."""
-    passes = _passes(apply_plan(model, plan), inputs, loss_fn, settings)
-    trainable = [p for p in passes.model.parameters() if p.requires_grad]
-    optimizer = settings.optimizer.build(trainable, settings.lr or settings.optimizer.default_lr)
+    chosen = settings.optimizer, settings.lr or settings.optimizer.default_lr
     try:
-        return [train_step(passes, 0, optimizer, seed_offset=0) for _ in range(TRAIN_TIE_STEPS)]
+        return _train_losses(
+            apply_plan(model, plan), inputs, loss_fn, settings, chosen, TRAIN_TIE_STEPS, batch=0
+        )
     except ModelRunError:
         return [math.nan]
+
+
+def _train_losses(
+    model: nn.Module,
+    inputs: Inputs | InputFactory | None,
+    loss_fn: LossFn | None,
+    settings: Settings,
+    optimizer: tuple[Optimizer, float],
+    steps: int,
+    batch: int | None = None,
+) -> list[float]:
+    """Train ``model`` (a copy the caller owns) ``steps`` steps of ``optimizer`` (kind, lr) on
+    the diagnosis' own batch seeds, step ``i`` on batch ``i``, or on batch ``batch`` every step;
+    the loss of each step."""
+    passes = _passes(model, inputs, loss_fn, settings)
+    kind, lr = optimizer
+    opt = kind.build([p for p in passes.model.parameters() if p.requires_grad], lr)
+    return [
+        train_step(passes, step if batch is None else batch, opt, seed_offset=0)
+        for step in range(steps)
+    ]
 
 
 def _tie_note(runs: list[tuple[Trial, list[float]]], winner: Trial, settings: Settings) -> str:
@@ -482,11 +503,8 @@ def _probe_training(
         return {}
     curves: dict[str, list[float]] = {}
     for label, source in (("original", original), ("fixed", fixed)):
-        passes = _passes(copy_model(source), inputs, loss_fn, settings)
-        trainable = [p for p in passes.model.parameters() if p.requires_grad]
-        optimizer = Optimizer.ADAM.build(trainable, 1e-3)
         # The diagnosis' own batch seeds, so both models see the same batches.
-        curves[label] = [
-            train_step(passes, step, optimizer, seed_offset=0) for step in range(steps)
-        ]
+        curves[label] = _train_losses(
+            copy_model(source), inputs, loss_fn, settings, (Optimizer.ADAM, 1e-3), steps
+        )
     return curves
