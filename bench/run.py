@@ -8,8 +8,9 @@ does) and `diagnose(..., steps=N)`, alternating them `--repeats` times in this o
 keeping the fastest of each, and prints their ratio. Peak memory: on CUDA, the allocator's peak
 (reset before each phase); on the CPU, the peak resident set of a fresh child process per phase,
 above what it held once the model was built. Then the overhead per layer of MLPs of 10, 100 and
-1,000 layers, and the CLI's start-up beyond `import torch`. Not a test: machines are noisy, so it
-prints ratios measured in one run.
+1,000 layers, split into the cost of each extra step and the cost paid once per diagnosis (from a
+second timing with 10 more steps), and the CLI's start-up beyond `import torch`. Not a test:
+machines are noisy, so it prints ratios measured in one run.
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def startup() -> tuple[float, float]:
     return min(p[0] for p in pairs), min(p[1] for p in pairs)
 
 
+MORE = 10  # extra steps of the second timing of each scaling workload
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -192,15 +196,23 @@ def main() -> None:
             f"{t['diagnose'] / t['plain']:>7.2f} {m['plain'] / 2**20:>9.1f} {m['diagnose'] / 2**20:>8.1f} "
             f"{m['diagnose'] / m['plain']:>6.2f}"
         )
+    # A diagnosis costs a part per step (hooks, statistics) and a part once (capture, the graph
+    # walk, aggregation, checks): a second timing, MORE steps longer, tells them apart.
     print(
-        f"\n{'scaling':<14} {'layers':>8} {'plain s':>9} {'diagnose s':>11} {'time x':>7} {'extra ms/layer':>15}"
+        f"\n{'scaling':<14} {'layers':>8} {'plain s':>9} {'diagnose s':>11} {'time x':>7} "
+        f"{'extra ms/layer':>15} {'step x':>7} {'once, in plain steps':>21}"
     )
     for depth in (10, 100) if args.quick else (10, 100, 1000):
         work = scaling(depth)
         t = times(work, args.steps, args.repeats, device)
+        longer = times(work, args.steps + MORE, args.repeats, device)
         per_layer = (t["diagnose"] - t["plain"]) / (depth * args.steps) * 1e3
+        plain_step = (longer["plain"] - t["plain"]) / MORE
+        step_x = (longer["diagnose"] - t["diagnose"]) / MORE / plain_step
+        once = t["diagnose"] / plain_step - args.steps * step_x
         print(
-            f"{work.name:<14} {depth:>8} {t['plain']:>9.3f} {t['diagnose']:>11.3f} {t['diagnose'] / t['plain']:>7.2f} {per_layer:>15.3f}"
+            f"{work.name:<14} {depth:>8} {t['plain']:>9.3f} {t['diagnose']:>11.3f} "
+            f"{t['diagnose'] / t['plain']:>7.2f} {per_layer:>15.3f} {step_x:>7.2f} {once:>21.1f}"
         )
     torch_s, extra_s = startup()
     print(

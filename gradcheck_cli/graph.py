@@ -164,16 +164,16 @@ def trace(
     owner_of: dict[int, int] = {}
     for p, i in zip(params, owners, strict=True):
         owner_of.setdefault(id(p), i)  # a tied weight belongs to the layer registered first
-    order, parents = _topological(loss.grad_fn)
-    pure = _pure(order, owner_of)
+    order, parents, kids = _topological(loss.grad_fn)
+    pure = _pure(order, kids, owner_of)
     touches: dict[Any, set[int]] = {
-        node: {layer for c in _children(node) if (layer := pure.get(c)) is not None}
+        node: {layer for c in kids[node] if (layer := pure.get(c)) is not None}
         for node in order
         if pure.get(node) is None
     }
-    depth, successor = _longest_routes(order, pure, touches, layers)
-    is_input = _inputs(order, pure, touches, layers)
-    score = _attention_scores(order, parents, touches, layers)
+    depth, successor = _longest_routes(order, kids, pure, touches, layers)
+    is_input = _inputs(order, kids, pure, touches, layers)
+    score = _attention_scores(order, kids, parents, touches, layers)
     residual = [False] * layers
     entering: dict[int, list[Any]] = {}
     for node, found in touches.items():
@@ -299,14 +299,17 @@ def _children(node: Any) -> list[Any]:
     return [child for child, _ in node.next_functions if child is not None]
 
 
-def _topological(root: Any) -> tuple[list[Any], dict[Any, list[Any]]]:
-    """Nodes reachable from ``root``, every node before its children; and each node's parents.
+def _topological(root: Any) -> tuple[list[Any], dict[Any, list[Any]], dict[Any, list[Any]]]:
+    """Nodes reachable from ``root``, every node before its children; each node's parents; and
+    each node's children (read once: ``next_functions`` builds new tuples at every call, about
+    1 us, and the passes below visit each node several times).
 
     An iterative depth-first search that marks a node when it is expanded, not when it is
     pushed: a node reached again from another parent before its expansion is pushed again, so
     it finishes before every parent (a correct post-order, reversed).
     """
     parents: dict[Any, list[Any]] = {root: []}
+    kids: dict[Any, list[Any]] = {}
     post: list[Any] = []
     stack: list[tuple[Any, bool]] = [(root, False)]
     expanded: set[Any] = set()
@@ -320,17 +323,20 @@ def _topological(root: Any) -> tuple[list[Any], dict[Any, list[Any]]]:
             continue
         expanded.add(node)
         stack.append((node, True))
-        for child in _children(node):
+        kids[node] = _children(node)
+        for child in kids[node]:
             if (node, child) not in linked:  # the same edge twice (x * x) is one parent
                 linked.add((node, child))
                 parents.setdefault(child, []).append(node)
             if child not in expanded:
                 stack.append((child, False))
     post.reverse()
-    return post, parents
+    return post, parents, kids
 
 
-def _pure(order: list[Any], owner_of: dict[int, int]) -> dict[Any, int | None]:
+def _pure(
+    order: list[Any], kids: dict[Any, list[Any]], owner_of: dict[int, int]
+) -> dict[Any, int | None]:
     """For each node, the layer whose parameters alone it is a function of, else None.
 
     Only reshapes, casts and elementwise arithmetic pass purity up (``weight.t()``,
@@ -346,13 +352,17 @@ def _pure(order: list[Any], owner_of: dict[int, int]) -> dict[Any, int | None]:
         if _name(node) not in _PARAM_OPS:
             pure[node] = None
             continue
-        found = {pure.get(c) for c in _children(node)}
+        found = {pure.get(c) for c in kids[node]}
         pure[node] = found.pop() if len(found) == 1 else None
     return pure
 
 
 def _longest_routes(
-    order: list[Any], pure: dict[Any, int | None], touches: dict[Any, set[int]], layers: int
+    order: list[Any],
+    kids: dict[Any, list[Any]],
+    pure: dict[Any, int | None],
+    touches: dict[Any, set[int]],
+    layers: int,
 ) -> tuple[list[int], list[int]]:
     """Longest route from the loss, counted in layers entered, and the layer before each.
 
@@ -370,7 +380,7 @@ def _longest_routes(
         for layer in touches.get(node, ()):
             if count > depth[layer]:
                 depth[layer], successor[layer] = count, before
-        for child in _children(node):
+        for child in kids[node]:
             if pure.get(child) is not None:
                 continue
             entered = touches.get(child, set())
@@ -384,13 +394,17 @@ def _longest_routes(
 
 
 def _inputs(
-    order: list[Any], pure: dict[Any, int | None], touches: dict[Any, set[int]], layers: int
+    order: list[Any],
+    kids: dict[Any, list[Any]],
+    pure: dict[Any, int | None],
+    touches: dict[Any, set[int]],
+    layers: int,
 ) -> list[bool]:
     """Whether no other measured layer lies below any node where a layer enters."""
     below: dict[Any, frozenset[int]] = {}
     for node in reversed(order):
         found: set[int] = set()
-        for child in _children(node):
+        for child in kids[node]:
             layer = pure.get(child)
             found |= {layer} if layer is not None else below.get(child, frozenset())
             if len(found) > 2:
@@ -404,7 +418,7 @@ def _inputs(
         # What lies below the node other than the parameters entering there.
         under = {
             layer
-            for child in _children(node)
+            for child in kids[node]
             if pure.get(child) is None
             for layer in below.get(child, frozenset())
         }
@@ -415,7 +429,11 @@ def _inputs(
 
 
 def _attention_scores(
-    order: list[Any], parents: dict[Any, list[Any]], touches: dict[Any, set[int]], layers: int
+    order: list[Any],
+    kids: dict[Any, list[Any]],
+    parents: dict[Any, list[Any]],
+    touches: dict[Any, set[int]],
+    layers: int,
 ) -> list[bool]:
     """Layers that feed attention scores or router logits, not the values these weight.
 
@@ -431,7 +449,7 @@ def _attention_scores(
     values: set[int] = set()
     for node in order:
         name = _name(node)
-        children = _children(node)
+        children = kids[node]
         if "ScaledDotProduct" in name or "FlashAttention" in name:
             scores |= _entering_below(children[:2], touches)
             values |= _entering_below(children[2:3], touches)

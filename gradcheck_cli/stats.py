@@ -48,12 +48,13 @@ class Summary:
         """
         if not values:
             return Skipped(missing)
-        finite = [v for v in values if math.isfinite(v)]
-        if len(finite) < len(values):
+        if not all(map(math.isfinite, values)):
             # A non-finite value in any step poisons the statistic: report it as such
             # rather than hiding it behind a median of the finite steps.
             bad = next(v for v in values if not math.isfinite(v))
             return cls(bad, min(values), max(values))
+        if len(values) == 1:  # a one-step diagnosis; called eight times per layer
+            return cls(values[0], values[0], values[0])
         return cls(statistics.median(values), min(values), max(values))
 
 
