@@ -96,7 +96,7 @@ def _softmax_dim(module: nn.Module, x: torch.Tensor) -> int:
 
 
 def own_named_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """``own_named_parameters(module)``: the same pairs, read from the module's own
+    """``module.named_parameters(recurse=False)``: the same pairs, read from the module's own
     table without the generator machinery behind that call (about 1.5 us each, and a diagnosis
     of a 100-layer model made 3,800 of them before its first step)."""
     seen: set[int] = set()
@@ -109,7 +109,7 @@ def own_named_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def own_parameters(module: nn.Module) -> list[nn.Parameter]:
-    """``own_parameters(module)``, as :func:`own_named_parameters` reads them."""
+    """``module.parameters(recurse=False)``, as :func:`own_named_parameters` reads them."""
     return [p for _, p in own_named_parameters(module)]
 
 
@@ -665,9 +665,10 @@ class Recorder:
         """Compute the queued statistics, a few kernels per shape (:mod:`gradcheck_cli.batched`).
 
         A queued tensor holds its version counter from when its hook saw it. One written in
-        place since (``out += identity`` after a normaliser, ``nn.ReLU(inplace=True)`` after a
-        Linear) no longer holds the values that were to be measured: its layer is measured at
-        once from then on, and :attr:`stale` asks for the step to be run again.
+        place since (``out += identity`` after a normaliser in a residual block) no longer
+        holds the values that were to be measured: its layer is measured at once from then on,
+        and :attr:`stale` asks for the step to be run again. (A module flagged ``inplace=True``
+        is caught before it writes: :meth:`inplace_pre_hook`.)
         """
         stale = {
             layer
@@ -787,12 +788,14 @@ class Recorder:
         (``retain_grad``, one C++ call per output, where a tensor hook costs a Python handle and
         a Python call in backward), and take them off those tensors: a model that keeps an
         output (``self.last = y``) is left no ``.grad`` of gradcheck's."""
-        outs = zip(self._grad_outs, self._grad_out_versions, self._grad_out_layers, strict=True)
-        for t, version, i in outs:
-            g = t.grad
+        # Read before any is cleared: one tensor can be the output of two modules.
+        grads = [t.grad for t in self._grad_outs]
+        for t in self._grad_outs:
+            t.grad = None
+        versions, layers = self._grad_out_versions, self._grad_out_layers
+        for t, g, version, i in zip(self._grad_outs, grads, versions, layers, strict=True):
             if g is None:
                 continue  # the loss does not depend on this output
-            t.grad = None
             if t._version != version:
                 # Written in place since: .grad is the new version's gradient, not the output's.
                 self._immediate.add(i)
