@@ -2,11 +2,11 @@
 
 On a CPU every tensor operation costs 2-4 us of dispatch whatever its size, about what a 64-wide
 Linear costs, so a deep, narrow model measured one call at a time pays more for its statistics
-than for its layers (issue 14). Tensors of one shape are stacked and reduced
-together instead: one copy and one reduction per group, the same values, in at least the
-precision of the per-tensor operations they replace (float32 accumulation for half precision,
-float64 kept for float64). Large tensors are not stacked (a copy that size is not free, and
-their own cost dwarfs one launch): each is reduced alone.
+than for its layers (issue 14). Norms go through ``torch._foreach_norm``, one call for all
+tensors of a dtype. Counts (dead units, saturated values), several operations per tensor,
+are taken on stacks of the tensors of one shape: one copy and a few reductions per group,
+the same values, in at least the precision of the per-tensor operations they replace. Large
+tensors are not stacked (a copy that size is not free, and their own cost dwarfs a launch).
 
 Each function returns one float64 value per input tensor, in input order, on the device of the
 first tensor.
@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
-# Tensors up to this many elements are stacked with others of their shape; larger ones are
-# reduced on their own. 64K float32 values: 256 KB, a copy far cheaper than a launch.
-STACKED = 1 << 16
+# Tensors up to this many elements are stacked with others of their shape for counting; larger
+# ones are counted on their own. 16K float32 values, 64 KB: on a CPU, copying more than that
+# (cold, at the end of the step) costs more than the three operations it saves.
+STACKED = 1 << 14
 
 Key = tuple[object, ...]
 
@@ -72,13 +73,17 @@ def _grouped(
         one = tensors[k].unsqueeze(0)
         parts.append(reduce_one(one, () if keys is None else keys[k]).to(device, torch.float64))
         order.append(k)
-    values = torch.cat(parts)
+    return _in_input_order(torch.cat(parts), order)
+
+
+def _in_input_order(values: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """``values[j]`` belongs to input ``order[j]``: put them back in input order."""
     if order == sorted(order):
         return values
     position = [0] * len(order)
     for at, k in enumerate(order):
         position[k] = at
-    return values[torch.tensor(position, device=device)]
+    return values[torch.tensor(position, device=values.device)]
 
 
 def _norm_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -90,17 +95,37 @@ def _norm_dtype(dtype: torch.dtype) -> torch.dtype:
 def norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """The L2 norm of each tensor (as ``torch.linalg.vector_norm``), as float64 values.
 
+    One ``torch._foreach_norm`` per dtype and device, not a stack: a norm needs no copy, and
+    on a CPU, at the end of the step, reading each tensor where it lies costs less than
+    copying it first; on CUDA it is one fused kernel for all of them. Half-precision tensors
+    accumulate in float32 (a float16 norm overflows past 65504).
+
     >>> norms([torch.tensor([3.0, 4.0]), torch.ones(2, 2), torch.tensor([0.0, 1.0])]).tolist()
     [5.0, 2.0, 1.0]
     """
     if not tensors:
         return torch.zeros(0, dtype=torch.float64)
+    device = tensors[0].device
+    groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+    for k, t in enumerate(tensors):
+        groups.setdefault((t.dtype, t.device), []).append(k)
+    parts: list[torch.Tensor] = []
+    order: list[int] = []
+    for (dtype, _), members in groups.items():
+        group = [tensors[k] for k in members]
+        parts.append(torch.stack(_foreach_norm(group, dtype)).to(device, torch.float64))
+        order.extend(members)
+    values = torch.cat(parts) if len(parts) > 1 else parts[0]
+    return values if len(groups) == 1 else _in_input_order(values, order)
 
-    def reduce(stacked: torch.Tensor, key: Key) -> torch.Tensor:
-        flat = stacked.reshape(stacked.shape[0], -1)
-        return torch.linalg.vector_norm(flat, dim=1, dtype=_norm_dtype(stacked.dtype))
 
-    return _grouped(tensors, None, reduce, reduce)
+def _foreach_norm(tensors: list[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
+    if dtype in (torch.float32, torch.float64):
+        return list(torch._foreach_norm(tensors))
+    try:  # torch >= 2.4 accumulates in the dtype asked for
+        return list(torch._foreach_norm(tensors, 2, dtype=torch.float32))  # type: ignore[call-arg]
+    except TypeError:
+        return [torch.linalg.vector_norm(t, dtype=torch.float32) for t in tensors]
 
 
 def dead_units(tensors: Sequence[torch.Tensor], unit_dims: Sequence[int]) -> torch.Tensor:
