@@ -8,12 +8,10 @@ a buffer reassigned as ``self.ema = ...``, a kept ``self.last = y``; see
 :mod:`gradcheck_cli.snapshot`). Gradient hooks on output tensors are removed when their step ends
 and hold the recorder only weakly, so a tensor the model keeps carries nothing of gradcheck's.
 
-Cost matters (issues 5 and 14): hooks launch small reductions on large outputs and append 0-d
-tensors to lists; small outputs and their gradients are queued and reduced together when the
-step ends (:meth:`Recorder._flush`, :mod:`gradcheck_cli.batched`), within a bound on what the
-queue keeps alive beyond what autograd keeps anyway (:data:`PENDING_BYTES`). No hook reads a
-value back to the host; :meth:`Recorder.end_step` moves everything in one transfer, so there is
-one host synchronisation per step rather than one per layer.
+Cost matters (issue 5): hooks only launch small reductions and append 0-d tensors to lists. No
+hook reads a value back to the host; :meth:`Recorder.end_step` moves everything in one transfer,
+so there is one host synchronisation per step rather than one per layer. No activation or
+gradient tensor is kept beyond what autograd keeps anyway.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from gradcheck_cli import batched
 from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.distributed import Merger, local_part, whole_norms
 from gradcheck_cli.graph import trace
@@ -206,9 +203,6 @@ def _is_normaliser(module: nn.Module) -> bool:
 
 
 FP16_TINY = 2.0**-24  # float16's smallest subnormal, about 5.96e-8
-# Deferred tensors are measured once they hold this many bytes (see Recorder._flush): a bound on
-# what deferring keeps alive beyond what autograd keeps anyway.
-PENDING_BYTES = 32 << 20
 
 # --- the recorder ------------------------------------------------------------------------------
 
@@ -225,12 +219,6 @@ class Recorder:
         self.count_nonfinite = False
         self.count_underflow = False
         self.active = True  # watch() switches the hooks off between the steps it samples
-        # Small tensors' statistics computed at the end of the step, batched (see _flush); set
-        # by a caller that can run a step again should one be changed in place after its hook.
-        self.defer = False
-        self.stale = False  # this step read a deferred tensor changed since: run it again
-        self._immediate: set[int] = set()  # layers whose tensors were changed in place
-        self._grad_hooks: dict[int, Callable[[torch.Tensor], None]] = {}
         # Under torchrun: merges each step's totals across the ranks (diagnose --shard).
         self.merger: Merger | None = None
         self._targets = targets
@@ -411,15 +399,6 @@ class Recorder:
         self._worst_vals: list[torch.Tensor] = []  # a count per call...
         self._worst_numel: list[int] = []  # ...out of this many values
         self._worst_slots: list[int] = []
-        # Values computed in batches by _flush, each with its slots: norms, counts, worst calls.
-        self._norm_batches: list[tuple[torch.Tensor, list[int]]] = []
-        self._count_batches: list[tuple[torch.Tensor, list[int]]] = []
-        self._worst_batches: list[tuple[torch.Tensor, list[int], list[int]]] = []
-        self._clear_pending()
-        self._grad_outs: list[torch.Tensor] = []  # outputs whose gradients backward retains
-        self._grad_out_versions: list[int] = []
-        self._grad_out_layers: list[int] = []
-        self._grad_out_bytes = 0
         self._peaks: list[tuple[int, torch.Tensor]] = []  # per-unit maxima, merged across ranks
         self._act_numel = [0] * self._layers
         self._in_numel = [0] * self._layers
@@ -434,10 +413,9 @@ class Recorder:
         self._next_order = 0
         self._last_weight: tuple[weakref.ReferenceType[torch.Tensor], int] | None = None
         self._last_weight_type: type[nn.Module] | None = None
-        # The last measured output: its norm, or its deferred entry (an index into _pend_x).
-        self._last_output: (
-            tuple[weakref.ReferenceType[torch.Tensor], int, torch.Tensor | int] | None
-        ) = None
+        self._last_output: tuple[weakref.ReferenceType[torch.Tensor], int, torch.Tensor] | None = (
+            None
+        )
 
     # hook factories: each returns a closure over the layer index ------------------------------
 
@@ -452,8 +430,6 @@ class Recorder:
         # skipping it saves a hook per activation call (the per-layer cost that matters in
         # deep, narrow nets). One closure per layer, made once, not one per call.
         grad_hook = None if kind is LayerKind.ACTIVATION else self._grad_hook(i)
-        if grad_hook is not None:
-            self._grad_hooks[i] = grad_hook  # for an output about to be written in place
 
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
             if not self.active:
@@ -465,17 +441,8 @@ class Recorder:
             t = first_tensor(output)
             if t is None or not t.is_floating_point():
                 return
-            numel = t.numel()
-            # Small tensors wait for _flush (no copy: ``t`` itself, its version noted).
-            small = (
-                self.defer
-                and 0 < numel <= batched.STACKED
-                and i not in self._immediate
-                and not self.count_nonfinite
-            )
-            ref = weakref.ref(t)
             if kind is LayerKind.WEIGHT:
-                self._last_weight = (ref, i)
+                self._last_weight = (weakref.ref(t), i)
                 self._last_weight_type = type(mod)
                 # The forward signal a weight layer receives: for the output layer, the
                 # features the whole network delivers (vanishing's ``signal`` rule).
@@ -483,34 +450,23 @@ class Recorder:
                 if x_in is not None and x_in.is_floating_point() and x_in.numel():
                     self._add_input_norm(i, x_in)
                     self._in_numel[i] += x_in.numel()
-            x = t if small else t.detach()
-            if small:
-                entry: torch.Tensor | int = self._defer_norm(0, i, t)
-            else:
-                self._add_norm(0, i, x)
-                entry = self._norm_vals[-1]
+            x = t.detach()
+            self._add_norm(0, i, x)
             # The next layer's input is often this output (an activation, then a Linear).
-            self._last_output = (ref, t._version, entry)
-            self._act_numel[i] += numel
+            self._last_output = (weakref.ref(t), t._version, self._norm_vals[-1])
+            self._act_numel[i] += x.numel()
             # Rows (tokens, samples) this call processed: how many a router sent to an expert.
-            shape = t.shape
-            self._act_rows[i] += numel // shape[-1] if shape and shape[-1] else 0
+            self._act_rows[i] += x.numel() // x.shape[-1] if x.dim() and x.shape[-1] else 0
             if self.count_nonfinite:
                 self._add_count(2, i, torch.isfinite(x).logical_not().sum())
-            if dead and len(shape) >= 2:
-                self._add_dead(i, x, small)
+            if dead and x.dim() >= 2:
+                self._add_dead(i, x)
             if bounds is not None:
-                self._sat_numel[i] += numel
-                if small:
-                    self._sat_x.append(t)
-                    self._sat_version.append(t._version)
-                    self._sat_layer.append(i)
-                    self._sat_bounds.append(bounds)
-                else:
-                    lo, hi = bounds
-                    flat = ((x <= lo) | (x >= hi)).sum()
-                    self._add_count(1, i, flat)
-                    self._add_worst(1, i, flat, numel)
+                lo, hi = bounds
+                flat = ((x <= lo) | (x >= hi)).sum()
+                self._add_count(1, i, flat)
+                self._add_worst(1, i, flat, x.numel())
+                self._sat_numel[i] += x.numel()
             if softmax and t.grad_fn is not None:
                 self._softmaxes.add(t.grad_fn)
             if softmax and x.dim() and x.numel():
@@ -529,52 +485,7 @@ class Recorder:
                 self._add_worst(1, i, saturated.sum(), peak.numel())
                 self._sat_numel[i] += peak.numel()
             if grad_hook is not None and t.requires_grad:
-                if (
-                    small
-                    and self._grad_out_bytes < PENDING_BYTES
-                    and t.grad_fn is not None  # not a leaf: its .grad is not a parameter's
-                    and not t.retains_grad  # nor one the model itself retains
-                ):
-                    t.retain_grad()  # read by _read_retained
-                    self._grad_outs.append(t)
-                    self._grad_out_versions.append(t._version)
-                    self._grad_out_layers.append(i)
-                    self._grad_out_bytes += numel * t.element_size()
-                else:
-                    self._tensor_hooks.append(t.register_hook(grad_hook))
-
-        return hook
-
-    def inplace_pre_hook(self) -> Callable[..., None]:
-        """A pre-hook on a module that writes its input in place (``inplace=True``: ReLU,
-        Dropout, ...): when that input is the last measured output, still queued, its values
-        are copied for the queue first, and its gradient is taken by a tensor hook, which sees
-        the gradient of the tensor as it was before the write (``.grad`` would be the new
-        version's). Without this, every MLP with ``nn.ReLU(inplace=True)`` would have its first
-        step run twice (see :meth:`_flush`)."""
-
-        def hook(mod: nn.Module, args: Any) -> None:
-            if not self.active or not args or self._last_output is None:
-                return
-            ref, version, entry = self._last_output
-            t = ref()
-            if t is None or t is not args[0] or t._version != version:
-                return
-            if isinstance(entry, int) and self._pend_x[entry] is t:
-                copy = t.detach().clone()
-                self._pend_x[entry], self._pend_version[entry] = copy, copy._version
-                for xs, versions in (
-                    (self._dead_x, self._dead_version),
-                    (self._sat_x, self._sat_version),
-                ):
-                    if xs and xs[-1] is t:  # queued by the same hook call
-                        xs[-1], versions[-1] = copy, copy._version
-                self._last_output = None  # what the module writes is another tensor's values
-            if self._grad_outs and self._grad_outs[-1] is t:
-                self._grad_outs.pop()
-                self._grad_out_versions.pop()
-                i = self._grad_out_layers.pop()
-                self._tensor_hooks.append(t.register_hook(self._grad_hooks[i]))
+                self._tensor_hooks.append(t.register_hook(grad_hook))
 
         return hook
 
@@ -598,10 +509,7 @@ class Recorder:
             recorder = owner()
             if recorder is None:
                 return
-            if recorder._deferred(i, grad):
-                recorder._defer_norm(1, i, grad)
-            else:
-                recorder._add_norm(1, i, grad)
+            recorder._add_norm(1, i, grad)
             recorder._out_grad_numel[i] += grad.numel()
             if recorder.count_nonfinite:
                 recorder._add_count(3, i, torch.isfinite(grad).logical_not().sum())
@@ -613,94 +521,6 @@ class Recorder:
         for handle in self._tensor_hooks:
             handle.remove()
         self._tensor_hooks.clear()
-
-    # deferred statistics ----------------------------------------------------------------------
-
-    def _deferred(self, i: int, x: torch.Tensor) -> bool:
-        """Whether ``x``'s statistics wait for :meth:`_flush`: a small tensor of a layer not
-        known to be changed in place, while deferring is on (never under ``--shard``: per-call
-        sizes and maxima are merged across ranks) and exact counting is not. The forward hook
-        makes the same decision inline."""
-        return (
-            self.defer
-            and 0 < x.numel() <= batched.STACKED
-            and i not in self._immediate
-            and not self.count_nonfinite
-        )
-
-    def _clear_pending(self) -> None:
-        # Tensors waiting for _flush, each with its version counter when its hook saw it.
-        # A norm entry can fill several slots (an output's norm is the next layer's input's).
-        self._pend_x: list[torch.Tensor] = []
-        self._pend_version: list[int] = []
-        self._pend_layer: list[int] = []
-        self._pend_entry: list[int] = []
-        self._pend_slot: list[int] = []
-        self._dead_x: list[torch.Tensor] = []
-        self._dead_version: list[int] = []
-        self._dead_layer: list[int] = []
-        self._dead_dim: list[int] = []
-        self._sat_x: list[torch.Tensor] = []
-        self._sat_version: list[int] = []
-        self._sat_layer: list[int] = []
-        self._sat_bounds: list[tuple[float, float]] = []
-        self._pending_bytes = 0
-
-    def _defer_norm(self, quantity: int, i: int, x: torch.Tensor) -> int:
-        """Queue ``x``'s norm for slot ``quantity`` of layer ``i``; returns its entry, valid
-        until the next flush (which forgets :attr:`_last_output`, the one place it is kept)."""
-        if self._pending_bytes > PENDING_BYTES:
-            self._flush()
-        entry = len(self._pend_x)
-        self._pend_x.append(x)
-        self._pend_version.append(x._version)
-        self._pend_layer.append(i)
-        self._pend_entry.append(entry)
-        self._pend_slot.append(quantity * self._layers + i)
-        self._pending_bytes += x.numel() * x.element_size()
-        return entry
-
-    @torch.no_grad()
-    def _flush(self) -> None:
-        """Compute the queued statistics, a few kernels per shape (:mod:`gradcheck_cli.batched`).
-
-        A queued tensor holds its version counter from when its hook saw it. One written in
-        place since (``out += identity`` after a normaliser in a residual block) no longer
-        holds the values that were to be measured: its layer is measured at once from then on,
-        and :attr:`stale` asks for the step to be run again. (A module flagged ``inplace=True``
-        is caught before it writes: :meth:`inplace_pre_hook`.)
-        """
-        stale = {
-            layer
-            for xs, versions, layers in (
-                (self._pend_x, self._pend_version, self._pend_layer),
-                (self._dead_x, self._dead_version, self._dead_layer),
-                (self._sat_x, self._sat_version, self._sat_layer),
-            )
-            for x, version, layer in zip(xs, versions, layers, strict=True)
-            if x._version != version
-        }
-        if stale:
-            self._immediate |= stale
-            self.stale = True
-        if self._pend_x:
-            values = batched.norms(self._pend_x)
-            self._norm_batches.append(
-                (values[torch.tensor(self._pend_entry, device=values.device)], self._pend_slot)
-            )
-        n = self._layers
-        if self._dead_x:
-            dead = batched.dead_units(self._dead_x, self._dead_dim)
-            self._count_batches.append((dead, self._dead_layer))
-            units = [x.shape[d] for x, d in zip(self._dead_x, self._dead_dim, strict=True)]
-            self._worst_batches.append((dead, units, self._dead_layer))
-        if self._sat_x:
-            flat = batched.outside(self._sat_x, self._sat_bounds)
-            slots = [n + i for i in self._sat_layer]
-            self._count_batches.append((flat, slots))
-            self._worst_batches.append((flat, [x.numel() for x in self._sat_x], slots))
-        self._clear_pending()
-        self._last_output = None  # its entry is gone
 
     def _add_norm(self, quantity: int, i: int, x: torch.Tensor) -> None:
         # Half-precision values are accumulated in float32; float64 ones (which vector_norm will
@@ -717,18 +537,10 @@ class Recorder:
         if self._last_output is not None:
             ref, version, norm = self._last_output
             if ref() is x and x._version == version:
-                if isinstance(norm, int):  # a deferred entry: it fills this slot too
-                    self._pend_entry.append(norm)
-                    self._pend_slot.append(2 * self._layers + i)
-                else:
-                    self._norm_vals.append(norm)
-                    self._norm_slots.append(2 * self._layers + i)
+                self._norm_vals.append(norm)
+                self._norm_slots.append(2 * self._layers + i)
                 return
-        x = x.detach()
-        if self._deferred(i, x):
-            self._defer_norm(2, i, x)
-        else:
-            self._add_norm(2, i, x)
+        self._add_norm(2, i, x.detach())
 
     def _add_worst(self, quantity: int, i: int, count: torch.Tensor, numel: int) -> None:
         # The worst call's fraction: one shared nn.Sigmoid() saturated at its first call site
@@ -742,7 +554,7 @@ class Recorder:
         self._count_vals.append(count)
         self._count_slots.append(quantity * self._layers + i)
 
-    def _add_dead(self, i: int, x: torch.Tensor, small: bool) -> None:
+    def _add_dead(self, i: int, x: torch.Tensor) -> None:
         # A unit is a feature (Linear) or a channel (Conv): dead when it is <= 0 for every
         # sample and position of the batch, so its incoming weights get no gradient at all.
         if x.dim() == 2 or x.dim() >= 4:
@@ -752,13 +564,6 @@ class Recorder:
                 self._last_weight_type, _CHANNEL_FIRST_1D
             )
             unit_dim = 1 if channel_first else x.dim() - 1
-        if small:
-            self._dead_x.append(x)
-            self._dead_version.append(x._version)
-            self._dead_layer.append(i)
-            self._dead_dim.append(unit_dim)
-            self._units[i] += x.shape[unit_dim]
-            return
         other = [d for d in range(x.dim()) if d != unit_dim]
         peak = x.amax(dim=other)
         if self.merger is not None:
@@ -778,35 +583,9 @@ class Recorder:
         self.release_tensor_hooks()
         self._reset()
         self.active = True
-        self.stale = False
         if clear_grads:
             for p in self._params:
                 p.grad = None
-
-    def _read_retained(self) -> None:
-        """Queue the gradients that backward left on the deferred layers' outputs
-        (``retain_grad``, one C++ call per output, where a tensor hook costs a Python handle and
-        a Python call in backward), and take them off those tensors: a model that keeps an
-        output (``self.last = y``) is left no ``.grad`` of gradcheck's."""
-        # Read before any is cleared: one tensor can be the output of two modules.
-        grads = [t.grad for t in self._grad_outs]
-        for t in self._grad_outs:
-            t.grad = None
-        versions, layers = self._grad_out_versions, self._grad_out_layers
-        for t, g, version, i in zip(self._grad_outs, grads, versions, layers, strict=True):
-            if g is None:
-                continue  # the loss does not depend on this output
-            if t._version != version:
-                # Written in place since: .grad is the new version's gradient, not the output's.
-                self._immediate.add(i)
-                self.stale = True
-            if self._deferred(i, g):
-                self._defer_norm(1, i, g)
-            else:
-                self._add_norm(1, i, g)
-            self._out_grad_numel[i] += g.numel()
-        self._grad_outs, self._grad_out_versions, self._grad_out_layers = [], [], []
-        self._grad_out_bytes = 0
 
     def end_step(self, loss: torch.Tensor) -> StepRecord:
         """Reduce this step's values on the device and bring them to the host in one transfer.
@@ -814,8 +593,6 @@ class Recorder:
         The step's backward pass is over: its gradient hooks are removed first.
         """
         self.release_tensor_hooks()
-        self._read_retained()
-        self._flush()
         n = self._layers
         device = loss.device
         grads = [p.grad for p in self._params]
@@ -829,7 +606,7 @@ class Recorder:
         # An FSDP2 gradient (a DTensor) is measured on this rank's shard; merged below.
         dense = [g.coalesce().values() if g.is_sparse else local_part(g)[0] for g, _ in present]
         if dense:
-            squares = batched.norms(dense).square().to(device)
+            squares = torch.stack(torch._foreach_norm(dense)).double().square().to(device)
             owners = torch.tensor([layer for _, layer in present], device=device)
             grad_sq = torch.zeros(n, dtype=torch.float64, device=device).index_add_(
                 0, owners, squares
@@ -866,12 +643,8 @@ class Recorder:
             tiny = [((g != 0) & (g.abs() < FP16_TINY)).sum() for g in dense]
             underflow.index_add_(0, owners, torch.stack(tiny).double().to(device))
         loss_value_t = loss.detach().double().reshape(1)
-        norms = self._reduce(
-            self._norm_vals, self._norm_slots, self._norm_batches, len(_NORMS), square=True
-        )
-        counts = self._reduce(
-            self._count_vals, self._count_slots, self._count_batches, len(_COUNTS), square=False
-        )
+        norms = self._reduce(self._norm_vals, self._norm_slots, len(_NORMS), square=True)
+        counts = self._reduce(self._count_vals, self._count_slots, len(_COUNTS), square=False)
         flags = (
             torch.stack([flag for _, flag in self._located]).double().to(device)
             if self._located
@@ -937,16 +710,11 @@ class Recorder:
     def _reduce_worst(self, device: torch.device) -> torch.Tensor:
         """Per layer, the largest dead and saturated fractions of any one call (2 x layers)."""
         out = torch.zeros(2 * self._layers, dtype=torch.float64, device=device)
-        parts = [v.to(device) for v, _, _ in self._worst_batches]
-        numel = [k for _, sizes, _ in self._worst_batches for k in sizes]
-        slots = [k for _, _, indices in self._worst_batches for k in indices]
         if self._worst_vals:
-            parts.insert(0, torch.stack([v.to(device) for v in self._worst_vals]).double())
-            numel[:0] = self._worst_numel
-            slots[:0] = self._worst_slots
-        if parts:
-            fractions = torch.cat(parts) / torch.tensor(numel, dtype=torch.float64, device=device)
-            out.scatter_reduce_(0, torch.tensor(slots, device=device), fractions, reduce="amax")
+            stacked = torch.stack([v.to(device) for v in self._worst_vals]).double()
+            numel = torch.tensor(self._worst_numel, dtype=torch.float64, device=device)
+            index = torch.tensor(self._worst_slots, device=device)
+            out.scatter_reduce_(0, index, stacked / numel, reduce="amax")
         return out
 
     def _merge_ranks(
@@ -1009,27 +777,15 @@ class Recorder:
         return loss / world, norms, counts, flags, grads
 
     def _reduce(
-        self,
-        vals: list[torch.Tensor],
-        slots: list[int],
-        batches: list[tuple[torch.Tensor, list[int]]],
-        quantities: int,
-        *,
-        square: bool,
+        self, vals: list[torch.Tensor], slots: list[int], quantities: int, *, square: bool
     ) -> torch.Tensor:
-        """Per-call values (``vals``, one slot each, and ``batches`` of them) summed per slot."""
-        device = next((v.device for v in [*vals, *(b for b, _ in batches)]), torch.device("cpu"))
+        device = next((v.device for v in vals), torch.device("cpu"))
         out = torch.zeros(quantities * self._layers, dtype=torch.float64, device=device)
-        parts = [b.to(device).double() for b, _ in batches]
-        every = [k for _, indices in batches for k in indices]
         if vals:
-            parts.insert(0, torch.stack([v.to(device) for v in vals]).double())
-            every[:0] = slots
-        if parts:
-            stacked = torch.cat(parts)
+            stacked = torch.stack([v.to(device) for v in vals]).double()
             if square:
                 stacked = stacked.square()
-            out.index_add_(0, torch.tensor(every, device=device), stacked)
+            out.index_add_(0, torch.tensor(slots, device=device), stacked)
         return out
 
 
@@ -1075,11 +831,6 @@ def capture(model: nn.Module, *, restore_state: bool = True) -> Iterator[Recorde
             stack.callback(module.register_forward_hook(recorder.forward_hook(i, kind)).remove)
             if kind is LayerKind.NORM and _is_normaliser(module):
                 stack.callback(module.register_forward_pre_hook(recorder.norm_pre_hook(i)).remove)
-        for module in model.modules():
-            if getattr(module, "inplace", False) is True and not isinstance(
-                module, torch.jit.ScriptModule
-            ):
-                stack.callback(module.register_forward_pre_hook(recorder.inplace_pre_hook()).remove)
         if restore_state:
             model.train()
         yield recorder

@@ -101,31 +101,8 @@ class Passes:
         """One seeded forward/loss/backward pass under ``amp``, read back in one transfer.
 
         ``on_loss`` sees the loss, before backward runs (while its graph is still whole), and
-        the batch. Small tensors are measured at the end of the pass (``recorder.defer``); if
-        one of them was written in place after its hook saw it, the pass is run again with the
-        same seed, its layer measured at once (a second time, should the rerun find another,
-        with nothing deferred).
+        the batch.
         """
-        # Under --shard each rank's per-call sizes and maxima are merged: nothing is deferred.
-        deferring = recorder.merger is None
-        try:
-            for defer in (deferring, deferring, False):
-                recorder.defer = defer
-                record, used = self._once(recorder, step, amp, on_loss)
-                on_loss = None  # the graph is read once
-                if not recorder.stale:
-                    break
-        finally:
-            recorder.defer = False
-        return record, used
-
-    def _once(
-        self,
-        recorder: Recorder,
-        step: int,
-        amp: Amp,
-        on_loss: Callable[[torch.Tensor, Any], None] | None,
-    ) -> tuple[StepRecord, str]:
         with self.seeded(step):
             recorder.begin_step()
             inputs = self.inputs()

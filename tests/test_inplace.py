@@ -1,9 +1,11 @@
-"""Deferred, batched statistics (issue 14) give the numbers the per-call ones gave.
+"""Statistics of tensors the model changes after a hook saw them are those of the tensors as
+produced (issue 14's attempt at measuring them later, at the end of the step, got these wrong).
 
-``gradcheck_cli.batched`` reduces many small tensors a few kernels at a time; the recorder queues
-small tensors during a step and reduces them at its end. These tests hold both to the per-tensor
-reductions they replace, to in-place writes made after a hook saw a tensor, and to activation
-checkpointing, whose gradients come from a nested backward pass.
+A module's output can be written in place after its forward hook ran: by the next module
+(``nn.ReLU(inplace=True)``), by a residual block (``out += identity`` into a normaliser's
+output), through ``.data``, and its gradient can be changed by a hook the model registers
+later. Each test replays the diagnosis' own batches with its own hooks, copying each output
+when it is produced, and compares.
 """
 
 from __future__ import annotations
@@ -16,88 +18,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from gradcheck_cli import batched, diagnose, hooks
-from gradcheck_cli.hooks import capture
-from gradcheck_cli.stats import StepRecord, Summary
-
-
-def _mixed() -> list[torch.Tensor]:
-    """Small tensors of three shapes, interleaved, one float64, one float16, and one past
-    the stacking size."""
-    g = torch.Generator().manual_seed(3)
-    return [
-        torch.randn(4, 6, generator=g),
-        torch.randn(3, 5, 2, generator=g) - 2.0,
-        torch.randn(4, 6, generator=g).double(),
-        torch.randn(4, 6, generator=g),
-        (torch.randn(7, 3, generator=g) * 2e4).half(),  # its norm is past float16's range
-        torch.randn(batched.STACKED + 5, 5, generator=g),
-        torch.randn(3, 5, 2, generator=g) - 2.0,
-    ]
-
-
-def test_norms_equal_vector_norm_in_input_order() -> None:
-    tensors = _mixed()
-    got = batched.norms(tensors)
-    assert got.dtype == torch.float64 and got.shape == (len(tensors),)
-    for value, t in zip(got.tolist(), tensors, strict=True):
-        want = torch.linalg.vector_norm(t.double()).item()
-        assert value == pytest.approx(want, rel=1e-5)
-    assert math.isfinite(got[4].item()) and got[4].item() > 65504  # beyond float16's range
-
-
-def test_dead_units_and_outside_equal_the_per_tensor_counts() -> None:
-    tensors = _mixed()
-    dims = [1, 2, 0, 1, 1, 1, 0]
-    dead = batched.dead_units(tensors, dims).tolist()
-    for count, t, d in zip(dead, tensors, dims, strict=True):
-        per_unit = t.movedim(d, 0).reshape(t.shape[d], -1)
-        assert count == (per_unit <= 0).all(dim=1).sum().item()
-    bounds = [(-0.5, 0.5), (0.0, 1.0), (-0.5, 0.5), (-1.0, 0.2), (-100.0, 100.0), (-2, 2), (0, 1)]
-    out = batched.outside(tensors, bounds).tolist()
-    for count, t, (lo, hi) in zip(out, tensors, bounds, strict=True):
-        assert count == ((t <= lo) | (t >= hi)).sum().item()
-    assert sum(dead) > 0 and sum(out) > 0
-
-
-def _mlp() -> nn.Sequential:
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 24), nn.Sigmoid(), nn.Linear(24, 6)
-    )
-    with torch.no_grad():
-        model[0].bias[:12] -= 4.0  # dead ReLU units
-        model[2].weight.mul_(30.0)  # saturated sigmoid units
-    return model
-
-
-def _record(model: nn.Module, x: torch.Tensor, *, defer: bool) -> StepRecord:
-    with capture(model) as recorder:
-        recorder.begin_step()
-        recorder.defer = defer
-        loss = model(x).square().mean()
-        loss.backward()
-        record = recorder.end_step(loss.detach())
-        assert not recorder.stale
-        return record
-
-
-@pytest.mark.parametrize("budget", [hooks.PENDING_BYTES, 1], ids=["one-batch", "flush-each"])
-def test_a_deferred_step_records_what_an_immediate_one_does(
-    budget: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # With a budget of one byte every queued tensor is flushed at once, mid-step.
-    monkeypatch.setattr(hooks, "PENDING_BYTES", budget)
-    model, x = _mlp(), torch.randn(16, 12)
-    now = _record(model, x, defer=False)
-    later = _record(model, x, defer=True)
-    for field in ("act_sumsq", "in_sumsq", "out_grad_sumsq", "grad_sumsq", "dead", "saturated"):
-        got, want = getattr(later, field), getattr(now, field)
-        assert got == pytest.approx(want, rel=1e-6), field
-    assert later.dead_worst == pytest.approx(now.dead_worst)
-    assert later.saturated_worst == pytest.approx(now.saturated_worst)
-    assert later.units == now.units and later.out_grad_numel == now.out_grad_numel
-    assert sum(now.dead) > 0 and sum(now.saturated) > 0  # the counts are exercised
+from gradcheck_cli import diagnose
+from gradcheck_cli.stats import Summary
 
 
 class WritesInPlace(nn.Module):
@@ -116,9 +38,7 @@ class WritesInPlace(nn.Module):
 
 
 class WritesInPlaceLater(WritesInPlace):
-    """Writes fc1's output in place after fc2 has run: with a queue flushed at every entry,
-    fc1's activation has been measured by then, and only its retained gradient's version
-    shows the write."""
+    """Writes fc1's output in place after another layer has run."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -148,15 +68,10 @@ def _truth(model: WritesInPlace, x: torch.Tensor) -> tuple[float, float]:
     return rms[0], rms[1]
 
 
-@pytest.mark.parametrize(
-    ("make", "budget"),
-    [(WritesInPlace, hooks.PENDING_BYTES), (WritesInPlaceLater, 1)],
-    ids=["queued", "flushed-before-the-write"],
-)
+@pytest.mark.parametrize("make", [WritesInPlace, WritesInPlaceLater], ids=["next", "later"])
 def test_a_tensor_written_in_place_after_its_hook_is_measured_as_produced(
-    make: type[WritesInPlace], budget: int, monkeypatch: pytest.MonkeyPatch
+    make: type[WritesInPlace],
 ) -> None:
-    monkeypatch.setattr(hooks, "PENDING_BYTES", budget)
     model = make()
     batches: list[torch.Tensor] = []
 
@@ -165,11 +80,9 @@ def test_a_tensor_written_in_place_after_its_hook_is_measured_as_produced(
         return batches[-1]
 
     report = diagnose(model, make, lambda out, _: out.square().mean(), steps=2, batch_size=4)
-    # Step 0 ran twice: once deferred, found written, then with fc1 measured at once.
-    assert len(batches) == 3
-    assert torch.equal(batches[0], batches[1])
+    assert len(batches) == 2  # one pass per step
     fc1 = next(layer for layer in report.layers if layer.name == "fc1")
-    truths = [_truth(model, b) for b in (batches[0], batches[2])]
+    truths = [_truth(model, b) for b in batches]
     assert isinstance(fc1.act_rms, Summary) and isinstance(fc1.out_grad_rms, Summary)
     assert (fc1.act_rms.low, fc1.act_rms.high) == pytest.approx(
         sorted(t[0] for t in truths), rel=1e-5
@@ -181,8 +94,8 @@ def test_a_tensor_written_in_place_after_its_hook_is_measured_as_produced(
 
 class Checkpointed(nn.Module):
     """A block under reentrant activation checkpointing (as Hugging Face models run it): its
-    parameters get their gradients from a nested backward pass, which ``torch.autograd.grad``
-    refuses."""
+    parameters get their gradients from a nested backward pass (``torch.autograd.grad`` over
+    the parameters would prune it, and leave them no gradient at all)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -264,7 +177,7 @@ def _replay(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[float, float |
     }
 
 
-def test_a_module_writing_in_place_costs_no_second_pass_and_changes_no_number() -> None:
+def test_modules_writing_their_input_in_place_leave_every_number_as_produced() -> None:
     model = _inplace_mlp()
     batches: list[torch.Tensor] = []
 
@@ -273,7 +186,7 @@ def test_a_module_writing_in_place_costs_no_second_pass_and_changes_no_number() 
         return batches[-1]
 
     report = diagnose(model, make, lambda out, _: out.square().mean(), steps=2, batch_size=16)
-    assert len(batches) == 2  # the queue copied what was about to be written: no rerun
+    assert len(batches) == 2  # one pass per step
     truths = [_replay(model, b) for b in batches]
     layers = {layer.name: layer for layer in report.layers}
     assert set(layers) == {"0", "1", "2", "4", "5"}
@@ -292,3 +205,85 @@ def test_a_module_writing_in_place_costs_no_second_pass_and_changes_no_number() 
             got = (layer.dead_fraction.low, layer.dead_fraction.high)
             assert got == pytest.approx(dead, abs=1e-12), name
     assert layers["4"].dead_fraction.high > 0  # type: ignore[union-attr]
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet block: the shortcut is added into the normaliser's output in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv1 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += x
+        return self.head(self.relu(out).flatten(1))
+
+
+def test_a_residual_block_adding_into_a_normaliser_output_measures_it_as_produced() -> None:
+    model = BasicBlock()
+    batches: list[torch.Tensor] = []
+
+    def make(b: int) -> torch.Tensor:
+        batches.append(torch.randn(b, 4, 4, 4))
+        return batches[-1]
+
+    report = diagnose(model, make, lambda out, _: out.square().mean(), steps=2, batch_size=4)
+    assert len(batches) == 2
+    bn2 = next(layer for layer in report.layers if layer.name == "bn2")
+    seen: list[torch.Tensor] = []
+    handle = model.bn2.register_forward_hook(lambda m, a, out: seen.append(out.clone()))
+    try:
+        for batch in batches:
+            model(batch)  # in train mode, as diagnose ran it: batch statistics
+    finally:
+        handle.remove()
+    truths = [out.double().square().mean().sqrt().item() for out in seen]
+    assert isinstance(bn2.act_rms, Summary)
+    assert (bn2.act_rms.low, bn2.act_rms.high) == pytest.approx(sorted(truths), rel=1e-5)
+
+
+class WritesThroughData(nn.Module):
+    """Clamps fc1's output through ``.data`` (no version counter moves) and adds a gradient
+    hook of its own that scales what flows further back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        h.data.clamp_(-0.1, 0.1)
+        if h.requires_grad:
+            h.register_hook(lambda g: g * 10)
+        return self.fc2(h)
+
+
+def test_writes_through_data_and_later_gradient_hooks_leave_the_output_as_produced() -> None:
+    model = WritesThroughData()
+    batches: list[torch.Tensor] = []
+
+    def make(b: int) -> torch.Tensor:
+        batches.append(torch.randn(b, 8) * 3)
+        return batches[-1]
+
+    report = diagnose(model, make, lambda out, _: out.square().mean(), steps=1, batch_size=8)
+    fc1 = next(layer for layer in report.layers if layer.name == "fc1")
+    produced = model.fc1(batches[0]).detach().double()
+    assert produced.abs().max() > 0.5  # the clamp changes it
+    assert isinstance(fc1.act_rms, Summary)
+    assert fc1.act_rms.median == pytest.approx(produced.square().mean().sqrt().item(), rel=1e-5)
+    # The gradient arriving at fc1's output, before the model's own hook multiplies it.
+    h = model.fc1(batches[0]).clamp(-0.1, 0.1)
+    grad = torch.autograd.grad(model.fc2(h).square().mean(), h)[0].double()
+    assert isinstance(fc1.out_grad_rms, Summary)
+    assert fc1.out_grad_rms.median == pytest.approx(grad.square().mean().sqrt().item(), rel=1e-5)
