@@ -400,6 +400,7 @@ class Recorder:
         self._worst_numel: list[int] = []  # ...out of this many values
         self._worst_slots: list[int] = []
         self._peaks: list[tuple[int, torch.Tensor]] = []  # per-unit maxima, merged across ranks
+        self._unit_peaks: list[tuple[int, torch.Tensor]] = []  # per-unit maxima, counted at the end
         self._act_numel = [0] * self._layers
         self._in_numel = [0] * self._layers
         self._act_rows = [0] * self._layers
@@ -566,15 +567,33 @@ class Recorder:
             unit_dim = 1 if channel_first else x.dim() - 1
         other = [d for d in range(x.dim()) if d != unit_dim]
         peak = x.amax(dim=other)
+        self._units[i] += peak.numel()
         if self.merger is not None:
             # Dead on this rank's slice is not dead: counted once the ranks' maxima are merged.
             self._peaks.append((i, peak.detach()))
-            self._units[i] += peak.numel()
             return
-        dead = (peak <= 0).sum()
-        self._add_count(0, i, dead)
-        self._add_worst(0, i, dead, peak.numel())
-        self._units[i] += peak.numel()
+        # Counted when the step ends (_count_dead). The maxima are this call's own tensor, so
+        # nothing the model does after the hook can change them.
+        self._unit_peaks.append((i, peak))
+
+    def _count_dead(self) -> None:
+        """Dead units of this step's calls, from the per-unit maxima their hooks kept: one
+        comparison and one sum for all the calls whose maxima have one shape, where two per
+        call cost 2-3 us each on a CPU (two of the four operations of a ReLU's hook)."""
+        by_shape: dict[torch.Size, list[tuple[int, torch.Tensor]]] = {}
+        for i, peak in self._unit_peaks:
+            by_shape.setdefault(peak.shape, []).append((i, peak))
+        for shape, calls in by_shape.items():
+            try:
+                stacked = torch.stack([peak for _, peak in calls])
+            except RuntimeError:  # maxima on several devices (a model split over GPUs)
+                counts = [(peak <= 0).sum() for _, peak in calls]
+            else:
+                counts = list((stacked <= 0).reshape(len(calls), -1).sum(dim=1).unbind())
+            for (i, _), dead in zip(calls, counts, strict=True):
+                self._add_count(0, i, dead)
+                self._add_worst(0, i, dead, shape.numel())
+        self._unit_peaks.clear()
 
     # per-step bookkeeping ---------------------------------------------------------------------
 
@@ -593,6 +612,7 @@ class Recorder:
         The step's backward pass is over: its gradient hooks are removed first.
         """
         self.release_tensor_hooks()
+        self._count_dead()
         n = self._layers
         device = loss.device
         grads = [p.grad for p in self._params]
