@@ -95,7 +95,7 @@ def once_table(depth: int, width: int) -> None:
         setattr(owner, name, wrapper)
 
     timed(measure.Passes, "step", "the step (forward, backward, end of step, graph walk)")
-    timed(hooks.Recorder, "structure", "  of which the graph walk (graph.trace)")
+    timed(hooks.Recorder, "structure", "the graph walk (graph.trace), inside the step")
     timed(hooks.Recorder, "_static_infos", "weight norms and layer facts (_static_infos)")
     timed(measure, "aggregate", "aggregation into statistics (stats.aggregate)")
     timed(api, "run_checks", "the checks (run_checks)")
@@ -128,6 +128,8 @@ def once_table(depth: int, width: int) -> None:
     print(f"(a plain step: {plain:.1f} ms)")
     for label, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
         print(f"  {label:<56} {1e3 * seconds / rounds:>7.1f} ms")
+    rest = whole - sum(v for k, v in spent.items() if "inside" not in k) / rounds
+    print(f"  {'everything else (api, capture, hooks set-up, report)':<56} {1e3 * rest:>7.1f} ms")
 
 
 def main() -> None:
