@@ -19,7 +19,26 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from gradcheck_cli import diagnose
+from gradcheck_cli.findings import Report
 from gradcheck_cli.stats import Summary
+
+
+def _diagnosed(
+    model: nn.Module, shape: tuple[int, ...], *, steps: int, batch_size: int, scale: float = 1.0
+) -> tuple[Report, list[torch.Tensor]]:
+    """Diagnose ``model`` on random batches of ``shape`` (after the batch dimension), loss the
+    mean square of its output; the report and every batch the diagnosis drew, in order."""
+    batches: list[torch.Tensor] = []
+
+    def draw(b: int) -> torch.Tensor:
+        batches.append(torch.randn(b, *shape) * scale)
+        return batches[-1]
+
+    report = diagnose(
+        model, draw, lambda out, _: out.square().mean(), steps=steps, batch_size=batch_size
+    )
+    assert len(batches) == steps  # one pass per step
+    return report, batches
 
 
 class WritesInPlace(nn.Module):
@@ -73,14 +92,7 @@ def test_a_tensor_written_in_place_after_its_hook_is_measured_as_produced(
     make: type[WritesInPlace],
 ) -> None:
     model = make()
-    batches: list[torch.Tensor] = []
-
-    def make(b: int) -> torch.Tensor:
-        batches.append(torch.randn(b, 8))
-        return batches[-1]
-
-    report = diagnose(model, make, lambda out, _: out.square().mean(), steps=2, batch_size=4)
-    assert len(batches) == 2  # one pass per step
+    report, batches = _diagnosed(model, (8,), steps=2, batch_size=4)
     fc1 = next(layer for layer in report.layers if layer.name == "fc1")
     truths = [_truth(model, b) for b in batches]
     assert isinstance(fc1.act_rms, Summary) and isinstance(fc1.out_grad_rms, Summary)
@@ -179,14 +191,7 @@ def _replay(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[float, float |
 
 def test_modules_writing_their_input_in_place_leave_every_number_as_produced() -> None:
     model = _inplace_mlp()
-    batches: list[torch.Tensor] = []
-
-    def make(b: int) -> torch.Tensor:
-        batches.append(torch.randn(b, 10))
-        return batches[-1]
-
-    report = diagnose(model, make, lambda out, _: out.square().mean(), steps=2, batch_size=16)
-    assert len(batches) == 2  # one pass per step
+    report, batches = _diagnosed(model, (10,), steps=2, batch_size=16)
     truths = [_replay(model, b) for b in batches]
     layers = {layer.name: layer for layer in report.layers}
     assert set(layers) == {"0", "1", "2", "4", "5"}
@@ -229,14 +234,7 @@ class BasicBlock(nn.Module):
 
 def test_a_residual_block_adding_into_a_normaliser_output_measures_it_as_produced() -> None:
     model = BasicBlock()
-    batches: list[torch.Tensor] = []
-
-    def make(b: int) -> torch.Tensor:
-        batches.append(torch.randn(b, 4, 4, 4))
-        return batches[-1]
-
-    report = diagnose(model, make, lambda out, _: out.square().mean(), steps=2, batch_size=4)
-    assert len(batches) == 2
+    report, batches = _diagnosed(model, (4, 4, 4), steps=2, batch_size=4)
     bn2 = next(layer for layer in report.layers if layer.name == "bn2")
     seen: list[torch.Tensor] = []
     handle = model.bn2.register_forward_hook(lambda m, a, out: seen.append(out.clone()))
@@ -270,13 +268,7 @@ class WritesThroughData(nn.Module):
 
 def test_writes_through_data_and_later_gradient_hooks_leave_the_output_as_produced() -> None:
     model = WritesThroughData()
-    batches: list[torch.Tensor] = []
-
-    def make(b: int) -> torch.Tensor:
-        batches.append(torch.randn(b, 8) * 3)
-        return batches[-1]
-
-    report = diagnose(model, make, lambda out, _: out.square().mean(), steps=1, batch_size=8)
+    report, batches = _diagnosed(model, (8,), steps=1, batch_size=8, scale=3.0)
     fc1 = next(layer for layer in report.layers if layer.name == "fc1")
     produced = model.fc1(batches[0]).detach().double()
     assert produced.abs().max() > 0.5  # the clamp changes it
