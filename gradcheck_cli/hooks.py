@@ -399,8 +399,9 @@ class Recorder:
         self._worst_vals: list[torch.Tensor] = []  # a count per call...
         self._worst_numel: list[int] = []  # ...out of this many values
         self._worst_slots: list[int] = []
-        self._peaks: list[tuple[int, torch.Tensor]] = []  # per-unit maxima, merged across ranks
-        self._unit_peaks: list[tuple[int, torch.Tensor]] = []  # per-unit maxima, counted at the end
+        # Per call of a ReLU, its per-unit maxima: dead units are counted from them when the step
+        # ends (_count_dead), or once they are merged across the ranks (_merge_ranks).
+        self._peaks: list[tuple[int, torch.Tensor]] = []
         self._act_numel = [0] * self._layers
         self._in_numel = [0] * self._layers
         self._act_rows = [0] * self._layers
@@ -566,34 +567,26 @@ class Recorder:
             )
             unit_dim = 1 if channel_first else x.dim() - 1
         other = [d for d in range(x.dim()) if d != unit_dim]
-        peak = x.amax(dim=other)
-        self._units[i] += peak.numel()
-        if self.merger is not None:
-            # Dead on this rank's slice is not dead: counted once the ranks' maxima are merged.
-            self._peaks.append((i, peak.detach()))
-            return
-        # Counted when the step ends (_count_dead). The maxima are this call's own tensor, so
-        # nothing the model does after the hook can change them.
-        self._unit_peaks.append((i, peak))
+        # The maxima are this call's own tensor: nothing the model does after the hook can
+        # change them before they are counted. (Dead on one rank's slice is not dead: under
+        # --shard they are counted once merged.)
+        self._peaks.append((i, x.amax(dim=other)))
+        self._units[i] += x.shape[unit_dim]
 
     def _count_dead(self) -> None:
         """Dead units of this step's calls, from the per-unit maxima their hooks kept: one
         comparison and one sum for all the calls whose maxima have one shape, where two per
         call cost 2-3 us each on a CPU (two of the four operations of a ReLU's hook)."""
         by_shape: dict[torch.Size, list[tuple[int, torch.Tensor]]] = {}
-        for i, peak in self._unit_peaks:
+        for i, peak in self._peaks:
             by_shape.setdefault(peak.shape, []).append((i, peak))
         for shape, calls in by_shape.items():
-            try:
-                stacked = torch.stack([peak for _, peak in calls])
-            except RuntimeError:  # maxima on several devices (a model split over GPUs)
-                counts = [(peak <= 0).sum() for _, peak in calls]
-            else:
-                counts = list((stacked <= 0).reshape(len(calls), -1).sum(dim=1).unbind())
-            for (i, _), dead in zip(calls, counts, strict=True):
-                self._add_count(0, i, dead)
-                self._add_worst(0, i, dead, shape.numel())
-        self._unit_peaks.clear()
+            peaks = _stacked([peak for _, peak in calls], calls[0][1].device)
+            dead = (peaks <= 0).reshape(len(calls), -1).sum(dim=1)
+            for (i, _), count in zip(calls, dead.unbind(), strict=True):
+                self._add_count(0, i, count)
+                self._add_worst(0, i, count, shape.numel())
+        self._peaks.clear()
 
     # per-step bookkeeping ---------------------------------------------------------------------
 
@@ -612,7 +605,8 @@ class Recorder:
         The step's backward pass is over: its gradient hooks are removed first.
         """
         self.release_tensor_hooks()
-        self._count_dead()
+        if self.merger is None:
+            self._count_dead()
         n = self._layers
         device = loss.device
         grads = [p.grad for p in self._params]
@@ -810,10 +804,10 @@ class Recorder:
 
 
 def _stacked(values: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """``values`` (0-d, one per hook call) as one tensor on ``device``: stacked where they lie,
-    then moved once; one by one only when they lie on several devices (a model split over
-    GPUs). A ``.to()`` per value doubled the cost of stacking them (0.48 against 0.25 us per
-    value on this project's CPU), for several hundred values per step."""
+    """``values`` (of one shape, one per hook call) as one tensor on ``device``: stacked where
+    they lie, then moved once; one by one only when they lie on several devices (a model split
+    over GPUs). A ``.to()`` per value doubled the cost of stacking them (0.48 against 0.25 us
+    per value on this project's CPU), for several hundred values per step."""
     try:
         return torch.stack(values).to(device)
     except RuntimeError:
