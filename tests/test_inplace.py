@@ -248,15 +248,9 @@ def test_a_residual_block_adding_into_a_normaliser_output_measures_it_as_produce
     assert (bn2.act_rms.low, bn2.act_rms.high) == pytest.approx(sorted(truths), rel=1e-5)
 
 
-class WritesThroughData(nn.Module):
+class WritesThroughData(WritesInPlace):
     """Clamps fc1's output through ``.data`` (no version counter moves) and adds a gradient
     hook of its own that scales what flows further back."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(6)
-        self.fc1 = nn.Linear(8, 16)
-        self.fc2 = nn.Linear(16, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc1(x)
