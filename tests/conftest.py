@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # a base dependency (compare validates with it): missing, it must fail, not skip
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,6 @@ def run_in_new_process(
 
 
 def _validator(resource: str):  # type: ignore[no-untyped-def]
-    jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(resources.files("gradcheck_cli").joinpath(resource).read_text("utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
