@@ -40,7 +40,7 @@ from gradcheck_cli.imports import (
 from gradcheck_cli.memory import WHAT_TO_DO, count_on_meta, free_bytes, too_big
 from gradcheck_cli.seeding import seeded
 from gradcheck_cli.snapshot import preserved
-from gradcheck_cli.specs import ModelSpec, SpecKind, parse_spec
+from gradcheck_cli.specs import ModelSpec, SpecKind, is_zoo_spec, parse_spec
 
 Inputs = Any  # a tensor, a tuple of positional inputs, or a dict of keyword inputs
 InputFactory = Callable[[int], Inputs]
@@ -76,7 +76,7 @@ def load_model(
     rank's shards) when every module holding tensors can initialise them again; otherwise it
     is built whole and ``built_whole`` says why.
     """
-    from gradcheck_cli.zoo import is_zoo_spec, load_zoo
+    from gradcheck_cli.zoo import load_zoo
 
     if is_zoo_spec(spec):
         module, make = load_zoo(spec)

@@ -35,6 +35,24 @@ _DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")  # a Windows drive letter is not a NAME separator
 
 
+ZOOS = ("hf", "torchvision", "timm")
+ZOO_CONFIG = "the zoo spec's config file"
+
+
+def is_zoo_spec(spec: str) -> bool:
+    """``hf:...``, ``torchvision:...`` or ``timm:...`` (built by :mod:`gradcheck_cli.zoo`)."""
+    prefix, sep, _ = spec.partition(":")
+    return bool(sep) and prefix in ZOOS
+
+
+def zoo_files(spec: str) -> dict[str, Path]:
+    """The files a zoo spec reads, by what they are (``hf:Class:config.json``'s config): inputs
+    that no output of the run may replace."""
+    zoo, _, rest = spec.partition(":")
+    config_path = rest.partition(":")[2] if zoo == "hf" else ""
+    return {ZOO_CONFIG: Path(config_path)} if config_path else {}
+
+
 class SpecKind(enum.Enum):
     """Where the model comes from."""
 

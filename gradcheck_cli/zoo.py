@@ -15,7 +15,6 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,15 +23,9 @@ from torch import nn
 from gradcheck_cli.errors import ModelLoadError
 from gradcheck_cli.imports import missing_package_message
 from gradcheck_cli.memory import check_fits, count_on_meta
+from gradcheck_cli.specs import ZOO_CONFIG, zoo_files
 
-ZOOS = ("hf", "torchvision", "timm")
 TEXT_LENGTH = 64
-
-
-def is_zoo_spec(spec: str) -> bool:
-    """``hf:...``, ``torchvision:...`` or ``timm:...``."""
-    prefix, sep, _ = spec.partition(":")
-    return bool(sep) and prefix in ZOOS
 
 
 def load_zoo(spec: str) -> tuple[nn.Module, Callable[[int], Any]]:
@@ -73,15 +66,16 @@ def _require(name: str, spec: str) -> Any:
 
 def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]:
     transformers = _require("transformers", spec)
-    class_name, _, config_path = rest.partition(":")
+    class_name = rest.partition(":")[0]
+    config_path = zoo_files(spec).get(ZOO_CONFIG)
     cls = getattr(transformers, class_name, None)
     if cls is None or not isinstance(cls, type) or not issubclass(cls, nn.Module):
         raise ModelLoadError(f"'{spec}': transformers has no model class '{class_name}'")
     config_class = getattr(cls, "config_class", None)
     if config_class is None:
         raise ModelLoadError(f"'{spec}': {class_name} has no config class to build it from")
-    if config_path:
-        path = Path(config_path)
+    if config_path is not None:
+        path = config_path
         if not path.is_file():
             raise ModelLoadError(f"'{spec}': config file '{path}' does not exist")
         try:

@@ -102,6 +102,19 @@ def test_junit_plot_and_summary_never_overwrite_the_model_config_or_source(
     assert link.is_symlink()
 
 
+def test_a_zoo_specs_config_file_is_an_input_no_output_replaces(tmp_path: Path) -> None:
+    # `hf:Class:cfg.json --report cfg.json` replaced the user's config with the report; --junit
+    # with XML; GITHUB_STEP_SUMMARY appended Markdown to it. Refused before transformers loads.
+    config = tmp_path / "cfg.json"
+    config.write_text('{"n_layer": 2}')
+    spec = f"hf:GPT2LMHeadModel:{config}"
+    for args in (("--report", str(config)), ("--junit", str(config))):
+        usage_error(run("diagnose", spec, *args), "is the zoo spec's config file")
+    result = run("diagnose", spec, "--format", "github", env={"GITHUB_STEP_SUMMARY": str(config)})
+    usage_error(result, "GITHUB_STEP_SUMMARY", "is the zoo spec's config file")
+    assert config.read_text() == '{"n_layer": 2}'
+
+
 def test_data_file_is_protected_from_reports(tmp_path: Path, model_file: Path) -> None:
     data = tmp_path / "batch.yaml"  # a report suffix, but it is the run's --data
     data.write_text("not data")

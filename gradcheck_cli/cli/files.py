@@ -1,7 +1,8 @@
 """Output paths, validated before any work (the writing is in :mod:`gradcheck_cli.atomic`).
 
 Every file gradcheck writes (``--report``, ``--junit``, ``--plot``, the GitHub step summary) is
-checked against the run's inputs first: it may never be the model file, the config, a
+checked against the run's inputs first: it may never be the model file (or a zoo spec's config
+file), the config, a
 ``--data``/``--weights``/``--plan`` file, nor any file whose suffix says it is source code, a
 project file or a saved model or data set.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 from gradcheck_cli.config import find_config
 from gradcheck_cli.errors import ConfigError, ModelLoadError, OutputError
-from gradcheck_cli.specs import SpecKind, parse_spec
+from gradcheck_cli.specs import SpecKind, parse_spec, zoo_files
 
 # Suffixes of files that are never gradcheck's to write: code, project and config files, saved
 # models and data sets.
@@ -39,7 +40,7 @@ def input_files(
     cwd: Path | None = None,
 ) -> dict[str, Path]:
     """The files a run reads, by what they are: none of them may be written."""
-    found: dict[str, Path] = {}
+    found: dict[str, Path] = zoo_files(model_spec)
     try:
         spec = parse_spec(model_spec)
     except ModelLoadError:
