@@ -117,12 +117,24 @@ def test_rnn_explodes_only_after_some_high_lr_steps(validate_report) -> None:
     assert training.checkpoints[0].findings == ()  # healthy at initialisation
     exploding = next(f for f in report.findings if f.id == "exploding")
     assert exploding.severity is Severity.ERROR and exploding.evidence["rule"] == "training"
-    assert exploding.evidence["growth"] > 1e4  # measured 1.1e13
-    assert set(exploding.layers) == {"rnn", "fc"}
+    # Past step 5 the trajectory is chaotic: the last-bit differences between BLAS/ATen code
+    # paths (AVX2, AVX-512, MKL_CBWR=COMPATIBLE) grow until the final gradient norm differs by
+    # orders of magnitude (measured 1.8e7 to 1.1e13 growth), so only the physics is asserted.
+    assert exploding.evidence["growth"] > 1e4
+    # The readout's gradient grows with the error in every path. The recurrent layer's grows
+    # too, unless by step 20 its tanh units have saturated, which cuts its gradient off: then
+    # the rules that see that name it instead (AVX2 path: no-gradient and vanishing-over-time).
+    assert "fc" in exploding.layers and set(exploding.layers) <= {"rnn", "fc"}
+    if "rnn" not in exploding.layers:
+        cut = {f.id for f in report.findings if "rnn" in f.layers}
+        assert cut & {"no-gradient", "vanishing-over-time"}, report.findings
     first = next(
         c.step for c in training.checkpoints if any(i == "exploding" for i, _ in c.findings)
     )
-    assert first == 5  # a warning after 5 steps, an error from step 10 on
+    assert first in (5, 10)  # loss 9.6 -> 140 by step 5 in every path; an error by step 10
+    assert any(
+        i == "exploding" and s is Severity.ERROR for i, s in training.checkpoints[2].findings
+    )
     assert training.losses[-1] > 1e3 * training.losses[0]
     validate_report(report.to_dict())
 
