@@ -22,7 +22,7 @@ from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.config import Device, Settings, apply_mapping
 from gradcheck_cli.distributed import join
 from gradcheck_cli.errors import InputError, ModelRunError, UsageError
-from gradcheck_cli.findings import Finding, ModelInfo, Report, RunInfo, Severity
+from gradcheck_cli.findings import Finding, Report, RunInfo, Severity
 from gradcheck_cli.fixing import (
     TRAIN_TIE_STEPS,
     FixResult,
@@ -44,6 +44,7 @@ from gradcheck_cli.loading import (
     shapes_factory,
 )
 from gradcheck_cli.measure import Measurement, Passes, StepObserver, heap_frozen, measure
+from gradcheck_cli.model_info import describe_model
 from gradcheck_cli.preflight import check_runnable
 from gradcheck_cli.remedies import ALSO_TRY, REGISTRY
 from gradcheck_cli.remedies.base import FixOptions, NotApplicable, Proposal, RemedyContext
@@ -156,14 +157,8 @@ def diagnose(
             measured = measure_at(model)
             findings = evaluate(measured)
     seconds = time.perf_counter() - started
-    params = list(model.parameters())
     return Report(
-        model=ModelInfo(
-            name=model_name or type(model).__name__,
-            type=type(model).__name__,
-            parameters=sum(p.numel() for p in params),
-            trainable=sum(p.numel() for p in params if p.requires_grad),
-        ),
+        model=describe_model(model, model_name),
         run=RunInfo(
             steps=chosen.steps,
             batch_size=chosen.batch_size,

@@ -87,6 +87,8 @@ class ModelInfo:
     type: str
     parameters: int
     trainable: int
+    # Frozen parameters (requires_grad=False) by module (``encoder.*``) and how many values each.
+    frozen: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,11 @@ class Report:
                 "type": self.model.type,
                 "parameters": self.model.parameters,
                 "trainable": self.model.trainable,
+                **(
+                    {"frozen": [{"name": n, "parameters": c} for n, c in self.model.frozen]}
+                    if self.model.frozen
+                    else {}
+                ),
             },
             "run": {
                 "steps": self.run.steps,

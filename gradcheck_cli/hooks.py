@@ -238,6 +238,11 @@ class Recorder:
         self.infos = self._static_infos(targets)
         self._reset()
 
+    @property
+    def layers(self) -> list[tuple[str, nn.Module]]:
+        """The measured modules by name, in the order of :attr:`infos`."""
+        return [(name, module) for name, module, _ in self._targets]
+
     def rebind_params(self) -> None:
         """Read the measured modules' parameters again: FSDP2 replaces them with sharded ones.
         The static facts (weight norms, init scales) stay those of the whole model."""

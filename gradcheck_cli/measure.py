@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.choices import Amp, ShardMode
+from gradcheck_cli.cuts import find_cuts
 from gradcheck_cli.distributed import (
     Merger,
     Shard,
@@ -43,7 +44,14 @@ from gradcheck_cli.loading import (
     to_device,
 )
 from gradcheck_cli.seeding import seeded
-from gradcheck_cli.stats import ModelStats, StepRecord, Structure, TemporalProfile, aggregate
+from gradcheck_cli.stats import (
+    GraphCut,
+    ModelStats,
+    StepRecord,
+    Structure,
+    TemporalProfile,
+    aggregate,
+)
 from gradcheck_cli.temporal import (
     PositionProfiler,
     cell_modules,
@@ -313,6 +321,7 @@ def _measure(passes: Passes, *, steps: int, amp: Amp, on_step: StepObserver) -> 
         if amp is Amp.FP16:
             with recorder.counting_underflow():
                 shadow.append(passes.step(recorder, 0, Amp.NONE)[0])
+        cuts = _cuts(passes, recorder, records) if shard is None else ()
         if recurrent_modules(model) or cell_modules(model):
             recorder.active = False  # the probe's forward pass is not a measured step
             with passes.seeded(0):
@@ -326,8 +335,37 @@ def _measure(passes: Passes, *, steps: int, amp: Amp, on_step: StepObserver) -> 
         aggregate(recorder.infos, records, shadow, structure),
         temporal=tuple(temporal),
         inputs_not_given=unfed,
+        cuts=cuts,
     )
     return Measurement(stats=stats, loss=str(used_loss))
+
+
+def _cuts(passes: Passes, recorder: Recorder, records: list[StepRecord]) -> tuple[GraphCut, ...]:
+    """Layers that ran in every step without a gradient, whose output values reach the loss
+    all the same (:func:`cuts.find_cuts`), probed through the model itself with step 0's batch
+    while the recorder is off."""
+    if not records:
+        return ()
+    candidates = [
+        (name, module)
+        for i, ((name, module), info) in enumerate(
+            zip(recorder.layers, recorder.infos, strict=True)
+        )
+        if info.trainable
+        and all(r.grad_none[i] for r in records)
+        and any(r.calls[i] for r in records)
+    ]
+    if not candidates:
+        return ()
+    plain = replace(passes, runner=None)
+
+    def run_loss() -> torch.Tensor:
+        with plain.seeded(0):
+            batch = plain.inputs()
+            return plain.loss_of(plain.forward(batch), batch)[0]
+
+    recorder.active = False  # the probe's passes are not measured steps
+    return find_cuts(passes.model, candidates, run_loss)
 
 
 def _advice(exc: BaseException, smaller: str) -> str:

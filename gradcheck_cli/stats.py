@@ -203,6 +203,24 @@ class TemporalProfile:
 
 
 @dataclass(frozen=True)
+class GraphCut:
+    """Layers that ran and whose output values reach the loss, but whose gradient stops at
+    ``operation`` (``.detach()``, ``torch.no_grad()``, ``torch.argmin()``) at ``source``
+    (``file.py:LINE``, empty when no frame of the user's code was found)."""
+
+    layers: tuple[str, ...]
+    operation: str
+    source: str
+    params: int  # trainable parameters of these layers
+    trainable: int  # trainable parameters of the whole model
+
+    @property
+    def share(self) -> float:
+        """The fraction of the model's trainable parameters that the cut leaves untrained."""
+        return self.params / self.trainable if self.trainable else 0.0
+
+
+@dataclass(frozen=True)
 class ModelStats:
     """The input of every check: per-layer statistics plus model-level facts."""
 
@@ -215,6 +233,8 @@ class ModelStats:
     start_grad_norms: tuple[tuple[str, float], ...] = ()
     # Parameters of forward that default to None and that the batches did not give.
     inputs_not_given: tuple[str, ...] = ()
+    # Layers without gradient whose output values reach the loss all the same (cuts.py).
+    cuts: tuple[GraphCut, ...] = ()
     # Why passes went unmeasured, when the caller knows (watch(): "4 forward passes in eval()
     # mode"); the nothing-measured finding quotes it.
     unmeasured: str = ""

@@ -25,8 +25,9 @@ from gradcheck_cli.checks import run_checks
 from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.config import Settings, apply_mapping
 from gradcheck_cli.distributed import Merger, Shard, is_sharded
-from gradcheck_cli.findings import ModelInfo, Report, RunInfo
+from gradcheck_cli.findings import Report, RunInfo
 from gradcheck_cli.hooks import Recorder, capture, first_tensor
+from gradcheck_cli.model_info import describe_model
 from gradcheck_cli.stats import StepRecord, aggregate
 
 
@@ -158,12 +159,7 @@ class Watcher:
         params = list(self.model.parameters())
         device = params[0].device if params else torch.device("cpu")
         return Report(
-            model=ModelInfo(
-                type(self.model).__name__,
-                type(self.model).__name__,
-                sum(p.numel() for p in params),
-                sum(p.numel() for p in params if p.requires_grad),
-            ),
+            model=describe_model(self.model),
             run=RunInfo(
                 steps=len(self.records),
                 batch_size=max(1, self._batch),

@@ -13,6 +13,7 @@ from gradcheck_cli.checks.vanishing import Vanishing
 from gradcheck_cli.findings import Severity
 from gradcheck_cli.stats import (
     FirstNonFinite,
+    GraphCut,
     LayerKind,
     LayerStats,
     ModelStats,
@@ -660,3 +661,31 @@ def test_side_layers_between_normalised_convs_are_not_a_path() -> None:
     # Read as one path, as before, they were growth: 3**2 / 3**-4 between the quarters.
     (whole,) = depth_profiles(model, se, 3)
     assert whole.decay == pytest.approx(3.0**6)
+
+
+def test_a_cut_graph_is_an_error_naming_the_cut_and_the_rest_stays_info() -> None:
+    # encoder.* ran without a gradient and its values reach the loss (cut at .detach());
+    # metric ran without a gradient and its values do not (an output the loss never reads).
+    none = {"grad_none_steps": 3}
+    model = stats(
+        layer("encoder.0", None, **none),
+        layer("encoder.2", None, **none),
+        layer("metric", None, **none),
+        layer("head"),
+        cuts=(GraphCut(("encoder.0", "encoder.2"), ".detach()", "m.py:25", 200, 300),),
+    )
+    findings = {f.evidence["reason"]: f for f in run_checks(model) if f.id == "no-gradient"}
+    cut, unread = findings["cut"], findings["not-in-loss"]
+    assert cut.severity is Severity.ERROR and cut.layers == ("encoder.0", "encoder.2")
+    assert cut.remedies == ()
+    assert cut.evidence == {
+        "layers": 2,
+        "reason": "cut",
+        "operation": ".detach()",
+        "source": "m.py:25",
+        "params": 200,
+        "share": pytest.approx(2 / 3),
+    }
+    assert cut.message.startswith("the graph is cut at .detach() (m.py:25): encoder.* run")
+    assert "67% of the trainable ones" in cut.message and "requires_grad_(False)" in cut.message
+    assert unread.severity is Severity.INFO and unread.layers == ("metric",)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from gradcheck_cli.checks.base import Check
 from gradcheck_cli.findings import Finding, Severity
-from gradcheck_cli.stats import LayerKind, LayerStats, ModelStats, Summary, value
+from gradcheck_cli.stats import GraphCut, LayerKind, LayerStats, ModelStats, Summary, value
 
 
 class NoGradient(Check):
@@ -21,8 +21,13 @@ class NoGradient(Check):
         Fixup) blocks the gradient only until the first optimizer step, so that is reported as
         info; so are layers the loss does not read (the gradient at their output is exactly
         zero and every route to the loss keeps only part of it: a [CLS] pooling, an
-        overwrite) and embeddings that looked up only their padding row. Layers that run but
-        do not reach the loss used are info; layers that never run
+        overwrite) and embeddings that looked up only their padding row. Layers that run and
+        whose output *values* reach the loss while no gradient does are an error, a cut graph
+        (an accidental ``.detach()``, a call under ``torch.no_grad()``, an argmax or index, an
+        integer cast, ``.item()``, a NumPy round trip): one more forward pass with their
+        outputs perturbed moves the loss, and the finding names the operation where the
+        gradient stops and its source line. Layers that run but whose outputs do not reach
+        the loss used (a metric, a head the loss ignores) are info; layers that never run
         are a warning, except when ``forward`` has inputs that default to None and were not
         given (a vision tower without pixel_values: info), a branch that every numbered block
         skips while the rest of each block runs (cross-attention without encoder states:
@@ -38,13 +43,17 @@ class NoGradient(Check):
         keep state for it and DistributedDataParallel needs find_unused_parameters=True.
 
     Remedy:
-        Look for dead units or a stray detach()/no_grad above the named layers; freeze unused
+        For a cut graph, remove the cut (use a straight-through estimator for a quantiser), or
+        call requires_grad_(False) on the layers if they are meant to be frozen (frozen
+        parameters are listed in the report's header, never judged). Otherwise look for dead
+        units or a stray detach()/no_grad above the named layers; freeze unused
         parameters (requires_grad_(False)) or remove them; give loss_fn every output that
         should train.
 
     References:
         Goyal et al. 2017 (zero-init residual gamma); Zhang et al. 2019 (Fixup); Bachlechner et
-        al. 2020 (ReZero); Shazeer et al. 2017 and Fedus et al. 2021 (routing, load balancing).
+        al. 2020 (ReZero); Shazeer et al. 2017 and Fedus et al. 2021 (routing, load balancing);
+        van den Oord et al. 2017 (VQ-VAE's straight-through estimator).
     """
 
     id = "no-gradient"
@@ -134,6 +143,12 @@ class NoGradient(Check):
                     )
                 )
         called = [l for l in detached if l.calls > 0]
+        for cut in stats.cuts:
+            members = [l for l in called if l.name in cut.layers]
+            if members:
+                findings.append(self._cut(stats, cut, members, why))
+        cut_names = {name for cut in stats.cuts for name in cut.layers}
+        called = [l for l in called if l.name not in cut_names]
         unused = [l for l in detached if l.calls == 0]
         routed, unused = _unrouted(stats, unused)
         for group, members in routed.items():
@@ -196,6 +211,29 @@ class NoGradient(Check):
                 )
             )
         return findings
+
+    def _cut(
+        self, stats: ModelStats, cut: GraphCut, members: list[LayerStats], why: str
+    ) -> Finding:
+        """An error: the layers' values reach the loss, but their gradient stops at a cut."""
+        where = f"{cut.operation} ({cut.source})" if cut.source else cut.operation
+        return self._finding(
+            Severity.ERROR,
+            members,
+            f"the graph is cut at {where}: {_collapse(members, stats)} run and their outputs "
+            f"reach the loss, but no gradient reaches them ({cut.params:,} parameters, "
+            f"{cut.share:.0%} of the trainable ones, never train); remove the cut, or call "
+            "requires_grad_(False) on these modules if they are meant to be frozen",
+            {
+                "reason": "cut",
+                "operation": cut.operation,
+                "source": cut.source,
+                "params": cut.params,
+                "share": cut.share,
+            },
+            why,
+            remedies=(),
+        )
 
     def _routing(
         self, stats: ModelStats, group: Group, members: list[LayerStats], why: str
@@ -296,6 +334,26 @@ def _by_construction(
     ]
     explained = {id(l) for l in unread + padding}
     return unread, padding, [l for l in blocked if id(l) not in explained]
+
+
+def _collapse(members: list[LayerStats], stats: ModelStats) -> str:
+    """The members' names, each module all of whose trainable layers are members written once
+    as ``module.*`` (``backbone.*`` for a whole backbone)."""
+    chosen = {l.name for l in members}
+    trainable = [l.name for l in stats.layers if l.trainable]
+    shown: list[str] = []
+    for name in [l.name for l in members]:
+        parts = name.split(".")
+        label = name
+        for end in range(1, len(parts)):
+            prefix = ".".join(parts[:end]) + "."
+            under = [n for n in trainable if n.startswith(prefix)]
+            if len(under) > 1 and all(n in chosen for n in under):
+                label = prefix + "*"
+                break
+        if label not in shown:
+            shown.append(label)
+    return _names(shown)
 
 
 def _names(names: list[str]) -> str:

@@ -91,6 +91,17 @@ def _summary(report: Report) -> Panel:
     grid.add_column(overflow="fold")
     grid.add_row("model", Text(f"{printable(report.model.name)} ({printable(report.model.type)})"))
     grid.add_row("params", f"{report.model.parameters:,} ({report.model.trainable:,} trainable)")
+    if report.model.frozen:
+        frozen = sum(count for _, count in report.model.frozen)
+        parts = ", ".join(f"{name} {count:,}" for name, count in report.model.frozen[:4])
+        more = len(report.model.frozen) - 4
+        grid.add_row(
+            "frozen",
+            Text(
+                printable(parts + (f" and {more} more" if more > 0 else ""))
+                + f": {frozen:,} of {report.model.parameters:,} parameters"
+            ),
+        )
     grid.add_row(
         "run",
         f"{report.run.steps} steps x batch {report.run.batch_size} on {report.run.device}, "
