@@ -6,10 +6,12 @@ the loss's autograd graph while its values still flow there: an accidental ``.de
 backbone called under ``torch.no_grad()``, an ``argmax`` or index into a codebook, ``.item()``,
 an integer cast or a NumPy round trip. The autograd graph cannot tell these apart (in both, the
 loss's graph never reaches the layer), so :func:`find_cuts` asks the values: it perturbs the
-candidate layers' outputs in one more seeded forward pass and compares the loss with the
-unperturbed one. A change means the values reach the loss; then one more pass, under a
-:class:`torch.overrides.TorchFunctionMode`, follows the values from those layers to the first
-operation that drops their gradient, and names its source line.
+parameters that got no gradient in one more seeded forward pass and compares the loss with the
+unperturbed one. A change means their values reach the loss; then one more pass, under a
+:class:`torch.overrides.TorchFunctionMode`, follows the values from those parameters to the
+first operation that drops their gradient, and names its source line. Parameters, not modules,
+are probed: one parameter of a module can be cut off (``self.scale.exp().item()``) while the
+module's other parameters train.
 
 The passes run forward and loss only (no backward), under the step-0 seed, with the caller's
 hooks quiet; the caller's capture context restores whatever state they touch.
@@ -32,7 +34,7 @@ from torch.utils import _pytree as pytree
 
 from gradcheck_cli.stats import GraphCut
 
-# A perturbation of this size (relative to the output's RMS) moves any value that reaches the
+# A perturbation of this size (relative to the parameter's RMS) moves any value that reaches the
 # loss through arithmetic, and flips some nearest-code or argmax choices across a batch.
 NOISE = 0.5
 # At most this many groups are perturbed one by one to tell the layers that reach the loss
@@ -47,18 +49,19 @@ _SKIP_DIRS = tuple(
 ) + (str(Path(__file__).resolve().parent) + os.sep,)
 
 RunLoss = Callable[[], torch.Tensor]
+# (parameter name, the parameter, the name of the measured layer that holds it)
+Candidate = tuple[str, nn.Parameter, str]
 
 
 def find_cuts(
-    model: nn.Module,
-    candidates: Sequence[tuple[str, nn.Module]],
-    run_loss: RunLoss,
+    model: nn.Module, candidates: Sequence[Candidate], run_loss: RunLoss
 ) -> tuple[GraphCut, ...]:
-    """The candidates (measured layers that ran but got no gradient) whose outputs reach the
-    loss, as one :class:`GraphCut` per place the gradient stops.
+    """The candidates (trainable parameters of layers that ran, that got no gradient) whose
+    values reach the loss, as one :class:`GraphCut` per place the gradient stops.
 
     ``run_loss`` runs one seeded forward pass and the loss; it is called 3 times when no
-    candidate's values reach the loss, and a few more when some do.
+    candidate's values reach the loss, and a few more when some do. Every parameter is left
+    bit for bit as it was found.
     """
     if not candidates:
         return ()
@@ -67,33 +70,46 @@ def find_cuts(
     if not math.isfinite(base):
         return ()
 
-    def moves(group: Sequence[tuple[str, nn.Module]]) -> float:
-        with _perturbed([m for _, m in group]):
+    def moves(group: Sequence[Candidate]) -> bool:
+        with _perturbed([p for _, p, _ in group]):
             changed = _loss(run_loss)
         delta = abs(changed - base) if math.isfinite(changed) else math.inf
-        return delta if delta > max(10 * floor, 1e-6 * max(1.0, abs(base))) else 0.0
+        return delta > max(10 * floor, 1e-6 * max(1.0, abs(base)))
 
     if not moves(candidates):
         return ()
     groups = _groups(candidates)
     if 1 < len(groups) <= MAX_GROUPS:
-        reaching = [pair for group in groups if moves(group) for pair in group]
+        reaching = [c for group in groups if moves(group) for c in group]
         if not reaching:  # only together (each alone moves nothing): keep the joint answer
             reaching = list(candidates)
     else:
         reaching = list(candidates)
     places = _locate(model, reaching, run_loss)
     total = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    cut_ids = {id(p) for _, p, _ in reaching}
+    modules = dict(model.named_modules())
     cuts = []
     for (operation, source), names in places.items():
-        modules = [m for n, m in reaching if n in names]
-        params = sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
+        chosen = [c for c in reaching if c[0] in names]
+        layers = list(dict.fromkeys(layer for _, _, layer in chosen))
+        whole = tuple(
+            layer
+            for layer in layers
+            if all(
+                id(p) in cut_ids
+                for p in modules[layer].parameters(recurse=False)
+                if p.requires_grad
+            )
+        )
         cuts.append(
             GraphCut(
-                layers=tuple(names),
+                layers=tuple(layers),
+                parameters=tuple(name for name, _, layer in chosen if layer not in whole),
+                whole=whole,
                 operation=operation,
                 source=source,
-                params=params,
+                params=sum(p.numel() for _, p, _ in chosen),
                 trainable=total,
             )
         )
@@ -105,49 +121,45 @@ def _loss(run_loss: RunLoss) -> float:
     return float(value.detach().float().reshape(()))
 
 
-def _groups(candidates: Sequence[tuple[str, nn.Module]]) -> list[list[tuple[str, nn.Module]]]:
+def _groups(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
     """Candidates grouped by their top-level module (``backbone``, ``aux_head``)."""
-    found: dict[str, list[tuple[str, nn.Module]]] = {}
-    for name, module in candidates:
-        found.setdefault(name.split(".")[0], []).append((name, module))
+    found: dict[str, list[Candidate]] = {}
+    for candidate in candidates:
+        found.setdefault(candidate[0].split(".")[0], []).append(candidate)
     return list(found.values())
 
 
 @contextlib.contextmanager
-def _perturbed(modules: Sequence[nn.Module]) -> Iterator[None]:
-    """Add noise to every floating-point tensor the modules output, drawn from a generator of
-    its own so the model's random draws (dropout) stay those of the unperturbed pass."""
+def _perturbed(params: Sequence[nn.Parameter]) -> Iterator[None]:
+    """Add noise to the parameters in place for the block, and put back their exact values.
+    The noise comes from a generator of its own so the model's random draws (dropout) stay
+    those of the unperturbed pass."""
     generator = torch.Generator().manual_seed(0)
-
-    def noisy(t: torch.Tensor) -> torch.Tensor:
-        if not t.is_floating_point() or t.numel() == 0:
-            return t
-        scale = t.detach().float().pow(2).mean().sqrt().item()
-        scale = NOISE * scale if math.isfinite(scale) and scale > 0 else 1.0
-        noise = torch.randn(t.shape, generator=generator).to(device=t.device, dtype=t.dtype)
-        return t + scale * noise
-
-    def hook(module: nn.Module, args: Any, output: Any) -> Any:
-        return pytree.tree_map_only(torch.Tensor, noisy, output)
-
-    handles = [m.register_forward_hook(hook) for m in modules]
+    saved = [p.detach().clone() for p in params]
     try:
+        with torch.no_grad():
+            for p in params:
+                scale = p.detach().float().pow(2).mean().sqrt().item() if p.numel() else 0.0
+                scale = NOISE * scale if math.isfinite(scale) and scale > 0 else 1.0
+                noise = torch.randn(p.shape, generator=generator)
+                p.add_(scale * noise.to(device=p.device, dtype=p.dtype))
         yield
     finally:
-        for handle in handles:
-            handle.remove()
+        with torch.no_grad():
+            for p, old in zip(params, saved, strict=True):
+                p.copy_(old)
 
 
 def _locate(
-    model: nn.Module, reaching: Sequence[tuple[str, nn.Module]], run_loss: RunLoss
+    model: nn.Module, reaching: Sequence[Candidate], run_loss: RunLoss
 ) -> dict[tuple[str, str], list[str]]:
-    """Where each layer's gradient stops: ``(operation, source line)`` -> layer names.
+    """Where each parameter's gradient stops: ``(operation, source line)`` -> parameter names.
 
-    A layer called while gradients are off is cut at the ``torch.no_grad()`` around the call of
-    the outermost module called so.
-    Otherwise its output is followed, op by op, to the first operation that takes a tensor
-    that requires grad and returns one that does not (``detach``, ``argmax``, an integer cast)
-    or a Python or NumPy value (``item``, ``numpy``).
+    A parameter of a layer called while gradients are off is cut at the ``torch.no_grad()``
+    around the call of the outermost module called so (``self.backbone(x)``, not a line within
+    it). Otherwise its values are followed, op by op, to the first operation that takes a
+    tensor that requires grad and returns one that does not (``detach``, ``argmax``, an integer
+    cast) or a Python or NumPy value (``item``, ``numpy``).
     """
     off: dict[str, str] = {}  # module -> the line that called it with gradients off
     tracer = _Tracer()
@@ -159,33 +171,20 @@ def _locate(
 
         return hook
 
-    def post(name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            for t in pytree.tree_leaves(output):
-                if isinstance(t, torch.Tensor) and t.requires_grad:
-                    tracer.label(t, name)
-
-        return hook
-
-    handles = []
+    handles = [module.register_forward_pre_hook(pre(n)) for n, module in model.named_modules()]
     try:
-        for name, module in model.named_modules():
-            handles.append(module.register_forward_pre_hook(pre(name)))
-        for name, module in reaching:
-            handles.append(module.register_forward_hook(post(name)))
+        for name, p, _ in reaching:
+            tracer.label(p, name)
         with tracer:
             run_loss()
     finally:
         for handle in handles:
             handle.remove()
     places: dict[tuple[str, str], list[str]] = {}
-    for name, _ in reaching:
-        # Cut at the outermost module called with gradients off: the call inside the
-        # ``with torch.no_grad():`` block (``self.backbone(x)``), not a line within it.
-        parts = name.split(".")
-        outer = next(
-            (p for p in (".".join(parts[:i]) for i in range(len(parts) + 1)) if p in off), None
-        )
+    for name, _, layer in reaching:
+        parts = layer.split(".") if layer else []
+        ancestors = (".".join(parts[:i]) for i in range(len(parts) + 1))
+        outer = next((a for a in ancestors if a in off), None)
         place = (
             ("torch.no_grad()", off[outer])
             if outer is not None
@@ -235,6 +234,11 @@ class _Tracer(TorchFunctionMode):
                 self._cut(names, f".{name}()" if method else f"torch.{name}()")
         elif graded and name in _LEAVING:
             self._cut(names, f".{name}()")
+        elif name == "numpy":  # .detach().numpy(): say it is a NumPy round trip
+            for n in names:
+                operation, line = self.cuts.get(n, ("", ""))
+                if operation == ".detach()":
+                    self.cuts[n] = (".detach().numpy(), a NumPy round trip", line)
         return result
 
     def _cut(self, names: frozenset[str], operation: str) -> None:

@@ -232,6 +232,7 @@ class Recorder:
                     self._params.append(p)
                     self._param_layer.append(i)
         self._embedding_rows: dict[int, torch.Tensor] = {}
+        self._graded: set[int] = set()  # indices into _params that got a gradient in a step
         # Gradient hooks on this step's output tensors. A model may keep an output
         # (self.last = y): its hook, and through it this recorder, must not outlive the step.
         self._tensor_hooks: list[RemovableHandle] = []
@@ -242,6 +243,14 @@ class Recorder:
     def layers(self) -> list[tuple[str, nn.Module]]:
         """The measured modules by name, in the order of :attr:`infos`."""
         return [(name, module) for name, module, _ in self._targets]
+
+    def never_graded(self) -> list[tuple[int, nn.Parameter]]:
+        """Trainable parameters that got no gradient in any step so far, each with the index of
+        its layer: a module can be partly cut off (``self.scale.item()`` beside weights that
+        train)."""
+        return [
+            (self._param_layer[k], p) for k, p in enumerate(self._params) if k not in self._graded
+        ]
 
     def rebind_params(self) -> None:
         """Read the measured modules' parameters again: FSDP2 replaces them with sharded ones.
@@ -616,6 +625,7 @@ class Recorder:
         device = loss.device
         grads = [p.grad for p in self._params]
         present = [(g, self._param_layer[k]) for k, g in enumerate(grads) if g is not None]
+        self._graded.update(k for k, g in enumerate(grads) if g is not None)
         has_grad = [False] * n
         grad_numel = [0] * n
         for k, g in enumerate(grads):

@@ -341,19 +341,17 @@ def _measure(passes: Passes, *, steps: int, amp: Amp, on_step: StepObserver) -> 
 
 
 def _cuts(passes: Passes, recorder: Recorder, records: list[StepRecord]) -> tuple[GraphCut, ...]:
-    """Layers that ran in every step without a gradient, whose output values reach the loss
-    all the same (:func:`cuts.find_cuts`), probed through the model itself with step 0's batch
-    while the recorder is off."""
+    """Trainable parameters of layers that ran, that got no gradient in any step, whose values
+    reach the loss all the same (:func:`cuts.find_cuts`), probed through the model itself with
+    step 0's batch while the recorder is off."""
     if not records:
         return ()
+    layers = recorder.layers
+    names = {id(p): n for n, p in passes.model.named_parameters()}
     candidates = [
-        (name, module)
-        for i, ((name, module), info) in enumerate(
-            zip(recorder.layers, recorder.infos, strict=True)
-        )
-        if info.trainable
-        and all(r.grad_none[i] for r in records)
-        and any(r.calls[i] for r in records)
+        (names[id(p)], p, layers[i][0])
+        for i, p in recorder.never_graded()
+        if id(p) in names and any(r.calls[i] for r in records)
     ]
     if not candidates:
         return ()

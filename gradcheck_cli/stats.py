@@ -204,14 +204,16 @@ class TemporalProfile:
 
 @dataclass(frozen=True)
 class GraphCut:
-    """Layers that ran and whose output values reach the loss, but whose gradient stops at
+    """Parameters of layers that ran, whose values reach the loss, but whose gradient stops at
     ``operation`` (``.detach()``, ``torch.no_grad()``, ``torch.argmin()``) at ``source``
     (``file.py:LINE``, empty when no frame of the user's code was found)."""
 
-    layers: tuple[str, ...]
+    layers: tuple[str, ...]  # the measured layers holding the cut parameters
+    parameters: tuple[str, ...]  # cut parameters of layers that keep others ("head.log_scale")
+    whole: tuple[str, ...]  # layers all of whose trainable parameters are cut
     operation: str
     source: str
-    params: int  # trainable parameters of these layers
+    params: int  # values in the cut parameters
     trainable: int  # trainable parameters of the whole model
 
     @property

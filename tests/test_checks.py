@@ -672,7 +672,17 @@ def test_a_cut_graph_is_an_error_naming_the_cut_and_the_rest_stays_info() -> Non
         layer("encoder.2", None, **none),
         layer("metric", None, **none),
         layer("head"),
-        cuts=(GraphCut(("encoder.0", "encoder.2"), ".detach()", "m.py:25", 200, 300),),
+        cuts=(
+            GraphCut(
+                ("encoder.0", "encoder.2"),
+                (),
+                ("encoder.0", "encoder.2"),
+                ".detach()",
+                "m.py:25",
+                200,
+                300,
+            ),
+        ),
     )
     findings = {f.evidence["reason"]: f for f in run_checks(model) if f.id == "no-gradient"}
     cut, unread = findings["cut"], findings["not-in-loss"]
@@ -683,9 +693,13 @@ def test_a_cut_graph_is_an_error_naming_the_cut_and_the_rest_stays_info() -> Non
         "reason": "cut",
         "operation": ".detach()",
         "source": "m.py:25",
+        "parameters": [],
         "params": 200,
         "share": pytest.approx(2 / 3),
     }
-    assert cut.message.startswith("the graph is cut at .detach() (m.py:25): encoder.* run")
-    assert "67% of the trainable ones" in cut.message and "requires_grad_(False)" in cut.message
+    assert cut.message.startswith(
+        "the graph is cut at .detach() (m.py:25): the values of encoder.*"
+    )
+    assert "200 trainable values, 67% of the model's" in cut.message
+    assert "requires_grad_(False)" in cut.message and "straight-through" not in cut.message
     assert unread.severity is Severity.INFO and unread.layers == ("metric",)

@@ -52,19 +52,39 @@ def test_lstm_with_chrono_init_keeps_its_gradient_over_time() -> None:
     assert profile.reach() == 120
 
 
-def test_default_lstm_vanishing_over_time_is_information_only() -> None:
+def test_a_default_lstm_reaching_back_less_than_half_its_sequence_warns() -> None:
     report = _report("lstm_classifier.py")  # 2-layer LSTM, PyTorch's default biases, 50 steps
     (finding,) = report.findings
-    assert finding.id == "vanishing-over-time" and finding.severity is Severity.INFO
-    assert finding.evidence["early_to_late"] < 1e-6  # measured 6e-9: real, but gates can learn
+    assert finding.id == "vanishing-over-time" and finding.severity is Severity.WARNING
+    assert finding.evidence["early_to_late"] < 1e-6  # measured 6e-9, above the 1e-12 floor
+    assert finding.evidence["steps"] == 50
+    assert 10 <= finding.evidence["reach_steps"] < 25  # measured 19-20 (init draw)
+    assert "less than half the sequence" in finding.message
     assert finding.remedies == ("gate-bias", "truncate-bptt")
+
+
+def test_the_60_token_first_token_gru_warns_with_its_reach() -> None:
+    # Stays at chance with Adam and SGD with momentum, learns at 10 tokens
+    # (bench/gru_first_token.md); before, an info finding and exit 0.
+    report = _report("gru_first_token.py")
+    (finding,) = report.findings
+    assert (finding.id, finding.severity, finding.layers) == (
+        "vanishing-over-time",
+        Severity.WARNING,
+        ("gru",),
+    )
+    assert finding.evidence["steps"] == 60
+    assert 10 <= finding.evidence["reach_steps"] < 30  # measured 16
+    assert 1e-12 < finding.evidence["early_to_late"] < 1e-9  # measured 1.3e-11
+    assert "gate-bias" in finding.remedies
 
 
 @pytest.mark.parametrize(
     ("forget_bias", "severity"),
     # At 120 steps: bias 0 gives about 1e-20 (below 1e-12: the first steps cannot train the
-    # cell, a warning), bias 1 about 1.5e-8 (information), bias 3 about 1.6 (nothing).
-    [(0.0, Severity.WARNING), (1.0, Severity.INFO), (3.0, None)],
+    # cell, a warning), bias 1 about 1e-8 and reaches back 45 of 120 steps (less than half: a
+    # warning), bias 1.5 2e-4 but reaches back 92 (information), bias 3 about 1.6 (nothing).
+    [(0.0, Severity.WARNING), (1.0, Severity.WARNING), (1.5, Severity.INFO), (3.0, None)],
 )
 def test_forget_gate_bias_decides_the_lstm_finding(
     forget_bias: float, severity: Severity | None

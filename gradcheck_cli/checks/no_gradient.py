@@ -142,13 +142,12 @@ class NoGradient(Check):
                         why,
                     )
                 )
-        called = [l for l in detached if l.calls > 0]
         for cut in stats.cuts:
-            members = [l for l in called if l.name in cut.layers]
+            members = [l for l in stats.layers if l.name in cut.layers]
             if members:
                 findings.append(self._cut(stats, cut, members, why))
-        cut_names = {name for cut in stats.cuts for name in cut.layers}
-        called = [l for l in called if l.name not in cut_names]
+        cut_names = {name for cut in stats.cuts for name in cut.whole}
+        called = [l for l in detached if l.calls > 0 and l.name not in cut_names]
         unused = [l for l in detached if l.calls == 0]
         routed, unused = _unrouted(stats, unused)
         for group, members in routed.items():
@@ -217,17 +216,31 @@ class NoGradient(Check):
     ) -> Finding:
         """An error: the layers' values reach the loss, but their gradient stops at a cut."""
         where = f"{cut.operation} ({cut.source})" if cut.source else cut.operation
+        whole = [l for l in members if l.name in cut.whole]
+        named = ", ".join(
+            n for n in (_collapse(whole, stats) if whole else "", *cut.parameters) if n
+        )
+        op = re.match(r"(?:torch)?\.(\w+)\(\)", cut.operation)
+        index = op is not None and op[1] in _INDEXING
+        share = "under 1%" if 0 < cut.share < 0.005 else f"{cut.share:.0%}"
         return self._finding(
             Severity.ERROR,
             members,
-            f"the graph is cut at {where}: {_collapse(members, stats)} run and their outputs "
-            f"reach the loss, but no gradient reaches them ({cut.params:,} parameters, "
-            f"{cut.share:.0%} of the trainable ones, never train); remove the cut, or call "
-            "requires_grad_(False) on these modules if they are meant to be frozen",
+            f"the graph is cut at {where}: the values of {named} reach the loss, but no "
+            f"gradient reaches them: {cut.params:,} trainable values, {share} of the model's, "
+            "never train; remove the cut"
+            + (
+                " (for a choice or an index, a straight-through estimator, z + (q - z).detach(),"
+                " or a soft lookup)"
+                if index
+                else ""
+            )
+            + ", or call requires_grad_(False) on them if they are meant to be frozen",
             {
                 "reason": "cut",
                 "operation": cut.operation,
                 "source": cut.source,
+                "parameters": list(cut.parameters),
                 "params": cut.params,
                 "share": cut.share,
             },
@@ -334,6 +347,11 @@ def _by_construction(
     ]
     explained = {id(l) for l in unread + padding}
     return unread, padding, [l for l in blocked if id(l) not in explained]
+
+
+# Operations that turn values into a choice or an index, which a straight-through estimator or
+# a soft (weighted) lookup replaces when the gradient should pass.
+_INDEXING = ("argmax", "argmin", "long", "int", "topk", "round", "floor", "ceil", "searchsorted")
 
 
 def _collapse(members: list[LayerStats], stats: ModelStats) -> str:

@@ -17,9 +17,13 @@ class VanishingOverTime(Check):
         the module's last output step (projected on a random direction) with respect to each
         input step is measured. The mean over the first tenth of the steps is below 1e-3
         (warning) or 1e-6 (error) times the mean over the last tenth. For LSTM and GRU cells
-        the finding is information between 1e-3 and 1e-12: their gates can learn to keep
+        the finding is information between 1e-3 and 1e-12 while more than 1e-3 of the late
+        gradient still reaches back half the sequence or more: their gates can learn to keep
         memory, and whether a task needs dependencies that long is not something gradients at
-        initialisation show. Below 1e-12 it is a warning: the first steps' share of each weight
+        initialisation show. When it reaches back less than half the sequence it is a warning
+        (a default-init GRU over 60 tokens reaches 16: it cannot learn to recall the first
+        token, and learns it at 10 tokens; bench/gru_first_token.md). Below 1e-12 it is a
+        warning: the first steps' share of each weight
         gradient is then five orders of magnitude under float32's rounding (2^-23 = 1.2e-7),
         so no training signal from them reaches the weights; default-init LSTM and GRU cross
         it at about 70 steps. Measured (bench/rnn_learnability.md: hidden 64, label set by the
@@ -77,21 +81,29 @@ class VanishingOverTime(Check):
         ratio = profile.early_to_late
         if ratio is None or ratio >= options.warning:
             return []
+        steps = len(profile.norms)
+        short = profile.reach() < steps / 2
         if profile.gated:
-            severity = Severity.WARNING if ratio < options.gated_warning else Severity.INFO
+            severity = Severity.WARNING if ratio < options.gated_warning or short else Severity.INFO
             remedies: tuple[str, ...] = ("gate-bias", "truncate-bptt")
         else:
             severity = Severity.ERROR if ratio < options.error else Severity.WARNING
             remedies = self.remedies
         share = "none of" if ratio == 0 else f"{ratio:.1e} times"  # 0: underflowed float64
-        cannot = (
-            "; that is below float32's rounding of the weight gradient, so the first steps "
-            "cannot train the cell: if the output depends on them, start the gates remembering "
-            "(gate-bias)"
-            if profile.gated and severity is Severity.WARNING
-            else ""
-        )
-        steps = len(profile.norms)
+        if not (profile.gated and severity is Severity.WARNING):
+            cannot = ""
+        elif ratio < options.gated_warning:
+            cannot = (
+                "; that is below float32's rounding of the weight gradient, so the first steps "
+                "cannot train the cell: if the output depends on them, start the gates "
+                "remembering (gate-bias)"
+            )
+        else:
+            cannot = (
+                ", less than half the sequence: the cell cannot learn a dependency on the "
+                "steps before that; if the output depends on them, start the gates "
+                "remembering (gate-bias)"
+            )
         return [
             Finding(
                 id=self.id,
@@ -107,7 +119,11 @@ class VanishingOverTime(Check):
                     "steps": steps,
                     "reach_steps": profile.reach(),
                     "threshold": (
-                        (options.gated_warning if severity is Severity.WARNING else options.warning)
+                        (
+                            options.gated_warning
+                            if severity is Severity.WARNING and ratio < options.gated_warning
+                            else options.warning
+                        )
                         if profile.gated
                         else crossed(severity, options.warning, options.error)
                     ),
