@@ -414,13 +414,16 @@ def _matrices(n: int, small: int) -> ModelStats:
 
 
 def test_most_layers_far_below_init_scale_is_an_init_bug() -> None:
+    # The gradient at the small layers' outputs shrinks 10x per layer toward the input, as a
+    # small init makes it (measured: SIREN's weights without w0, 0.026 per layer).
     small = [
-        l if i == 15 else replace(l, near_zero_weights=True)
+        l if i == 15 else replace(l, near_zero_weights=True, out_grad_rms=_s(10.0 ** (i - 15)))
         for i, l in enumerate(_matrices(16, 15).layers)
     ]
     findings = [f for f in run_checks(stats(*small)) if f.id == "vanishing"]
     assert [f.severity for f in findings] == [Severity.ERROR]
     assert findings[0].evidence["rule"] == "small-init"
+    assert math.isclose(findings[0].evidence["backward_decay"], 0.1)
     assert (
         findings[0].evidence["small_layers"] == 15 and findings[0].evidence["weight_layers"] == 16
     )
@@ -428,10 +431,29 @@ def test_most_layers_far_below_init_scale_is_an_init_bug() -> None:
     assert "relu-swap" in findings[0].remedies and "xavier-init" in findings[0].remedies
 
 
+def test_small_weights_that_forward_compensates_are_not_an_init_bug() -> None:
+    # SIREN: weights at 1/w0 of the usual scale, pre-activations multiplied by w0 = 30 in
+    # forward; the gradient at every layer's output keeps its scale (measured 0.007 at each).
+    small = [
+        l if i == 15 else replace(l, near_zero_weights=True, out_grad_rms=_s(7e-3))
+        for i, l in enumerate(_matrices(16, 15).layers)
+    ]
+    assert [f for f in run_checks(stats(*small)) if f.id == "vanishing"] == []
+    halving = [
+        l if i == 15 else replace(l, near_zero_weights=True, out_grad_rms=_s(0.4 ** (15 - i)))
+        for i, l in enumerate(_matrices(16, 15).layers)
+    ]
+    (finding,) = [f for f in run_checks(stats(*halving)) if f.id == "vanishing"]
+    assert finding.evidence["rule"] == "small-init"  # 0.4 per layer: below the 0.5 line
+
+
 def test_a_few_small_layers_are_a_design_and_training_is_not_init() -> None:
     half = [replace(l, near_zero_weights=i < 8) for i, l in enumerate(_matrices(16, 8).layers)]
     assert "vanishing" not in found(stats(*half))
-    most = [replace(l, near_zero_weights=True) for l in _matrices(16, 16).layers]
+    most = [
+        replace(l, near_zero_weights=True, out_grad_rms=_s(10.0 ** (i - 15)))
+        for i, l in enumerate(_matrices(16, 16).layers)
+    ]
     assert found(stats(*most)) == {"vanishing": "error"}
     trained = stats(*most, start_grad_norms=(("l0", 1.0),))
     assert "vanishing" not in found(trained)

@@ -24,7 +24,11 @@ PATHOLOGICAL = {
     # sample: (the error finding it must lose, the remedy gradcheck should pick)
     "deep_sigmoid.py": ("vanishing", "relu-swap"),
     "relu_default_init.py": ("vanishing", "kaiming-init"),
-    "deep_relu_xavier.py": ("vanishing", "kaiming-init"),
+    # Both He-scaled inits cure the diagnosis of this 50-layer ReLU stack without norms; the
+    # 20-step one-batch tie-break between them is chaotic and flips with the BLAS/ATen code
+    # path (default: kaiming-init; MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default: kaiming
+    # 2.45 -> 4.81, gain-init 2.62 -> 1.02, so gain-init), so either is a right answer.
+    "deep_relu_xavier.py": ("vanishing", "kaiming-init|gain-init"),
     "exploding_init.py": ("exploding", "kaiming-init"),
     "dead_relu.py": ("dead-units", "kaiming-init"),
     "saturated_tanh.py": ("saturation", "xavier-init"),
@@ -40,9 +44,11 @@ def _fix(sample: str, **kw: object):
 
 @pytest.mark.parametrize("sample", list(PATHOLOGICAL))
 def test_fix_picks_a_measured_cure(sample: str) -> None:
-    finding, remedy = PATHOLOGICAL[sample]
+    finding, remedies = PATHOLOGICAL[sample]
     loaded, result = _fix(sample)
-    assert result.chosen is not None and result.chosen.remedies == (remedy,)
+    assert result.chosen is not None and len(result.chosen.remedies) == 1
+    (remedy,) = result.chosen.remedies
+    assert remedy in remedies.split("|")
     assert finding in {f.id for f in result.before.findings}
     assert result.after.status.value == "healthy"
     by_id = {o.remedy: o for o in result.outcomes}

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, replace
 
 from gradcheck_cli.checks.base import Check, crossed, depth_profiles, ratio, ratio_layers, worst
 from gradcheck_cli.findings import Finding, Severity
 from gradcheck_cli.stats import LayerKind, LayerStats, ModelStats, value
+
+
+# The small-init rule stands only where the gradient reaching the small layers' outputs
+# shrinks by more than this factor per layer toward the input (geometric mean).
+SMALL_COMPENSATED = 0.5
+
+
+def _backward_decay(layers: list[LayerStats]) -> float | None:
+    """Per-layer factor by which the gradient at the layers' outputs changes from the last
+    layer (in forward order) to the first: (first / last) ** (1 / (n - 1)). None with fewer
+    than two layers or no gradient at the last one."""
+    ordered = sorted(layers, key=lambda l: l.order)
+    if len(ordered) < 2:
+        return None
+    first, last = value(ordered[0].out_grad_rms), value(ordered[-1].out_grad_rms)
+    if first is None or last is None or not last > 0 or not math.isfinite(first):
+        return None
+    return float((first / last) ** (1 / (len(ordered) - 1)))
 
 
 class Vanishing(Check):
@@ -268,9 +287,14 @@ class Vanishing(Check):
 
         One zero-initialised head or residual branch is a design (Goyal et al. 2017; Fixup);
         when more than half of the weight matrices sit below 5% of 1/sqrt(fan_in) at step 0,
-        the forward signal and the gradient shrink by that factor at every layer. Judged on
-        the untrained model only: under --train-steps, zero-initialised layers pass through
-        "near zero" on their way up.
+        the forward signal and the gradient shrink by that factor at every layer, unless
+        forward multiplies it back: SIREN draws its weights at 1/w0 of the usual scale and
+        multiplies each pre-activation by w0 = 30 (Sitzmann et al. 2020). So the rule also
+        measures the shrinking: the gradient reaching the small layers' outputs, followed from
+        the last toward the first, must lose at least half of itself per layer (geometric
+        mean); SIREN's keeps its scale (0.007 at every layer), the same net without w0 loses
+        10x per layer. Judged on the untrained model only: under --train-steps,
+        zero-initialised layers pass through "near zero" on their way up.
         """
         if stats.start_grad_norms:
             return None
@@ -282,6 +306,9 @@ class Vanishing(Check):
         small = [l for l in matrices if l.near_zero_weights and not l.zero_weights]
         if len(matrices) < options.min_layers or len(small) <= len(matrices) * 0.5:
             return None
+        decay = _backward_decay(small)
+        if decay is not None and decay >= SMALL_COMPENSATED:
+            return None  # compensated in forward (SIREN's w0): the gradient keeps its scale
         scales = sorted((value(l.weight_norm) or 0.0) / l.init_norm for l in small)
         median = statistics.median(scales)
         return Finding(
@@ -297,6 +324,7 @@ class Vanishing(Check):
             evidence={
                 "rule": "small-init",
                 "small_layers": len(small),
+                **({"backward_decay": decay} if decay is not None else {}),
                 "weight_layers": len(matrices),
                 "median_scale": median,
                 "threshold": 0.5,
