@@ -84,7 +84,9 @@ def main() -> None:
             for seed in (0, 1):
                 before, after = fit(build, optimizer, seed)
                 learns = after < 0.5 * before
-                print(f"| {name} | {optimizer} | {seed} | {before:.3f} -> {after:.3f} | {'yes' if learns else 'no'} |")
+                print(
+                    f"| {name} | {optimizer} | {seed} | {before:.3f} -> {after:.3f} | {'yes' if learns else 'no'} |"
+                )
 
 
 if __name__ == "__main__":

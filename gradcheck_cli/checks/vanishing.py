@@ -10,7 +10,6 @@ from gradcheck_cli.checks.base import Check, crossed, depth_profiles, ratio, rat
 from gradcheck_cli.findings import Finding, Severity
 from gradcheck_cli.stats import LayerKind, LayerStats, ModelStats, value
 
-
 # The small-init rule stands only where the gradient reaching the small layers' outputs
 # shrinks by more than this factor per layer toward the input (geometric mean).
 SMALL_COMPENSATED = 0.5
