@@ -20,11 +20,14 @@ hooks quiet; the caller's capture context restores whatever state they touch.
 from __future__ import annotations
 
 import contextlib
+import linecache
 import math
 import os
-import traceback
+import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -93,10 +96,11 @@ def find_cuts(
     for (operation, source), names in places.items():
         chosen = [c for c in reaching if c[0] in names]
         layers = list(dict.fromkeys(layer for _, _, layer in chosen))
-        whole = tuple(
+        whole = tuple(  # the root's own parameters are always named one by one
             layer
             for layer in layers
-            if all(
+            if layer
+            and all(
                 id(p) in cut_ids
                 for p in modules[layer].parameters(recurse=False)
                 if p.requires_grad
@@ -161,13 +165,13 @@ def _locate(
     tensor that requires grad and returns one that does not (``detach``, ``argmax``, an integer
     cast) or a Python or NumPy value (``item``, ``numpy``).
     """
-    off: dict[str, str] = {}  # module -> the line that called it with gradients off
+    off: dict[str, tuple[str, str]] = {}  # module -> the cut (a no_grad block or decorator)
     tracer = _Tracer()
 
     def pre(name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any) -> None:
             if name not in off and not torch.is_grad_enabled():
-                off[name] = _user_line()
+                off[name] = _no_grad_place()
 
         return hook
 
@@ -186,7 +190,7 @@ def _locate(
         ancestors = (".".join(parts[:i]) for i in range(len(parts) + 1))
         outer = next((a for a in ancestors if a in off), None)
         place = (
-            ("torch.no_grad()", off[outer])
+            off[outer]
             if outer is not None
             else tracer.cuts.get(name, ("an operation not traced", ""))
         )
@@ -223,6 +227,8 @@ class _Tracer(TorchFunctionMode):
             return result
         outputs = [t for t in pytree.tree_leaves(result) if isinstance(t, torch.Tensor)]
         name = getattr(func, "__name__", str(func))
+        if name == "__get__":  # an attribute read: x.data
+            name = getattr(getattr(func, "__self__", None), "__name__", name)
         method = getattr(func, "__qualname__", "").startswith(
             ("Tensor", "TensorBase", "_TensorBase")
         )
@@ -231,7 +237,10 @@ class _Tracer(TorchFunctionMode):
             for t in outputs:
                 self.label(t, *names)
             if graded and torch.is_grad_enabled() and not any(t.requires_grad for t in outputs):
-                self._cut(names, f".{name}()" if method else f"torch.{name}()")
+                attribute = name == "data"
+                self._cut(
+                    names, ".data" if attribute else f".{name}()" if method else f"torch.{name}()"
+                )
         elif graded and name in _LEAVING:
             self._cut(names, f".{name}()")
         elif name == "numpy":  # .detach().numpy(): say it is a NumPy round trip
@@ -250,16 +259,46 @@ class _Tracer(TorchFunctionMode):
             self.cuts[n] = (operation, line)
 
 
+def _user_frame() -> FrameType | None:
+    """The innermost frame outside torch, gradcheck and contextlib: the user's code."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if not path.startswith("<") and not str(Path(path).resolve()).startswith(_SKIP_DIRS):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _where(path: str, line: int) -> str:
+    """``file.py:LINE``, relative to the working directory where it lies below it."""
+    resolved = str(Path(path).resolve())
+    try:
+        shown = os.path.relpath(resolved)
+    except ValueError:
+        shown = resolved
+    return f"{resolved if shown.startswith('..') else shown}:{line}"
+
+
 def _user_line() -> str:
-    """``file.py:LINE`` of the innermost frame outside torch, gradcheck and contextlib."""
-    for frame in reversed(traceback.extract_stack()):
-        path = str(Path(frame.filename).resolve())
-        if not path.startswith(_SKIP_DIRS) and not frame.filename.startswith("<"):
-            try:
-                shown = os.path.relpath(path)
-            except ValueError:
-                shown = path
-            if shown.startswith(".."):
-                shown = path
-            return f"{shown}:{frame.lineno}"
-    return ""
+    """``file.py:LINE`` of the user's innermost frame, empty when there is none."""
+    frame = _user_frame()
+    return _where(frame.f_code.co_filename, frame.f_lineno) if frame is not None else ""
+
+
+def _no_grad_place() -> tuple[str, str]:
+    """Where gradients were switched off around a module call: the decorator of the function
+    that calls it (``@torch.no_grad()`` on ``embed``: the line of a decorated function's code
+    object is its first decorator's) or the call inside a ``with torch.no_grad():`` block."""
+    frame = _user_frame()
+    if frame is None:
+        return ("torch.no_grad()", "")
+    code = frame.f_code
+    first = linecache.getline(code.co_filename, code.co_firstlineno).strip()
+    decorator = re.match(r"@((?:torch\.)?(?:no_grad|inference_mode))\b", first)
+    if decorator is not None:
+        return (
+            f"@{decorator[1]}() on {code.co_name}",
+            _where(code.co_filename, code.co_firstlineno),
+        )
+    return ("torch.no_grad()", _where(code.co_filename, frame.f_lineno))

@@ -5,6 +5,7 @@ bench/cut_truth.md (plain PyTorch, Adam and SGD with momentum, 2 seeds, against 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -137,3 +138,50 @@ def test_a_frozen_encoder_is_listed_in_the_report_and_never_a_cut() -> None:
     assert report.status.value == "healthy" and report.findings == ()
     assert report.model.frozen == (("encoder.*", 8 * 16 + 16 + 16 * 16 + 16),)
     assert report.to_dict()["model"]["frozen"] == [{"name": "encoder.*", "parameters": 416}]
+
+
+class _Cuts(nn.Module):
+    """Four more ways to cut a layer off, each the way it is usually written."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.enc = nn.Linear(8, 16)
+        self.log_scale = nn.Parameter(torch.tensor(1.0))  # a parameter of the root module
+        self.head = nn.Linear(16, 2)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.enc(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.how == "decorator":
+            h = self.embed(x)
+        elif self.how == "data":
+            h = torch.relu(self.enc(x)).data
+        else:
+            h = torch.relu(self.enc(x))
+        scale = self.log_scale.exp().item() if self.how == "item" else self.log_scale.exp()
+        return self.head(h) * scale
+
+
+@pytest.mark.parametrize(
+    ("how", "operation", "layers", "parameters"),
+    [
+        ("decorator", "@torch.no_grad() on embed", ("enc",), []),
+        ("data", ".data", ("enc",), []),
+        ("item", ".item()", ("",), ["log_scale"]),
+    ],
+)
+def test_a_decorator_a_data_read_and_one_parameter_cut_beside_others(
+    how: str, operation: str, layers: tuple[str, ...], parameters: list[str]
+) -> None:
+    report = diagnose(_Cuts(how), lambda b: torch.randn(b, 8))
+    cut = _cut(report)
+    assert cut.severity is Severity.ERROR and cut.evidence["operation"] == operation
+    assert cut.layers == tuple(layers) or cut.layers == ("(model)",)
+    assert cut.evidence["parameters"] == parameters
+    line = cut.evidence["source"].rsplit(":", 1)[1]
+    source = Path(__file__).read_text().splitlines()[int(line) - 1]
+    expected = {"decorator": "@torch.no_grad()", "data": ".data", "item": ".item()"}[how]
+    assert expected in source
