@@ -266,20 +266,33 @@ def fix(
 
     before = run(model)
     wanted = list(remedies) if remedies else _suggested(before)
+    code = _code_changes(before)
     if not wanted:
         serious = sorted(
-            {f.id for f in before.findings if f.severity.rank >= Severity.WARNING.rank}
+            {
+                f.id
+                for f in before.findings
+                if f.severity.rank >= Severity.WARNING.rank and f.evidence.get("reason") != "cut"
+            }
         )
         message = (
-            f"no automatic remedy for {', '.join(serious)}; see the findings' advice"
-            if serious
-            else "nothing needed fixing: no finding at warning or error; the model is unchanged"
+            "; ".join(
+                [
+                    *code,
+                    *(
+                        [f"no automatic remedy for {', '.join(serious)}; see the findings' advice"]
+                        if serious
+                        else []
+                    ),
+                ]
+            )
+            or "nothing needed fixing: no finding at warning or error; the model is unchanged"
         )
         return FixResult(before, None, (), (), model, message)
 
     context = RemedyContext(_probe(model, inputs, chosen), before, opts)
     warning = memory_note(model, _device_of(model) or torch.device("cpu"))
-    notes: tuple[str, ...] = (warning,) if warning else ()
+    notes: tuple[str, ...] = (*code, *((warning,) if warning else ()))
     outcomes: list[RemedyOutcome] = []
     proposals: dict[str, Proposal] = {}
     for remedy_id in wanted:
@@ -394,6 +407,18 @@ def _chained(
             if isinstance(then, Proposal):
                 chained[(first, remedy_id)] = proposal.edits + then.edits
     return chained
+
+
+def _code_changes(report: Report) -> list[str]:
+    """One line per cut graph: no remedy rewrites code, so the user is told what to change."""
+    return [
+        f"needs a code change: the gradient stops at {f.evidence['operation']}"
+        + (f" ({f.evidence['source']})" if f.evidence.get("source") else "")
+        + f" before {', '.join(f.layers[:4])}{' and more' if len(f.layers) > 4 else ''}; "
+        "remove the cut, or call requires_grad_(False) on them if they are meant to be frozen"
+        for f in report.findings
+        if f.id == "no-gradient" and f.evidence.get("reason") == "cut"
+    ]
 
 
 def _suggested(report: Report) -> list[str]:

@@ -5,6 +5,7 @@ bench/cut_truth.md (plain PyTorch, Adam and SGD with momentum, 2 seeds, against 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,17 @@ def test_a_decorator_a_data_read_and_one_parameter_cut_beside_others(
     source = Path(__file__).read_text().splitlines()[int(line) - 1]
     expected = {"decorator": "@torch.no_grad()", "data": ".data", "item": ".item()"}[how]
     assert expected in source
+
+
+def test_fix_names_the_code_change_a_cut_needs_and_exits_1(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["fix", str(SAMPLES / "detached_encoder.py"), "--format", "json"]
+    )
+    assert result.exit_code == ExitCode.FINDINGS, result.stderr
+
+    report = json.loads(result.stdout)
+    assert report["after"]["status"] == "error"
+    message = report["message"]
+    assert message.startswith("needs a code change: the gradient stops at .detach() (")
+    assert "detached_encoder.py:25) before encoder.0, encoder.2" in message
+    assert "requires_grad_(False)" in message
