@@ -115,6 +115,19 @@ def test_a_zoo_specs_config_file_is_an_input_no_output_replaces(tmp_path: Path) 
     assert config.read_text() == '{"n_layer": 2}'
 
 
+def test_the_step_summary_and_the_report_are_never_one_file(
+    tmp_path: Path, model_file: Path
+) -> None:
+    # The Markdown summary was appended to the YAML report, which then no longer parsed.
+    report = tmp_path / "r.yaml"
+    result = run(
+        "diagnose", str(model_file), "--format", "github", "--report", str(report),
+        env={"GITHUB_STEP_SUMMARY": str(report)},
+    )  # fmt: skip
+    usage_error(result, "GITHUB_STEP_SUMMARY", "is also the --report file")
+    assert not report.exists()
+
+
 def test_data_file_is_protected_from_reports(tmp_path: Path, model_file: Path) -> None:
     data = tmp_path / "batch.yaml"  # a report suffix, but it is the run's --data
     data.write_text("not data")

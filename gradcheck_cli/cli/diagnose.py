@@ -126,12 +126,15 @@ def diagnose_command(
             targets.append((junit, OutputFormat.JUNIT))
         if plot_path is not None:
             check_plot(check_output("--plot", Path(plot_path), others))
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        github = OutputFormat(output_format) is OutputFormat.GITHUB and bool(summary)
         check_distinct(
             [("--report", Path(p)) for p in report_paths]
             + ([("--junit", Path(junit_path))] if junit_path is not None else [])
             + ([("--plot", Path(plot_path))] if plot_path is not None else [])
+            + ([("GITHUB_STEP_SUMMARY", Path(summary or ""))] if github else [])
         )
-        if OutputFormat(output_format) is OutputFormat.GITHUB:
+        if github:
             check_summary(others)
         from gradcheck_cli.api import diagnose  # imports torch: not for --help
         from gradcheck_cli.distributed import leave
