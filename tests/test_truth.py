@@ -1,0 +1,49 @@
+"""The training-truth benchmark (bench/truth/): every model labelled by a plain-PyTorch oracle
+gets the default verdict its training predicts. A model that does not train gets an error (it
+fails CI at the default --fail-on) or, for a long-range recurrence, a warning; a model that
+trains gets neither."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gradcheck_cli import diagnose
+from gradcheck_cli.findings import Severity
+from gradcheck_cli.loading import load_model
+
+from .conftest import ROOT
+
+TRUTH = ROOT / "bench" / "truth"
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for name, entry in yaml.safe_load((TRUTH / "samples.yaml").read_text())["models"].items():
+        cases.append(
+            pytest.param(str(ROOT / entry["spec"]), entry["label"], entry["kind"], id=name)
+        )
+    for folder in sorted(TRUTH.glob("heldout*")):
+        kinds = yaml.safe_load((folder / "kinds.yaml").read_text())
+        for name, entry in yaml.safe_load((folder / "labels.yaml").read_text())["models"].items():
+            spec = str(folder / entry["file"])
+            cases.append(
+                pytest.param(spec, entry["label"], kinds[name], id=f"{folder.name}-{name}")
+            )
+    return cases
+
+
+@pytest.mark.parametrize(("spec", "label", "kind"), _cases())
+def test_the_default_verdict_follows_training(spec: str, label: str, kind: str) -> None:
+    loaded = load_model(spec)
+    report = diagnose(loaded.module, loaded.example_inputs, loaded.loss_fn, model_name=spec)
+    serious = {f.id: f.severity for f in report.findings if f.severity.rank >= 1}
+    if label == "trains":
+        assert serious == {}, (Path(spec).name, report.findings)
+    elif kind == "recurrence":
+        assert serious.get("vanishing-over-time") in (Severity.WARNING, Severity.ERROR), serious
+    else:
+        assert Severity.ERROR in serious.values(), (Path(spec).name, report.findings)
