@@ -45,7 +45,7 @@ from gradcheck_cli.loading import (
 )
 from gradcheck_cli.measure import Measurement, Passes, StepObserver, heap_frozen, measure
 from gradcheck_cli.model_info import describe_model
-from gradcheck_cli.preflight import check_runnable
+from gradcheck_cli.preflight import check_runnable, require_module
 from gradcheck_cli.remedies import ALSO_TRY, REGISTRY
 from gradcheck_cli.remedies.base import FixOptions, NotApplicable, Proposal, RemedyContext
 from gradcheck_cli.remedies.edits import Edit
@@ -94,6 +94,7 @@ def diagnose(
     Returns:
         The :class:`Report`; ``report.status``, ``.findings``, ``.layers``, ``.to_yaml()``.
     """
+    require_module(model, "diagnose()")
     chosen = apply_mapping(settings or Settings(), options, source="diagnose()")
     check_runnable(model, chosen)
     device = resolve_device(chosen.device)
@@ -248,6 +249,7 @@ def fix(
             batches and record both loss curves.
         source: the model spec, recorded in the plan.
     """
+    require_module(model, "fix()")
     chosen = apply_mapping(settings or Settings(), options, source="fix()")
     if chosen.shard is not ShardMode.NONE:
         raise UsageError("fix() runs in one process: it diagnoses copies of the model; drop shard=")

@@ -61,6 +61,7 @@ class ExitCode(enum.IntEnum):
     FINDINGS = 1
     USAGE_ERROR = 2
     INTERNAL_ERROR = 3
+    INTERRUPTED = 130  # SIGINT (Ctrl-C), as shells report it: 128 + 2
 
 
 Evidence = Mapping[str, float | int | str | list[Any] | Mapping[str, float]]

@@ -22,6 +22,19 @@ from gradcheck_cli.distributed import meta_blockers, on_meta
 from gradcheck_cli.errors import ConfigError, ModelRunError
 
 
+def require_module(model: object, caller: str) -> None:
+    """Raise a :class:`TypeError` that says what to pass when ``model`` is not a module (a
+    path given where the model belongs: ``diagnose("model.py")``)."""
+    if not isinstance(model, nn.Module):
+        hint = (
+            f"; for a model file, pass gradcheck_cli.loading.load_model({model!r}).module (its "
+            ".example_inputs and .loss_fn too), or run `gradcheck diagnose` on it"
+            if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__")
+            else ""
+        )
+        raise TypeError(f"{caller} takes a torch.nn.Module, got {type(model).__name__}{hint}")
+
+
 def check_runnable(model: nn.Module, settings: Settings) -> None:
     """Raise a :class:`ModelRunError` (or :class:`ConfigError`) when ``model`` cannot run with
     ``settings``; return quietly otherwise."""
@@ -55,4 +68,12 @@ def check_runnable(model: nn.Module, settings: Settings) -> None:
                 f"--lr {lr:g} is larger than the model's {str(dtype).removeprefix('torch.')} "
                 f"parameters can hold ({torch.finfo(dtype).max:g}); use a learning rate that "
                 "trains, e.g. 1e-3"
+            )
+        if dtype is not None and lr < torch.finfo(dtype).tiny:
+            # Below the smallest normal number lr rounds toward 0: 1e-320 is 0 in float32,
+            # so every step would leave the weights as they are.
+            raise ConfigError(
+                f"--lr {lr:g} is smaller than the model's {str(dtype).removeprefix('torch.')} "
+                f"parameters can hold ({torch.finfo(dtype).tiny:g}); training would not move "
+                "them: use a learning rate that trains, e.g. 1e-3"
             )

@@ -28,6 +28,7 @@ from gradcheck_cli.distributed import Merger, Shard, is_sharded
 from gradcheck_cli.findings import Report, RunInfo
 from gradcheck_cli.hooks import Recorder, capture, first_tensor
 from gradcheck_cli.model_info import describe_model
+from gradcheck_cli.preflight import require_module
 from gradcheck_cli.stats import StepRecord, aggregate
 
 
@@ -212,6 +213,7 @@ def watch(
     every rank, that of the global batch. Every rank must then sample the same steps (the same
     ``every``).
     """
+    require_module(model, "watch()")
     if every < 1:
         raise ValueError("every must be at least 1")
     settings = apply_mapping(Settings(), options, source="watch()")

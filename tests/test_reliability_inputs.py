@@ -721,3 +721,45 @@ def test_config_keys_twice_and_thresholds_out_of_their_range_are_refused(
 ) -> None:
     (tmp_path / "gradcheck.yaml").write_text(config)
     usage_error(run("diagnose", str(model_file)), fragment)
+
+
+# --- issue 25: an interrupt, a learning rate float32 cannot hold, a path given as the model ------
+
+
+def test_an_interrupt_exits_130_not_the_usage_error_code(
+    model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "diagnose", interrupted)
+    result = run("diagnose", str(model_file))
+    assert result.exit_code == ExitCode.INTERRUPTED == 130
+    assert result.stderr.strip() == "gradcheck: interrupted"
+
+
+@pytest.mark.parametrize(
+    ("lr", "message"),
+    [
+        ("1e-320", "is smaller than the model's float32 parameters can hold (1.17549e-38)"),
+        ("1e-39", "--lr 1e-39 is smaller than the model's float32 parameters can hold"),
+        ("1e300", "--lr 1e+300 is larger than the model's float32 parameters can hold"),
+    ],
+)
+def test_a_learning_rate_float32_cannot_hold_is_refused(
+    model_file: Path, lr: str, message: str
+) -> None:
+    # 1e-320 is 0 in float32: --train-steps would have trained nothing and said so nowhere.
+    result = run("diagnose", str(model_file), "--train-steps", "2", "--lr", lr)
+    usage_error(result, message)
+
+
+def test_a_path_where_the_model_belongs_is_a_type_error_that_says_what_to_pass() -> None:
+    for call in (api.diagnose, api.fix):
+        with pytest.raises(TypeError, match=r"takes a torch.nn.Module, got str; .*load_model"):
+            call("model.py")  # type: ignore[arg-type]
+    from gradcheck_cli import watch
+
+    with pytest.raises(TypeError, match=r"watch\(\) takes a torch.nn.Module, got str"):
+        with watch("x"):  # type: ignore[arg-type]
+            pass

@@ -53,7 +53,7 @@ def _failures(debug: bool) -> Iterator[None]:
         sys.exit(ExitCode.USAGE_ERROR)
     except KeyboardInterrupt:
         click.echo("gradcheck: interrupted", err=True)
-        sys.exit(ExitCode.USAGE_ERROR)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:
         if debug:
             traceback.print_exc()
