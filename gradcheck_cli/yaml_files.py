@@ -40,6 +40,39 @@ class UserLoader(yaml.SafeLoader):
 UserLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+.0123456789"))
 
 
+# No setting, plan or report nests deeper than a few levels; a document nested deeper than this
+# is refused as bad input before anything recurses through it (PyYAML and tomllib recurse per
+# level and raised RecursionError, exit 3, on 5,000 nested brackets).
+MAX_DEPTH = 64
+
+
+class TooDeep(yaml.YAMLError):
+    """A document nested deeper than :data:`MAX_DEPTH` levels."""
+
+    def __str__(self) -> str:
+        return f"it is nested deeper than {MAX_DEPTH} levels"
+
+
 def load_user_yaml(text: str) -> Any:
-    """One YAML document, read with :class:`UserLoader`; raises ``yaml.YAMLError``."""
-    return yaml.load(text, Loader=UserLoader)  # noqa: S506 - a SafeLoader subclass
+    """One YAML document, read with :class:`UserLoader`; raises ``yaml.YAMLError`` (also for a
+    document nested deeper than :data:`MAX_DEPTH` levels)."""
+    try:
+        data = yaml.load(text, Loader=UserLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise TooDeep() from None
+    check_depth(data)
+    return data
+
+
+def check_depth(data: Any) -> None:
+    """Raise :class:`TooDeep` when ``data`` (lists and mappings) nests deeper than
+    :data:`MAX_DEPTH` levels; walked with a stack, not by recursion."""
+    stack = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise TooDeep()
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)

@@ -33,6 +33,7 @@ from gradcheck_cli.config import Settings, load_settings
 from gradcheck_cli.findings import ExitCode
 from gradcheck_cli.remedies.plan import Plan, apply_plan
 from gradcheck_cli.report import COMPARE_RENDERERS
+from gradcheck_cli.specs import parse_spec
 
 FAST = settings(
     max_examples=150,
@@ -308,3 +309,44 @@ def test_free_form_report_documents(tmp_path: Path, data: Any) -> None:
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     code = outcome(lambda: compare(load_report(path), load_report(path)))
     assert code in (ExitCode.OK, ExitCode.USAGE_ERROR)
+
+
+# --- deep nesting and lone surrogates, in every document and spec the user writes ---------------
+
+SURROGATES = st.text(st.characters(categories=["Cs"]) | st.characters(), max_size=6)
+
+
+def _nested(depth: int, leaf: str) -> str:
+    """JSON text of ``leaf`` inside ``depth`` alternating objects and arrays, written without
+    recursion (json.dumps recurses). JSON's \\uXXXX escapes write a lone surrogate that no
+    UTF-8 file can hold; JSON is YAML too."""
+    opening = "".join("[" if i % 2 else '{"k": ' for i in range(depth))
+    closing = "".join("]" if i % 2 else "}" for i in reversed(range(depth)))
+    return opening + json.dumps(leaf) + closing
+
+
+@settings(FAST, max_examples=60)
+@given(
+    depth=st.integers(0, 80) | st.integers(900, 6000),
+    leaf=SURROGATES,
+    what=st.sampled_from(["config-yaml", "config-toml", "pyproject", "plan", "baseline", "spec"]),
+)
+def test_deep_documents_and_surrogates_are_results_or_exit_2(
+    tmp_path: Path, depth: int, leaf: str, what: str
+) -> None:
+    doc = _nested(depth, leaf)
+    text = '{"seed": ' + doc + "}" if what.startswith("config") else doc
+    if what in ("config-toml", "pyproject"):
+        text = (
+            ("[tool.gradcheck]\n" if what == "pyproject" else "")
+            + "seed = "
+            + ("[" * depth + json.dumps(leaf) + "]" * depth)
+        )
+    path = tmp_path / {"config-toml": "c.toml", "pyproject": "pyproject.toml"}.get(what, "d.yaml")
+    path.write_text(text, encoding="utf-8")
+    load: Any = {
+        "plan": lambda: Plan.load(path),
+        "baseline": lambda: load_report(path),
+        "spec": lambda: parse_spec(f"m.py:Net({'[' * depth}{json.dumps(leaf)}{']' * depth})"),
+    }.get(what, lambda: load_settings(path, cwd=tmp_path))
+    assert outcome(load) in (ExitCode.OK, ExitCode.USAGE_ERROR)

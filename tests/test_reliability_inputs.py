@@ -763,3 +763,48 @@ def test_a_path_where_the_model_belongs_is_a_type_error_that_says_what_to_pass()
     with pytest.raises(TypeError, match=r"watch\(\) takes a torch.nn.Module, got str"):
         with watch("x"):  # type: ignore[arg-type]
             pass
+
+
+def test_documents_nested_5000_deep_are_bad_input_not_a_crash(
+    tmp_path: Path, model_file: Path
+) -> None:
+    deep_yaml = tmp_path / "deep.yaml"
+    deep_yaml.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    usage_error(run("diagnose", str(model_file), "--config", str(deep_yaml)), "nested deeper")
+    usage_error(run("diagnose", str(model_file), "--plan", str(deep_yaml)), "nested deeper")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[tool.gradcheck]\na = " + "[" * 5000 + "]" * 5000)
+    os.chdir(project)
+    usage_error(run("diagnose", str(model_file)), "pyproject.toml: invalid TOML", "nested deeper")
+    # Within the recursion limit but absurd: refused the same way, before anything walks it.
+    (tmp_path / "gradcheck.yaml").write_text(
+        "a:\n" + "".join("  " * i + "b:\n" for i in range(1, 100)) + "  " * 100 + "c: 1\n"
+    )
+    os.chdir(tmp_path)
+    usage_error(run("diagnose", str(model_file)), "nested deeper than 64 levels")
+
+
+SURROGATE = (
+    "from torch import nn\n"
+    "import torch\n"
+    "class M(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.add_module('bad\\ud800name', nn.Linear(8, 4))\n"
+    "    def forward(self, x):\n"
+    "        return getattr(self, 'bad\\ud800name')(x)\n"
+    "def build_model():\n"
+    "    return M()\n"
+)
+
+
+def test_a_layer_name_with_a_lone_surrogate_is_written_escaped(tmp_path: Path) -> None:
+    model = tmp_path / "m.py"
+    model.write_text(SURROGATE)
+    for fmt in ("rich", "markdown", "github", "yaml"):
+        result = run("diagnose", str(model), "--format", fmt)
+        assert result.exit_code == ExitCode.OK, (fmt, result.stderr)
+    report = tmp_path / "r.md"
+    assert run("diagnose", str(model), "--report", str(report)).exit_code == ExitCode.OK
+    assert "bad\\ud800name" in report.read_text(encoding="utf-8")

@@ -19,7 +19,7 @@ from torch import nn
 from gradcheck_cli.config import MAX_SEED, read_text
 from gradcheck_cli.loading import copy_model
 from gradcheck_cli.remedies.edits import Edit, PlanError, apply_edit, renamed
-from gradcheck_cli.yaml_files import load_user_yaml
+from gradcheck_cli.yaml_files import TooDeep, load_user_yaml
 
 PLAN_VERSION = 1
 
@@ -87,6 +87,8 @@ class Plan:
         text = read_text(path, PlanError)
         try:
             data = load_user_yaml(text)
+        except TooDeep as exc:
+            raise PlanError(f"'{path}' is not valid YAML: {exc}") from None
         except yaml.YAMLError as exc:
             raise PlanError(f"'{path}' is not valid YAML") from exc
         try:
