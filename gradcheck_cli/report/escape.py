@@ -15,9 +15,7 @@ import xml.etree.ElementTree as ET
 # C0 and C1 controls (newline and tab included: a name is one line), DEL, line and paragraph
 # separators, the bidirectional embeddings, overrides and isolates, and lone surrogates (a
 # Python str holds them, no UTF-8 stream can: writing one raised UnicodeEncodeError, exit 3).
-_UNPRINTABLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 # Everything XML 1.0 cannot represent (https://www.w3.org/TR/xml/#charsets).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
