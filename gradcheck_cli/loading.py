@@ -14,10 +14,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import inspect
 import io
 import pickletools
 import re
+import sys
+import sysconfig
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -106,6 +109,13 @@ def _from_namespace(namespace: Any, spec: ModelSpec, on_meta: bool = False) -> L
     whole = None
     if spec.name is not None or hasattr(namespace, "build_model"):
         build = _attribute(namespace, spec) if spec.name is not None else namespace.build_model
+        refused = None if isinstance(build, nn.Module) else _not_a_model_builder(build)
+        if refused is not None:
+            # Before any call: `os:system('...')` or `builtins:exec('...')` must never run.
+            raise ModelLoadError(
+                f"'{spec.text}': {spec.name or 'build_model'} is {refused}; name an nn.Module "
+                "class or a function that builds one"
+            )
         module = _build_on_meta(build, spec) if on_meta else None
         if module is None or isinstance(module, str):
             whole = module
@@ -198,6 +208,31 @@ def _instantiate(obj: Any, spec: ModelSpec) -> nn.Module:
             f"'{label}' returned {type(built).__name__}, not an nn.Module; return the model"
         )
     return built
+
+
+# Where Python's standard library lives (not its site-packages): no model builder comes from it.
+_STDLIB = tuple(Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "platstdlib"))
+
+
+def _not_a_model_builder(obj: Any) -> str | None:
+    """Why ``obj`` may not be called to build a model, or None: only an nn.Module class or a
+    Python function (or a class's method) from outside the standard library is called."""
+    if isinstance(obj, functools.partial):
+        return _not_a_model_builder(obj.func)
+    if isinstance(obj, type):
+        return None if issubclass(obj, nn.Module) else "a class that is not an nn.Module"
+    func = obj.__func__ if inspect.ismethod(obj) else obj
+    if not inspect.isfunction(func):
+        return f"not a Python function ({type(obj).__name__}, built into Python or a library)"
+    module = sys.modules.get(func.__module__ or "")
+    where = getattr(module, "__file__", None)
+    if where is None:
+        return f"a function of the built-in module {func.__module__}"
+    path = Path(where).resolve()
+    packages = {"site-packages", "dist-packages"}
+    if any(path.is_relative_to(root) for root in _STDLIB) and not packages & set(path.parts):
+        return f"a function of Python's standard library ({func.__module__})"
+    return None
 
 
 def memory_failure(exc: BaseException, obj: Any, spec: ModelSpec) -> str | None:

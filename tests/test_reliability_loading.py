@@ -28,6 +28,7 @@ from gradcheck_cli import memory
 from gradcheck_cli.api import diagnose
 from gradcheck_cli.cli import main
 from gradcheck_cli.errors import ModelRunError
+from gradcheck_cli.findings import ExitCode
 from gradcheck_cli.loading import load_model
 from gradcheck_cli.specs import spec_relative_to
 
@@ -713,3 +714,34 @@ def test_a_fix_that_keeps_the_original_still_reloads_from_any_folder(tmp_path: P
     )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["model"]["type"] == "Net"
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("os:system('touch X')", "system is not a Python function"),
+        ('builtins:exec(\'open("X", "w")\')', "exec is not a Python function"),
+        ("os:popen('touch X')", "popen is a function of Python's standard library (os)"),
+        ("subprocess:run(['touch', 'X'])", "run is a function of Python's standard library"),
+        ("subprocess:Popen(['touch', 'X'])", "Popen is a class that is not an nn.Module"),
+    ],
+)
+def test_a_spec_never_calls_a_builtin_or_the_standard_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str, why: str
+) -> None:
+    # `package.module:NAME(args)` called any importable callable before it said the result
+    # was not a module: os:system('touch X') ran.
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["diagnose", spec], catch_exceptions=False)
+    assert result.exit_code == ExitCode.USAGE_ERROR
+    assert why in result.stderr and "name an nn.Module class or a function" in result.stderr
+    assert not (tmp_path / "X").exists()
+
+
+def test_a_partial_of_a_module_class_in_a_file_still_builds(tmp_path: Path) -> None:
+    model = tmp_path / "m.py"
+    model.write_text(
+        "import functools\nfrom torch import nn\nbuild = functools.partial(nn.Linear, 8)\n"
+    )
+    result = CliRunner().invoke(main, ["diagnose", f"{model}:build(4)", "--format", "yaml"])
+    assert result.exit_code == ExitCode.OK, result.stderr
