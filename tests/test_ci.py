@@ -238,7 +238,7 @@ def test_compare_of_a_broken_baseline_with_its_fix_passes_and_lists_improvements
     elif fmt == "markdown":
         assert out.startswith("## gradcheck baseline: ✅ no regression,")
         assert "| `vanishing` | error | – | resolved: improvement |" in out
-        assert "| `0` | rose, toward the healthy band: improvement |" in out
+        assert "| 0 | rose, toward the healthy band: improvement |" in out
     else:
         suite = ET.fromstring(out).find("testsuite")
         assert suite is not None and suite.get("failures") == "0"

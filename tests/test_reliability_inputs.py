@@ -638,7 +638,8 @@ def test_markdown_writes_control_characters_in_module_names_out(tmp_path: Path) 
     result = run("diagnose", str(model), "--format", "markdown")
     assert result.exit_code == 0, result.stderr
     assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
-    assert "evil\\x1b[31m\\u202e" in result.stdout
+    # `[` as a character reference: Markdown renders it as "[", never as a link's start.
+    assert "evil\\x1b&#91;31m\\u202e" in result.stdout
 
 
 def test_empty_paths_reversed_thresholds_and_repeated_keywords_are_refused(
@@ -808,3 +809,36 @@ def test_a_layer_name_with_a_lone_surrogate_is_written_escaped(tmp_path: Path) -
     report = tmp_path / "r.md"
     assert run("diagnose", str(model), "--report", str(report)).exit_code == ExitCode.OK
     assert "bad\\ud800name" in report.read_text(encoding="utf-8")
+
+
+HOSTILE = (
+    "from torch import nn\n"
+    "import torch\n"
+    "NAMES = ['x<img src=x onerror=alert(1)>', 'y`</details>`', 'z|[a](http://e)']\n"
+    "class M(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        for n in NAMES:\n"
+    "            self.add_module(n, nn.Linear(8, 8))\n"
+    "    def forward(self, x):\n"
+    "        for n in NAMES:\n"
+    "            x = getattr(self, n)(x)\n"
+    "        return x\n"
+    "def build_model():\n"
+    "    return M()\n"
+)
+
+
+def test_markdown_writes_names_as_text_never_as_html_or_structure(tmp_path: Path) -> None:
+    # A layer name put <img onerror=...> into the findings table, and a backtick plus
+    # </details> closed the report's <details> early (job summaries, PR comments).
+    model = tmp_path / "m.py"
+    model.write_text(HOSTILE)
+    result = run("diagnose", str(model), "--format", "markdown")
+    assert result.exit_code in (ExitCode.OK, ExitCode.FINDINGS), result.stderr
+    out = result.stdout
+    assert "<img" not in out and "&#60;img src=x onerror=alert(1)&#62;" in out
+    assert out.count("</details>") == 1 and out.rstrip().endswith("</details>")
+    assert "&#96;&#60;/details&#62;&#96;" in out and "[a](http" not in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "Linear" in line]
+    assert len(rows) == 3 and all(line.count(" | ") == 5 for line in rows)  # 6 cells each

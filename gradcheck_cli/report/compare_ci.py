@@ -11,7 +11,7 @@ from typing import TextIO
 
 from gradcheck_cli.compare import Comparison, LayerDiff
 from gradcheck_cli.findings import FailOn
-from gradcheck_cli.report.escape import printable, xml_safe
+from gradcheck_cli.report.escape import markdown_text, xml_safe
 from gradcheck_cli.report.github import escape_data, escape_property
 
 
@@ -110,7 +110,7 @@ def render_markdown(
         verdict += f", {comparison.improvements} improvement(s)"
     out.write(f"## gradcheck baseline: {verdict}\n\n")
     out.write(
-        f"`{printable(comparison.old_model)}` ({printable(comparison.old_status)}) → `{printable(comparison.new_model)}` ({printable(comparison.new_status)}); layers may move up to x{comparison.factor:g}.\n\n"
+        f"{markdown_text(comparison.old_model)} ({markdown_text(comparison.old_status)}) → {markdown_text(comparison.new_model)} ({markdown_text(comparison.new_status)}); layers may move up to x{comparison.factor:g}.\n\n"
     )
     rows = [f for f in comparison.findings if f.change.value != "unchanged"]
     if rows:
@@ -125,7 +125,7 @@ def render_markdown(
         out.write("| layer | change | baseline | now |\n|---|---|---:|---:|\n")
         for l in moved:
             out.write(
-                f"| `{printable(l.name)}` | {_md_change(l.change.value + (', ' + l.direction.value if l.direction.value else ''), l.regression, l.improvement)} | {l.old if l.old is not None else '–'} | {l.new if l.new is not None else '–'} |\n"
+                f"| {markdown_text(l.name)} | {_md_change(l.change.value + (', ' + l.direction.value if l.direction.value else ''), l.regression, l.improvement)} | {l.old if l.old is not None else '–'} | {l.new if l.new is not None else '–'} |\n"
             )
         out.write("\n")
 

@@ -4,7 +4,7 @@ Layer names, model names and messages reach the renderers from the user's model 
 ``compare`` and ``--baseline``, from a report file anyone may have written. A terminal obeys the
 escape sequences in such text (colours, titles, cursor moves, hyperlinks), and bidirectional
 overrides reorder what is shown; XML 1.0 has no way at all to write most control characters.
-Both functions are pure and keep ordinary text (any printable Unicode) as it is.
+Every function here is pure and keeps ordinary text (any printable Unicode) as it is.
 """
 
 from __future__ import annotations
@@ -27,6 +27,23 @@ def _escaped(match: re.Match[str]) -> str:
 def printable(text: str) -> str:
     """``text`` with every control character written out as Python writes it (``\\x1b``)."""
     return _UNPRINTABLE.sub(_escaped, text)
+
+
+# What can change the structure of a Markdown document (GitHub-flavoured) when it comes from
+# outside: HTML (`<img onerror=...>`, a `</details>` closing the report early), code spans, table
+# cells, emphasis, links and strikethrough. Written as numeric character references, which
+# GitHub renders as the characters themselves, outside code spans. `_` stays: GitHub reads no
+# emphasis inside a word (`sample_models`), and names are full of it; so does `\`, which can
+# only make the next character literal (``\x1b`` as printable() writes it reads as itself).
+_MARKDOWN = re.compile(r"[&<>`|*\[\]~]")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` safe anywhere in a Markdown document outside code spans: one line, control
+    characters written out, and every character that Markdown or HTML would read as structure
+    written as a character reference (``<`` as ``&#60;``)."""
+    flat = printable(text.replace("\n", " "))
+    return _MARKDOWN.sub(lambda m: f"&#{ord(m.group())};", flat)
 
 
 def xml_text(text: str) -> str:

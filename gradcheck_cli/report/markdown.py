@@ -7,7 +7,7 @@ from typing import TextIO
 from gradcheck_cli.findings import FailOn, Report, Severity
 from gradcheck_cli.remedies import REMEDIES
 from gradcheck_cli.report.console import sci
-from gradcheck_cli.report.escape import printable
+from gradcheck_cli.report.escape import markdown_text
 from gradcheck_cli.stats import value
 
 _ICON = {Severity.ERROR: "🔴", Severity.WARNING: "🟡", Severity.INFO: "🔵"}
@@ -16,9 +16,9 @@ MAX_LAYER_ROWS = 200
 
 
 def _cell(text: str) -> str:
-    """Escape what would break a Markdown table cell, and write out control characters and
-    bidirectional overrides (a module name is text from outside)."""
-    return printable(text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " "))
+    """Text from outside (a module name, a message quoting one) safe in a table cell or a
+    line: :func:`markdown_text`. Never inside a code span, where references are not read."""
+    return markdown_text(text)
 
 
 def render(
@@ -28,7 +28,7 @@ def render(
     run = report.run
     out.write(f"## gradcheck: {_STATUS[report.status.value]}\n\n")
     out.write(
-        f"`{_cell(report.model.name)}` ({_cell(report.model.type)}, "
+        f"{_cell(report.model.name)} ({_cell(report.model.type)}, "
         f"{report.model.parameters:,} parameters): {run.steps} steps x batch {run.batch_size} "
         f"on {run.device}, loss {run.loss}, seed {run.seed}; fails on `{fail_on.value}`.\n\n"
     )
@@ -54,7 +54,7 @@ def render(
     )
     for layer in report.layers[:MAX_LAYER_ROWS]:
         out.write(
-            f"| {layer.order} | `{_cell(layer.display_name)}` | {_cell(layer.type)} "
+            f"| {layer.order} | {_cell(layer.display_name)} | {_cell(layer.type)} "
             f"| {sci(value(layer.grad_rms), '–')} | {sci(value(layer.grad_to_weight), '–')} "
             f"| {sci(value(layer.act_rms), '–')} |\n"
         )
