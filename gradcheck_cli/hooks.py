@@ -31,7 +31,7 @@ from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.distributed import Merger, local_part, whole_norms
 from gradcheck_cli.graph import trace
 from gradcheck_cli.remedies.layers import is_hf_conv1d
-from gradcheck_cli.snapshot import ModelState
+from gradcheck_cli.snapshot import ModelState, TorchGlobals
 from gradcheck_cli.stats import NEAR_ZERO, LayerInfo, LayerKind, StepRecord, Structure
 
 # --- which modules are measured, and how -------------------------------------------------------
@@ -861,6 +861,7 @@ def capture(model: nn.Module, *, restore_state: bool = True) -> Iterator[Recorde
             grads = [p.grad for p in params]
             stack.callback(_restore_params, params, flags, grads)
             stack.callback(ModelState(model).restore)
+            stack.callback(TorchGlobals.read().restore)
 
         targets = measured_modules(model)
         recorder = Recorder(model, targets)

@@ -149,6 +149,49 @@ class ModelState:
             values.restore()
 
 
+@dataclass(frozen=True)
+class TorchGlobals:
+    """The process-wide torch settings a forward pass can change (``torch.set_default_dtype``,
+    ``use_deterministic_algorithms``, ``set_float32_matmul_precision``, grad and anomaly modes,
+    cuDNN's flags), read before a diagnosis and put back after it; the random generators are
+    saved and restored separately (:mod:`gradcheck_cli.seeding`)."""
+
+    default_dtype: torch.dtype
+    deterministic: bool
+    deterministic_warn_only: bool
+    matmul_precision: str
+    grad_enabled: bool
+    anomaly: bool
+    cudnn_deterministic: bool
+    cudnn_benchmark: bool
+
+    @classmethod
+    def read(cls) -> TorchGlobals:
+        """The settings as they are now."""
+        return cls(
+            torch.get_default_dtype(),
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.get_float32_matmul_precision(),
+            torch.is_grad_enabled(),
+            torch.is_anomaly_enabled(),
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+        )
+
+    def restore(self) -> None:
+        """Put every setting back as it was read."""
+        torch.set_default_dtype(self.default_dtype)
+        torch.use_deterministic_algorithms(
+            self.deterministic, warn_only=self.deterministic_warn_only
+        )
+        torch.set_float32_matmul_precision(self.matmul_precision)
+        torch.set_grad_enabled(self.grad_enabled)
+        torch.set_anomaly_enabled(self.anomaly)
+        torch.backends.cudnn.deterministic = self.cudnn_deterministic
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+
+
 @contextlib.contextmanager
 def preserved(model: nn.Module) -> Iterator[None]:
     """Run the block, then put back whatever its forward passes changed or rebound on ``model``

@@ -351,3 +351,37 @@ def test_the_recorder_is_freed_although_the_model_keeps_an_output() -> None:
     del recorder
     gc.collect()
     assert captured[0]() is None
+
+
+class _ChangesGlobals(nn.Module):
+    """A forward that changes process-wide torch settings, as some research code does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.set_default_dtype(torch.float64)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.set_float32_matmul_precision("medium")
+        torch.backends.cudnn.benchmark = not torch.backends.cudnn.benchmark
+        return self.fc(x.float())
+
+
+def test_global_torch_settings_a_forward_changes_are_put_back() -> None:
+    before = (
+        torch.get_default_dtype(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.get_float32_matmul_precision(),
+        torch.backends.cudnn.benchmark,
+        torch.is_grad_enabled(),
+    )
+    diagnose(_ChangesGlobals(), lambda b: torch.randn(b, 8))
+    after = (
+        torch.get_default_dtype(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.get_float32_matmul_precision(),
+        torch.backends.cudnn.benchmark,
+        torch.is_grad_enabled(),
+    )
+    assert after == before
