@@ -221,11 +221,11 @@ class _Tracer(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
-        inputs = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        inputs = [t for t in pytree.tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         names = frozenset().union(*(self._of(t) for t in inputs)) if inputs else frozenset()
         if not names:
             return result
-        outputs = [t for t in pytree.tree_leaves(result) if isinstance(t, torch.Tensor)]
+        outputs = [t for t in pytree.tree_flatten(result)[0] if isinstance(t, torch.Tensor)]
         name = getattr(func, "__name__", str(func))
         if name == "__get__":  # an attribute read: x.data
             name = getattr(getattr(func, "__self__", None), "__name__", name)
