@@ -236,11 +236,15 @@ class _Tracer(TorchFunctionMode):
         if outputs:
             for t in outputs:
                 self.label(t, *names)
-            if graded and torch.is_grad_enabled() and not any(t.requires_grad for t in outputs):
-                attribute = name == "data"
-                self._cut(
-                    names, ".data" if attribute else f".{name}()" if method else f"torch.{name}()"
-                )
+            if graded and not any(t.requires_grad for t in outputs):
+                if not torch.is_grad_enabled():  # an op inside a `with torch.no_grad():` block
+                    self._cut(names, *_no_grad_place())
+                else:
+                    attribute = name == "data"
+                    self._cut(
+                        names,
+                        ".data" if attribute else f".{name}()" if method else f"torch.{name}()",
+                    )
         elif graded and name in _LEAVING:
             self._cut(names, f".{name}()")
         elif name == "numpy":  # .detach().numpy(): say it is a NumPy round trip
@@ -250,11 +254,11 @@ class _Tracer(TorchFunctionMode):
                     self.cuts[n] = (".detach().numpy(), a NumPy round trip", line)
         return result
 
-    def _cut(self, names: frozenset[str], operation: str) -> None:
+    def _cut(self, names: frozenset[str], operation: str, line: str | None = None) -> None:
         new = [n for n in names if n not in self.cuts]
         if not new:
             return
-        line = _user_line()
+        line = _user_line() if line is None else line
         for n in new:
             self.cuts[n] = (operation, line)
 

@@ -160,6 +160,10 @@ class _Cuts(nn.Module):
             h = self.embed(x)
         elif self.how == "data":
             h = torch.relu(self.enc(x)).data
+        elif self.how == "block":
+            h = self.enc(x)
+            with torch.no_grad():  # "batch statistics are constants"
+                h = (h - h.mean(0)) / (h.std(0) + 1e-5)
         else:
             h = torch.relu(self.enc(x))
         scale = self.log_scale.exp().item() if self.how == "item" else self.log_scale.exp()
@@ -171,6 +175,7 @@ class _Cuts(nn.Module):
     [
         ("decorator", "@torch.no_grad() on embed", ("enc",), []),
         ("data", ".data", ("enc",), []),
+        ("block", "torch.no_grad()", ("enc",), []),
         ("item", ".item()", ("",), ["log_scale"]),
     ],
 )
@@ -184,7 +189,12 @@ def test_a_decorator_a_data_read_and_one_parameter_cut_beside_others(
     assert cut.evidence["parameters"] == parameters
     line = cut.evidence["source"].rsplit(":", 1)[1]
     source = Path(__file__).read_text().splitlines()[int(line) - 1]
-    expected = {"decorator": "@torch.no_grad()", "data": ".data", "item": ".item()"}[how]
+    expected = {
+        "decorator": "@torch.no_grad()",
+        "data": ".data",
+        "item": ".item()",
+        "block": "h.mean(0)",  # the first operation inside the no_grad block
+    }[how]
     assert expected in source
 
 
