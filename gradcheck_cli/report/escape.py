@@ -42,8 +42,7 @@ def markdown_text(text: str) -> str:
     """``text`` safe anywhere in a Markdown document outside code spans: one line, control
     characters written out, and every character that Markdown or HTML would read as structure
     written as a character reference (``<`` as ``&#60;``)."""
-    flat = printable(text.replace("\n", " "))
-    return _MARKDOWN.sub(lambda m: f"&#{ord(m.group())};", flat)
+    return _MARKDOWN.sub(lambda m: f"&#{ord(m.group())};", printable(text))
 
 
 def xml_text(text: str) -> str:
