@@ -185,6 +185,17 @@ class TemporalProfile:
         """``early / late``; None when the late steps get no gradient at all."""
         return self.early / self.late if self.late > 0 and math.isfinite(self.late) else None
 
+    def cut_at(self, factor: float = 1e-6) -> int | None:
+        """The first step that gets any gradient when every step before it gets exactly none
+        and this one gets at least ``factor`` of the late mean: a cliff, the mark of a graph
+        cut in the recurrence (a hidden state detached in forward). A gradient that decays
+        into float32's underflow reaches the zeros at ~1e-38 of its late value instead, and
+        gives None; so does a profile without leading zeros."""
+        first = next((i for i, norm in enumerate(self.norms) if norm != 0), None)
+        if not first or not self.late > 0:
+            return None
+        return first if self.norms[first] >= factor * self.late else None
+
     def reach(self, factor: float = 1e-3) -> int:
         """How many steps, counted back from the end, get at least ``factor`` x the late mean.
 

@@ -262,3 +262,31 @@ def test_a_remembering_lstm_cell_loop_is_healthy() -> None:
     assert profile.cell == "LSTM" and profile.early_to_late is not None
     assert profile.early_to_late > 1e-3
     assert [f.id for f in report.findings if f.severity is not Severity.INFO] == []
+
+
+class _DetachedEveryStep(nn.Module):
+    """A GRU cell unrolled by hand, its state detached every step "to keep memory flat"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(8, 32)
+        self.head = nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.shape[0], 32)
+        for t in range(x.shape[1]):
+            h = self.cell(x[:, t], h.detach())
+        return self.head(h)
+
+
+def test_a_hidden_state_detached_in_forward_is_named_a_cut_not_a_decay() -> None:
+    torch.manual_seed(0)
+    report = diagnose(_DetachedEveryStep(), lambda b: torch.randn(b, 30, 8))
+    (finding,) = [f for f in report.findings if f.id == "vanishing-over-time"]
+    assert finding.layers == ("cell",) and finding.evidence["cut_step"] == 30
+    assert finding.remedies == ()  # no gate bias or truncation brings back a detached state
+    assert "a cut in the recurrence" in finding.message and "gate-bias" not in finding.message
+    # A gradient that decays into float32's underflow is not a cut (gru_long: 300 steps).
+    long = _report("gru_long.py")
+    (decay,) = long.findings
+    assert "cut_step" not in decay.evidence and "gate-bias" in decay.remedies

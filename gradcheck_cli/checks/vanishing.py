@@ -11,21 +11,22 @@ from gradcheck_cli.findings import Finding, Severity
 from gradcheck_cli.stats import LayerKind, LayerStats, ModelStats, value
 
 # The small-init rule stands only where the gradient reaching the small layers' outputs
-# shrinks by more than this factor per layer toward the input (geometric mean).
+# shrinks by more than this factor per layer toward the input (median over the layers).
 SMALL_COMPENSATED = 0.5
 
 
 def _backward_decay(layers: list[LayerStats]) -> float | None:
-    """Per-layer factor by which the gradient at the layers' outputs changes from the last
-    layer (in forward order) to the first: (first / last) ** (1 / (n - 1)). None with fewer
-    than two layers or no gradient at the last one."""
-    ordered = sorted(layers, key=lambda l: l.order)
-    if len(ordered) < 2:
-        return None
-    first, last = value(ordered[0].out_grad_rms), value(ordered[-1].out_grad_rms)
-    if first is None or last is None or not last > 0 or not math.isfinite(first):
-        return None
-    return float((first / last) ** (1 / (len(ordered) - 1)))
+    """The median, over consecutive layers in forward order, of the factor by which the
+    gradient at a layer's output changes from the later layer to the earlier one (0 where the
+    earlier gets none). The median, not the product: the output layer's gradient is the loss's
+    own, of another scale, and one pair must not decide. None with fewer than two layers."""
+    ordered = [value(l.out_grad_rms) for l in sorted(layers, key=lambda l: l.order)]
+    ratios = [
+        (early / late if late > 0 else 0.0)
+        for early, late in zip(ordered, ordered[1:], strict=False)
+        if early is not None and late is not None and math.isfinite(early)
+    ]
+    return float(statistics.median(ratios)) if ratios else None
 
 
 class Vanishing(Check):
@@ -290,9 +291,10 @@ class Vanishing(Check):
         forward multiplies it back: SIREN draws its weights at 1/w0 of the usual scale and
         multiplies each pre-activation by w0 = 30 (Sitzmann et al. 2020). So the rule also
         measures the shrinking: the gradient reaching the small layers' outputs, followed from
-        the last toward the first, must lose at least half of itself per layer (geometric
-        mean); SIREN's keeps its scale (0.007 at every layer), the same net without w0 loses
-        10x per layer. Judged on the untrained model only: under --train-steps,
+        the last toward the first, must lose at least half of itself per layer (the median
+        over consecutive layers; the output layer's gradient is the loss's own and may differ
+        by 10x from the hidden ones'); SIREN's keeps its scale (0.007 at every hidden layer),
+        the same net without w0 loses 10x or more per layer. Judged on the untrained model only: under --train-steps,
         zero-initialised layers pass through "near zero" on their way up.
         """
         if stats.start_grad_norms:

@@ -44,7 +44,10 @@ class VanishingOverTime(Check):
         regime; so is an LSTM whose forget gates start near 0.5.
 
     Remedy:
-        Use a gated cell (LSTM, Hochreiter & Schmidhuber 1997; GRU, Cho et al. 2014) and start
+        A cliff (every step before some step gets exactly no gradient, that step a normal
+        share) is a cut, not a decay: a hidden state detached in forward. Remove the detach, or
+        truncate no shorter than the task's longest dependency; no weight change helps. Else use
+        a gated cell (LSTM, Hochreiter & Schmidhuber 1997; GRU, Cho et al. 2014) and start
         its gates remembering: forget-gate bias of 1 or more (Gers et al. 2000; Jozefowicz et
         al. 2015) or chrono initialisation matched to the sequence length (Tallec & Ollivier
         2018). If the task does not need the long range, truncate backpropagation through time
@@ -77,6 +80,33 @@ class VanishingOverTime(Check):
             for finding in self._judge(profile, options)
         ]
 
+    def _cut(self, profile: TemporalProfile, cut: int, severity: Severity) -> Finding:
+        """A cliff in the profile: a cut in the recurrence, named as such, with no remedy that
+        changes weights (gate biases and truncation cannot bring back a detached state)."""
+        steps = len(profile.norms)
+        share = profile.norms[cut] / profile.late
+        return Finding(
+            id=self.id,
+            severity=severity,
+            layers=(profile.module or "(model)",),
+            message=(
+                f"{profile.label}: the gradient stops dead at step {cut + 1} of {steps}: the "
+                f"{cut} step(s) before it get exactly none, while step {cut + 1} gets "
+                f"{share:.1e} of the late gradient. That is a cut in the recurrence (a hidden "
+                "state detached in forward: truncated backpropagation through time), not a slow "
+                f"decay: the weights cannot learn from anything before step {cut + 1}; remove "
+                "the detach, or truncate no shorter than the longest dependency of the task"
+            ),
+            evidence={
+                "early_to_late": 0.0,
+                "steps": steps,
+                "reach_steps": profile.reach(),
+                "cut_step": cut + 1,
+            },
+            remedies=(),
+            why=self.section("Why it matters"),
+        )
+
     def _judge(self, profile: TemporalProfile, options: Options) -> list[Finding]:
         ratio = profile.early_to_late
         if ratio is None or ratio >= options.warning:
@@ -89,6 +119,9 @@ class VanishingOverTime(Check):
         else:
             severity = Severity.ERROR if ratio < options.error else Severity.WARNING
             remedies = self.remedies
+        cut = profile.cut_at()
+        if cut is not None:
+            return [self._cut(profile, cut, severity)]
         share = "none of" if ratio == 0 else f"{ratio:.1e} times"  # 0: underflowed float64
         if not (profile.gated and severity is Severity.WARNING):
             cannot = ""
