@@ -25,8 +25,9 @@ class NoGradient(Check):
         whose output *values* reach the loss while no gradient does are an error, a cut graph
         (an accidental ``.detach()``, a call under ``torch.no_grad()``, an argmax or index, an
         integer cast, ``.item()``, a NumPy round trip): one more forward pass with their
-        outputs perturbed moves the loss, and the finding names the operation where the
-        gradient stops and its source line. Layers that run but whose outputs do not reach
+        parameters perturbed moves the loss, and the finding names the operation where the
+        gradient stops and its source line. One parameter cut off beside others of its layer
+        that train (``self.scale.exp().item()``) is found the same way. Layers that run but whose outputs do not reach
         the loss used (a metric, a head the loss ignores) are info; layers that never run
         are a warning, except when ``forward`` has inputs that default to None and were not
         given (a vision tower without pixel_values: info), a branch that every numbered block
