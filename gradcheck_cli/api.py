@@ -277,17 +277,11 @@ def fix(
                 if f.severity.rank >= Severity.WARNING.rank and f.evidence.get("reason") != "cut"
             }
         )
+        said = list(code)
+        if serious:
+            said.append(f"no automatic remedy for {', '.join(serious)}; see the findings' advice")
         message = (
-            "; ".join(
-                [
-                    *code,
-                    *(
-                        [f"no automatic remedy for {', '.join(serious)}; see the findings' advice"]
-                        if serious
-                        else []
-                    ),
-                ]
-            )
+            "; ".join(said)
             or "nothing needed fixing: no finding at warning or error; the model is unchanged"
         )
         return FixResult(before, None, (), (), model, message)
