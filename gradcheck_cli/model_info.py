@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from gradcheck_cli.findings import ModelInfo
+from gradcheck_cli.stats import collapse_names
 
 
 def describe_model(model: nn.Module, name: str | None = None) -> ModelInfo:
@@ -29,19 +30,9 @@ def frozen_parts(model: nn.Module) -> tuple[tuple[str, int], ...]:
     or by their own name, each with its number of values, in registration order. Parameters
     shared by several modules count once, under their first name."""
     named = list(model.named_parameters())
-    frozen_names = {n for n, p in named if not p.requires_grad}
-    if not frozen_names:
-        return ()
+    frozen = [(n, p) for n, p in named if not p.requires_grad]
+    labels = collapse_names([n for n, _ in frozen], [n for n, _ in named])
     parts: dict[str, int] = {}
-    for name, p in named:
-        if name not in frozen_names:
-            continue
-        pieces = name.split(".")
-        label = name
-        for end in range(1, len(pieces)):
-            prefix = ".".join(pieces[:end]) + "."
-            if all(n in frozen_names for n, _ in named if n.startswith(prefix)):
-                label = prefix + "*"
-                break
-        parts[label] = parts.get(label, 0) + p.numel()
+    for name, p in frozen:
+        parts[labels[name]] = parts.get(labels[name], 0) + p.numel()
     return tuple(parts.items())

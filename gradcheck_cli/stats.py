@@ -213,6 +213,32 @@ class TemporalProfile:
         return steps
 
 
+def collapse_names(
+    chosen: Sequence[str], universe: Sequence[str], *, min_under: int = 1
+) -> dict[str, str]:
+    """Each chosen dotted name with the label it is shown under: ``P.*`` for the shortest
+    prefix ``P`` under which every name of ``universe`` is chosen (and at least ``min_under``
+    names lie), else the name itself. ``encoder.0.weight`` and ``encoder.2.bias`` become
+    ``encoder.*`` when nothing else lies under ``encoder``. Counted once per prefix, so a
+    model of many parameters costs one pass over their names."""
+    picked = set(chosen)
+    total: dict[str, int] = {}
+    inside: dict[str, int] = {}
+    for name in universe:
+        parts = name.split(".")
+        for end in range(1, len(parts)):
+            prefix = ".".join(parts[:end])
+            total[prefix] = total.get(prefix, 0) + 1
+            inside[prefix] = inside.get(prefix, 0) + (name in picked)
+    labels = {}
+    for name in chosen:
+        parts = name.split(".")
+        prefixes = (".".join(parts[:end]) for end in range(1, len(parts)))
+        whole = (p for p in prefixes if min_under <= total.get(p, 0) == inside.get(p, 0))
+        labels[name] = next((p + ".*" for p in whole), name)
+    return labels
+
+
 @dataclass(frozen=True)
 class GraphCut:
     """Parameters of layers that ran, whose values reach the loss, but whose gradient stops at

@@ -183,3 +183,18 @@ def test_an_input_changed_in_place_after_the_layer_before_is_measured_again() ->
     assert by_name["last"].in_rms.median == pytest.approx(
         2 * by_name["first"].act_rms.median, rel=1e-5
     )
+
+
+def test_collapse_names_writes_a_wholly_chosen_module_once() -> None:
+    from gradcheck_cli.stats import collapse_names
+
+    universe = ["encoder.0", "encoder.2", "head", "scale.weight", "norm.weight", "norm.bias"]
+    assert collapse_names(["encoder.0", "encoder.2", "norm.bias"], universe) == {
+        "encoder.0": "encoder.*",
+        "encoder.2": "encoder.*",
+        "norm.bias": "norm.bias",  # norm.weight is not chosen
+    }
+    assert collapse_names(["scale.weight"], universe) == {"scale.weight": "scale.*"}
+    assert collapse_names(["scale.weight"], universe, min_under=2) == {
+        "scale.weight": "scale.weight"
+    }

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 
 from gradcheck_cli.checks.base import Check
 from gradcheck_cli.findings import Finding, Severity
-from gradcheck_cli.stats import GraphCut, LayerKind, LayerStats, ModelStats, Summary, value
+from gradcheck_cli.stats import (
+    GraphCut,
+    LayerKind,
+    LayerStats,
+    ModelStats,
+    Summary,
+    collapse_names,
+    value,
+)
 
 
 class NoGradient(Check):
@@ -356,23 +364,11 @@ _INDEXING = ("argmax", "argmin", "long", "int", "topk", "round", "floor", "ceil"
 
 
 def _collapse(members: list[LayerStats], stats: ModelStats) -> str:
-    """The members' names, each module all of whose trainable layers are members written once
-    as ``module.*`` (``backbone.*`` for a whole backbone)."""
-    chosen = {l.name for l in members}
+    """The members' names, each module all of whose trainable layers (two or more) are
+    members written once as ``module.*`` (``backbone.*`` for a whole backbone)."""
     trainable = [l.name for l in stats.layers if l.trainable]
-    shown: list[str] = []
-    for name in [l.name for l in members]:
-        parts = name.split(".")
-        label = name
-        for end in range(1, len(parts)):
-            prefix = ".".join(parts[:end]) + "."
-            under = [n for n in trainable if n.startswith(prefix)]
-            if len(under) > 1 and all(n in chosen for n in under):
-                label = prefix + "*"
-                break
-        if label not in shown:
-            shown.append(label)
-    return _names(shown)
+    labels = collapse_names([l.name for l in members], trainable, min_under=2)
+    return _names(list(dict.fromkeys(labels.values())))
 
 
 def _names(names: list[str]) -> str:
