@@ -25,7 +25,7 @@ from gradcheck_cli.checks import CHECKS, Rule, RuleSeverity, default_options
 from gradcheck_cli.choices import Amp, Device, LossKind, Optimizer, ShardMode
 from gradcheck_cli.errors import ConfigError
 from gradcheck_cli.findings import FailOn
-from gradcheck_cli.yaml_files import MAX_DEPTH, TooDeep, check_depth, load_user_yaml
+from gradcheck_cli.yaml_files import TooDeep, check_depth, load_user_yaml
 
 
 @dataclass(frozen=True)
@@ -331,9 +331,7 @@ def read_config(path: Path) -> dict[str, Any]:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
         except (RecursionError, TooDeep):
-            raise ConfigError(
-                f"{path}: invalid TOML: it is nested deeper than {MAX_DEPTH} levels; fix the file"
-            ) from None
+            raise ConfigError(f"{path}: invalid TOML: {TooDeep()}; fix the file") from None
         if path.name == "pyproject.toml":
             tool = data.get("tool", {})
             if not isinstance(tool, Mapping):

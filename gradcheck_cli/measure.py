@@ -344,15 +344,12 @@ def _cuts(passes: Passes, recorder: Recorder, records: list[StepRecord]) -> tupl
     """Trainable parameters of layers that ran, that got no gradient in any step, whose values
     reach the loss all the same (:func:`cuts.find_cuts`), probed through the model itself with
     step 0's batch while the recorder is off."""
-    if not records:
+    ungraded = [(i, p) for i, p in recorder.never_graded() if any(r.calls[i] for r in records)]
+    if not ungraded:  # the usual case: every parameter of a layer that ran got a gradient
         return ()
     layers = recorder.layers
     names = {id(p): n for n, p in passes.model.named_parameters()}
-    candidates = [
-        (names[id(p)], p, layers[i][0])
-        for i, p in recorder.never_graded()
-        if id(p) in names and any(r.calls[i] for r in records)
-    ]
+    candidates = [(names[id(p)], p, layers[i][0]) for i, p in ungraded if id(p) in names]
     if not candidates:
         return ()
     plain = replace(passes, runner=None)
