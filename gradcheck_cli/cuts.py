@@ -120,6 +120,44 @@ def find_cuts(
     return tuple(cuts)
 
 
+def positions_reach(
+    model: nn.Module, embedding: str, time_axis: int, before: int, run_loss: RunLoss
+) -> bool:
+    """Whether the values at the first ``before`` positions of ``embedding``'s output reach the
+    loss: noise added to them (in the module's first call of a pass) changes it by more than
+    a rerun does. When those positions get exactly no gradient, True means their gradient is
+    cut while their values flow on (a state detached in forward), False that the output does
+    not see them at all (a receptive field, a crop). Three passes; nothing of the model is
+    changed."""
+    module = dict(model.named_modules()).get(embedding)
+    if module is None:
+        return False
+    base = _loss(run_loss)
+    floor = abs(_loss(run_loss) - base)
+    if not math.isfinite(base):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    done: list[bool] = []
+
+    def hook(mod: nn.Module, args: Any, out: Any) -> Any:
+        if done or not isinstance(out, torch.Tensor) or out.dim() <= time_axis:
+            return None
+        if not out.is_floating_point() or out.shape[time_axis] <= before:
+            return None
+        done.append(True)
+        early = out.narrow(time_axis, 0, before)
+        rest = out.narrow(time_axis, before, out.shape[time_axis] - before)
+        scale = out.detach().float().pow(2).mean().sqrt().item()
+        scale = NOISE * scale if math.isfinite(scale) and scale > 0 else 1.0
+        noise = torch.randn(early.shape, generator=generator).to(early)
+        return torch.cat([early + scale * noise, rest], dim=time_axis)
+
+    with module.register_forward_hook(hook):
+        changed = _loss(run_loss)
+    delta = abs(changed - base) if math.isfinite(changed) else math.inf
+    return delta > max(10 * floor, 1e-6 * max(1.0, abs(base)))
+
+
 def _loss(run_loss: RunLoss) -> float:
     value = run_loss()
     return float(value.detach().float().reshape(()))

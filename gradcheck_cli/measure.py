@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.choices import Amp, ShardMode
-from gradcheck_cli.cuts import find_cuts
+from gradcheck_cli.cuts import find_cuts, positions_reach
 from gradcheck_cli.distributed import (
     Merger,
     Shard,
@@ -317,7 +317,7 @@ def _measure(passes: Passes, *, steps: int, amp: Amp, on_step: StepObserver) -> 
         if positions is not None:
             positions.enabled = False
             if (profile := positions.profile()) is not None:
-                temporal.append(profile)
+                temporal.append(_seen(passes, recorder, profile, positions.time_axis))
         if amp is Amp.FP16:
             with recorder.counting_underflow():
                 shadow.append(passes.step(recorder, 0, Amp.NONE)[0])
@@ -340,6 +340,35 @@ def _measure(passes: Passes, *, steps: int, amp: Amp, on_step: StepObserver) -> 
     return Measurement(stats=stats, loss=str(used_loss))
 
 
+def _step0_loss(passes: Passes) -> Callable[[], torch.Tensor]:
+    """Step 0's forward pass and loss, through the model itself (not DDP), under step 0's seed:
+    the probes' passes."""
+    plain = replace(passes, runner=None)
+
+    def run_loss() -> torch.Tensor:
+        with plain.seeded(0):
+            batch = plain.inputs()
+            return plain.loss_of(plain.forward(batch), batch)[0]
+
+    return run_loss
+
+
+def _seen(
+    passes: Passes, recorder: Recorder, profile: TemporalProfile, time_axis: int
+) -> TemporalProfile:
+    """A model-level profile whose first positions get exactly no gradient, told whether their
+    values reach the loss all the same (:func:`cuts.positions_reach`), with the recorder off."""
+    cut = profile.cut_at()
+    if profile.cell != "model" or cut is None or passes.shard is not None:
+        return profile
+    recorder.active = False  # the probe's passes are not measured steps
+    try:
+        flows = positions_reach(passes.model, profile.module, time_axis, cut, _step0_loss(passes))
+    finally:
+        recorder.active = True
+    return replace(profile, cut_values_reach=flows)
+
+
 def _cuts(passes: Passes, recorder: Recorder, records: list[StepRecord]) -> tuple[GraphCut, ...]:
     """Trainable parameters of layers that ran, that got no gradient in any step, whose values
     reach the loss all the same (:func:`cuts.find_cuts`), probed through the model itself with
@@ -352,15 +381,8 @@ def _cuts(passes: Passes, recorder: Recorder, records: list[StepRecord]) -> tupl
     candidates = [(names[id(p)], p, layers[i][0]) for i, p in ungraded if id(p) in names]
     if not candidates:
         return ()
-    plain = replace(passes, runner=None)
-
-    def run_loss() -> torch.Tensor:
-        with plain.seeded(0):
-            batch = plain.inputs()
-            return plain.loss_of(plain.forward(batch), batch)[0]
-
     recorder.active = False  # the probe's passes are not measured steps
-    return find_cuts(passes.model, candidates, run_loss)
+    return find_cuts(passes.model, candidates, _step0_loss(passes))
 
 
 def _advice(exc: BaseException, smaller: str) -> str:

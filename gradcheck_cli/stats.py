@@ -144,13 +144,21 @@ class TemporalProfile:
 
     ``method`` says what was differentiated: ``last step`` (a recurrent module's last output,
     projected on a random direction) or ``loss`` (the diagnosis loss, at an embedding's output).
+    ``convolutions`` (model-level profiles only) names the model's 1-D convolutions, and
+    ``receptive_field`` is how many steps they see together when stacked in series: 1 plus the
+    sum of (kernel size - 1) x dilation. ``cut_values_reach`` (model-level profiles with a
+    cliff only) says whether the values at the positions before the cliff still reach the loss
+    (:func:`cuts.positions_reach`): True is a cut graph, False positions the output never sees.
     """
 
     module: str
-    cell: str  # RNN, RNN_RELU, LSTM, GRU, or attention
+    cell: str  # RNN, RNN_RELU, LSTM, GRU, attention, or model
     gated: bool
     method: str
     norms: tuple[float, ...]
+    convolutions: tuple[str, ...] = ()
+    receptive_field: int | None = None
+    cut_values_reach: bool | None = None
 
     @property
     def label(self) -> str:

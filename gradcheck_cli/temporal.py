@@ -10,8 +10,11 @@ Two measurements, both on the batch of measurement step 0 or on the measured ste
   bidirectional module the forward direction is measured. A cell (``nn.RNNCell``,
   ``nn.LSTMCell``, ``nn.GRUCell``) that a Python loop calls once per step is measured the same
   way: its last call's hidden state, differentiated with respect to every call's input.
-* Attention stacks (no recurrent module; an ``nn.Embedding`` feeding attention): the gradient of
-  the diagnosis loss reaching the embedding output at each position, from the measured steps.
+* Any model with an ``nn.Embedding`` (the model-level profile): the gradient of the diagnosis
+  loss reaching the first embedding output at each position, from the measured steps. It sees
+  whatever lies between the embedding and the loss (recurrent modules, hand-written cells,
+  scans, convolutions, attention) without knowing the architecture; a position whose gradient
+  is exactly zero cannot influence the loss at all (a receptive field, a detached state, a crop).
 
 This module only collects numbers; :mod:`gradcheck_cli.checks.vanishing_over_time` judges them.
 """
@@ -168,6 +171,17 @@ def probe_recurrent(model: nn.Module, run_forward: Callable[[], Any]) -> list[Te
     return found
 
 
+def receptive_field(model: nn.Module) -> tuple[tuple[str, ...], int | None]:
+    """The model's 1-D convolutions and their receptive field in series (1 + sum of
+    (kernel size - 1) x dilation): an upper bound on how many steps one output step sees
+    through them (branches side by side see less); None without convolutions."""
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv1d)]
+    if not convs:
+        return (), None
+    span = sum((m.kernel_size[0] - 1) * m.dilation[0] for _, m in convs)
+    return tuple(n for n, _ in convs), 1 + span
+
+
 def _is_attention(module: nn.Module) -> bool:
     return isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention")
 
@@ -182,9 +196,15 @@ class PositionProfiler:
     ``shared`` table is passed over).
     """
 
-    def __init__(self, time_axis: int):
+    def __init__(
+        self, time_axis: int, cell: str = "attention", model: nn.Module | None = None
+    ) -> None:
         self.name = ""
         self.time_axis = time_axis
+        self.cell = cell
+        self.convolutions, self.receptive_field = (
+            receptive_field(model) if model is not None and cell == "model" else ((), None)
+        )
         self.step = 0
         self.enabled = True
         self._rows: dict[int, torch.Tensor] = {}
@@ -196,16 +216,22 @@ class PositionProfiler:
     @classmethod
     @contextlib.contextmanager
     def attach(cls, model: nn.Module) -> Iterator[PositionProfiler | None]:
-        """Hook the embeddings of a model with attention; None for other models."""
+        """Hook the embeddings of a model that has one; None for other models.
+
+        The profile is the model's own (``cell`` "model"), whatever lies between the embedding
+        and the loss (recurrent modules, hand-written cells, scans, convolutions), or an
+        attention stack's (``cell`` "attention"). Time is the embedding output's axis 1, or 0
+        when an attention or recurrent module of the model takes its sequence first.
+        """
         attention = [m for m in model.modules() if _is_attention(m)]
         embeddings = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
-        if recurrent_modules(model) or not attention or not embeddings:
+        if not embeddings:
             yield None
             return
         seq_first = any(
             isinstance(m, nn.MultiheadAttention) and not m.batch_first for m in attention
-        )
-        profiler = cls(0 if seq_first else 1)
+        ) or any(not m.batch_first for _, m in recurrent_modules(model))
+        profiler = cls(0 if seq_first else 1, "attention" if attention else "model", model)
         with contextlib.ExitStack() as stack:
             for name, module in embeddings:
                 stack.callback(module.register_forward_hook(profiler._hook(name)).remove)
@@ -251,8 +277,10 @@ class PositionProfiler:
         median = torch.stack(rows).median(dim=0).values.cpu()
         return TemporalProfile(
             module=self.name,
-            cell="attention",
+            cell=self.cell,
             gated=False,
             method="loss",
             norms=tuple(median.tolist()),
+            convolutions=self.convolutions,
+            receptive_field=self.receptive_field,
         )

@@ -290,3 +290,113 @@ def test_a_hidden_state_detached_in_forward_is_named_a_cut_not_a_decay() -> None
     long = _report("gru_long.py")
     (decay,) = long.findings
     assert "cut_step" not in decay.evidence and "gate-bias" in decay.remedies
+
+
+def _model_level(report):  # type: ignore[no-untyped-def]
+    (profile,) = [p for p in report.temporal if p.cell == "model"]
+    return profile
+
+
+def test_a_tcn_that_cannot_see_its_dependency_warns_with_its_receptive_field(
+    validate_report,
+) -> None:
+    # sample_models/tcn_short_rf.py: dilations 1, 2 (7 steps), label 24 steps back; it does not
+    # learn, and build_wide (31 steps) does (bench/sequence_truth.md).
+    report = _report("tcn_short_rf.py")
+    (finding,) = report.findings
+    assert finding.id == "vanishing-over-time" and finding.severity is Severity.WARNING
+    assert finding.layers == ("convs.0", "convs.1")
+    assert finding.evidence["reach_steps"] == 7 and finding.evidence["receptive_field"] == 7
+    assert finding.evidence["steps"] == 48 and finding.evidence["cut_step"] == 42
+    assert finding.evidence["values_reach"] is False  # not a cut graph: nothing flows from there
+    assert "see 7 steps in series" in finding.message and finding.remedies == ()
+    profile = _model_level(report)
+    assert profile.module == "embed" and profile.method == "loss"
+    assert profile.norms[:41] == (0.0,) * 41 and min(profile.norms[41:]) > 0
+    validate_report(report.to_dict())
+    # Seeing more than half the sequence is information: the task may not need the rest.
+    wide = _report("tcn_short_rf.py:build_wide")
+    (info,) = wide.findings
+    assert info.severity is Severity.INFO and info.evidence["receptive_field"] == 31
+    assert info.evidence["reach_steps"] == 31
+
+
+class _HandWrittenGRU(nn.Module):
+    """A GRU cell written with nn.Linear gates in a Python loop, its state detached every
+    ``chunk`` steps (truncated BPTT), reading the last state: no nn.GRUCell to profile."""
+
+    def __init__(self, chunk: int | None) -> None:
+        super().__init__()
+        self.chunk = chunk
+        self.embed = nn.Embedding(8, 16)
+        self.gates = nn.Linear(16 + 32, 64)
+        self.candidate = nn.Linear(16 + 32, 32)
+        self.head = nn.Linear(32, 8)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        h = x.new_zeros(x.shape[0], 32)
+        for t in range(x.shape[1]):
+            if self.chunk and t % self.chunk == 0:
+                h = h.detach()
+            z, r = torch.sigmoid(self.gates(torch.cat([x[:, t], h], -1))).chunk(2, -1)
+            n = torch.tanh(self.candidate(torch.cat([x[:, t], r * h], -1)))
+            h = (1 - z) * n + z * h
+        return self.head(h)
+
+
+def test_a_state_detached_in_a_hand_written_loop_is_a_cut_graph_error() -> None:
+    torch.manual_seed(0)
+    tokens = lambda b: torch.randint(0, 8, (b, 30))  # noqa: E731
+    loss = lambda out, x: nn.functional.cross_entropy(out, x[:, 0])  # noqa: E731
+    report = diagnose(_HandWrittenGRU(chunk=10), tokens, loss)
+    (finding,) = [f for f in report.findings if f.id == "vanishing-over-time"]
+    assert finding.severity is Severity.ERROR and finding.layers == ("embed",)
+    # The last chunk (steps 21-30) gets the gradient; the 20 steps before get exactly none,
+    # while their values reach the loss through the state.
+    assert finding.evidence["cut_step"] == 21 and finding.evidence["reach_steps"] == 10
+    assert finding.evidence["values_reach"] is True and "receptive_field" not in finding.evidence
+    assert "truncated backpropagation" in finding.message
+    # Without the detach there is no cut, but default gates (near 0.5) forget: a decay, a
+    # warning (issue 28: the same cell with default biases cannot learn token 0 of 30+).
+    torch.manual_seed(0)
+    whole = diagnose(_HandWrittenGRU(chunk=None), tokens, loss)
+    profile = _model_level(whole)
+    assert profile.cut_at() is None and profile.norms[0] > 0
+    (decay,) = [f for f in whole.findings if f.id == "vanishing-over-time"]
+    assert decay.severity is Severity.WARNING and "cut_step" not in decay.evidence
+    assert decay.evidence["early_to_late"] < 1e-3 and decay.evidence["reach_steps"] < 15
+
+
+def test_a_diagonal_recurrence_at_half_decay_warns_and_near_the_unit_circle_does_not() -> None:
+    # sample_models/diagonal_recurrence.py: lambda = 0.5 over 40 tokens, label token 0; does
+    # not learn; build_near_unit (lambda in [0.9, 0.999]) does (bench/sequence_truth.md).
+    report = _report("diagonal_recurrence.py")
+    (finding,) = report.findings
+    assert finding.id == "vanishing-over-time" and finding.severity is Severity.WARNING
+    assert finding.layers == ("embed",) and finding.remedies == ()
+    # 0.5 per step: the first 4 positions get about 0.5^36 = 1.5e-11 of the last 4's gradient.
+    assert 1e-12 < finding.evidence["early_to_late"] < 1e-10
+    assert 8 <= finding.evidence["reach_steps"] <= 14  # 0.5^10 = 1e-3
+    near = _report("diagonal_recurrence.py:build_near_unit")
+    assert near.findings == ()
+    assert _model_level(near).reach() == 40
+
+
+def test_the_model_level_profile_defers_to_a_recurrent_modules_own() -> None:
+    # gru_first_token: an embedding and an nn.GRU. Both profiles are measured and agree; only the
+    # module's (which says more: per layer, the gated policy) is judged.
+    report = _report("gru_first_token.py")
+    (finding,) = report.findings
+    assert finding.layers == ("gru",) and finding.severity is Severity.WARNING
+    model, module = report.temporal  # the whole model's first, then each module's
+    assert (module.method, model.method, model.cell) == ("last step", "loss", "model")
+    assert module.reach() == model.reach()
+    fake = TemporalProfile("embed", "model", False, "loss", tuple([1e-9] * 60 + [1.0] * 40))
+    (alone,) = run_checks(ModelStats((), (), 1, temporal=(fake,)))
+    assert alone.severity is Severity.WARNING and alone.evidence["reach_steps"] == 40
+    # A decay that still reaches back more than half the sequence is not judged.
+    most = TemporalProfile("embed", "model", False, "loss", tuple([1e-9] * 10 + [1.0] * 90))
+    assert run_checks(ModelStats((), (), 1, temporal=(most,))) == []
+    rnn = TemporalProfile("gru", "GRU", True, "last step", tuple([1.0] * 100))
+    assert run_checks(ModelStats((), (), 1, temporal=(rnn, fake))) == []

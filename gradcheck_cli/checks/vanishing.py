@@ -191,7 +191,7 @@ class Vanishing(Check):
         for l in stats.layers:
             if l.successor is not None:
                 feeding.setdefault(l.successor, []).append(l)
-        recurrent = {p.module for p in stats.temporal if p.cell != "attention"}
+        recurrent = {p.module for p in stats.temporal if p.method == "last step"}
         heads = []
         for l in stats.layers:
             rms = value(l.in_rms)

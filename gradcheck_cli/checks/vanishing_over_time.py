@@ -31,10 +31,21 @@ class VanishingOverTime(Check):
         of 5e-3 or less learned the task (LSTM/GRU default init at 50-300 steps, forget bias 1,
         bias 2 beyond 100 steps: chance), every one at 6.6e-3 or more did (chrono init at 300
         steps: 72-85%).
-        Attention stacks get a profile too (the loss gradient reaching each position of the
-        embedding output), which is reported and plotted but not judged: attention reaches every
-        position in one step, and how much gradient a position gets follows the attention
-        weights, not a product over time steps.
+        A cliff (every step before some step gets exactly no gradient) is an error: nothing
+        before it can train the model, whatever the task.
+        Every model with an embedding also gets a model-level profile: the diagnosis loss's
+        gradient reaching each position of the first embedding's output, whatever lies between
+        (hand-written cells, scans, convolutions). Judged where no recurrent module was profiled:
+        leading positions that get exactly no gradient are an error (the output cannot depend
+        on them: a convolution stack's receptive field, a state detached in forward, a crop),
+        with the receptive field computed from the 1-D convolutions' kernel sizes and
+        dilations; a first tenth below 1e-3 of the last tenth, reaching back less than half the
+        sequence, is a warning (a diagonal recurrence decaying at |lambda| = 0.5, a selective
+        scan that forgets). Never an error: whether the task needs the early positions is not
+        something gradients at initialisation show (a default GRU on a recent-context task
+        trains with 1e-21). The profile of an attention stack is reported and plotted but not
+        judged: attention reaches every position in one step, and how much gradient a position
+        gets follows the attention weights, not a product over time steps.
 
     Why it matters:
         The gradient from step T back to step t is a product of T - t Jacobians of the
@@ -73,21 +84,122 @@ class VanishingOverTime(Check):
         gated_warning: float = 1e-12
 
     def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
+        modules = [p for p in stats.temporal if p.method == "last step"]
+        findings = [f for profile in modules for f in self._judge(profile, options)]
+        for profile in stats.temporal:
+            if profile.cell == "model":
+                findings.extend(self._judge_model(profile, modules, options))
+        return findings
+
+    def _judge_model(
+        self, profile: TemporalProfile, modules: list[TemporalProfile], options: Options
+    ) -> list[Finding]:
+        """The model-level profile (the loss gradient at the embedding output): a cliff is a
+        structural cut (unless a recurrent module's profile already named one); a decay is
+        judged only where no recurrent module was profiled, which says more."""
+        steps = len(profile.norms)
+        where = f"{profile.module or '(model)'} output (model, {steps} positions)"
+        cut = profile.cut_at()
+        if cut is not None:
+            if any(p.cut_at() is not None for p in modules):
+                return []
+            return [self._unseen(profile, cut, where)]
+        ratio = profile.early_to_late
+        reach = profile.reach()
+        if modules or ratio is None or ratio >= options.warning or reach >= steps / 2:
+            return []
+        share = "none of" if ratio == 0 else f"{ratio:.1e} times"
         return [
-            finding
-            for profile in stats.temporal
-            if profile.method == "last step"
-            for finding in self._judge(profile, options)
+            Finding(
+                id=self.id,
+                severity=Severity.WARNING,
+                layers=(profile.module or "(model)",),
+                message=(
+                    f"{where}: the first {profile.window} positions get {share} the loss's "
+                    f"gradient of the last {profile.window}; more than 1e-3 of it reaches back "
+                    f"only {reach} of {steps} positions: the model cannot learn a dependency of "
+                    "its output on the positions before that. If it needs one, make the "
+                    "recurrence remember (decays near 1: gate biases, eigenvalues near the unit "
+                    "circle, Orvieto et al. 2023) or let attention reach back"
+                ),
+                evidence={
+                    "early_to_late": ratio,
+                    "steps": steps,
+                    "reach_steps": reach,
+                    "threshold": options.warning,
+                },
+                remedies=(),
+                why=self.section("Why it matters"),
+            )
         ]
 
-    def _cut(self, profile: TemporalProfile, cut: int, severity: Severity) -> Finding:
-        """A cliff in the profile: a cut in the recurrence, named as such, with no remedy that
-        changes weights (gate biases and truncation cannot bring back a detached state)."""
+    def _unseen(self, profile: TemporalProfile, cut: int, where: str) -> Finding:
+        """Leading positions of the model-level profile that get exactly no gradient. An error
+        when their values still reach the loss (a cut graph: a state detached in forward);
+        else the output never sees them (a receptive field, a crop): a warning when it sees
+        less than half the sequence, information otherwise, since whether the task needs the
+        positions it does not see is not something gradients show."""
+        steps = len(profile.norms)
+        reach = steps - cut
+        field = profile.receptive_field
+        layers: tuple[str, ...] = (profile.module or "(model)",)
+        if profile.cut_values_reach:
+            severity = Severity.ERROR
+            cause = (
+                "their values still reach the loss (noise added to them changes it) while their "
+                "gradient is cut on the way: a state detached in forward (truncated "
+                "backpropagation through time) or a tensor taken out of the graph. Nothing before "
+                f"position {cut + 1} can train the model: remove the cut, or truncate no shorter "
+                "than the longest dependency of the task"
+            )
+        else:
+            severity = Severity.WARNING if reach < steps / 2 else Severity.INFO
+            if field is not None and reach <= field:
+                names = ", ".join(profile.convolutions[:4]) + (
+                    ", ..." if len(profile.convolutions) > 4 else ""
+                )
+                cause = (
+                    f"the output never sees them: the 1-D convolutions ({names}) see {field} "
+                    "steps in series (1 + sum of (kernel size - 1) x dilation). If the task "
+                    "depends on anything further back, widen the receptive field past it (more "
+                    "layers, dilations doubling per layer: Oord et al. 2016, Bai et al. 2018) or "
+                    "pool over every position"
+                )
+                layers = profile.convolutions
+            else:
+                cause = (
+                    "the output never sees them (a crop of the sequence, a mask, a window). If "
+                    "the task depends on them, let the model read them"
+                )
+        return Finding(
+            id=self.id,
+            severity=severity,
+            layers=layers,
+            message=(
+                f"{where}: the loss's gradient reaches only the last {reach} of {steps} "
+                f"positions; the {cut} before them get exactly none, and {cause}"
+            ),
+            evidence={
+                "early_to_late": 0.0,
+                "steps": steps,
+                "reach_steps": reach,
+                "cut_step": cut + 1,
+                "values_reach": bool(profile.cut_values_reach),
+                **({"receptive_field": field} if field is not None else {}),
+            },
+            remedies=(),
+            why=self.section("Why it matters"),
+        )
+
+    def _cut(self, profile: TemporalProfile, cut: int) -> Finding:
+        """A cliff in the profile: a cut in the recurrence, named as such, an error whatever the
+        cell, with no remedy that changes weights (gate biases and truncation cannot bring back
+        a detached state)."""
         steps = len(profile.norms)
         share = profile.norms[cut] / profile.late
         return Finding(
             id=self.id,
-            severity=severity,
+            severity=Severity.ERROR,
             layers=(profile.module or "(model)",),
             message=(
                 f"{profile.label}: the gradient stops dead at step {cut + 1} of {steps}: the "
@@ -121,7 +233,7 @@ class VanishingOverTime(Check):
             remedies = self.remedies
         cut = profile.cut_at()
         if cut is not None:
-            return [self._cut(profile, cut, severity)]
+            return [self._cut(profile, cut)]
         share = "none of" if ratio == 0 else f"{ratio:.1e} times"  # 0: underflowed float64
         if not (profile.gated and severity is Severity.WARNING):
             cannot = ""

@@ -1,0 +1,59 @@
+"""Pathological for its task: a diagonal linear recurrence (LRU/S4D-style,
+h_t = lambda * h_{t-1} + B x_t) whose decays start at |lambda| = 0.5, asked to recall the first
+of 40 tokens (expect: vanishing-over-time warning from the model-level profile, reach about a
+quarter of the sequence).
+
+The recurrence is a Python loop over time with per-channel decays ``sigmoid(nu)``, as such
+layers are often written before anyone reaches for a parallel scan. At 0.5 per step the first
+token's contribution to the last state is 0.5^39 = 2e-12 of the last token's, so its gradient
+cannot train anything. ``build_near_unit`` starts the decays uniformly in [0.9, 0.999] (Orvieto
+et al. 2023, "Resurrecting recurrent neural networks") and learns the task
+(``bench/sequence_truth.md``: plain PyTorch, Adam and SGD with momentum, 2 seeds).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TOKENS, SYMBOLS = 40, 8
+
+
+class DiagonalRecurrence(nn.Module):
+    def __init__(self, low: float = 0.5, high: float = 0.5, width: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(SYMBOLS, width)
+        self.B = nn.Linear(width, width)
+        decay = torch.empty(width).uniform_(low, high)
+        self.nu = nn.Parameter(torch.log(decay / (1 - decay)))  # sigmoid(nu) = decay
+        self.readout = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, SYMBOLS))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        u = self.B(self.embed(tokens))
+        decay = torch.sigmoid(self.nu)
+        h = torch.zeros_like(u[:, 0])
+        for t in range(u.shape[1]):
+            h = decay * h + u[:, t]
+        return self.readout(h * math.sqrt(1 - 0.25))  # roughly unit scale at decay 0.5
+
+
+def build_model() -> nn.Module:
+    return DiagonalRecurrence()
+
+
+def build_near_unit() -> nn.Module:
+    return DiagonalRecurrence(low=0.9, high=0.999)
+
+
+def example_inputs(batch_size: int) -> torch.Tensor:
+    return torch.randint(0, SYMBOLS, (batch_size, TOKENS))
+
+
+def targets(tokens: torch.Tensor) -> torch.Tensor:
+    """The label is the first token."""
+    return tokens[:, 0]
+
+
+def loss_fn(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, targets(tokens))
