@@ -135,6 +135,7 @@ def diagnose(
                 amp=chosen.amp,
                 on_step=on_step or (lambda done, total: None),
                 shard=shard,
+                time_axis=chosen.time_axis,
             )
 
         def evaluate(measurement: Measurement) -> list[Finding]:

@@ -44,6 +44,9 @@ class Settings:
     lr: float | None = None
     regression_factor: float = 10.0
     shard: ShardMode = ShardMode.NONE
+    # Which axis of the model's input is time, for the model-level temporal profile (None:
+    # axis 1 of token inputs through an embedding; float inputs are then not profiled).
+    time_axis: int | None = None
     thresholds: Mapping[str, Any] = field(default_factory=default_options)
     rules: Mapping[str, Rule] = field(default_factory=dict)
 
@@ -83,6 +86,15 @@ class Settings:
             or not 0 < self.lr < math.inf
         ):
             raise ConfigError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.time_axis is not None and (
+            not isinstance(self.time_axis, int)
+            or isinstance(self.time_axis, bool)
+            or not 0 <= self.time_axis <= MAX_TIME_AXIS
+        ):
+            raise ConfigError(
+                f"time-axis must be an input axis from 0 to {MAX_TIME_AXIS} (0 is the first, "
+                f"usually the batch), got {self.time_axis!r}"
+            )
         factor = self.regression_factor
         if (
             isinstance(factor, bool)
@@ -96,8 +108,10 @@ MAX_SEED = 2**32 - 1
 
 
 MAX_STEPS = 100_000
+MAX_TIME_AXIS = 7
 
-_SCALARS = {"steps": int, "seed": int, "batch_size": int, "train_steps": int}
+
+_SCALARS = {"steps": int, "seed": int, "batch_size": int, "train_steps": int, "time_axis": int}
 _ENUMS: dict[str, type[enum.Enum]] = {
     "device": Device,
     "loss": LossKind,

@@ -121,15 +121,15 @@ def find_cuts(
 
 
 def positions_reach(
-    model: nn.Module, embedding: str, time_axis: int, before: int, run_loss: RunLoss
+    model: nn.Module, embedding: str | None, time_axis: int, before: int, run_loss: RunLoss
 ) -> bool:
-    """Whether the values at the first ``before`` positions of ``embedding``'s output reach the
-    loss: noise added to them (in the module's first call of a pass) changes it by more than
-    a rerun does. When those positions get exactly no gradient, True means their gradient is
-    cut while their values flow on (a state detached in forward), False that the output does
-    not see them at all (a receptive field, a crop). Three passes; nothing of the model is
-    changed."""
-    module = dict(model.named_modules()).get(embedding)
+    """Whether the values at the first ``before`` positions of ``embedding``'s output (None:
+    of the model's first floating input long enough on ``time_axis``) reach the loss: noise
+    added to them (in the first call of a pass) changes it by more than a rerun does. When those
+    positions get exactly no gradient, True means their gradient is cut while their values flow
+    on (a state detached in forward), False that the output does not see them at all (a
+    receptive field, a crop). Three passes; nothing of the model is changed."""
+    module = model if embedding is None else dict(model.named_modules()).get(embedding)
     if module is None:
         return False
     base = _loss(run_loss)
@@ -139,20 +139,40 @@ def positions_reach(
     generator = torch.Generator().manual_seed(0)
     done: list[bool] = []
 
-    def hook(mod: nn.Module, args: Any, out: Any) -> Any:
-        if done or not isinstance(out, torch.Tensor) or out.dim() <= time_axis:
-            return None
-        if not out.is_floating_point() or out.shape[time_axis] <= before:
-            return None
+    def fits(tensor: Any) -> bool:
+        return (
+            isinstance(tensor, torch.Tensor)
+            and tensor.is_floating_point()
+            and tensor.dim() > time_axis
+            and tensor.shape[time_axis] > before
+        )
+
+    def noisy(tensor: torch.Tensor) -> torch.Tensor:
         done.append(True)
-        early = out.narrow(time_axis, 0, before)
-        rest = out.narrow(time_axis, before, out.shape[time_axis] - before)
-        scale = out.detach().float().pow(2).mean().sqrt().item()
+        early = tensor.narrow(time_axis, 0, before)
+        rest = tensor.narrow(time_axis, before, tensor.shape[time_axis] - before)
+        scale = tensor.detach().float().pow(2).mean().sqrt().item()
         scale = NOISE * scale if math.isfinite(scale) and scale > 0 else 1.0
         noise = torch.randn(early.shape, generator=generator).to(early)
         return torch.cat([early + scale * noise, rest], dim=time_axis)
 
-    with module.register_forward_hook(hook):
+    def on_output(mod: nn.Module, args: Any, out: Any) -> Any:
+        return noisy(out) if not done and fits(out) else None
+
+    def on_input(mod: nn.Module, args: Any, kwargs: Any) -> Any:
+        leaves, spec = pytree.tree_flatten((args, kwargs))
+        index = next((i for i, leaf in enumerate(leaves) if fits(leaf)), None)
+        if done or index is None:
+            return None
+        leaves[index] = noisy(leaves[index])
+        return pytree.tree_unflatten(leaves, spec)
+
+    handle = (
+        module.register_forward_pre_hook(on_input, with_kwargs=True)
+        if embedding is None
+        else module.register_forward_hook(on_output)
+    )
+    with handle:
         changed = _loss(run_loss)
     delta = abs(changed - base) if math.isfinite(changed) else math.inf
     return delta > max(10 * floor, 1e-6 * max(1.0, abs(base)))

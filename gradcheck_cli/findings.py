@@ -300,6 +300,7 @@ def _temporal_dict(profile: TemporalProfile) -> dict[str, Any]:
         "steps": len(profile.norms),
         "early_to_late": plain_number(ratio) if ratio is not None else None,
         "reach_steps": profile.reach(),
+        **({"axis": profile.axis} if profile.axis is not None else {}),
         "stride": stride,
         "profile": [plain_number(m) for m in means],
     }

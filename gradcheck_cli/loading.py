@@ -61,6 +61,8 @@ class LoadedModel:
     batches: Callable[[], Any] | None = None
     # Why a model asked for on the meta device (``on_meta=True``) was built whole instead.
     built_whole: str | None = None
+    # The model file's ``time_axis``: which axis of its input is time (diagnose --time-axis).
+    time_axis: int | None = None
 
 
 # --- loading models ----------------------------------------------------------------------------
@@ -106,6 +108,12 @@ def _from_namespace(namespace: Any, spec: ModelSpec, on_meta: bool = False) -> L
     example = getattr(namespace, "example_inputs", None)
     loss_fn = getattr(namespace, "loss_fn", None)
     batches = getattr(namespace, "batches", None)
+    time_axis = getattr(namespace, "time_axis", None)
+    if time_axis is not None and (not isinstance(time_axis, int) or isinstance(time_axis, bool)):
+        raise ModelLoadError(
+            f"'{spec.text}': time_axis must be an integer (which axis of the input is time), "
+            f"got {time_axis!r}"
+        )
     whole = None
     if spec.name is not None or hasattr(namespace, "build_model"):
         build = _attribute(namespace, spec) if spec.name is not None else namespace.build_model
@@ -132,6 +140,7 @@ def _from_namespace(namespace: Any, spec: ModelSpec, on_meta: bool = False) -> L
         loss_fn=loss_fn if callable(loss_fn) else None,
         batches=batches if callable(batches) else None,
         built_whole=whole,
+        time_axis=time_axis,
     )
 
 

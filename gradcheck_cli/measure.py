@@ -53,6 +53,7 @@ from gradcheck_cli.stats import (
     aggregate,
 )
 from gradcheck_cli.temporal import (
+    INPUT,
     PositionProfiler,
     cell_modules,
     probe_recurrent,
@@ -245,6 +246,7 @@ def measure(
     amp: Amp = Amp.NONE,
     on_step: StepObserver = _ignore,
     shard: Shard | None = None,
+    time_axis: int | None = None,
 ) -> Measurement:
     """Run ``steps`` measured passes and aggregate them.
 
@@ -265,6 +267,7 @@ def measure(
             steps=steps,
             amp=amp,
             on_step=on_step,
+            time_axis=time_axis,
         )
     finally:
         if runner is not None:
@@ -272,7 +275,9 @@ def measure(
             gc.collect()
 
 
-def _measure(passes: Passes, *, steps: int, amp: Amp, on_step: StepObserver) -> Measurement:
+def _measure(
+    passes: Passes, *, steps: int, amp: Amp, on_step: StepObserver, time_axis: int | None
+) -> Measurement:
     model, shard, device, seed = passes.model, passes.shard, passes.device, passes.seed
     records: list[StepRecord] = []
     shadow: list[StepRecord] = []
@@ -283,7 +288,7 @@ def _measure(passes: Passes, *, steps: int, amp: Amp, on_step: StepObserver) -> 
     def read_first(loss: torch.Tensor, inputs: Any) -> None:
         first.append((recorder.structure(loss), optional_inputs_not_given(model, inputs)))
 
-    with capture(model) as recorder, PositionProfiler.attach(model) as positions:
+    with capture(model) as recorder, PositionProfiler.attach(model, time_axis) as positions:
         if shard is not None:
             recorder.merger = Merger(shard)
             if shard.mode is ShardMode.FSDP:
@@ -363,7 +368,8 @@ def _seen(
         return profile
     recorder.active = False  # the probe's passes are not measured steps
     try:
-        flows = positions_reach(passes.model, profile.module, time_axis, cut, _step0_loss(passes))
+        place = None if profile.module == INPUT else profile.module
+        flows = positions_reach(passes.model, place, time_axis, cut, _step0_loss(passes))
     finally:
         recorder.active = True
     return replace(profile, cut_values_reach=flows)

@@ -146,7 +146,8 @@ class TemporalProfile:
     projected on a random direction) or ``loss`` (the diagnosis loss, at an embedding's output).
     ``convolutions`` (model-level profiles only) names the model's 1-D convolutions, and
     ``receptive_field`` is how many steps they see together when stacked in series: 1 plus the
-    sum of (kernel size - 1) x dilation. ``cut_values_reach`` (model-level profiles with a
+    sum of (kernel size - 1) x dilation. ``axis`` (model-level profiles) is the axis read as
+    time, of the input and of the embedding output alike. ``cut_values_reach`` (model-level profiles with a
     cliff only) says whether the values at the positions before the cliff still reach the loss
     (:func:`cuts.positions_reach`): True is a cut graph, False positions the output never sees.
     """
@@ -159,6 +160,7 @@ class TemporalProfile:
     convolutions: tuple[str, ...] = ()
     receptive_field: int | None = None
     cut_values_reach: bool | None = None
+    axis: int | None = None  # model-level profiles: the axis read as time
 
     @property
     def label(self) -> str:

@@ -27,12 +27,15 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
 from torch.utils.hooks import RemovableHandle
 
 from gradcheck_cli.stats import TemporalProfile
 
 # Sequences shorter than this have no meaningful "early" and "late" steps.
 MIN_STEPS = 10
+# How a model-level profile read at the model's input (not an embedding) names its place.
+INPUT = "(input)"
 
 
 def recurrent_modules(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:
@@ -215,50 +218,94 @@ class PositionProfiler:
 
     @classmethod
     @contextlib.contextmanager
-    def attach(cls, model: nn.Module) -> Iterator[PositionProfiler | None]:
-        """Hook the embeddings of a model that has one; None for other models.
+    def attach(
+        cls, model: nn.Module, time_axis: int | None = None
+    ) -> Iterator[PositionProfiler | None]:
+        """Hook the embeddings of a model that has one, or with ``time_axis`` the model's first
+        floating input; None for other models.
 
         The profile is the model's own (``cell`` "model"), whatever lies between the embedding
-        and the loss (recurrent modules, hand-written cells, scans, convolutions), or an
-        attention stack's (``cell`` "attention"). Time is the embedding output's axis 1, or 0
-        when an attention or recurrent module of the model takes its sequence first.
+        (or the input) and the loss (recurrent modules, hand-written cells, scans,
+        convolutions), or an attention stack's (``cell`` "attention"). Time is ``time_axis``
+        (an axis of the input, which is also the embedding output's), else the embedding
+        output's axis 1, or 0 when an attention or recurrent module of the model takes its
+        sequence first.
         """
         attention = [m for m in model.modules() if _is_attention(m)]
         embeddings = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+        cell = "attention" if attention else "model"
         if not embeddings:
-            yield None
+            if time_axis is None:
+                yield None
+                return
+            profiler = cls(time_axis, cell, model)
+            with contextlib.ExitStack() as stack:
+                hook = model.register_forward_pre_hook(profiler._input_hook, with_kwargs=True)
+                stack.callback(hook.remove)
+                stack.callback(profiler._release)
+                yield profiler
             return
-        seq_first = any(
-            isinstance(m, nn.MultiheadAttention) and not m.batch_first for m in attention
-        ) or any(not m.batch_first for _, m in recurrent_modules(model))
-        profiler = cls(0 if seq_first else 1, "attention" if attention else "model", model)
+        if time_axis is None:
+            seq_first = any(
+                isinstance(m, nn.MultiheadAttention) and not m.batch_first for m in attention
+            ) or any(not m.batch_first for _, m in recurrent_modules(model))
+            time_axis = 0 if seq_first else 1
+        profiler = cls(time_axis, cell, model)
         with contextlib.ExitStack() as stack:
             for name, module in embeddings:
                 stack.callback(module.register_forward_hook(profiler._hook(name)).remove)
             stack.callback(profiler._release)
             yield profiler
 
+    def _fits(self, tensor: Any, dims: int | None = None) -> bool:
+        return (
+            isinstance(tensor, torch.Tensor)
+            and tensor.is_floating_point()
+            and (dims is None or tensor.dim() == dims)
+            and tensor.dim() > self.time_axis
+            and tensor.shape[self.time_axis] >= MIN_STEPS
+        )
+
+    def _keep(self, name: str, tensor: torch.Tensor) -> None:
+        """Keep, for this step, the norm of ``tensor``'s gradient at each position."""
+        step = self._hooked = self.step
+        self.name = self.name or name
+        others = [d for d in range(tensor.dim()) if d != self.time_axis]
+
+        def keep(grad: torch.Tensor) -> None:
+            self._rows[step] = torch.linalg.vector_norm(grad.double(), dim=others).detach()
+
+        self._handles.append(tensor.register_hook(keep))
+
     def _hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if (
                 not self.enabled
                 or self._hooked == self.step  # the step's first embedding call is profiled
-                or not isinstance(output, torch.Tensor)
-                or output.dim() != 3
+                or not self._fits(output, dims=3)
                 or not output.requires_grad
-                or output.shape[self.time_axis] < MIN_STEPS
             ):
                 return
-            step = self._hooked = self.step
-            self.name = self.name or name
-            others = [d for d in range(3) if d != self.time_axis]
-
-            def keep(grad: torch.Tensor) -> None:
-                self._rows[step] = torch.linalg.vector_norm(grad.double(), dim=others).detach()
-
-            self._handles.append(output.register_hook(keep))
+            self._keep(name, output)
 
         return hook
+
+    def _input_hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        """The model's first floating input with ``time_axis`` (positional first, then keyword,
+        in order) swapped for a copy that requires grad, whose gradient is kept."""
+        if not self.enabled or self._hooked == self.step:
+            return None
+        leaves, spec = pytree.tree_flatten((args, kwargs))
+        index = next((i for i, leaf in enumerate(leaves) if self._fits(leaf)), None)
+        if index is None:
+            return None
+        copy = leaves[index].detach().requires_grad_(True)
+        leaves[index] = copy
+        self._keep(INPUT, copy)
+        new_args, new_kwargs = pytree.tree_unflatten(leaves, spec)
+        return tuple(new_args), dict(new_kwargs)
 
     def _release(self) -> None:
         for handle in self._handles:
@@ -283,4 +330,5 @@ class PositionProfiler:
             norms=tuple(median.tolist()),
             convolutions=self.convolutions,
             receptive_field=self.receptive_field,
+            axis=self.time_axis,
         )

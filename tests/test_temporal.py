@@ -400,3 +400,73 @@ def test_the_model_level_profile_defers_to_a_recurrent_modules_own() -> None:
     assert run_checks(ModelStats((), (), 1, temporal=(most,))) == []
     rnn = TemporalProfile("gru", "GRU", True, "last step", tuple([1.0] * 100))
     assert run_checks(ModelStats((), (), 1, temporal=(rnn, fake))) == []
+
+
+_FLOAT_TBPTT = '''
+import torch, torch.nn.functional as F
+from torch import nn
+{axis}
+
+class Net(nn.Module):
+    """A tanh RNN written by hand over one-hot floats, its state detached every 10 steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.rec, self.head = nn.Linear(8, 32), nn.Linear(32, 32), nn.Linear(32, 8)
+
+    def forward(self, x):
+        h = x.new_zeros(x.shape[0], 32)
+        for t in range(x.shape[1]):
+            if t % 10 == 0:
+                h = h.detach()
+            h = torch.tanh(self.inp(x[:, t]) + self.rec(h))
+        return self.head(h)
+
+def build_model():
+    return Net()
+
+def example_inputs(b):
+    return F.one_hot(torch.randint(0, 8, (b, 30)), 8).float()
+
+def loss_fn(out, x):
+    return F.cross_entropy(out, x[:, 0].argmax(1))
+'''
+
+
+def test_float_sequences_are_profiled_along_the_axis_the_model_file_or_flag_names(
+    tmp_path, validate_report
+) -> None:
+    import yaml
+
+    runner = CliRunner()
+    named = tmp_path / "named.py"
+    named.write_text(_FLOAT_TBPTT.format(axis="time_axis = 1"))
+    report = tmp_path / "r.yaml"
+    result = runner.invoke(main, ["diagnose", str(named), "--report", str(report), "-q"])
+    assert result.exit_code == 1, result.output  # a cut graph fails CI
+    data = yaml.safe_load(report.read_text())
+    validate_report(data)
+    (profile,) = data["temporal"]
+    assert profile["module"] == "(input)" and profile["cell"] == "model" and profile["axis"] == 1
+    (finding,) = [f for f in data["findings"] if f["id"] == "vanishing-over-time"]
+    assert finding["severity"] == "error" and finding["evidence"]["values_reach"] is True
+    assert finding["evidence"]["cut_step"] == 21 and "the input (30 positions along axis 1)" in (
+        finding["message"]
+    )
+    # Without a time axis a float sequence is not profiled; --time-axis names one.
+    plain = tmp_path / "plain.py"
+    plain.write_text(_FLOAT_TBPTT.format(axis=""))
+    result = runner.invoke(main, ["diagnose", str(plain), "--report", str(report), "-q"])
+    assert result.exit_code == 0 and "temporal" not in yaml.safe_load(report.read_text())
+    flagged = runner.invoke(
+        main, ["diagnose", str(plain), "--time-axis", "1", "--report", str(report), "-q"]
+    )
+    assert flagged.exit_code == 1 and yaml.safe_load(report.read_text())["temporal"][0]["axis"] == 1
+    # Bad values: one line, exit 2.
+    bad = runner.invoke(main, ["diagnose", str(plain), "--time-axis", "9"])
+    assert bad.exit_code == 2 and "time-axis must be an input axis from 0 to 7" in bad.output
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text(_FLOAT_TBPTT.format(axis="time_axis = 'T'"))
+    bad = runner.invoke(main, ["diagnose", str(wrong)])
+    assert bad.exit_code == 2 and "time_axis must be an integer" in bad.output
+    assert "Traceback" not in bad.output

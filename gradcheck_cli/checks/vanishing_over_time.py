@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from gradcheck_cli.checks.base import Check, crossed
 from gradcheck_cli.findings import Finding, Severity
 from gradcheck_cli.stats import ModelStats, TemporalProfile
+from gradcheck_cli.temporal import INPUT
 
 
 class VanishingOverTime(Check):
@@ -98,7 +99,8 @@ class VanishingOverTime(Check):
         structural cut (unless a recurrent module's profile already named one); a decay is
         judged only where no recurrent module was profiled, which says more."""
         steps = len(profile.norms)
-        where = f"{profile.module or '(model)'} output (model, {steps} positions)"
+        place = "the input" if profile.module == INPUT else f"{profile.module} output"
+        where = f"{place} ({steps} positions along axis {profile.axis})"
         cut = profile.cut_at()
         if cut is not None:
             if any(p.cut_at() is not None for p in modules):

@@ -38,7 +38,10 @@ SECTIONS: tuple[tuple[str, frozenset[str]], ...] = (
             }
         ),
     ),
-    ("Measurement", frozenset({"steps", "seed", "batch_size", "device", "loss", "amp", "shard"})),
+    (
+        "Measurement",
+        frozenset({"steps", "seed", "batch_size", "device", "loss", "amp", "shard", "time_axis"}),
+    ),
     ("Training (--train-steps)", frozenset({"train_steps", "optimizer", "lr"})),
     (
         "Remedies (fix)",
@@ -194,6 +197,13 @@ _MEASURE_OPTIONS = [
         "build_model or __init__ is not applied.",
     ),
     click.option(
+        "--time-axis",
+        type=int,
+        help="Which axis of the model's input is time, for the model-level temporal profile (0 is "
+        "the first, usually the batch). Token inputs through an nn.Embedding are profiled at "
+        "axis 1 without it; float sequences only with it or the model file's time_axis.",
+    ),
+    click.option(
         "--amp",
         type=choice(Amp),
         help="Run the passes under autocast: bf16 or fp16 (fp16 adds the underflow check).  [default: none]",
@@ -302,6 +312,8 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
         raise UsageError("--on-meta builds fresh weights: drop --plan and --weights with it")
     with seeded(settings.seed):
         loaded = load_model(model_spec, trust_pickle=trust_pickle, on_meta=meta)
+    if settings.time_axis is None and loaded.time_axis is not None:
+        settings = dataclasses.replace(settings, time_axis=loaded.time_axis)
     if loaded.built_whole is not None:
         _note(f"built the whole model on every rank: {loaded.built_whole}")
     elif meta:
