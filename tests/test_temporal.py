@@ -470,3 +470,44 @@ def test_float_sequences_are_profiled_along_the_axis_the_model_file_or_flag_name
     bad = runner.invoke(main, ["diagnose", str(wrong)])
     assert bad.exit_code == 2 and "time_axis must be an integer" in bad.output
     assert "Traceback" not in bad.output
+
+
+class _LinearRecurrence(nn.Module):
+    """h = decay * h + W x over tokens, a Python loop; the last state is classified."""
+
+    def __init__(self, decay: float) -> None:
+        super().__init__()
+        self.decay = decay
+        self.embed = nn.Embedding(8, 32)
+        self.inp = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 8)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        u = self.inp(self.embed(tokens))
+        h = torch.zeros_like(u[:, 0])
+        for t in range(u.shape[1]):
+            h = self.decay * h + u[:, t]
+        return self.head(h / h.detach().norm(dim=-1, keepdim=True).clamp_min(1e-6))
+
+
+def test_growth_back_in_time_of_the_whole_model_is_exploding_and_a_remedy_causing_it_is_worse() -> (
+    None
+):
+    from gradcheck_cli.remedies.verdict import Verdict, judge
+
+    tokens = lambda b: torch.randint(0, 8, (b, 40))  # noqa: E731
+    loss = lambda out, x: nn.functional.cross_entropy(out, x[:, 0])  # noqa: E731
+    torch.manual_seed(0)
+    before = diagnose(_LinearRecurrence(0.5), tokens, loss)
+    assert [(f.id, f.severity) for f in before.findings] == [
+        ("vanishing-over-time", Severity.WARNING)
+    ]
+    torch.manual_seed(0)
+    after = diagnose(_LinearRecurrence(1.3), tokens, loss)  # 1.3^36 = 1.3e4 back in time
+    (finding,) = [f for f in after.findings if f.id == "exploding"]
+    assert finding.evidence["rule"] == "over-time" and finding.layers == ("embed",)
+    assert finding.severity is Severity.WARNING
+    assert 5e3 < finding.evidence["early_to_late"] < 5e4
+    assert finding.evidence["threshold"] == 1e2 * 40  # scaled by the sequence length
+    # A remedy that turns the decay into growth is made worse, never healthy or resolved.
+    assert judge(before, after, ["vanishing-over-time"]) is Verdict.WORSE

@@ -37,7 +37,11 @@ class Exploding(Check):
         Also when a layer's gradient norm overflows float32 although its values are finite
         (error), and when the first tenth of a recurrent module's input steps gets 100x
         (warning) or 10,000x (error) the gradient of the last tenth: gradients that grow going
-        back in time, the exploding-gradient problem of RNNs.
+        back in time, the exploding-gradient problem of RNNs. The model-level profile (the
+        loss's gradient at the embedding output or the input, for models with no recurrent
+        module profiled) counts the same growth past that many times the sequence length: a
+        loss read at every position gives an early position the gradient of up to that many
+        outputs by design, no more.
 
     Why it matters:
         With a ratio above 1, a single SGD step at learning rate 1 replaces the layer's weights
@@ -217,13 +221,22 @@ class Exploding(Check):
         ]
 
     def _over_time(self, stats: ModelStats, options: Options) -> list[Finding]:
-        """A recurrent module whose gradient grows going back in time (Pascanu et al. 2013)."""
+        """A recurrent module (or, where none was profiled, the whole model) whose gradient
+        grows going back in time (Pascanu et al. 2013)."""
         findings = []
+        modules = any(p.method == "last step" for p in stats.temporal)
         for profile in stats.temporal:
             ratio = profile.early_to_late
-            if profile.method != "last step" or ratio is None or ratio <= options.time_warning:
+            if profile.method == "last step":
+                scale = 1
+            elif profile.cell == "model" and not modules:
+                scale = len(profile.norms)  # a loss on every position: up to T outputs each
+            else:
                 continue
-            severity = Severity.ERROR if ratio > options.time_error else Severity.WARNING
+            warning, error = options.time_warning * scale, options.time_error * scale
+            if ratio is None or ratio <= warning:
+                continue
+            severity = Severity.ERROR if ratio > error else Severity.WARNING
             findings.append(
                 Finding(
                     id=self.id,
@@ -237,7 +250,7 @@ class Exploding(Check):
                     evidence={
                         "rule": "over-time",
                         "early_to_late": ratio,
-                        "threshold": crossed(severity, options.time_warning, options.time_error),
+                        "threshold": crossed(severity, warning, error),
                     },
                     remedies=self.remedies,
                     why=self.section("Why it matters"),
