@@ -407,15 +407,28 @@ def _chained(
 
 
 def _code_changes(report: Report) -> list[str]:
-    """One line per cut graph: no remedy rewrites code, so the user is told what to change."""
-    return [
-        f"needs a code change: the gradient stops at {f.evidence['operation']}"
-        + (f" ({f.evidence['source']})" if f.evidence.get("source") else "")
-        + f" before {', '.join(f.layers[:4])}{' and more' if len(f.layers) > 4 else ''}; "
-        "remove the cut, or call requires_grad_(False) on them if they are meant to be frozen"
-        for f in report.findings
-        if f.id == "no-gradient" and f.evidence.get("reason") == "cut"
-    ]
+    """One line per cut graph (of parameters, or of a sequence's early steps): no remedy
+    rewrites code, so the user is told what to change."""
+    said = []
+    for f in report.findings:
+        if f.evidence.get("reason") != "cut":
+            continue
+        at = f" ({f.evidence['source']})" if f.evidence.get("source") else ""
+        if f.id == "no-gradient":
+            said.append(
+                f"needs a code change: the gradient stops at {f.evidence['operation']}{at}"
+                f" before {', '.join(f.layers[:4])}{' and more' if len(f.layers) > 4 else ''}; "
+                "remove the cut, or call requires_grad_(False) on them if they are meant to be "
+                "frozen"
+            )
+        else:
+            where = f"at {f.evidence['operation']}{at}" if f.evidence.get("operation") else ""
+            said.append(
+                f"needs a code change: the gradient through time stops {where or 'in forward'} "
+                f"before step {f.evidence['cut_step']} of {f.evidence['steps']}; remove the "
+                "cut, or truncate no shorter than the longest dependency of the task"
+            )
+    return said
 
 
 def _suggested(report: Report) -> list[str]:

@@ -178,6 +178,53 @@ def positions_reach(
     return delta > max(10 * floor, 1e-6 * max(1.0, abs(base)))
 
 
+def position_cut(
+    model: nn.Module, embedding: str | None, time_axis: int, run_loss: RunLoss
+) -> tuple[str, str]:
+    """Where the gradient of values derived from ``embedding``'s output (None: the model's first
+    floating input long enough on ``time_axis``) is first dropped in one traced pass: the
+    operation (``.detach()``, ``torch.no_grad()``, ...) and its source line, or ``("", "")``.
+    The first such operation is named, which in a loop that detaches its state is that
+    detach."""
+    module = model if embedding is None else dict(model.named_modules()).get(embedding)
+    if module is None:
+        return ("", "")
+    tracer = _Tracer()
+    done: list[bool] = []
+
+    def fits(tensor: Any) -> bool:
+        return (
+            isinstance(tensor, torch.Tensor)
+            and tensor.is_floating_point()
+            and tensor.dim() > time_axis
+            and tensor.shape[time_axis] >= 2
+        )
+
+    def on_output(mod: nn.Module, args: Any, out: Any) -> None:
+        if not done and fits(out) and out.requires_grad:
+            done.append(True)
+            tracer.label(out, "positions")
+
+    def on_input(mod: nn.Module, args: Any, kwargs: Any) -> Any:
+        leaves, spec = pytree.tree_flatten((args, kwargs))
+        index = next((i for i, leaf in enumerate(leaves) if fits(leaf)), None)
+        if done or index is None:
+            return None
+        done.append(True)
+        leaves[index] = leaves[index].detach().requires_grad_(True)
+        tracer.label(leaves[index], "positions")
+        return pytree.tree_unflatten(leaves, spec)
+
+    handle = (
+        module.register_forward_pre_hook(on_input, with_kwargs=True)
+        if embedding is None
+        else module.register_forward_hook(on_output)
+    )
+    with handle, tracer:
+        run_loss()
+    return tracer.cuts.get("positions", ("", ""))
+
+
 def _loss(run_loss: RunLoss) -> float:
     value = run_loss()
     return float(value.detach().float().reshape(()))
@@ -291,6 +338,8 @@ class _Tracer(TorchFunctionMode):
             ("Tensor", "TensorBase", "_TensorBase")
         )
         graded = any(t.requires_grad for t in inputs if self._of(t))
+        if name.startswith("new_") or name.endswith("_like"):
+            return result  # a fresh tensor of the same shape and type carries no value of its own
         if outputs:
             for t in outputs:
                 self.label(t, *names)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.choices import Amp, ShardMode
-from gradcheck_cli.cuts import find_cuts, positions_reach
+from gradcheck_cli.cuts import find_cuts, position_cut, positions_reach
 from gradcheck_cli.distributed import (
     Merger,
     Shard,
@@ -45,6 +45,7 @@ from gradcheck_cli.loading import (
 )
 from gradcheck_cli.seeding import seeded
 from gradcheck_cli.stats import (
+    INPUT,
     GraphCut,
     ModelStats,
     StepRecord,
@@ -53,7 +54,6 @@ from gradcheck_cli.stats import (
     aggregate,
 )
 from gradcheck_cli.temporal import (
-    INPUT,
     PositionProfiler,
     cell_modules,
     probe_recurrent,
@@ -362,17 +362,24 @@ def _seen(
     passes: Passes, recorder: Recorder, profile: TemporalProfile, time_axis: int
 ) -> TemporalProfile:
     """A model-level profile whose first positions get exactly no gradient, told whether their
-    values reach the loss all the same (:func:`cuts.positions_reach`), with the recorder off."""
+    values reach the loss all the same (:func:`cuts.positions_reach`) and, if so, where their
+    gradient is dropped (:func:`cuts.position_cut`), with the recorder off."""
     cut = profile.cut_at()
     if profile.cell != "model" or cut is None or passes.shard is not None:
         return profile
     recorder.active = False  # the probe's passes are not measured steps
     try:
         place = None if profile.module == INPUT else profile.module
-        flows = positions_reach(passes.model, place, time_axis, cut, _step0_loss(passes))
+        run_loss = _step0_loss(passes)
+        flows = positions_reach(passes.model, place, time_axis, cut, run_loss)
+        operation, source = (
+            position_cut(passes.model, place, time_axis, run_loss) if flows else ("", "")
+        )
     finally:
         recorder.active = True
-    return replace(profile, cut_values_reach=flows)
+    return replace(
+        profile, cut_values_reach=flows, cut_operation=operation, cut_source=source
+    )
 
 
 def _cuts(passes: Passes, recorder: Recorder, records: list[StepRecord]) -> tuple[GraphCut, ...]:

@@ -138,6 +138,10 @@ class FirstNonFinite:
     step: int
 
 
+# How a model-level profile read at the model's input (not an embedding) names its place.
+INPUT = "(input)"
+
+
 @dataclass(frozen=True)
 class TemporalProfile:
     """The gradient norm reaching each time step of a sequence, in input order.
@@ -161,6 +165,10 @@ class TemporalProfile:
     receptive_field: int | None = None
     cut_values_reach: bool | None = None
     axis: int | None = None  # model-level profiles: the axis read as time
+    # Where the positions' gradient is first dropped when their values reach the loss
+    # (:func:`cuts.position_cut`): the operation and its source line, or empty.
+    cut_operation: str = ""
+    cut_source: str = ""
 
     @property
     def label(self) -> str:

@@ -30,12 +30,10 @@ from torch import nn
 from torch.utils import _pytree as pytree
 from torch.utils.hooks import RemovableHandle
 
-from gradcheck_cli.stats import TemporalProfile
+from gradcheck_cli.stats import INPUT, TemporalProfile
 
 # Sequences shorter than this have no meaningful "early" and "late" steps.
 MIN_STEPS = 10
-# How a model-level profile read at the model's input (not an embedding) names its place.
-INPUT = "(input)"
 
 
 def recurrent_modules(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:

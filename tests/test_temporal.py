@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -338,11 +340,17 @@ class _HandWrittenGRU(nn.Module):
         h = x.new_zeros(x.shape[0], 32)
         for t in range(x.shape[1]):
             if self.chunk and t % self.chunk == 0:
-                h = h.detach()
+                h = h.detach()  # _DETACH_LINE
             z, r = torch.sigmoid(self.gates(torch.cat([x[:, t], h], -1))).chunk(2, -1)
             n = torch.tanh(self.candidate(torch.cat([x[:, t], r * h], -1)))
             h = (1 - z) * n + z * h
         return self.head(h)
+
+
+_DETACH_LINE = next(
+    i for i, line in enumerate(Path(__file__).read_text().splitlines(), 1)
+    if line.endswith("h = h.detach()  # _DETACH_LINE")
+)
 
 
 def test_a_state_detached_in_a_hand_written_loop_is_a_cut_graph_error() -> None:
@@ -356,7 +364,9 @@ def test_a_state_detached_in_a_hand_written_loop_is_a_cut_graph_error() -> None:
     # while their values reach the loss through the state.
     assert finding.evidence["cut_step"] == 21 and finding.evidence["reach_steps"] == 10
     assert finding.evidence["values_reach"] is True and "receptive_field" not in finding.evidence
-    assert "truncated backpropagation" in finding.message
+    assert finding.evidence["reason"] == "cut" and finding.evidence["operation"] == ".detach()"
+    assert finding.evidence["source"].endswith("test_temporal.py:" + str(_DETACH_LINE))
+    assert "the gradient stops at .detach()" in finding.message
     # Without the detach there is no cut, but default gates (near 0.5) forget: a decay, a
     # warning (issue 28: the same cell with default biases cannot learn token 0 of 30+).
     torch.manual_seed(0)
@@ -450,9 +460,15 @@ def test_float_sequences_are_profiled_along_the_axis_the_model_file_or_flag_name
     assert profile["module"] == "(input)" and profile["cell"] == "model" and profile["axis"] == 1
     (finding,) = [f for f in data["findings"] if f["id"] == "vanishing-over-time"]
     assert finding["severity"] == "error" and finding["evidence"]["values_reach"] is True
-    assert finding["evidence"]["cut_step"] == 21 and "the input (30 positions along axis 1)" in (
-        finding["message"]
-    )
+    assert finding["evidence"]["cut_step"] == 21
+    assert "the input (30 positions along axis 1)" in finding["message"]
+    assert finding["evidence"]["operation"] == ".detach()"
+    # fix cannot rewrite code: it says which line to change, and changes nothing.
+    fixed = runner.invoke(main, ["fix", str(named), "--format", "json", "-q"])
+    assert fixed.exit_code == 1, fixed.output
+    message = json.loads(fixed.stdout)["message"]
+    assert message.startswith("needs a code change: the gradient through time stops at .detach()")
+    assert "named.py:17) before step 21 of 30" in message  # the line of h.detach()
     # Without a time axis a float sequence is not profiled; --time-axis names one.
     plain = tmp_path / "plain.py"
     plain.write_text(_FLOAT_TBPTT.format(axis=""))

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 from gradcheck_cli.checks.base import Check, crossed
 from gradcheck_cli.findings import Finding, Severity
-from gradcheck_cli.stats import ModelStats, TemporalProfile
-from gradcheck_cli.temporal import INPUT
+from gradcheck_cli.stats import INPUT, ModelStats, TemporalProfile
 
 
 class VanishingOverTime(Check):
@@ -86,7 +85,12 @@ class VanishingOverTime(Check):
 
     def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
         modules = [p for p in stats.temporal if p.method == "last step"]
-        findings = [f for profile in modules for f in self._judge(profile, options)]
+        # Where the model-level profile found the positions' gradient dropped, if it did.
+        place = next(
+            ((p.cut_operation, p.cut_source) for p in stats.temporal if p.cut_operation),
+            ("", ""),
+        )
+        findings = [f for profile in modules for f in self._judge(profile, options, place)]
         for profile in stats.temporal:
             if profile.cell == "model":
                 findings.extend(self._judge_model(profile, modules, options))
@@ -145,14 +149,21 @@ class VanishingOverTime(Check):
         reach = steps - cut
         field = profile.receptive_field
         layers: tuple[str, ...] = (profile.module or "(model)",)
+        operation, source = profile.cut_operation, profile.cut_source
         if profile.cut_values_reach:
             severity = Severity.ERROR
+            at = f" ({source})" if source else ""
+            stop = (
+                f"the gradient stops at {operation}{at}"
+                if operation
+                else "a state detached in forward (truncated backpropagation through time) or "
+                "a tensor taken out of the graph"
+            )
             cause = (
                 "their values still reach the loss (noise added to them changes it) while their "
-                "gradient is cut on the way: a state detached in forward (truncated "
-                "backpropagation through time) or a tensor taken out of the graph. Nothing before "
-                f"position {cut + 1} can train the model: remove the cut, or truncate no shorter "
-                "than the longest dependency of the task"
+                f"gradient is cut on the way: {stop}. Nothing before position {cut + 1} can "
+                "train the model: remove the cut, or truncate no shorter than the longest "
+                "dependency of the task"
             )
         else:
             severity = Severity.WARNING if reach < steps / 2 else Severity.INFO
@@ -187,18 +198,22 @@ class VanishingOverTime(Check):
                 "reach_steps": reach,
                 "cut_step": cut + 1,
                 "values_reach": bool(profile.cut_values_reach),
+                **({"reason": "cut"} if profile.cut_values_reach else {}),
+                **({"operation": operation} if operation else {}),
+                **({"source": source} if source else {}),
                 **({"receptive_field": field} if field is not None else {}),
             },
             remedies=(),
             why=self.section("Why it matters"),
         )
 
-    def _cut(self, profile: TemporalProfile, cut: int) -> Finding:
+    def _cut(self, profile: TemporalProfile, cut: int, place: tuple[str, str]) -> Finding:
         """A cliff in the profile: a cut in the recurrence, named as such, an error whatever the
         cell, with no remedy that changes weights (gate biases and truncation cannot bring back
-        a detached state)."""
+        a detached state); ``place`` is where the model-level profile found it, if it did."""
         steps = len(profile.norms)
         share = profile.norms[cut] / profile.late
+        operation, source = place
         return Finding(
             id=self.id,
             severity=Severity.ERROR,
@@ -207,7 +222,10 @@ class VanishingOverTime(Check):
                 f"{profile.label}: the gradient stops dead at step {cut + 1} of {steps}: the "
                 f"{cut} step(s) before it get exactly none, while step {cut + 1} gets "
                 f"{share:.1e} of the late gradient. That is a cut in the recurrence (a hidden "
-                "state detached in forward: truncated backpropagation through time), not a slow "
+                "state detached in forward: truncated backpropagation through time"
+                + (f"; here {operation}" if operation else "")
+                + (f" at {source}" if source else "")
+                + "), not a slow "
                 f"decay: the weights cannot learn from anything before step {cut + 1}; remove "
                 "the detach, or truncate no shorter than the longest dependency of the task"
             ),
@@ -216,12 +234,17 @@ class VanishingOverTime(Check):
                 "steps": steps,
                 "reach_steps": profile.reach(),
                 "cut_step": cut + 1,
+                "reason": "cut",
+                **({"operation": operation} if operation else {}),
+                **({"source": source} if source else {}),
             },
             remedies=(),
             why=self.section("Why it matters"),
         )
 
-    def _judge(self, profile: TemporalProfile, options: Options) -> list[Finding]:
+    def _judge(
+        self, profile: TemporalProfile, options: Options, place: tuple[str, str] = ("", "")
+    ) -> list[Finding]:
         ratio = profile.early_to_late
         if ratio is None or ratio >= options.warning:
             return []
@@ -235,7 +258,7 @@ class VanishingOverTime(Check):
             remedies = self.remedies
         cut = profile.cut_at()
         if cut is not None:
-            return [self._cut(profile, cut)]
+            return [self._cut(profile, cut, place)]
         share = "none of" if ratio == 0 else f"{ratio:.1e} times"  # 0: underflowed float64
         if not (profile.gated and severity is Severity.WARNING):
             cannot = ""
