@@ -27,6 +27,7 @@ CASES = (
     ("diagonal_recurrence", "build_near_unit"),
     ("tcn_short_rf", "build_model"),
     ("tcn_short_rf", "build_wide"),
+    ("gru_recent_token", "build_model"),
 )
 
 

@@ -11,6 +11,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -34,6 +35,7 @@ from gradcheck_cli.fixing import (
     tied,
     trains_best,
 )
+from gradcheck_cli.learning import LEARN_BUDGET, run_probe
 from gradcheck_cli.loading import (
     InputFactory,
     Inputs,
@@ -102,11 +104,16 @@ def diagnose(
     if chosen.shard is not ShardMode.NONE:
         shard = join(chosen.shard, device)
         shard.check_batch(chosen.batch_size)
-        if chosen.train_steps:
-            raise UsageError("--train-steps does not run under --shard yet; train in one process")
+        if chosen.train_steps or chosen.learn:
+            flag = "--train-steps" if chosen.train_steps else "--learn"
+            raise UsageError(f"{flag} does not run under --shard yet; train in one process")
         if device.type == "cuda":  # one device per local rank
             device = torch.device("cuda", shard.local_rank)
             torch.cuda.set_device(device)
+    if chosen.train_steps and chosen.learn:
+        raise UsageError(
+            "--learn judges the model as built, --train-steps after training: use one of them"
+        )
     make_inputs = _input_factory(model, inputs, device, chosen.batch_size)
     started = time.perf_counter()
     training = None
@@ -152,11 +159,32 @@ def diagnose(
                 steps=chosen.train_steps,
                 optimizer=chosen.optimizer,
                 lr=chosen.lr or chosen.optimizer.default_lr,
+                momentum=chosen.momentum,
                 measure_at=measure_at,
                 evaluate=evaluate,
             )
         else:
             measured = measure_at(model)
+            if chosen.learn:
+                # The probe trains a copy; its verdict joins the statistics the checks read.
+                probe = run_probe(
+                    copy_model(model),
+                    Passes(
+                        model,
+                        make_inputs,
+                        loss_fn,
+                        chosen.loss,
+                        chosen.seed,
+                        chosen.batch_size,
+                        device,
+                    ),
+                    steps=chosen.learn,
+                    optimizer=chosen.optimizer,
+                    lr=chosen.lr or chosen.optimizer.default_lr,
+                    momentum=chosen.momentum,
+                    budget=LEARN_BUDGET,
+                )
+                measured = replace(measured, stats=replace(measured.stats, learning=probe))
             findings = evaluate(measured)
     seconds = time.perf_counter() - started
     return Report(
@@ -180,6 +208,7 @@ def diagnose(
         tool_version=__version__,
         training=training,
         temporal=measured.stats.temporal,
+        learning=measured.stats.learning,
     )
 
 

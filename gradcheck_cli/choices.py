@@ -52,12 +52,14 @@ class Optimizer(str, enum.Enum):
         """The learning rate used when ``--lr`` is not given."""
         return 0.01 if self is Optimizer.SGD else 1e-3
 
-    def build(self, params: Sequence[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-        """The torch optimizer over ``params``."""
+    def build(
+        self, params: Sequence[nn.Parameter], lr: float, momentum: float = 0.0
+    ) -> torch.optim.Optimizer:
+        """The torch optimizer over ``params`` (``momentum`` for SGD only)."""
         import torch
 
         if self is Optimizer.SGD:
-            return torch.optim.SGD(params, lr=lr)
+            return torch.optim.SGD(params, lr=lr, momentum=momentum)
         if self is Optimizer.ADAM:
             return torch.optim.Adam(params, lr=lr)
         return torch.optim.AdamW(params, lr=lr)

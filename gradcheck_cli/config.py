@@ -42,6 +42,8 @@ class Settings:
     train_steps: int = 0
     optimizer: Optimizer = Optimizer.ADAM
     lr: float | None = None
+    momentum: float = 0.0  # SGD's, for --train-steps and --learn
+    learn: int = 0  # the learning probe's steps (0: off)
     regression_factor: float = 10.0
     shard: ShardMode = ShardMode.NONE
     # Which axis of the model's input is time, for the model-level temporal profile (None:
@@ -57,7 +59,7 @@ class Settings:
                 raise ConfigError(
                     f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
                 )
-        for name in ("steps", "train_steps"):
+        for name in ("steps", "train_steps", "learn"):
             value = getattr(self, name)
             if isinstance(value, int) and value > MAX_STEPS:
                 # A diagnosis measures a few passes; a number this large is a typo that would
@@ -79,6 +81,19 @@ class Settings:
         ):
             raise ConfigError(
                 f"train-steps must be 0 or a positive integer, got {self.train_steps!r}"
+            )
+        if not isinstance(self.learn, int) or isinstance(self.learn, bool) or self.learn < 0:
+            raise ConfigError(f"learn must be 0 or a positive integer, got {self.learn!r}")
+        if (
+            isinstance(self.momentum, bool)
+            or not isinstance(self.momentum, (int, float))
+            or not 0 <= self.momentum < 1
+        ):
+            raise ConfigError(f"momentum must be a number from 0 to below 1, got {self.momentum!r}")
+        if self.momentum and self.optimizer is not Optimizer.SGD:
+            raise ConfigError(
+                f"momentum applies to --optimizer sgd; {self.optimizer.value} keeps its own "
+                "moment estimates: drop --momentum or use --optimizer sgd"
             )
         if self.lr is not None and (
             isinstance(self.lr, bool)
@@ -111,7 +126,14 @@ MAX_STEPS = 100_000
 MAX_TIME_AXIS = 7
 
 
-_SCALARS = {"steps": int, "seed": int, "batch_size": int, "train_steps": int, "time_axis": int}
+_SCALARS = {
+    "steps": int,
+    "seed": int,
+    "batch_size": int,
+    "train_steps": int,
+    "time_axis": int,
+    "learn": int,
+}
 _ENUMS: dict[str, type[enum.Enum]] = {
     "device": Device,
     "loss": LossKind,
@@ -135,7 +157,7 @@ def apply_mapping(settings: Settings, data: Mapping[str, Any], *, source: str) -
         if key in spelled:
             raise ConfigError(f"{source}: '{raw}' and '{spelled[key]}' are the same setting")
         spelled[key] = str(raw)
-        if key in ("regression_factor", "lr"):
+        if key in ("regression_factor", "lr", "momentum"):
             value = _yaml_number(value)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{source}: '{raw}' must be a number, got {value!r}")
@@ -164,6 +186,8 @@ def apply_mapping(settings: Settings, data: Mapping[str, Any], *, source: str) -
                         "checks",
                         "ignore_layers",
                         "regression_factor",
+                        "lr",
+                        "momentum",
                     ]
                 )
             )

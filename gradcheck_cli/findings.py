@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from gradcheck_cli.stats import LayerStats, Measured, Skipped, Summary, TemporalProfile
+from gradcheck_cli.stats import (
+    LayerStats,
+    LearningProbe,
+    Measured,
+    Skipped,
+    Summary,
+    TemporalProfile,
+)
 
 if TYPE_CHECKING:
     from gradcheck_cli.training import Training
@@ -121,6 +128,7 @@ class Report:
     tool_version: str = ""
     training: Training | None = None  # after --train-steps
     temporal: tuple[TemporalProfile, ...] = ()  # sequence models: gradient per time step
+    learning: LearningProbe | None = None  # after --learn N
 
     @property
     def status(self) -> Status:
@@ -167,6 +175,7 @@ class Report:
             "layers": [_layer_dict(layer) for layer in self.layers],
             **({"temporal": [_temporal_dict(t) for t in self.temporal]} if self.temporal else {}),
             **({"training": self.training.to_dict()} if self.training is not None else {}),
+            **({"learning": _learning_dict(self.learning)} if self.learning is not None else {}),
         }
 
     def to_yaml(self) -> str:
@@ -288,6 +297,23 @@ def _layer_dict(layer: LayerStats) -> dict[str, Any]:
 
 # Longer profiles are averaged over buckets of consecutive steps to keep reports small.
 PROFILE_POINTS = 64
+
+
+def _learning_dict(probe: LearningProbe) -> dict[str, Any]:
+    return {
+        "verdict": probe.verdict,
+        "reason": probe.reason,
+        "optimizer": probe.optimizer,
+        "lr": probe.lr,
+        "momentum": probe.momentum,
+        "requested_steps": probe.requested,
+        "steps_taken": probe.taken,
+        "seconds": plain_number(probe.seconds),
+        "heldout_start": plain_number(probe.start),
+        "heldout_end": plain_number(probe.end),
+        "input_blind": plain_number(probe.blind),
+        "still_layers": list(probe.still),
+    }
 
 
 def _temporal_dict(profile: TemporalProfile) -> dict[str, Any]:

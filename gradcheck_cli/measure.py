@@ -377,9 +377,7 @@ def _seen(
         )
     finally:
         recorder.active = True
-    return replace(
-        profile, cut_values_reach=flows, cut_operation=operation, cut_source=source
-    )
+    return replace(profile, cut_values_reach=flows, cut_operation=operation, cut_source=source)
 
 
 def _cuts(passes: Passes, recorder: Recorder, records: list[StepRecord]) -> tuple[GraphCut, ...]:

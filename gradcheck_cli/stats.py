@@ -278,6 +278,34 @@ class GraphCut:
 
 
 @dataclass(frozen=True)
+class LearningProbe:
+    """What the learning probe (:mod:`gradcheck_cli.learning`) did and found: held-out losses
+    of the model's own task before and after training a copy, and the input-blind floor."""
+
+    optimizer: str
+    lr: float
+    momentum: float
+    requested: int
+    taken: int
+    seconds: float
+    start: float
+    end: float
+    blind: float | None
+    verdict: str  # learns, not-learning, diverging or undecided
+    reason: str
+    still: tuple[str, ...] = ()  # layers whose weights barely moved, for not-learning
+
+    def summary(self) -> str:
+        """One line: the held-out losses and the training that gave them."""
+        floor = f", input-blind {self.blind:.3g}" if self.blind is not None else ""
+        momentum = f", momentum {self.momentum:g}" if self.optimizer == "sgd" else ""
+        return (
+            f"held-out loss {self.start:.3g} -> {self.end:.3g}{floor} in {self.taken} "
+            f"{self.optimizer} steps at lr {self.lr:g}{momentum} ({self.seconds:.1f} s)"
+        )
+
+
+@dataclass(frozen=True)
 class ModelStats:
     """The input of every check: per-layer statistics plus model-level facts."""
 
@@ -295,6 +323,8 @@ class ModelStats:
     # Why passes went unmeasured, when the caller knows (watch(): "4 forward passes in eval()
     # mode"); the nothing-measured finding quotes it.
     unmeasured: str = ""
+    # The learning probe (--learn N), when it ran.
+    learning: LearningProbe | None = None
 
     def by_name(self, name: str) -> LayerStats:
         """The layer called ``name``; raises KeyError when there is none."""

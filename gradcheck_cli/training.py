@@ -92,6 +92,7 @@ def train(
     optimizer: Optimizer,
     lr: float,
     measure_at: Callable[[nn.Module], Measurement],
+    momentum: float = 0.0,
     evaluate: Callable[[Measurement], list[Finding]],
 ) -> tuple[Measurement, list[Finding], Training]:
     """Train ``model`` (already a copy; ``passes`` supplies batches and loss) and measure it.
@@ -100,7 +101,7 @@ def train(
     the training; the model is then measured as it is.
     """
     passes = replace(passes, model=model)
-    opt = optimizer.build([p for p in model.parameters() if p.requires_grad], lr)
+    opt = optimizer.build([p for p in model.parameters() if p.requires_grad], lr, momentum)
     losses: list[float] = []
     marks: list[Checkpoint] = []
     measured: list[tuple[int, Measurement]] = []

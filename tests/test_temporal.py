@@ -348,7 +348,8 @@ class _HandWrittenGRU(nn.Module):
 
 
 _DETACH_LINE = next(
-    i for i, line in enumerate(Path(__file__).read_text().splitlines(), 1)
+    i
+    for i, line in enumerate(Path(__file__).read_text().splitlines(), 1)
     if line.endswith("h = h.detach()  # _DETACH_LINE")
 )
 

@@ -1,6 +1,7 @@
 """Recall and precision of gradcheck's default verdict against training truth.
 
     python bench/truth/score.py            # prints the Markdown table committed as bench/truth/README.md
+    python bench/truth/score.py --learn 300   # the same with the learning probe (any diagnose flags)
 
 Every labelled model (``samples.yaml``: the repository's samples; ``heldout*/labels.yaml``:
 models written and labelled by testers who had not seen the rules, each with its plain-PyTorch
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -42,11 +44,11 @@ def labelled() -> list[dict[str, str]]:
     return found
 
 
-def diagnose(spec: str) -> tuple[int, list[tuple[str, str]]]:
-    """Exit code and the (id, severity) of each warning or error."""
+def diagnose(spec: str, flags: Sequence[str] = ()) -> tuple[int, list[tuple[str, str]]]:
+    """Exit code and the (id, severity) of each warning or error, with extra ``flags``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [*GRADCHECK, "diagnose", spec, "--format", "yaml"],
+        [*GRADCHECK, "diagnose", spec, "--format", "yaml", *flags],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
     )  # fmt: skip
     if done.returncode not in (0, 1):
@@ -60,9 +62,10 @@ def diagnose(spec: str) -> tuple[int, list[tuple[str, str]]]:
 
 
 def main() -> None:
+    flags = sys.argv[1:]
     rows = []
     for model in labelled():
-        code, serious = diagnose(model["spec"])
+        code, serious = diagnose(model["spec"], flags)
         rows.append((model, code, serious))
     print("| set | model | kind | training | exit | warnings and errors |")
     print("|---|---|---|---|---|---|")

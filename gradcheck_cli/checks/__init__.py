@@ -14,9 +14,11 @@ from typing import Any
 
 from gradcheck_cli.checks.base import Check
 from gradcheck_cli.checks.dead_units import DeadUnits
+from gradcheck_cli.checks.diverging import Diverging
 from gradcheck_cli.checks.exploding import Exploding
 from gradcheck_cli.checks.no_gradient import NoGradient
 from gradcheck_cli.checks.nonfinite import NonFinite
+from gradcheck_cli.checks.not_learning import NotLearning, refuted
 from gradcheck_cli.checks.nothing_measured import NothingMeasured
 from gradcheck_cli.checks.saturation import Saturation
 from gradcheck_cli.checks.underflow import Underflow
@@ -37,6 +39,8 @@ CHECKS: dict[str, type[Check]] = {
         Saturation,
         NoGradient,
         Underflow,
+        NotLearning,
+        Diverging,
     )
 }
 
@@ -83,7 +87,8 @@ def run_checks(
     options: Mapping[str, Any] | None = None,
     rules: Mapping[str, Rule] | None = None,
 ) -> list[Finding]:
-    """Evaluate every check on ``stats``.
+    """Evaluate every check on ``stats``; when the learning probe ran and the model learns,
+    the findings it refutes are information (:func:`not_learning.refuted`).
 
     ``options`` maps finding ids to Options objects (thresholds); ``rules`` maps finding ids
     (or ``"*"`` for all checks) to :class:`Rule` settings.
@@ -101,7 +106,7 @@ def run_checks(
             if rule.severity is not None:
                 finding = replace(finding, severity=Severity(rule.severity.value))
             findings.append(finding)
-    return findings
+    return refuted(findings, stats.learning)
 
 
 __all__ = ["CHECKS", "Check", "Rule", "RuleSeverity", "default_options", "run_checks"]

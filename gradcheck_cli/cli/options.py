@@ -42,7 +42,10 @@ SECTIONS: tuple[tuple[str, frozenset[str]], ...] = (
         "Measurement",
         frozenset({"steps", "seed", "batch_size", "device", "loss", "amp", "shard", "time_axis"}),
     ),
-    ("Training (--train-steps)", frozenset({"train_steps", "optimizer", "lr"})),
+    (
+        "Training (--train-steps, --learn)",
+        frozenset({"train_steps", "optimizer", "lr", "momentum", "learn"}),
+    ),
     (
         "Remedies (fix)",
         frozenset(
@@ -219,7 +222,23 @@ _MEASURE_OPTIONS = [
         help="Optimizer for --train-steps.  [default: adam]",
     ),
     click.option(
-        "--lr", type=float, help="Learning rate for --train-steps.  [default: 1e-3; sgd 1e-2]"
+        "--lr",
+        type=float,
+        help="Learning rate for --train-steps and --learn.  [default: 1e-3; sgd 1e-2]",
+    ),
+    click.option(
+        "--momentum",
+        type=float,
+        help="SGD's momentum for --train-steps and --learn (--optimizer sgd only).  [default: 0]",
+    ),
+    click.option(
+        "--learn",
+        type=int,
+        metavar="STEPS",
+        help="Also train a copy up to STEPS steps (60 s at most) on fresh batches of the model's "
+        "own task (its loss_fn or --data targets) and judge whether it learns: held-out loss "
+        "against an input-blind floor. A model that learns has its gradient-statistic "
+        "findings downgraded; one that does not gets not-learning.  [default: 0, off]",
     ),
     click.option(
         "--fail-on", type=choice(FailOn), help="Lowest severity that exits 1.  [default: error]"

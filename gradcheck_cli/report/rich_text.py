@@ -108,6 +108,8 @@ def _summary(report: Report) -> Panel:
         f"loss {report.run.loss}, seed {report.run.seed}, {report.run.seconds:.1f} s",
     )
     grid.add_row("inputs", Text(report.run.inputs))
+    if report.learning is not None:
+        grid.add_row("learn", Text(f"{report.learning.verdict}: {report.learning.summary()}"))
     grid.add_row("verdict", verdict)
     return Panel(grid, title="gradcheck", title_align="left", box=box.ROUNDED, expand=False)
 

@@ -1,0 +1,196 @@
+"""The learning probe (``--learn N``): does the model learn its own task?
+
+Gradients at initialisation say what can and cannot flow; whether the model learns also depends
+on the task and the optimizer. The probe trains a copy of the model for up to N steps of the
+run's optimizer (``--optimizer``, ``--lr``, ``--momentum``) on fresh seeded batches with the
+run's loss, then compares on held-out batches (seeds the training never drew):
+
+* ``start``: the held-out loss before training;
+* ``end``: the held-out loss after training;
+* ``blind``: the held-out loss of the trained model with its outputs shifted by one row of the
+  batch, so each output meets another example's targets. That is what a model reaches that has
+  learned the targets' marginal (a bias, a scale) but nothing of its input: the input-blind
+  floor. It exists only when the loss reads targets from the inputs (a model file's
+  ``loss_fn(output, inputs)``, or ``--data`` targets) and changes when the rows are shifted.
+
+Verdicts: ``diverging`` (a training loss turned non-finite, or the held-out loss rose by more
+than its own size), ``learns`` (the held-out loss fell below the input-blind floor by a margin),
+``not-learning`` (it did not), ``undecided`` (no floor: a loss that reads no targets, or one that
+shifting rows does not change). Fitting one fixed batch was measured and rejected as the test: it
+is memorisation, which broken models do well enough through the layers that still train
+(``bench/probe_fixed_batch.md``).
+
+This module trains and measures; the ``not-learning`` and ``diverging`` checks judge the result,
+and a model that learns has its refutable findings downgraded (:mod:`gradcheck_cli.checks`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from gradcheck_cli.choices import Optimizer
+from gradcheck_cli.measure import Passes
+from gradcheck_cli.stats import LearningProbe, collapse_names
+
+# Training batches and held-out batches are drawn from seeds apart from the measurement's and
+# from --train-steps'.
+TRAIN_SEED_OFFSET = 70_000
+HELDOUT_SEED_OFFSET = 90_000
+HELDOUT_BATCHES = 4
+# The probe stops after this many seconds of training if its steps are not done by then; the
+# report says how many it took.
+LEARN_BUDGET = 60.0
+UNDECIDED = (
+    "no input-blind floor: the loss draws random targets or reads none from the inputs "
+    "(give the model file a loss_fn(output, inputs) that computes its targets from the inputs, "
+    "or --data with targets), or shifting outputs between examples does not change it"
+)
+# "Learns": the held-out loss ends below the input-blind floor by this share of the distance
+# from the start to the floor (or of the floor's size, when the start is already at it).
+MARGIN = 0.1
+
+
+def run_probe(
+    model: nn.Module,
+    passes: Passes,
+    *,
+    steps: int,
+    optimizer: Optimizer,
+    lr: float,
+    momentum: float,
+    budget: float,
+) -> LearningProbe:
+    """Train ``model`` (a copy the caller owns) up to ``steps`` steps or ``budget`` seconds and
+    judge whether it learned (see the module's docstring)."""
+    passes = replace(passes, model=model, runner=None)
+    started = time.perf_counter()
+    start, floor0 = _heldout(passes)
+    if floor0 is None:  # nothing to learn from the inputs: no training is spent on it
+        return LearningProbe(
+            optimizer.value, lr, momentum, steps, 0, time.perf_counter() - started, start,
+            start, None, "undecided", UNDECIDED,
+        )  # fmt: skip
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    opt = optimizer.build([p for p in model.parameters() if p.requires_grad], lr, momentum)
+    taken, bad = 0, ""
+    while taken < steps:
+        model.train()
+        with passes.seeded(TRAIN_SEED_OFFSET + taken):
+            batch = passes.inputs()
+            loss, _ = passes.loss_of(passes.forward(batch), batch)
+            opt.zero_grad(set_to_none=True)
+            loss.float().backward()
+            opt.step()
+        taken += 1
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            bad = f"the training loss became {value} at step {taken}"
+            break
+        if time.perf_counter() - started > budget:
+            break
+    end, blind = _heldout(passes)
+    seconds = time.perf_counter() - started
+    still = _still(model, before)
+    floor = blind
+    if bad or not math.isfinite(end) or end > start + max(abs(start), 1e-8):
+        verdict = "diverging"
+        reason = bad or f"the held-out loss rose from {start:.3g} to {end:.3g}"
+    elif floor is None:
+        verdict, reason = "undecided", UNDECIDED
+    else:
+        gap = max(start - floor, MARGIN * abs(floor), 1e-8)
+        if end < floor - MARGIN * gap:
+            verdict, reason = "learns", "the held-out loss fell below the input-blind floor"
+        else:
+            verdict = "not-learning"
+            reason = "the held-out loss did not fall below what an input-blind model reaches"
+    return LearningProbe(
+        optimizer.value, lr, momentum, steps, taken, seconds, start, end, floor, verdict, reason,
+        still if verdict == "not-learning" else (),
+    )  # fmt: skip
+
+
+def _heldout(passes: Passes) -> tuple[float, float | None]:
+    """Mean held-out loss over ``HELDOUT_BATCHES`` batches, and the input-blind floor: the same
+    with each output shifted one row. Outputs whose rows are all alike are input-blind already:
+    the floor is the loss itself. None when no output has a row per example, when shifted
+    outputs that differ leave the loss unchanged (a loss that reads no targets: SimSiam's), or
+    when the loss draws random targets (the same output and inputs under another seed give
+    another loss): nothing to learn from the inputs then."""
+    model = passes.model
+    was = model.training
+    model.eval()
+    losses, shifted = [], []
+    try:
+        for k in range(HELDOUT_BATCHES):
+            with passes.seeded(HELDOUT_SEED_OFFSET + k), torch.enable_grad():
+                batch = passes.inputs()
+                output = passes.forward(batch)
+                loss = float(passes.loss_of(output, batch)[0].detach())
+                losses.append(loss)
+                with passes.seeded(HELDOUT_SEED_OFFSET + HELDOUT_BATCHES + k):
+                    again = float(passes.loss_of(output, batch)[0].detach())
+                if again != loss and math.isfinite(loss):
+                    return mean_of(losses), None  # random targets
+                rolled = _shift(output, passes.batch_size)
+                if rolled is None:
+                    return mean_of(losses), None
+                alike = _alike(output, rolled)
+                blind = loss if alike else float(passes.loss_of(rolled, batch)[0].detach())
+                if not alike and abs(blind - loss) <= 1e-6 * max(1.0, abs(loss)):
+                    return mean_of(losses), None  # the loss reads no targets
+                shifted.append(blind)
+    finally:
+        model.train(was)
+    blind = mean_of(shifted)
+    return mean_of(losses), blind if math.isfinite(blind) else None
+
+
+def mean_of(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _alike(output: Any, rolled: Any) -> bool:
+    """Whether every row of every tensor of ``output`` equals the next (to 1e-4 of its size)."""
+    for a, b in zip(pytree.tree_leaves(output), pytree.tree_leaves(rolled), strict=True):
+        if isinstance(a, torch.Tensor) and a.is_floating_point() and a.numel():
+            size = float(a.detach().abs().max())
+            if float((a.detach() - b.detach()).abs().max()) > 1e-4 * max(size, 1e-12):
+                return False
+    return True
+
+
+def _shift(output: Any, rows: int) -> Any | None:
+    """``output`` with every tensor that has ``rows`` rows rolled by one row; None if none has."""
+    leaves, spec = pytree.tree_flatten(output)
+    moved = False
+    for i, leaf in enumerate(leaves):
+        if isinstance(leaf, torch.Tensor) and leaf.dim() > 0 and leaf.shape[0] == rows > 1:
+            leaves[i] = leaf.roll(1, 0)
+            moved = True
+    return pytree.tree_unflatten(leaves, spec) if moved else None
+
+
+def _still(model: nn.Module, before: dict[str, torch.Tensor]) -> tuple[str, ...]:
+    """Parameters whose relative change is under a hundredth of the median's: the layers
+    training did not move (labelled as the report names them)."""
+    change = {}
+    for name, p in model.named_parameters():
+        if name in before:
+            size = float(torch.linalg.vector_norm(before[name].double()))
+            moved = float(torch.linalg.vector_norm((p.detach() - before[name]).double()))
+            change[name] = moved / size if size > 0 else math.inf
+    if len(change) < 2:
+        return ()
+    ranked = sorted(change.values())
+    median = ranked[len(ranked) // 2]
+    still = [n for n, c in change.items() if c < 0.01 * median]
+    labels = collapse_names(still, list(change))
+    return tuple(dict.fromkeys(labels[n] for n in still))
