@@ -19,6 +19,7 @@ from torch import nn
 
 from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
+from gradcheck_cli.checks.not_learning import refutable
 from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.config import Device, Settings, apply_mapping
 from gradcheck_cli.distributed import join
@@ -35,7 +36,7 @@ from gradcheck_cli.fixing import (
     tied,
     trains_best,
 )
-from gradcheck_cli.learning import LEARN_BUDGET, run_probe
+from gradcheck_cli.learning import AUTO_BUDGET, AUTO_LEARN, LEARN_BUDGET, run_probe
 from gradcheck_cli.loading import (
     InputFactory,
     Inputs,
@@ -104,7 +105,7 @@ def diagnose(
     if chosen.shard is not ShardMode.NONE:
         shard = join(chosen.shard, device)
         shard.check_batch(chosen.batch_size)
-        if chosen.train_steps or chosen.learn:
+        if chosen.train_steps or chosen.learn:  # the automatic probe is skipped instead
             flag = "--train-steps" if chosen.train_steps else "--learn"
             raise UsageError(f"{flag} does not run under --shard yet; train in one process")
         if device.type == "cuda":  # one device per local rank
@@ -114,6 +115,7 @@ def diagnose(
         raise UsageError(
             "--learn judges the model as built, --train-steps after training: use one of them"
         )
+    auto = chosen.learn is None and not chosen.train_steps and shard is None
     make_inputs = _input_factory(model, inputs, device, chosen.batch_size)
     started = time.perf_counter()
     training = None
@@ -165,7 +167,12 @@ def diagnose(
             )
         else:
             measured = measure_at(model)
-            if chosen.learn:
+            steps = chosen.learn
+            if auto and refutable(evaluate(measured)):
+                steps, budget = AUTO_LEARN, AUTO_BUDGET
+            else:
+                budget = LEARN_BUDGET
+            if steps:
                 # The probe trains a copy; its verdict joins the statistics the checks read.
                 probe = run_probe(
                     copy_model(model),
@@ -178,13 +185,15 @@ def diagnose(
                         chosen.batch_size,
                         device,
                     ),
-                    steps=chosen.learn,
+                    steps=steps,
                     optimizer=chosen.optimizer,
                     lr=chosen.lr or chosen.optimizer.default_lr,
                     momentum=chosen.momentum,
-                    budget=LEARN_BUDGET,
+                    budget=budget,
                 )
-                measured = replace(measured, stats=replace(measured.stats, learning=probe))
+                probe = replace(probe, asked=not auto)
+                if not (auto and probe.verdict == "undecided"):  # asked for, or a verdict
+                    measured = replace(measured, stats=replace(measured.stats, learning=probe))
             findings = evaluate(measured)
     seconds = time.perf_counter() - started
     return Report(
@@ -281,6 +290,10 @@ def fix(
     """
     require_module(model, "fix()")
     chosen = apply_mapping(settings or Settings(), options, source="fix()")
+    if chosen.learn is None:
+        # Trials are judged by the diagnosis alone unless the probe is asked for (--learn N):
+        # the automatic probe would train every trial, and judge some but not others.
+        chosen = replace(chosen, learn=0)
     if chosen.shard is not ShardMode.NONE:
         raise UsageError("fix() runs in one process: it diagnoses copies of the model; drop shard=")
     opts = fix_options or FixOptions()

@@ -43,7 +43,9 @@ class Settings:
     optimizer: Optimizer = Optimizer.ADAM
     lr: float | None = None
     momentum: float = 0.0  # SGD's, for --train-steps and --learn
-    learn: int = 0  # the learning probe's steps (0: off)
+    # The learning probe's steps: None runs it (AUTO_LEARN steps) only when the diagnosis has a
+    # finding the probe can refute; 0 never; N always.
+    learn: int | None = None
     regression_factor: float = 10.0
     shard: ShardMode = ShardMode.NONE
     # Which axis of the model's input is time, for the model-level temporal profile (None:
@@ -61,7 +63,7 @@ class Settings:
                 )
         for name in ("steps", "train_steps", "learn"):
             value = getattr(self, name)
-            if isinstance(value, int) and value > MAX_STEPS:
+            if isinstance(value, int) and not isinstance(value, bool) and value > MAX_STEPS:
                 # A diagnosis measures a few passes; a number this large is a typo that would
                 # run until killed.
                 raise ConfigError(
@@ -82,7 +84,9 @@ class Settings:
             raise ConfigError(
                 f"train-steps must be 0 or a positive integer, got {self.train_steps!r}"
             )
-        if not isinstance(self.learn, int) or isinstance(self.learn, bool) or self.learn < 0:
+        if self.learn is not None and (
+            not isinstance(self.learn, int) or isinstance(self.learn, bool) or self.learn < 0
+        ):
             raise ConfigError(f"learn must be 0 or a positive integer, got {self.learn!r}")
         if (
             isinstance(self.momentum, bool)

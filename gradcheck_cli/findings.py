@@ -302,6 +302,7 @@ PROFILE_POINTS = 64
 def _learning_dict(probe: LearningProbe) -> dict[str, Any]:
     return {
         "verdict": probe.verdict,
+        "asked": probe.asked,
         "reason": probe.reason,
         "optimizer": probe.optimizer,
         "lr": probe.lr,

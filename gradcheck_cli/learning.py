@@ -27,6 +27,7 @@ and a model that learns has its refutable findings downgraded (:mod:`gradcheck_c
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import replace
 from typing import Any
@@ -43,10 +44,19 @@ from gradcheck_cli.stats import LearningProbe, collapse_names
 # from --train-steps'.
 TRAIN_SEED_OFFSET = 70_000
 HELDOUT_SEED_OFFSET = 90_000
-HELDOUT_BATCHES = 4
+HELDOUT_BATCHES = 16
+SHIFTS = (1, 2, 3)
+# "Learns" also needs the mean gap over the held-out batches to exceed this many standard errors:
+# a model fitted to inputs that say nothing of the targets lands on either side of the floor.
+STANDARD_ERRORS = 3.0
 # The probe stops after this many seconds of training if its steps are not done by then; the
 # report says how many it took.
 LEARN_BUDGET = 60.0
+# Without --learn, the probe runs only when the diagnosis has a finding it can refute: this many
+# steps, stopping after AUTO_BUDGET seconds (measured: bench/truth/, 300 Adam steps take 2-60 s
+# on a 2-core CPU for the small sequence models there).
+AUTO_LEARN = 300
+AUTO_BUDGET = 30.0
 UNDECIDED = (
     "no input-blind floor: the loss draws random targets or reads none from the inputs "
     "(give the model file a loss_fn(output, inputs) that computes its targets from the inputs, "
@@ -71,8 +81,8 @@ def run_probe(
     judge whether it learned (see the module's docstring)."""
     passes = replace(passes, model=model, runner=None)
     started = time.perf_counter()
-    start, floor0 = _heldout(passes)
-    if floor0 is None:  # nothing to learn from the inputs: no training is spent on it
+    start, gaps0 = _heldout(passes)
+    if gaps0 is None:  # nothing to learn from the inputs: no training is spent on it
         return LearningProbe(
             optimizer.value, lr, momentum, steps, 0, time.perf_counter() - started, start,
             start, None, "undecided", UNDECIDED,
@@ -95,18 +105,19 @@ def run_probe(
             break
         if time.perf_counter() - started > budget:
             break
-    end, blind = _heldout(passes)
+    end, gaps = _heldout(passes)
     seconds = time.perf_counter() - started
     still = _still(model, before)
-    floor = blind
+    floor = end + mean_of(gaps) if gaps is not None else None
     if bad or not math.isfinite(end) or end > start + max(abs(start), 1e-8):
         verdict = "diverging"
         reason = bad or f"the held-out loss rose from {start:.3g} to {end:.3g}"
-    elif floor is None:
+    elif gaps is None or floor is None:
         verdict, reason = "undecided", UNDECIDED
     else:
-        gap = max(start - floor, MARGIN * abs(floor), 1e-8)
-        if end < floor - MARGIN * gap:
+        margin = MARGIN * max(start - floor, MARGIN * abs(floor), 1e-8)
+        spread = statistics.stdev(gaps) / math.sqrt(len(gaps)) if len(gaps) > 1 else 0.0
+        if mean_of(gaps) > max(margin, STANDARD_ERRORS * spread):
             verdict, reason = "learns", "the held-out loss fell below the input-blind floor"
         else:
             verdict = "not-learning"
@@ -117,17 +128,18 @@ def run_probe(
     )  # fmt: skip
 
 
-def _heldout(passes: Passes) -> tuple[float, float | None]:
-    """Mean held-out loss over ``HELDOUT_BATCHES`` batches, and the input-blind floor: the same
-    with each output shifted one row. Outputs whose rows are all alike are input-blind already:
-    the floor is the loss itself. None when no output has a row per example, when shifted
-    outputs that differ leave the loss unchanged (a loss that reads no targets: SimSiam's), or
-    when the loss draws random targets (the same output and inputs under another seed give
-    another loss): nothing to learn from the inputs then."""
+def _heldout(passes: Passes) -> tuple[float, list[float] | None]:
+    """Mean held-out loss over ``HELDOUT_BATCHES`` batches, and per batch how far the input-blind
+    floor lies above it: the loss with each output shifted by 1, 2 and 3 rows (averaged) minus
+    the loss. Outputs whose rows are all alike are input-blind already: their gaps are 0. None
+    when no output has a row per example, when shifted outputs that differ leave the loss
+    unchanged (a loss that reads no targets: SimSiam's), or when the loss draws random targets
+    (the same output and inputs under another seed give another loss): nothing to learn from the
+    inputs then."""
     model = passes.model
     was = model.training
     model.eval()
-    losses, shifted = [], []
+    losses, gaps = [], []
     try:
         for k in range(HELDOUT_BATCHES):
             with passes.seeded(HELDOUT_SEED_OFFSET + k), torch.enable_grad():
@@ -139,18 +151,19 @@ def _heldout(passes: Passes) -> tuple[float, float | None]:
                     again = float(passes.loss_of(output, batch)[0].detach())
                 if again != loss and math.isfinite(loss):
                     return mean_of(losses), None  # random targets
-                rolled = _shift(output, passes.batch_size)
-                if rolled is None:
+                shifted = [_shift(output, passes.batch_size, rows) for rows in SHIFTS]
+                if any(rolled is None for rolled in shifted):
                     return mean_of(losses), None
-                alike = _alike(output, rolled)
-                blind = loss if alike else float(passes.loss_of(rolled, batch)[0].detach())
-                if not alike and abs(blind - loss) <= 1e-6 * max(1.0, abs(loss)):
+                if all(_alike(output, rolled) for rolled in shifted):
+                    gaps.append(0.0)
+                    continue
+                blind = mean_of([float(passes.loss_of(r, batch)[0].detach()) for r in shifted])
+                if abs(blind - loss) <= 1e-6 * max(1.0, abs(loss)):
                     return mean_of(losses), None  # the loss reads no targets
-                shifted.append(blind)
+                gaps.append(blind - loss)
     finally:
         model.train(was)
-    blind = mean_of(shifted)
-    return mean_of(losses), blind if math.isfinite(blind) else None
+    return mean_of(losses), gaps if all(math.isfinite(g) for g in gaps) else None
 
 
 def mean_of(values: list[float]) -> float:
@@ -167,13 +180,14 @@ def _alike(output: Any, rolled: Any) -> bool:
     return True
 
 
-def _shift(output: Any, rows: int) -> Any | None:
-    """``output`` with every tensor that has ``rows`` rows rolled by one row; None if none has."""
+def _shift(output: Any, rows: int, by: int) -> Any | None:
+    """``output`` with every tensor that has ``rows`` rows rolled by ``by`` rows; None if none
+    has (or there are too few rows to shift)."""
     leaves, spec = pytree.tree_flatten(output)
     moved = False
     for i, leaf in enumerate(leaves):
-        if isinstance(leaf, torch.Tensor) and leaf.dim() > 0 and leaf.shape[0] == rows > 1:
-            leaves[i] = leaf.roll(1, 0)
+        if isinstance(leaf, torch.Tensor) and leaf.dim() > 0 and leaf.shape[0] == rows > by:
+            leaves[i] = leaf.roll(by, 0)
             moved = True
     return pytree.tree_unflatten(leaves, spec) if moved else None
 

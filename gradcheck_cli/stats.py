@@ -294,6 +294,9 @@ class LearningProbe:
     verdict: str  # learns, not-learning, diverging or undecided
     reason: str
     still: tuple[str, ...] = ()  # layers whose weights barely moved, for not-learning
+    # Asked for (--learn N), or run by itself to test findings it could refute: then it adds
+    # no finding of its own, and says what it saw in the findings it tested.
+    asked: bool = True
 
     def summary(self) -> str:
         """One line: the held-out losses and the training that gave them."""

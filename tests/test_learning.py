@@ -26,7 +26,7 @@ def _report(spec: str, **options: object):  # type: ignore[no-untyped-def]
 def test_a_warning_the_model_trains_through_is_refuted_with_the_evidence(validate_report) -> None:
     # gru_recent_token: the GRU of gru_first_token on a task needing 4 steps of memory; it warns
     # at initialisation (reach 16 of 60) and learns (bench/sequence_truth.md).
-    before = _report("gru_recent_token.py")
+    before = _report("gru_recent_token.py", learn=0)  # the diagnosis alone
     (warned,) = before.findings
     assert warned.id == "vanishing-over-time" and warned.severity is Severity.WARNING
     report = _report("gru_recent_token.py", learn=200)
@@ -42,6 +42,29 @@ def test_a_warning_the_model_trains_through_is_refuted_with_the_evidence(validat
     data = report.to_dict()
     validate_report(data)
     assert data["learning"]["verdict"] == "learns" and data["learning"]["steps_taken"] == 200
+
+
+def test_without_learn_the_probe_runs_only_to_test_a_finding_it_could_refute() -> None:
+    # gru_recent_token warns at initialisation; the probe runs by itself and refutes it.
+    report = _report("gru_recent_token.py")
+    assert report.learning is not None and not report.learning.asked
+    assert report.learning.verdict == "learns"
+    assert [(f.id, f.severity) for f in report.findings] == [
+        ("vanishing-over-time", Severity.INFO)
+    ]
+    # gru_first_token warns too and does not learn: the warning stays, says the probe agrees,
+    # and the probe adds no finding of its own.
+    first = _report("gru_first_token.py")
+    (finding,) = first.findings
+    assert finding.severity is Severity.WARNING
+    assert "the learning probe agrees: the model does not learn its task" in finding.message
+    assert first.learning is not None and first.learning.verdict == "not-learning"
+    # A healthy model is not probed; learn=0 never probes.
+    assert _report("tcn_short_rf.py:build_wide").learning is None
+    off = _report("gru_recent_token.py", learn=0)
+    assert off.learning is None and off.findings[0].severity is Severity.WARNING
+    # Random labels (no loss_fn): the probe finds nothing to learn and stays out of the report.
+    assert _report("vanilla_rnn.py").learning is None
 
 
 def test_a_model_that_cannot_learn_its_task_keeps_its_warning_and_gets_not_learning() -> None:

@@ -42,7 +42,7 @@ class Diverging(Check):
 
     def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
         probe = stats.learning
-        if probe is None or probe.verdict != "diverging":
+        if probe is None or probe.verdict != "diverging" or not probe.asked:
             return []
         return [
             Finding(

@@ -55,7 +55,7 @@ class NotLearning(Check):
 
     def evaluate(self, stats: ModelStats, options: Options) -> list[Finding]:
         probe = stats.learning
-        if probe is None or probe.verdict != "not-learning":
+        if probe is None or probe.verdict != "not-learning" or not probe.asked:
             return []
         still = probe.still
         named = (
@@ -89,11 +89,44 @@ def evidence(probe: LearningProbe) -> dict[str, float | int | str]:
     }
 
 
+def _refutable(finding: Finding) -> bool:
+    return (
+        finding.id in REFUTABLE
+        and finding.severity.rank >= Severity.WARNING.rank
+        and finding.evidence.get("reason") != "cut"  # a cut graph in time is structural
+    )
+
+
+def refutable(findings: Sequence[Finding]) -> bool:
+    """Whether any of ``findings`` is one the learning probe could overrule: what makes the
+    probe run when it was not asked for."""
+    return any(_refutable(f) for f in findings)
+
+
 def refuted(findings: Sequence[Finding], probe: LearningProbe | None) -> list[Finding]:
     """``findings`` after the probe: when the model learns, each refutable warning or error
-    becomes information that says so, with the probe's numbers."""
-    if probe is None or probe.verdict != "learns":
+    becomes information that says so, with the probe's numbers; when a probe that ran by
+    itself saw it not learn or diverge, they say that, with the numbers, at their severity."""
+    if probe is None or probe.verdict == "undecided":
         return list(findings)
+    if probe.verdict != "learns":
+        if probe.asked:  # the probe's own finding says it
+            return list(findings)
+        seen = "does not learn its task" if probe.verdict == "not-learning" else "diverges"
+        return [
+            replace(
+                f,
+                message=f"{f.message} (the learning probe agrees: the model {seen}: "
+                f"{probe.summary()})",
+                evidence={
+                    **f.evidence,
+                    **{f"probe_{key}": value for key, value in evidence(probe).items()},
+                },
+            )
+            if _refutable(f)
+            else f
+            for f in findings
+        ]
     return [
         replace(
             f,
@@ -104,9 +137,7 @@ def refuted(findings: Sequence[Finding], probe: LearningProbe | None) -> list[Fi
                 **{f"probe_{key}": value for key, value in evidence(probe).items()},
             },
         )
-        if f.id in REFUTABLE
-        and f.severity.rank >= Severity.WARNING.rank
-        and f.evidence.get("reason") != "cut"  # a cut graph in time is structural
+        if _refutable(f)
         else f
         for f in findings
     ]
