@@ -235,10 +235,11 @@ _MEASURE_OPTIONS = [
         "--learn",
         type=int,
         metavar="STEPS",
-        help="Also train a copy up to STEPS steps (60 s at most) on fresh batches of the model's "
+        help="Train a copy up to STEPS steps (60 s at most) on fresh batches of the model's "
         "own task (its loss_fn or --data targets) and judge whether it learns: held-out loss "
         "against an input-blind floor. A model that learns has its gradient-statistic "
-        "findings downgraded; one that does not gets not-learning.  [default: 0, off]",
+        "findings downgraded; one that does not gets not-learning. 0: never.  [default: run "
+        "by itself, 300 steps, 30 s at most, only to test a finding it could refute]",
     ),
     click.option(
         "--fail-on", type=choice(FailOn), help="Lowest severity that exits 1.  [default: error]"
