@@ -528,3 +528,42 @@ def test_growth_back_in_time_of_the_whole_model_is_exploding_and_a_remedy_causin
     assert finding.evidence["threshold"] == 1e2 * 40  # scaled by the sequence length
     # A remedy that turns the decay into growth is made worse, never healthy or resolved.
     assert judge(before, after, ["vanishing-over-time"]) is Verdict.WORSE
+
+
+class _SelectiveScan(nn.Module):
+    """A Mamba-style selective scan written as a loop: input-dependent step sizes
+    dt = softplus(W x + b), decay exp(-dt * A) per channel and state, h = decay * h + dt * B x.
+    With b = 2 (dt about 2) and A >= 1 the state forgets within a few steps; with Mamba's
+    default step-size init (dt in [1e-3, 1e-1]) it keeps most of its past."""
+
+    def __init__(self, dt_bias: float) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(8, 16)
+        self.dt = nn.Linear(16, 16)
+        self.B = nn.Linear(16, 16, bias=False)
+        self.A = nn.Parameter(torch.arange(1, 5, dtype=torch.float).repeat(16, 1))  # (16, 4)
+        self.head = nn.Linear(16 * 4, 8)
+        with torch.no_grad():
+            self.dt.bias.fill_(dt_bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        h = x.new_zeros(x.shape[0], 16, 4)
+        for t in range(x.shape[1]):
+            dt = nn.functional.softplus(self.dt(x[:, t]))[..., None]  # (B, 16, 1)
+            h = torch.exp(-dt * self.A) * h + dt * self.B(x[:, t])[..., None]
+        return self.head(h.flatten(1))
+
+
+def test_a_selective_scan_that_forgets_warns_and_one_with_mambas_step_sizes_does_not() -> None:
+    tokens = lambda b: torch.randint(0, 8, (b, 40))  # noqa: E731
+    loss = lambda out, x: nn.functional.cross_entropy(out, x[:, 0])  # noqa: E731
+    torch.manual_seed(0)
+    fast = diagnose(_SelectiveScan(dt_bias=2.0), tokens, loss, learn=0)
+    (finding,) = [f for f in fast.findings if f.id == "vanishing-over-time"]
+    assert finding.severity is Severity.WARNING and finding.layers == ("embed",)
+    assert finding.evidence["early_to_late"] < 1e-10 and finding.evidence["reach_steps"] < 10
+    torch.manual_seed(0)
+    slow = diagnose(_SelectiveScan(dt_bias=math.log(math.expm1(0.01))), tokens, loss, learn=0)
+    assert [f for f in slow.findings if f.id == "vanishing-over-time"] == []
+    assert _model_level(slow).reach() == 40
