@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
+from torch.utils.hooks import RemovableHandle
 
 from gradcheck_cli.stats import GraphCut
 
@@ -120,6 +121,50 @@ def find_cuts(
     return tuple(cuts)
 
 
+def _at_positions(
+    model: nn.Module,
+    embedding: str | None,
+    time_axis: int,
+    longer_than: int,
+    change: Callable[[torch.Tensor], torch.Tensor],
+) -> RemovableHandle | None:
+    """A hook that passes, once per hook, the first floating tensor longer than ``longer_than``
+    on ``time_axis`` through ``change``: ``embedding``'s output, or (None) the model's first such
+    input. None when the model has no module of that name."""
+    module = model if embedding is None else dict(model.named_modules()).get(embedding)
+    if module is None:
+        return None
+    done: list[bool] = []
+
+    def fits(tensor: Any) -> bool:
+        return (
+            not done
+            and isinstance(tensor, torch.Tensor)
+            and tensor.is_floating_point()
+            and tensor.dim() > time_axis
+            and tensor.shape[time_axis] > longer_than
+        )
+
+    def on_output(mod: nn.Module, args: Any, out: Any) -> Any:
+        if not fits(out):
+            return None
+        done.append(True)
+        return change(out)
+
+    def on_input(mod: nn.Module, args: Any, kwargs: Any) -> Any:
+        leaves, spec = pytree.tree_flatten((args, kwargs))
+        index = next((i for i, leaf in enumerate(leaves) if fits(leaf)), None)
+        if index is None:
+            return None
+        done.append(True)
+        leaves[index] = change(leaves[index])
+        return pytree.tree_unflatten(leaves, spec)
+
+    if embedding is None:
+        return module.register_forward_pre_hook(on_input, with_kwargs=True)
+    return module.register_forward_hook(on_output)
+
+
 def positions_reach(
     model: nn.Module, embedding: str | None, time_axis: int, before: int, run_loss: RunLoss
 ) -> bool:
@@ -129,26 +174,13 @@ def positions_reach(
     positions get exactly no gradient, True means their gradient is cut while their values flow
     on (a state detached in forward), False that the output does not see them at all (a
     receptive field, a crop). Three passes; nothing of the model is changed."""
-    module = model if embedding is None else dict(model.named_modules()).get(embedding)
-    if module is None:
-        return False
     base = _loss(run_loss)
     floor = abs(_loss(run_loss) - base)
     if not math.isfinite(base):
         return False
     generator = torch.Generator().manual_seed(0)
-    done: list[bool] = []
-
-    def fits(tensor: Any) -> bool:
-        return (
-            isinstance(tensor, torch.Tensor)
-            and tensor.is_floating_point()
-            and tensor.dim() > time_axis
-            and tensor.shape[time_axis] > before
-        )
 
     def noisy(tensor: torch.Tensor) -> torch.Tensor:
-        done.append(True)
         early = tensor.narrow(time_axis, 0, before)
         rest = tensor.narrow(time_axis, before, tensor.shape[time_axis] - before)
         scale = tensor.detach().float().pow(2).mean().sqrt().item()
@@ -156,22 +188,9 @@ def positions_reach(
         noise = torch.randn(early.shape, generator=generator).to(early)
         return torch.cat([early + scale * noise, rest], dim=time_axis)
 
-    def on_output(mod: nn.Module, args: Any, out: Any) -> Any:
-        return noisy(out) if not done and fits(out) else None
-
-    def on_input(mod: nn.Module, args: Any, kwargs: Any) -> Any:
-        leaves, spec = pytree.tree_flatten((args, kwargs))
-        index = next((i for i, leaf in enumerate(leaves) if fits(leaf)), None)
-        if done or index is None:
-            return None
-        leaves[index] = noisy(leaves[index])
-        return pytree.tree_unflatten(leaves, spec)
-
-    handle = (
-        module.register_forward_pre_hook(on_input, with_kwargs=True)
-        if embedding is None
-        else module.register_forward_hook(on_output)
-    )
+    handle = _at_positions(model, embedding, time_axis, before, noisy)
+    if handle is None:
+        return False
     with handle:
         changed = _loss(run_loss)
     delta = abs(changed - base) if math.isfinite(changed) else math.inf
@@ -186,40 +205,17 @@ def position_cut(
     operation (``.detach()``, ``torch.no_grad()``, ...) and its source line, or ``("", "")``.
     The first such operation is named, which in a loop that detaches its state is that
     detach."""
-    module = model if embedding is None else dict(model.named_modules()).get(embedding)
-    if module is None:
-        return ("", "")
     tracer = _Tracer()
-    done: list[bool] = []
 
-    def fits(tensor: Any) -> bool:
-        return (
-            isinstance(tensor, torch.Tensor)
-            and tensor.is_floating_point()
-            and tensor.dim() > time_axis
-            and tensor.shape[time_axis] >= 2
-        )
+    def label(tensor: torch.Tensor) -> torch.Tensor:
+        if not tensor.requires_grad:  # an input: a leaf that requires grad stands in for it
+            tensor = tensor.detach().requires_grad_(True)
+        tracer.label(tensor, "positions")
+        return tensor
 
-    def on_output(mod: nn.Module, args: Any, out: Any) -> None:
-        if not done and fits(out) and out.requires_grad:
-            done.append(True)
-            tracer.label(out, "positions")
-
-    def on_input(mod: nn.Module, args: Any, kwargs: Any) -> Any:
-        leaves, spec = pytree.tree_flatten((args, kwargs))
-        index = next((i for i, leaf in enumerate(leaves) if fits(leaf)), None)
-        if done or index is None:
-            return None
-        done.append(True)
-        leaves[index] = leaves[index].detach().requires_grad_(True)
-        tracer.label(leaves[index], "positions")
-        return pytree.tree_unflatten(leaves, spec)
-
-    handle = (
-        module.register_forward_pre_hook(on_input, with_kwargs=True)
-        if embedding is None
-        else module.register_forward_hook(on_output)
-    )
+    handle = _at_positions(model, embedding, time_axis, 1, label)
+    if handle is None:
+        return ("", "")
     with handle, tracer:
         run_loss()
     return tracer.cuts.get("positions", ("", ""))
