@@ -132,8 +132,9 @@ def _heldout(passes: Passes) -> tuple[float, list[float] | None]:
     """Mean held-out loss over ``HELDOUT_BATCHES`` batches, and per batch how far the input-blind
     floor lies above it: the loss with each output shifted by 1, 2 and 3 rows (averaged) minus
     the loss. Outputs whose rows are all alike are input-blind already: their gaps are 0. None
-    when no output has a row per example, when shifted outputs that differ leave the loss
-    unchanged (a loss that reads no targets: SimSiam's), or when the loss draws random targets
+    when no output has a row per example, when shifted outputs leave the loss unchanged and so
+    does scoring the output against another batch (a loss that reads no targets: SimSiam's), or
+    when the loss draws random targets
     (the same output and inputs under another seed give another loss): nothing to learn from the
     inputs then."""
     model = passes.model
@@ -158,12 +159,28 @@ def _heldout(passes: Passes) -> tuple[float, list[float] | None]:
                     gaps.append(0.0)
                     continue
                 blind = mean_of([float(passes.loss_of(r, batch)[0].detach()) for r in shifted])
-                if abs(blind - loss) <= 1e-6 * max(1.0, abs(loss)):
+                if abs(blind - loss) <= 1e-6 * max(1.0, abs(loss)) and not _reads_targets(
+                    passes, output, loss, HELDOUT_SEED_OFFSET + 2 * HELDOUT_BATCHES + k
+                ):
                     return mean_of(losses), None  # the loss reads no targets
                 gaps.append(blind - loss)
     finally:
         model.train(was)
     return mean_of(losses), gaps if all(math.isfinite(g) for g in gaps) else None
+
+
+def _reads_targets(passes: Passes, output: Any, loss: float, seed: int) -> bool:
+    """Whether the loss of ``output`` changes when it is scored against another batch: it reads
+    targets from the inputs. Asked when shifting the output's rows left the loss unchanged,
+    which a loss that reads no targets (SimSiam's) does, and so does a model whose outputs
+    barely differ between examples (a recurrence that forgot the input that sets the target)."""
+    with passes.seeded(seed):
+        other = passes.inputs()
+    try:
+        again = float(passes.loss_of(output, other)[0].detach())
+    except Exception:  # the other batch does not fit this output: say nothing of targets
+        return False
+    return math.isfinite(again) and abs(again - loss) > 1e-6 * max(1.0, abs(loss))
 
 
 def mean_of(values: list[float]) -> float:

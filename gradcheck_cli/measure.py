@@ -365,7 +365,7 @@ def _seen(
     values reach the loss all the same (:func:`cuts.positions_reach`) and, if so, where their
     gradient is dropped (:func:`cuts.position_cut`), with the recorder off."""
     cut = profile.cut_at()
-    if profile.cell != "model" or cut is None or passes.shard is not None:
+    if profile.cell not in ("model", "attention") or cut is None or passes.shard is not None:
         return profile
     recorder.active = False  # the probe's passes are not measured steps
     try:

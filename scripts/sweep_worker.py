@@ -122,6 +122,12 @@ def _depth_overrides(values: dict[str, Any], layers: int) -> dict[str, Any]:
     if old_depth and old_depth > layers:
         for key, value in per_layer.items():
             out[key] = value[:layers]
+    # A hybrid that places its attention layers by offset and period (Jamba: offset 4, period
+    # 8) would keep none in a prefix of 2: put one last, after the state-space layers, as the
+    # full model has attention above them. Without it the shrunk model is a pure Mamba stack.
+    offset, period = values.get("attn_layer_offset"), values.get("attn_layer_period")
+    if old_depth and _int(offset) and _int(period) and offset >= layers:
+        out["attn_layer_offset"], out["attn_layer_period"] = layers - 1, layers
     return out
 
 
@@ -160,6 +166,12 @@ def _width_overrides(values: dict[str, Any], target: int) -> dict[str, Any]:
     for key in EXPERT_KEYS:
         if _int(values.get(key)) and values[key] > 4:
             out[key] = 4
+            # Zero-computation experts (LongCat-Flash: 256 beside 512 routed) shrink in
+            # proportion, or a token almost never routes to one of the 4 real experts left and
+            # they get no gradient: an artefact of the shrink, not of the model.
+            zero = values.get("zero_expert_num")
+            if _int(zero) and zero > 0:
+                out["zero_expert_num"] = max(1, round(zero * 4 / values[key]))
     for key in TOPK_KEYS:
         if _int(values.get(key)) and values[key] > 2:
             out[key] = 2

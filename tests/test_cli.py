@@ -432,7 +432,7 @@ def test_help_groups_options_in_sections_with_one_default_style() -> None:
     assert titles == [
         "Model and inputs",
         "Measurement",
-        "Training (--train-steps)",
+        "Training (--train-steps, --learn)",
         "Output",
         "CI and baselines",
         "Other",
@@ -444,7 +444,9 @@ def test_help_groups_options_in_sections_with_one_default_style() -> None:
     assert "--input-shape" in section("Model and inputs") and "--plan" in section(
         "Model and inputs"
     )
-    assert "--steps" in section("Measurement") and "--lr" in section("Training (--train-steps)")
+    assert "--steps" in section("Measurement") and "--lr" in section(
+        "Training (--train-steps, --learn)"
+    )
     assert "--baseline" in section("CI and baselines") and "--report" in section("Output")
     flat = " ".join(text.split())
     assert "[default: 3]" in flat and "[default: rich]" in flat

@@ -35,7 +35,12 @@ def _diagnosed(
         return batches[-1]
 
     report = diagnose(
-        model, draw, lambda out, _: out.square().mean(), steps=steps, batch_size=batch_size
+        model,
+        draw,
+        lambda out, _: out.square().mean(),
+        steps=steps,
+        batch_size=batch_size,
+        learn=0,  # the batches counted are the measured ones: no learning probe
     )
     assert len(batches) == steps  # one pass per step
     return report, batches

@@ -49,9 +49,7 @@ def test_without_learn_the_probe_runs_only_to_test_a_finding_it_could_refute() -
     report = _report("gru_recent_token.py")
     assert report.learning is not None and not report.learning.asked
     assert report.learning.verdict == "learns"
-    assert [(f.id, f.severity) for f in report.findings] == [
-        ("vanishing-over-time", Severity.INFO)
-    ]
+    assert [(f.id, f.severity) for f in report.findings] == [("vanishing-over-time", Severity.INFO)]
     # gru_first_token warns too and does not learn: the warning stays, says the probe agrees,
     # and the probe adds no finding of its own.
     first = _report("gru_first_token.py")
@@ -115,6 +113,36 @@ def test_no_floor_means_no_training_spent_and_no_verdict() -> None:
         learn=150,
     )
     assert task.learning is not None and task.learning.verdict == "learns"
+
+
+class _Forgetful(nn.Module):
+    """Reads its input scaled by 1e-4 at init (a state that all but forgot the token setting
+    the target): outputs that differ between examples, by less than moves the loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(1e-4))
+        self.head = nn.Linear(8, 4)
+        with torch.no_grad():  # unequal class scores, or the loss ignores the targets at init
+            self.head.bias.copy_(torch.tensor([0.3, -0.2, 0.1, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x * self.scale)
+
+
+def test_outputs_nearly_alike_at_init_are_still_probed_when_the_loss_reads_targets() -> None:
+    # Shifting rows of near-identical outputs leaves the loss unchanged, as a loss that reads no
+    # targets does; scored against another batch, this one's changes: it reads targets, and the
+    # probe trains (it had once been left undecided with no step taken).
+    torch.manual_seed(0)
+    report = diagnose(
+        _Forgetful(),
+        lambda b: torch.randn(b, 8),
+        lambda out, x: nn.functional.cross_entropy(out, (x[:, 0] > 0).long() * 2 + (x[:, 1] > 0)),
+        learn=150,
+    )
+    assert report.learning is not None and report.learning.taken == 150
+    assert report.learning.verdict == "learns"
 
 
 def test_diverging_training_is_a_warning_with_remedies() -> None:

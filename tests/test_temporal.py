@@ -151,6 +151,49 @@ def test_attention_stacks_get_a_profile_that_is_not_judged(validate_report) -> N
     assert run_checks(ModelStats((), (), 1, temporal=(fake,))) == []
 
 
+class _LocalAttention(nn.Module):
+    """Two encoder layers whose attention is masked to the last ``window`` positions (causal),
+    reading the last position: the output sees ``2 * (window - 1) + 1`` positions."""
+
+    def __init__(self, window: int | None) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(8, 32)
+        layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(32, 8)
+        self.window = window
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        t = tokens.shape[1]
+        i = torch.arange(t)
+        blocked = i[None, :] > i[:, None]  # causal
+        if self.window is not None:
+            blocked = blocked | (i[None, :] <= i[:, None] - self.window)
+        return self.head(self.encoder(self.embed(tokens), mask=blocked)[:, -1])
+
+
+@pytest.mark.parametrize("window", [8, None])
+def test_an_attention_window_the_output_cannot_see_past_warns_and_full_attention_does_not(
+    window: int | None,
+) -> None:
+    tokens = lambda b: torch.randint(0, 8, (b, 40))  # noqa: E731
+    loss = lambda out, x: nn.functional.cross_entropy(out, x[:, 0])  # noqa: E731
+    torch.manual_seed(0)
+    report = diagnose(_LocalAttention(window), tokens, loss, learn=0)
+    (profile,) = report.temporal
+    assert profile.cell == "attention"
+    if window is None:
+        assert report.findings == ()
+        return
+    # Two layers of window 8: the last position sees 15; the 25 before get exactly nothing, and
+    # their values do not reach the loss either (a mask, not a cut): a warning, not an error.
+    (finding,) = report.findings
+    assert (finding.id, finding.severity) == ("vanishing-over-time", Severity.WARNING)
+    assert finding.evidence["reach_steps"] == 15 and finding.evidence["cut_step"] == 26
+    assert finding.evidence["values_reach"] is False and "reason" not in finding.evidence
+    assert "a mask, a window" in finding.message
+
+
 def test_thresholds_are_configurable() -> None:
     report = _report("lstm_chrono.py", thresholds={"vanishing-over-time": {"warning": 0.5}})
     (finding,) = report.findings
@@ -515,12 +558,12 @@ def test_growth_back_in_time_of_the_whole_model_is_exploding_and_a_remedy_causin
     tokens = lambda b: torch.randint(0, 8, (b, 40))  # noqa: E731
     loss = lambda out, x: nn.functional.cross_entropy(out, x[:, 0])  # noqa: E731
     torch.manual_seed(0)
-    before = diagnose(_LinearRecurrence(0.5), tokens, loss)
+    before = diagnose(_LinearRecurrence(0.5), tokens, loss, learn=0)
     assert [(f.id, f.severity) for f in before.findings] == [
         ("vanishing-over-time", Severity.WARNING)
     ]
     torch.manual_seed(0)
-    after = diagnose(_LinearRecurrence(1.3), tokens, loss)  # 1.3^36 = 1.3e4 back in time
+    after = diagnose(_LinearRecurrence(1.3), tokens, loss, learn=0)  # 1.3^36 = 1.3e4 back in time
     (finding,) = [f for f in after.findings if f.id == "exploding"]
     assert finding.evidence["rule"] == "over-time" and finding.layers == ("embed",)
     assert finding.severity is Severity.WARNING
@@ -528,6 +571,13 @@ def test_growth_back_in_time_of_the_whole_model_is_exploding_and_a_remedy_causin
     assert finding.evidence["threshold"] == 1e2 * 40  # scaled by the sequence length
     # A remedy that turns the decay into growth is made worse, never healthy or resolved.
     assert judge(before, after, ["vanishing-over-time"]) is Verdict.WORSE
+    # The state is normalised before the head, so the growth does not stop it learning the first
+    # token: by default the learning probe runs, finds it learns, and leaves the growth an info.
+    torch.manual_seed(0)
+    probed = diagnose(_LinearRecurrence(1.3), tokens, loss)
+    (finding,) = [f for f in probed.findings if f.id == "exploding"]
+    assert finding.severity is Severity.INFO and probed.learning is not None
+    assert probed.learning.verdict == "learns"
 
 
 class _SelectiveScan(nn.Module):

@@ -43,9 +43,11 @@ class VanishingOverTime(Check):
         sequence, is a warning (a diagonal recurrence decaying at |lambda| = 0.5, a selective
         scan that forgets). Never an error: whether the task needs the early positions is not
         something gradients at initialisation show (a default GRU on a recent-context task
-        trains with 1e-21). The profile of an attention stack is reported and plotted but not
-        judged: attention reaches every position in one step, and how much gradient a position
-        gets follows the attention weights, not a product over time steps.
+        trains with 1e-21). The decay of an attention stack's profile is reported and plotted
+        but not judged: attention reaches every position in one step, and how much gradient a
+        position gets follows the attention weights, not a product over time steps. Its
+        cliff is judged as above: leading positions with exactly no gradient are masked out
+        of the output's view (a local window: two layers of window 8 see 15 positions) or cut.
 
     Why it matters:
         The gradient from step T back to step t is a product of T - t Jacobians of the
@@ -92,7 +94,7 @@ class VanishingOverTime(Check):
         )
         findings = [f for profile in modules for f in self._judge(profile, options, place)]
         for profile in stats.temporal:
-            if profile.cell == "model":
+            if profile.cell in ("model", "attention"):
                 findings.extend(self._judge_model(profile, modules, options))
         return findings
 
@@ -101,7 +103,9 @@ class VanishingOverTime(Check):
     ) -> list[Finding]:
         """The model-level profile (the loss gradient at the embedding output): a cliff is a
         structural cut (unless a recurrent module's profile already named one); a decay is
-        judged only where no recurrent module was profiled, which says more."""
+        judged only where no recurrent module was profiled, which says more, and never for an
+        attention stack, where it follows the attention weights. A cliff in an attention stack
+        is a mask or window the output cannot see past, or a cut."""
         steps = len(profile.norms)
         place = "the input" if profile.module == INPUT else f"{profile.module} output"
         where = f"{place} ({steps} positions along axis {profile.axis})"
@@ -112,7 +116,13 @@ class VanishingOverTime(Check):
             return [self._unseen(profile, cut, where)]
         ratio = profile.early_to_late
         reach = profile.reach()
-        if modules or ratio is None or ratio >= options.warning or reach >= steps / 2:
+        if (
+            profile.cell == "attention"
+            or modules
+            or ratio is None
+            or ratio >= options.warning
+            or reach >= steps / 2
+        ):
             return []
         share = "none of" if ratio == 0 else f"{ratio:.1e} times"
         return [
