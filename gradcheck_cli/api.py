@@ -290,10 +290,6 @@ def fix(
     """
     require_module(model, "fix()")
     chosen = apply_mapping(settings or Settings(), options, source="fix()")
-    if chosen.learn is None:
-        # Trials are judged by the diagnosis alone unless the probe is asked for (--learn N):
-        # the automatic probe would train every trial, and judge some but not others.
-        chosen = replace(chosen, learn=0)
     if chosen.shard is not ShardMode.NONE:
         raise UsageError("fix() runs in one process: it diagnoses copies of the model; drop shard=")
     opts = fix_options or FixOptions()
@@ -310,6 +306,15 @@ def fix(
         )
 
     before = run(model)
+    if chosen.learn is None:
+        # Every trial is judged as the original was: by the learning probe as well, with its
+        # steps, when the probe ran by itself on the original (a finding it could refute), so a
+        # trial whose diagnosis clears while its copy still does not learn is not a cure; by
+        # the diagnosis alone when it did not.
+        probe = before.learning
+        chosen = replace(chosen, learn=probe.requested if probe is not None else 0)
+        if probe is not None and probe.verdict != "learns":
+            before = run(model)  # again, its probe's verdict now a finding, as in each trial
     wanted = list(remedies) if remedies else _suggested(before)
     code = _code_changes(before)
     if not wanted:
@@ -408,6 +413,20 @@ def fix(
         f"applied {', '.join(winner.remedies)}: {before.status.value} -> "
         f"{winner.report.status.value}"
     )
+    probe = winner.report.learning
+    if probe is not None and probe.verdict != "learns":
+        message += (
+            f"; not a cure: the learning probe finds the fixed copy "
+            f"{'diverging' if probe.verdict == 'diverging' else 'still not learning'} "
+            f"({probe.summary()})"
+        )
+        if not any(t.report.learning and t.report.learning.verdict == "learns" for t in trials):
+            message += (
+                "; no trial learned: if the model file's task can be learned (its targets "
+                "depend on its inputs), none of these remedies cures it; if not (random "
+                "tokens under a next-token loss), no model learns it: give the probe a "
+                "learnable task, or --learn 0"
+            )
     losses = _probe_training(model, fixed, inputs, loss_fn, chosen, probe_steps)
     return FixResult(before, winner, tuple(outcomes), tuple(trials), fixed, message, losses, notes)
 

@@ -30,6 +30,18 @@ from gradcheck_cli.remedies import APPLY_ORDER, CONFLICTS, PREFERENCE
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict, score
 from gradcheck_cli.specs import spec_relative_to
+from gradcheck_cli.stats import LearningProbe
+
+
+def _learned(probe: LearningProbe) -> dict[str, Any]:
+    """A trial's learning probe in the fix report: its verdict and held-out losses."""
+    return {
+        "verdict": probe.verdict,
+        "heldout_start": plain_number(probe.start),
+        "heldout_end": plain_number(probe.end),
+        "input_blind": plain_number(probe.blind) if probe.blind is not None else None,
+        "steps": probe.taken,
+    }
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,16 @@ class FixResult:
             "message": self.message,
             "notes": list(self.notes),
             "chosen": list(self.chosen.remedies) if self.chosen else [],
+            # Every value of the model that the chosen plan replaces, edit by edit.
+            "overwritten": [
+                {
+                    "remedy": e.remedy,
+                    "op": e.op,
+                    "target": e.target or "(root)",
+                    "what": e.overwrites(),
+                }
+                for e in self.plan.edits
+            ],
             "remedies": [
                 {
                     "remedy": o.remedy,
@@ -106,6 +128,11 @@ class FixResult:
                     "status": t.report.status.value,
                     "score": t.score,
                     "findings": [f"{f.id}:{f.severity.value}" for f in t.report.findings],
+                    **(
+                        {"learning": _learned(t.report.learning)}
+                        if t.report.learning is not None
+                        else {}
+                    ),
                 }
                 for t in self.trials
             ],

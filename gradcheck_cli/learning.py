@@ -57,6 +57,10 @@ LEARN_BUDGET = 60.0
 # on a 2-core CPU for the small sequence models there).
 AUTO_LEARN = 300
 AUTO_BUDGET = 30.0
+# After this many steps the probe projects its whole run's time and stops if it would pass the
+# budget. A probe stopped short can say "learns", never "not-learning" (that takes every step):
+# on a slower machine the verdict is "undecided", not another verdict.
+PROJECT_AFTER = 5
 UNDECIDED = (
     "no input-blind floor: the loss draws random targets or reads none from the inputs "
     "(give the model file a loss_fn(output, inputs) that computes its targets from the inputs, "
@@ -90,6 +94,7 @@ def run_probe(
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     opt = optimizer.build([p for p in model.parameters() if p.requires_grad], lr, momentum)
     taken, bad = 0, ""
+    training = time.perf_counter()  # the held-out pass before it is not a training step
     while taken < steps:
         model.train()
         with passes.seeded(TRAIN_SEED_OFFSET + taken):
@@ -103,8 +108,10 @@ def run_probe(
         if not math.isfinite(value):
             bad = f"the training loss became {value} at step {taken}"
             break
-        if time.perf_counter() - started > budget:
-            break
+        now = time.perf_counter()
+        projected = (training - started) + (now - training) / taken * steps
+        if (taken == PROJECT_AFTER and projected > budget) or now - started > budget:
+            break  # projected (or found) past the budget: what it learned so far is judged
     end, gaps = _heldout(passes)
     seconds = time.perf_counter() - started
     still = _still(model, before)
@@ -114,10 +121,16 @@ def run_probe(
         reason = bad or f"the held-out loss rose from {start:.3g} to {end:.3g}"
     elif gaps is None or floor is None:
         verdict, reason = "undecided", UNDECIDED
+    elif taken < steps and not learned(gaps, start, floor):
+        # Not learning *yet*: only the full run may say it does not learn, so the verdict does
+        # not depend on how fast this machine is.
+        verdict = "undecided"
+        reason = (
+            f"cut short by the time budget ({budget:.0f} s) after {taken} of {steps} steps, "
+            "not learning yet; --learn N with fewer steps, or a smaller --batch-size, fits it"
+        )
     else:
-        margin = MARGIN * max(start - floor, MARGIN * abs(floor), 1e-8)
-        spread = statistics.stdev(gaps) / math.sqrt(len(gaps)) if len(gaps) > 1 else 0.0
-        if mean_of(gaps) > max(margin, STANDARD_ERRORS * spread):
+        if learned(gaps, start, floor):
             verdict, reason = "learns", "the held-out loss fell below the input-blind floor"
         else:
             verdict = "not-learning"
@@ -126,6 +139,14 @@ def run_probe(
         optimizer.value, lr, momentum, steps, taken, seconds, start, end, floor, verdict, reason,
         still if verdict == "not-learning" else (),
     )  # fmt: skip
+
+
+def learned(gaps: list[float], start: float, floor: float) -> bool:
+    """Whether the held-out loss lies below the input-blind ``floor`` by the margin (a tenth of
+    the way from ``start`` to the floor) and by 3 standard errors of the per-batch gaps."""
+    margin = MARGIN * max(start - floor, MARGIN * abs(floor), 1e-8)
+    spread = statistics.stdev(gaps) / math.sqrt(len(gaps)) if len(gaps) > 1 else 0.0
+    return mean_of(gaps) > max(margin, STANDARD_ERRORS * spread)
 
 
 def _heldout(passes: Passes) -> tuple[float, list[float] | None]:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from gradcheck_cli.api import fix
 from gradcheck_cli.cli import main
-from gradcheck_cli.fixing import Trial, best, combinations
+from gradcheck_cli.fixing import FixResult, Trial, best, combinations
 from gradcheck_cli.loading import load_model
 from gradcheck_cli.remedies.plan import Plan, apply_plan
 from gradcheck_cli.remedies.verdict import Verdict
@@ -463,3 +463,73 @@ def test_trials_alike_are_told_apart_by_training_only_when_the_preferred_trains_
     # A diverging preferred trial gives way to the one that trains best.
     runs = [(kaiming, [2.0, math.inf]), (gain, [2.0, 0.5]), (norm, [2.0, 0.1])]
     assert trains_best(runs) is norm
+
+
+def test_a_trial_is_judged_by_training_and_clearing_the_diagnosis_is_not_a_cure() -> None:
+    # SIREN without the 1/omega_0 compensation of its hidden layers (bench/siren_truth.md: does
+    # not train). The diagnosis has a refutable error, so the learning probe runs by itself,
+    # finds it not learning, and judges every trial as well. gain-init clears the vanishing
+    # error but the copy still does not learn: improved, not resolved, never healthy, and the
+    # message says it is not a cure.
+    loaded = load_model(str(SAMPLES / "siren.py") + ":build_uncompensated")
+    result = fix(loaded.module, loaded.example_inputs, loaded.loss_fn)
+    before = {f.id: f.severity.value for f in result.before.findings}
+    assert before == {"vanishing": "error", "not-learning": "warning"}
+    assert result.before.learning is not None and result.before.learning.asked
+    assert result.chosen is not None and result.chosen.remedies == ("gain-init",)
+    assert {f.id for f in result.after.findings} == {"not-learning"}
+    assert result.after.status.value == "warning"
+    by_id = {o.remedy: o for o in result.outcomes}
+    assert by_id["gain-init"].verdict is Verdict.IMPROVED
+    probe = result.after.learning
+    assert probe is not None and probe.verdict == "not-learning" and probe.blind is not None
+    assert "not a cure" in result.message and "still not learning" in result.message
+    (trial,) = [t for t in result.to_dict()["trials"] if t["remedies"] == ["gain-init"]]
+    assert trial["learning"]["verdict"] == "not-learning" and trial["learning"]["steps"] > 0
+
+
+def test_remedies_keep_gates_and_deliberate_biases_and_the_report_lists_what_they_overwrote() -> (
+    None
+):
+    from gradcheck_cli.remedies.base import FixOptions
+
+    loaded = load_model(str(SAMPLES / "highway.py"))
+    result = fix(
+        loaded.module, loaded.example_inputs, loaded.loss_fn, remedies=["relu-swap", "gain-init"],
+        learn=0,
+    )  # fmt: skip
+    plans = {t.remedies: t.plan for t in result.trials}
+    # relu-swap: the transforms' tanh become ReLU; the gates' sigmoid (t * h + (1 - t) * x,
+    # read from the autograd graph) stay, and the note counts them.
+    swapped = {e.target for e in plans[("relu-swap",)].edits if e.op == "replace-activation"}
+    assert swapped == {f"layers.{i}.act" for i in range(12)}
+    by_id = {o.remedy: o for o in result.outcomes}
+    assert any(n.startswith("kept 12 gate(s): layers.0.sigmoid") for n in by_id["relu-swap"].notes)
+    # gain-init redraws every weight but keeps the -2 gate biases, and says so.
+    gated = apply_plan(loaded.module, plans[("gain-init",)])
+    assert all(torch.equal(l.gate.bias, torch.full((32,), -2.0)) for l in gated.layers)
+    assert all(
+        not torch.equal(l.gate.weight, o.gate.weight)
+        for l, o in zip(gated.layers, loaded.module.layers, strict=True)
+    )
+    assert all(
+        torch.equal(l.transform.bias, torch.zeros(32)) for l in gated.layers
+    )  # default draws
+    assert any(
+        "kept the biases of 12 layer(s) set deliberately" in n for n in by_id["gain-init"].notes
+    )
+    # --reset-biases zeroes them too.
+    reset = fix(
+        loaded.module, loaded.example_inputs, loaded.loss_fn, remedies=["gain-init"], learn=0,
+        fix_options=FixOptions(reset_biases=True),
+    )  # fmt: skip
+    (trial,) = reset.trials
+    zeroed = apply_plan(loaded.module, trial.plan)
+    assert all(torch.equal(l.gate.bias, torch.zeros(32)) for l in zeroed.layers)
+    # The fix report lists every edit of the chosen plan with what it overwrote.
+    (trial,) = [t for t in result.trials if t.remedies == ("gain-init",)]
+    chosen = FixResult(result.before, trial, (), (trial,), gated, "applied gain-init")
+    listed = {row["target"]: row["what"] for row in chosen.to_dict()["overwritten"]}
+    assert len(listed) == 26 and listed["layers.0.gate"] == "weight redrawn; bias kept"
+    assert listed["layers.0.transform"] == "weight redrawn; bias zeroed (if any)"
+    assert torch.equal(loaded.module.layers[0].gate.bias, torch.full((32,), -2.0))  # untouched

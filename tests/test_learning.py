@@ -79,6 +79,23 @@ def test_a_model_that_cannot_learn_its_task_keeps_its_warning_and_gets_not_learn
     }
 
 
+def test_a_probe_cut_short_by_its_time_budget_never_says_not_learning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gradcheck_cli.api as api
+
+    # The budget spent before the first step is done: one step taken, nothing learned yet. That
+    # is no verdict (on a slower machine the same probe must not say "not-learning").
+    monkeypatch.setattr(api, "LEARN_BUDGET", 0.0)
+    report = _report("gru_first_token.py", learn=200)
+    probe = report.learning
+    assert probe is not None and probe.verdict == "undecided" and probe.taken == 1
+    assert probe.reason.startswith("cut short by the time budget (0 s) after 1 of 200 steps")
+    assert {(f.id, f.severity) for f in report.findings} == {
+        ("vanishing-over-time", Severity.WARNING)
+    }
+
+
 class _Backbone(nn.Module):
     """An encoder whose output a metric-style loss reads, with a head it never trains."""
 

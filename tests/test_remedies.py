@@ -361,6 +361,26 @@ def _report(*findings: tuple[str, Severity]):
             {"vanishing"},
             Verdict.RESOLVED,
         ),
+        # The learning probe's verdict is every remedy's target: the diagnosis cleared while
+        # the copy still does not learn is an improvement, not a cure.
+        (
+            [("vanishing", Severity.ERROR), ("not-learning", Severity.WARNING)],
+            [("not-learning", Severity.WARNING)],
+            {"vanishing"},
+            Verdict.IMPROVED,
+        ),
+        (
+            [("vanishing", Severity.ERROR), ("not-learning", Severity.WARNING)],
+            [],
+            {"vanishing"},
+            Verdict.RESOLVED,
+        ),
+        (
+            [("exploding", Severity.WARNING), ("diverging", Severity.WARNING)],
+            [("diverging", Severity.WARNING)],
+            {"exploding"},
+            Verdict.IMPROVED,
+        ),
     ],
 )
 def test_judge(before, after, targets, verdict) -> None:
@@ -755,6 +775,9 @@ def test_fix_cures_a_transformer_without_norms_by_pre_norm() -> None:
         remedies=["pre-norm"],
         steps=2,
         seed=0,
+        # Judged by the diagnosis: the sample's task (next token of uniformly random tokens)
+        # cannot be learned by any model, so the learning probe says not-learning either way.
+        learn=0,
     )
     assert [f.evidence.get("rule") for f in result.before.findings if f.id == "vanishing"] == [
         "scale"

@@ -88,6 +88,12 @@ from gradcheck_cli.report import FIX_FORMATS, OutputFormat
     is_flag=True,
     help="Allow re-initialisation even when --weights loaded a trained checkpoint.",
 )
+@click.option(
+    "--reset-biases",
+    is_flag=True,
+    help="Re-initialisation zeroes biases set deliberately too (constant or beyond the default "
+    "init's range, e.g. a gate bias of -2); by default they are kept and listed.",
+)
 @format_option(f.value for f in FIX_FORMATS)
 def fix_command(
     model_spec: str,
@@ -99,6 +105,7 @@ def fix_command(
     budget: int,
     probe_steps: int,
     force_reinit: bool,
+    reset_biases: bool,
     output_format: str,
     quiet: bool,
     debug: bool,
@@ -135,6 +142,7 @@ def fix_command(
                 branch_init=BranchInit(branch_init),
                 force_reinit=force_reinit,
                 weights_given=job.weights_given,
+                reset_biases=reset_biases,
             )
             with progress(enabled=not quiet and sys.stderr.isatty()) as on_step:
                 result = fix(

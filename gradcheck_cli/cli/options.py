@@ -58,6 +58,7 @@ SECTIONS: tuple[tuple[str, frozenset[str]], ...] = (
                 "budget",
                 "probe_steps",
                 "force_reinit",
+                "reset_biases",
             }
         ),
     ),

@@ -8,14 +8,16 @@ the rewriting, always on a copy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import nn
 
 from gradcheck_cli.choices import Activation, BranchInit, InitScheme
-from gradcheck_cli.findings import Report
+from gradcheck_cli.findings import Report, Severity
 from gradcheck_cli.remedies.edits import Edit
 from gradcheck_cli.remedies.layers import is_weight_type
 from gradcheck_cli.remedies.probe import Call, Probe
@@ -30,6 +32,7 @@ class FixOptions:
     branch_init: BranchInit = BranchInit.SCALE
     force_reinit: bool = False
     weights_given: bool = False
+    reset_biases: bool = False  # re-initialisation zeroes deliberate biases too
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,78 @@ def nonlinearity_of(activation: type[nn.Module]) -> str | None:
     if issubclass(activation, (nn.Sigmoid, nn.Hardsigmoid)):
         return "sigmoid"
     return None
+
+
+def deliberate_bias(module: nn.Module) -> str | None:
+    """How ``module``'s bias looks set on purpose, or None: one non-zero value in every entry
+    (a highway gate's -2, a forget gate's 1), or entries beyond 1.5x the bound of PyTorch's
+    default init, U(+-1/sqrt(fan_in)). Zeros and default draws are not deliberate."""
+    bias = getattr(module, "bias", None)
+    weight = getattr(module, "weight", None)
+    if not isinstance(bias, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        return None
+    values = bias.detach().float()
+    if values.numel() == 0 or not bool(values.isfinite().all()):
+        return None
+    top = float(values.abs().max())
+    if top == 0:
+        return None
+    if values.numel() > 1 and float(values.max() - values.min()) <= 1e-6 * top:
+        return f"every entry {float(values[0]):.3g}"
+    fan_in = weight[0].numel() if weight.dim() > 1 else weight.numel()
+    if top > 1.5 / math.sqrt(max(fan_in, 1)):
+        return f"entries up to {top:.3g}, beyond the default init's {1 / math.sqrt(fan_in):.2g}"
+    return None
+
+
+def init_edit(
+    model: nn.Module,
+    name: str,
+    args: dict[str, object],
+    remedy: str,
+    context: RemedyContext,
+    kept: list[str],
+) -> Edit:
+    """An ``init`` edit of layer ``name``: weights redrawn, bias zeroed, except a bias set
+    deliberately (:func:`deliberate_bias`), which is kept, and named in ``kept`` (for
+    :func:`kept_note`), unless ``--reset-biases`` or the diagnosis blames it: the layer, or the
+    activation it feeds, is named by a dead-units, saturation or no-gradient warning or error
+    (a bias of -3 before a ReLU is what kills its units)."""
+    why = deliberate_bias(model.get_submodule(name))
+    if why is not None and not context.options.reset_biases and not _blamed(model, name, context):
+        kept.append(f"{name} ({why})")
+        args = {**args, "keep_bias": True}
+    return Edit("init", name, args, remedy)
+
+
+_BLAMING = frozenset({"dead-units", "saturation", "no-gradient"})
+
+
+def _blamed(model: nn.Module, name: str, context: RemedyContext) -> bool:
+    """Whether a finding the bias could cause names layer ``name`` or the next module called
+    after it (its activation)."""
+    named = {
+        layer
+        for f in context.report.findings
+        if f.id in _BLAMING
+        and f.severity.rank >= Severity.WARNING.rank
+        and f.evidence.get("reason") != "cut"
+        for layer in f.layers
+    }
+    calls = [c.name for c in leaf_calls(model, context.probe)]
+    after = calls[calls.index(name) + 1] if name in calls[:-1] else None
+    return name in named or after in named
+
+
+def kept_note(kept: list[str]) -> tuple[str, ...]:
+    """One note for the biases :func:`init_edit` kept, or none."""
+    if not kept:
+        return ()
+    more = f" and {len(kept) - 3} more" if len(kept) > 3 else ""
+    return (
+        f"kept the biases of {len(kept)} layer(s) set deliberately: {', '.join(kept[:3])}{more} "
+        "(--reset-biases zeroes them)",
+    )
 
 
 def reinit_refusal(context: RemedyContext) -> str | None:

@@ -41,6 +41,14 @@ class Edit:
             "remedy": self.remedy,
         }
 
+    def overwrites(self) -> str:
+        """What of the model's existing values this edit replaces, in words (the fix report's
+        list): the values a user set are lost with them."""
+        if self.op == "init":
+            kept = self.args.get("keep_bias")
+            return "weight redrawn" + ("; bias kept" if kept else "; bias zeroed (if any)")
+        return _OVERWRITES.get(self.op, "nothing: adds to the model")
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Edit:
         """Parse one plan entry and check its arguments; raises :class:`PlanError` when
@@ -182,11 +190,24 @@ _NORMS: dict[str, type[nn.Module]] = {
     "BatchNorm3d": nn.BatchNorm3d,
     "LayerNorm": nn.LayerNorm,
 }
+# What each op replaces of the values the model had (see Edit.overwrites).
+_OVERWRITES = {
+    "replace-activation": "the activation module replaced",
+    "scale": "weight and bias multiplied",
+    "gate-bias": "every bias of the recurrent module (gate biases chrono-initialised, others 0)",
+    "gated-cell": "the recurrent module replaced by a fresh GRU (its weights lost)",
+    "insert-norm": "nothing: a normalisation layer inserted after it",
+    "scale-output": "nothing: its output multiplied by a forward hook",
+    "pre-norm": "nothing: a LayerNorm inserted before it",
+    "residual": "nothing: wrapped in a residual connection",
+    "residual-group": "nothing: wrapped in residual connections",
+    "wrap-grad-clip": "nothing: the model wrapped to clip its gradients",
+}
 _SCHEMES = ("kaiming_normal", "xavier_uniform", "orthogonal", "unit_normal")
 # Each op's arguments: (allowed, required).
 _ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "replace-activation": (("module",), ("module",)),
-    "init": (("scheme", "nonlinearity", "negative_slope"), ("scheme",)),
+    "init": (("scheme", "nonlinearity", "negative_slope", "keep_bias"), ("scheme",)),
     "insert-norm": (("norm", "features"), ("norm", "features")),
     "scale": (("factor",), ("factor",)),
     "scale-output": (("factor",), ("factor",)),
@@ -397,7 +418,7 @@ def _init(module: nn.Module, args: Mapping[str, Any], generator: torch.Generator
             raise PlanError(f"unknown init scheme {scheme!r} in plan")
         weight.copy_(fresh)
         bias = getattr(module, "bias", None)
-        if isinstance(bias, torch.Tensor):
+        if isinstance(bias, torch.Tensor) and not args.get("keep_bias"):
             bias.zero_()
 
 

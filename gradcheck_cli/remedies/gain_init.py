@@ -13,11 +13,12 @@ from gradcheck_cli.remedies.base import (
     Remedy,
     RemedyContext,
     following_activation,
+    init_edit,
+    kept_note,
     leaf_calls,
     nonlinearity_of,
     reinit_refusal,
 )
-from gradcheck_cli.remedies.edits import Edit
 from gradcheck_cli.remedies.layers import is_weight_type
 from gradcheck_cli.remedies.structure import Follower
 
@@ -64,14 +65,15 @@ class GainInit(Remedy):
             )
         scheme = self.scheme or self._scheme(context.options.init, chosen)
         edits = []
+        kept: list[str] = []
         for name, follower in chosen.items():
             args: dict[str, object] = {"scheme": scheme, "nonlinearity": follower.nonlinearity}
             if follower.nonlinearity == "leaky_relu":
                 args["negative_slope"] = follower.negative_slope
-            edits.append(Edit("init", name, args, self.id))
+            edits.append(init_edit(model, name, args, self.id, context, kept))
         gains = sorted({_GAIN_NAMES.get(f.nonlinearity, f.nonlinearity) for f in chosen.values()})
         note = f"{len(edits)} layer(s) re-initialised ({scheme}) for: {', '.join(gains)}"
-        return Proposal(self.id, tuple(edits), (note,))
+        return Proposal(self.id, tuple(edits), (note, *kept_note(kept)))
 
     def _followers(self, model: nn.Module, context: RemedyContext) -> dict[str, Follower]:
         """Each weight layer that ran, in call order, with what follows it: from the graph,

@@ -10,7 +10,9 @@ from gradcheck_cli.remedies.base import (
     Proposal,
     Remedy,
     RemedyContext,
+    init_edit,
     is_saturating,
+    kept_note,
     leaf_calls,
     reinit_refusal,
 )
@@ -31,7 +33,10 @@ class ReluSwap(Remedy):
 
     The weight layer feeding each swapped activation is re-initialised with He (Kaiming) init:
     with PyTorch's default init a deep ReLU net still vanishes (He et al. 2015). The model's
-    output activation (no weight layer after it) is kept, since it defines the output range.
+    output activation (no weight layer after it) is kept, since it defines the output range,
+    and so is a gate (an activation whose output multiplies another tensor, read from the
+    autograd graph: a highway net's transform gate, an LSTM written by hand), whose [0, 1]
+    range is what it means. A bias set deliberately is kept by the re-initialisation.
     Activations called as functions in ``forward`` cannot be swapped by module replacement;
     they are found with torch.fx where the model traces and reported as left.
     """
@@ -52,8 +57,16 @@ class ReluSwap(Remedy):
         refusal = reinit_refusal(context)
         swapped: set[str] = set()
         initialised: set[str] = set()
+        gates = context.probe.structure.gates
+        kept: list[str] = []
+        gated: list[str] = []
         for i, call in enumerate(calls):
             if not is_saturating(call.type):
+                continue
+            if call.name in gates:
+                if call.name not in swapped:
+                    gated.append(call.name)
+                    swapped.add(call.name)
                 continue
             if call.name in outputs:
                 if call.name not in swapped:
@@ -75,7 +88,14 @@ class ReluSwap(Remedy):
                 args: dict[str, object] = {"scheme": "kaiming_normal", "nonlinearity": nonlinearity}
                 if slope:
                     args["negative_slope"] = slope
-                edits.append(Edit("init", feeding.name, args, self.id))
+                edits.append(init_edit(model, feeding.name, args, self.id, context, kept))
+        if gated:
+            more = f" and {len(gated) - 3} more" if len(gated) > 3 else ""
+            notes.append(
+                f"kept {len(gated)} gate(s): {', '.join(gated[:3])}{more} (a sigmoid whose output "
+                "multiplies another tensor; a ReLU there would change what the model computes)"
+            )
+        notes.extend(kept_note(kept))
         if refusal is not None and edits:
             notes.append(f"layers not re-initialised: {refusal}")
         functional = functional_saturating_calls(model)

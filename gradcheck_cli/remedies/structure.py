@@ -62,6 +62,9 @@ class Structure:
     branch_inputs: tuple[BranchInput, ...] = ()
     # Residual sums that ran: more than ``branch_ends`` when one block is called several times.
     branch_sums: int = 0
+    # Sigmoid modules whose output multiplies another computed tensor: gates (a highway net's
+    # transform gate, an LSTM cell written by hand, GLU), not nonlinearities of a stack.
+    gates: frozenset[str] = frozenset()
 
 
 def _follower(node: Any) -> Follower | None:
@@ -181,6 +184,7 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
     pass runs and no gradient is written.
     """
     outputs: dict[Any, str] = {}
+    activations: dict[Any, str] = {}
     calls: list[_Read] = []
     training = {m: m.training for m in model.modules()}
     with contextlib.ExitStack() as stack:
@@ -196,6 +200,12 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
                     and output.grad_fn is not None
                 ):
                     outputs[output.grad_fn] = name
+                if (
+                    isinstance(output, torch.Tensor)
+                    and output.grad_fn is not None
+                    and _follower(output.grad_fn) is not None
+                ):
+                    activations[output.grad_fn] = name
                 x = first_tensor_argument(args, kwargs)
                 if x is not None and x.grad_fn is not None and x.dim() >= 1:
                     outs = {t.grad_fn for t in _tensors(output) if t.grad_fn is not None}
@@ -239,7 +249,13 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
     for name, features in _stream_exits(model, sums, calls, starts):
         starts.setdefault(name, features)
     order = {read.module: i for i, read in reversed(list(enumerate(calls)))}
+    gates = frozenset(
+        name
+        for node, name in activations.items()
+        if _follower(node) == Follower("sigmoid") and _gates(node, parents)
+    )
     return Structure(
+        gates=gates,
         followers=followers,
         branch_ends=tuple(_in_call_order(ends, outputs)),
         branch_sums=len(sums),
@@ -248,6 +264,55 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
             for name, features in sorted(starts.items(), key=lambda kv: order[kv[0]])
         ),
     )
+
+
+# Graph nodes that only move or reshape values: a gate may be viewed, sliced or broadcast on its
+# way to the product it scales.
+_SHAPE_ONLY = frozenset(
+    {
+        "ViewBackward0",
+        "UnsafeViewBackward0",
+        "ReshapeAliasBackward0",
+        "UnsqueezeBackward0",
+        "SqueezeBackward0",
+        "SqueezeBackward1",
+        "ExpandBackward0",
+        "SliceBackward0",
+        "SelectBackward0",
+        "SplitBackward0",
+        "SplitWithSizesBackward0",
+        "UnbindBackward0",
+        "ChunkBackward0",
+        "TransposeBackward0",
+        "PermuteBackward0",
+        "CloneBackward0",
+        "RsubBackward1",
+        "NegBackward0",
+    }
+)
+
+
+def _gates(node: Any, parents: dict[Any, list[Any]]) -> bool:
+    """Whether the activation ``node``'s output, through shape-only steps (and ``1 - x``), is
+    multiplied by another computed tensor: not a constant, not a parameter alone."""
+    queue = deque(parents.get(node, ()))
+    seen = {node, *queue}
+    path = {node}
+    while queue and len(seen) <= _UP_LIMIT:
+        consumer = queue.popleft()
+        kind = type(consumer).__name__
+        if kind in ("MulBackward0", "AddcmulBackward0"):
+            others = [c for c in _children(consumer) if c not in path]
+            if any(type(c).__name__ != "AccumulateGrad" for c in others):
+                return True
+            continue
+        if kind in _SHAPE_ONLY:
+            path.add(consumer)
+            for parent in parents.get(consumer, ()):
+                if parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
+    return False
 
 
 @dataclass(frozen=True)

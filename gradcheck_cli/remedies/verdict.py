@@ -19,6 +19,8 @@ class Verdict(str, enum.Enum):
 
 
 _WEIGHT = {Severity.ERROR: 100, Severity.WARNING: 10, Severity.INFO: 0}
+# The learning probe's own findings (gradcheck_cli.checks.not_learning, .diverging).
+TRAINING = frozenset({"not-learning", "diverging"})
 
 
 def score(report: Report) -> int:
@@ -38,11 +40,14 @@ def judge(before: Report, after: Report, targets: Iterable[str]) -> Verdict:
     """Compare two diagnoses of the same model, for the finding ids a remedy targets.
 
     Made worse: a finding at warning or above that was not there before, or a higher score.
-    Resolved: none of the targeted findings is left at warning or above. Improved: a targeted
+    Resolved: none of the targeted findings is left at warning or above; when the learning
+    probe found the original not learning (or diverging), that finding is a target of every
+    remedy, so a remedy resolves nothing while the probe still says so. Improved: a targeted
     finding went down in severity, or the score went down. Else no effect.
     """
     old, new = _worst(before), _worst(after)
-    targets = set(targets) or set(old)
+    # The learning probe's verdict is every remedy's target: a cure learns.
+    targets = (set(targets) or set(old)) | (set(old) & TRAINING)
     appeared = any(new.get(i, -1) > old.get(i, -1) for i in new)
     if appeared or score(after) > score(before):
         return Verdict.WORSE

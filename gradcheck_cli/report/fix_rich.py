@@ -18,7 +18,7 @@ from gradcheck_cli.remedies.edits import renamed
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict
 from gradcheck_cli.report.console import make_console, sci
-from gradcheck_cli.stats import value
+from gradcheck_cli.stats import LearningProbe, value
 
 MAX_TREE_NODES = 60
 _VERDICT_STYLE = {
@@ -45,6 +45,7 @@ def render(
         console.print(_trials(result))
     if result.chosen is not None:
         console.print(_findings(result.before, result.after))
+        console.print(_overwritten(result))
         console.print(_layers(result))
         if before_model is not None:
             console.print(_trees(result, before_model))
@@ -80,19 +81,43 @@ def _outcomes(result: FixResult) -> Table:
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    for header in ("remedy", "verdict", "edits", "why / what was left"):
+    alone = {t.remedies[0]: t.report.learning for t in result.trials if len(t.remedies) == 1}
+    probed = any(p is not None for p in alone.values())
+    headers = (
+        "remedy",
+        "verdict",
+        "edits",
+        *(("learns?",) if probed else ()),
+        "why / what was left",
+    )
+    for header in headers:
         table.add_column(header)
     chosen = set(result.chosen.remedies) if result.chosen else set()
     for o in result.outcomes:
         name = Text(o.remedy + (" (applied)" if o.remedy in chosen else ""))
         detail = o.reason or "; ".join(n for n in o.notes if not n.startswith("in a training loop"))
+        probe = alone.get(o.remedy)
+        learned = (
+            (Text(_learned(probe), style="green" if probe.verdict == "learns" else "red"),)
+            if probe is not None
+            else (Text("-"),)
+            if probed
+            else ()
+        )
         table.add_row(
             name,
             Text(o.verdict.value, style=_VERDICT_STYLE[o.verdict]),
             str(o.edits or "-"),
+            *learned,
             Text(detail),
         )
     return table
+
+
+def _learned(probe: LearningProbe) -> str:
+    """A trial's learning probe in one cell: its verdict, and its held-out loss to the floor."""
+    floor = f" (floor {probe.blind:.3g})" if probe.blind is not None else ""
+    return f"{probe.verdict}: {probe.end:.3g}{floor}"
 
 
 def _trials(result: FixResult) -> Table:
@@ -103,7 +128,18 @@ def _trials(result: FixResult) -> Table:
         if len(t.remedies) < 2:
             continue
         found = ", ".join(f"{f.id}:{f.severity.value}" for f in t.report.findings) or "-"
+        if t.report.learning is not None:
+            found += f"; probe {_learned(t.report.learning)}"
         table.add_row(Text(" + ".join(t.remedies)), t.report.status.value, Text(found))
+    return table
+
+
+def _overwritten(result: FixResult) -> Table:
+    table = Table(title="What the fix overwrote", title_justify="left", box=box.SIMPLE_HEAD)
+    for header in ("module", "remedy", "values"):
+        table.add_column(header)
+    for edit in result.plan.edits:
+        table.add_row(edit.target or "(root)", edit.remedy, Text(edit.overwrites()))
     return table
 
 
