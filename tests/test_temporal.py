@@ -617,3 +617,48 @@ def test_a_selective_scan_that_forgets_warns_and_one_with_mambas_step_sizes_does
     slow = diagnose(_SelectiveScan(dt_bias=math.log(math.expm1(0.01))), tokens, loss, learn=0)
     assert [f for f in slow.findings if f.id == "vanishing-over-time"] == []
     assert _model_level(slow).reach() == 40
+
+
+class _TanhCellLoop(nn.Module):
+    """A vanilla tanh cell written by hand, stepped over 30 tokens; the label is the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(8, 32)
+        self.ih = nn.Linear(32, 32)
+        self.hh = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 8)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        h = torch.zeros(x.shape[0], 32)
+        for t in range(x.shape[1]):
+            h = torch.tanh(self.ih(x[:, t]) + self.hh(h))
+        return self.head(h)
+
+
+def test_batchnorm_inside_a_hand_written_loop_clears_the_profile_but_fix_does_not_call_it_cured() -> (
+    None
+):
+    from gradcheck_cli.api import fix
+    from gradcheck_cli.remedies.verdict import Verdict
+
+    tokens = lambda b: torch.randint(0, 8, (b, 30))  # noqa: E731
+    loss = lambda out, x: nn.functional.cross_entropy(out, x[:, 0])  # noqa: E731
+    torch.manual_seed(0)
+    result = fix(_TanhCellLoop(), tokens, loss, remedies=["batchnorm"])
+    # The profile reaches 10 of 30 positions; a BatchNorm after each Linear of the cell (so at
+    # every step) lets the gradient reach all 30 at init: the diagnosis clears...
+    assert {f.id: f.severity for f in result.before.findings} == {
+        "vanishing-over-time": Severity.WARNING,
+        "not-learning": Severity.WARNING,
+    }
+    (trial,) = result.trials
+    (profile,) = trial.report.temporal
+    assert profile.reach() == 30 and "vanishing-over-time" not in {
+        f.id for f in trial.report.findings
+    }
+    # ...but the copy still does not learn the first token: never healthy, never resolved.
+    assert trial.report.learning is not None and trial.report.learning.verdict == "not-learning"
+    assert result.after.status.value == "warning" and trial.verdict is Verdict.IMPROVED
+    assert "not a cure" in result.message
