@@ -80,9 +80,14 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     parts = sorted({m["set"] for m, _, _ in rows})
-    for part in parts:
-        for kind in [*sorted({m["kind"] for m, _, _ in rows if m["set"] == part}), "all"]:
-            chosen = [r for r in rows if r[0]["set"] == part and kind in ("all", r[0]["kind"])]
+    for part in [*parts, "every set"]:
+        kinds = sorted({m["kind"] for m, _, _ in rows if m["set"] == part})
+        for kind in [*kinds, "all"]:
+            chosen = [
+                r
+                for r in rows
+                if part in ("every set", r[0]["set"]) and kind in ("all", r[0]["kind"])
+            ]
             broken = [r for r in chosen if r[0]["label"] == "does-not-train"]
             flagged = [r for r in chosen if r[2]]
             hit = [r for r in broken if r[2]]
