@@ -26,6 +26,7 @@ from gradcheck_cli.memory import check_fits, count_on_meta
 from gradcheck_cli.specs import ZOO_CONFIG, zoo_files
 
 TEXT_LENGTH = 64
+AUDIO_SAMPLES = 16_000  # one second at the 16 kHz audio models are trained on
 
 
 def load_zoo(spec: str) -> tuple[nn.Module, Callable[[int], Any]]:
@@ -107,7 +108,7 @@ def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
             os.environ["HF_HUB_OFFLINE"] = previous
-    return model, _hf_inputs(class_name, config)
+    return model, _hf_inputs(class_name, config, str(getattr(cls, "main_input_name", "")))
 
 
 def _first_eos(config: Any) -> int | None:
@@ -148,13 +149,43 @@ def _complete_special_tokens(config: Any, class_name: str = "") -> None:
         config.decoder_start_token_id = getattr(config, "pad_token_id", None) or 0
 
 
-def _hf_inputs(class_name: str, config: Any) -> Callable[[int], Any]:
-    if hasattr(config, "image_size") and hasattr(config, "num_channels"):
-        image_size = config.image_size
+def _hf_inputs(class_name: str, config: Any, main_input: str = "") -> Callable[[int], Any]:
+    labels = int(getattr(config, "num_labels", 2))
+    classifier = "Classification" in class_name
+    if main_input == "input_values":
+        # Raw audio (Wav2Vec2, HuBERT, WavLM, SEW, ...): one second at 16 kHz, what their
+        # feature extractors default to; their conv feature encoders reduce it ~320x.
+        def audio(b: int) -> dict[str, torch.Tensor]:
+            batch = {"input_values": torch.randn(b, AUDIO_SAMPLES)}
+            if classifier:
+                batch["labels"] = torch.randint(0, labels, (b,))
+            return batch
+
+        return audio
+    if main_input == "input_features" and hasattr(config, "num_mel_bins"):
+        # Log-mel frames (Whisper, Speech2Text): as many as the encoder's positions take (Whisper
+        # needs exactly 2 x max_source_positions, its conv stride being 2).
+        mels = int(config.num_mel_bins)
+        frames = 2 * int(getattr(config, "max_source_positions", 50) or 50)
+
+        def features(b: int) -> dict[str, torch.Tensor]:
+            batch = {"input_features": torch.randn(b, mels, frames)}
+            if classifier:
+                batch["labels"] = torch.randint(0, labels, (b,))
+            return batch
+
+        return features
+    vision_config = getattr(config, "vision_config", None) or config
+    channels_of = getattr(config, "num_channels", getattr(vision_config, "num_channels", None))
+    if main_input == "pixel_values" or (
+        hasattr(config, "image_size") and hasattr(config, "num_channels")
+    ):
+        # A convolutional config with no image size (ResNet, RegNet, Bit, CvT, PoolFormer,
+        # SegFormer): ImageNet's 224, which their stride and patch structures take.
+        image_size = getattr(config, "image_size", getattr(vision_config, "image_size", 224))
         if isinstance(image_size, (list, tuple)):  # (height, width) in Hiera and PVTv2
             image_size = image_size[0]
-        size, channels = int(image_size), int(config.num_channels)
-        labels = int(getattr(config, "num_labels", 2))
+        size, channels = int(image_size or 224), int(channels_of or 3)
 
         def vision(b: int) -> dict[str, torch.Tensor]:
             batch = {"pixel_values": torch.randn(b, channels, size, size)}
@@ -169,7 +200,6 @@ def _hf_inputs(class_name: str, config: Any) -> Callable[[int], Any]:
             f"hf:{class_name}: cannot tell its inputs from the config; write a model file "
             "with example_inputs(batch_size)"
         )
-    labels = int(getattr(config, "num_labels", 2))
     mask_id = getattr(config, "mask_token_id", None)
     eos = _first_eos(config)
     special = sorted(

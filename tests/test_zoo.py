@@ -106,6 +106,57 @@ def _cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             "model-output-loss",
         ),
         (
+            # a convolutional config with no image size: ImageNet's 224 (once "cannot tell its
+            # inputs from the config")
+            "ResNetForImageClassification",
+            {"embedding_size": 16, "hidden_sizes": [16, 32], "depths": [1, 1]},
+            "model-output-loss",
+        ),
+        (
+            # raw audio (main_input_name input_values): one second at 16 kHz
+            "Wav2Vec2ForSequenceClassification",
+            {
+                "num_hidden_layers": 2,
+                "hidden_size": 32,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+                "conv_dim": [16, 16, 16, 16, 16, 16, 16],
+                "num_conv_pos_embeddings": 16,
+                "num_conv_pos_embedding_groups": 4,
+            },
+            "model-output-loss",
+        ),
+        (
+            # log-mel frames (input_features): 2 x max_source_positions of them
+            "WhisperForAudioClassification",
+            {
+                "encoder_layers": 2,
+                "d_model": 64,
+                "encoder_attention_heads": 2,
+                "encoder_ffn_dim": 128,
+                "num_mel_bins": 16,
+                "max_source_positions": 50,
+            },
+            "model-output-loss",
+        ),
+        (
+            # the vision config nested in a composite one; its attention-pooling head (an
+            # nn.MultiheadAttention, which never calls its out_proj) runs but the classifier
+            # mean-pools instead: information, not a warning that out_proj never ran
+            "SiglipForImageClassification",
+            {
+                "vision_config": {
+                    "num_hidden_layers": 2,
+                    "hidden_size": 64,
+                    "num_attention_heads": 2,
+                    "intermediate_size": 128,
+                    "image_size": 32,
+                    "patch_size": 8,
+                },
+            },
+            "model-output-loss",
+        ),
+        (
             "BertModel",
             {
                 "num_hidden_layers": 2,

@@ -156,8 +156,12 @@ class NoGradient(Check):
             if members:
                 findings.append(self._cut(stats, cut, members, why))
         cut_names = {name for cut in stats.cuts for name in cut.whole}
-        called = [l for l in detached if l.calls > 0 and l.name not in cut_names]
-        unused = [l for l in detached if l.calls == 0]
+        ran = {l.name for l in stats.layers if l.calls > 0}
+        # nn.MultiheadAttention passes out_proj's weight to its functional form and never calls
+        # out_proj: it runs when its parent does.
+        read = [l for l in detached if l.calls == 0 and _read_by_parent(l, ran)]
+        called = [l for l in detached if (l.calls > 0 or l in read) and l.name not in cut_names]
+        unused = [l for l in detached if l.calls == 0 and l not in read]
         routed, unused = _unrouted(stats, unused)
         for group, members in routed.items():
             findings.append(self._routing(stats, group, members, why))
@@ -320,6 +324,17 @@ class NoGradient(Check):
             remedies=self.remedies if remedies is None else remedies,
             why=why,
         )
+
+
+# Modules whose parent uses their parameters without calling them (torch's MultiheadAttention
+# and its out_proj, a NonDynamicallyQuantizableLinear).
+_READ_BY_PARENT = frozenset({"NonDynamicallyQuantizableLinear"})
+
+
+def _read_by_parent(layer: LayerStats, ran: set[str]) -> bool:
+    """Whether ``layer`` is one its parent reads without calling, and the parent ran."""
+    parent = layer.name.rpartition(".")[0]
+    return layer.type in _READ_BY_PARENT and parent in ran
 
 
 def _by_construction(
