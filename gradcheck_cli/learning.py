@@ -121,7 +121,9 @@ def run_probe(
         reason = bad or f"the held-out loss rose from {start:.3g} to {end:.3g}"
     elif gaps is None or floor is None:
         verdict, reason = "undecided", UNDECIDED
-    elif taken < steps and not learned(gaps, start, floor):
+    elif learned(gaps, start, floor):
+        verdict, reason = "learns", "the held-out loss fell below the input-blind floor"
+    elif taken < steps:
         # Not learning *yet*: only the full run may say it does not learn, so the verdict does
         # not depend on how fast this machine is.
         verdict = "undecided"
@@ -130,11 +132,8 @@ def run_probe(
             "not learning yet; --learn N with fewer steps, or a smaller --batch-size, fits it"
         )
     else:
-        if learned(gaps, start, floor):
-            verdict, reason = "learns", "the held-out loss fell below the input-blind floor"
-        else:
-            verdict = "not-learning"
-            reason = "the held-out loss did not fall below what an input-blind model reaches"
+        verdict = "not-learning"
+        reason = "the held-out loss did not fall below what an input-blind model reaches"
     return LearningProbe(
         optimizer.value, lr, momentum, steps, taken, seconds, start, end, floor, verdict, reason,
         still if verdict == "not-learning" else (),
@@ -155,9 +154,8 @@ def _heldout(passes: Passes) -> tuple[float, list[float] | None]:
     the loss. Outputs whose rows are all alike are input-blind already: their gaps are 0. None
     when no output has a row per example, when shifted outputs leave the loss unchanged and so
     does scoring the output against another batch (a loss that reads no targets: SimSiam's), or
-    when the loss draws random targets
-    (the same output and inputs under another seed give another loss): nothing to learn from the
-    inputs then."""
+    when the loss draws random targets (the same output and inputs under another seed give
+    another loss): nothing to learn from the inputs then."""
     model = passes.model
     was = model.training
     model.eval()

@@ -159,9 +159,11 @@ class NoGradient(Check):
         ran = {l.name for l in stats.layers if l.calls > 0}
         # nn.MultiheadAttention passes out_proj's weight to its functional form and never calls
         # out_proj: it runs when its parent does.
-        read = [l for l in detached if l.calls == 0 and _read_by_parent(l, ran)]
-        called = [l for l in detached if (l.calls > 0 or l in read) and l.name not in cut_names]
-        unused = [l for l in detached if l.calls == 0 and l not in read]
+        read = {l.name for l in detached if l.calls == 0 and _read_by_parent(l, ran)}
+        called = [
+            l for l in detached if (l.calls > 0 or l.name in read) and l.name not in cut_names
+        ]
+        unused = [l for l in detached if l.calls == 0 and l.name not in read]
         routed, unused = _unrouted(stats, unused)
         for group, members in routed.items():
             findings.append(self._routing(stats, group, members, why))

@@ -34,9 +34,9 @@ class ReluSwap(Remedy):
     The weight layer feeding each swapped activation is re-initialised with He (Kaiming) init:
     with PyTorch's default init a deep ReLU net still vanishes (He et al. 2015). The model's
     output activation (no weight layer after it) is kept, since it defines the output range,
-    and so is a gate (an activation whose output multiplies another tensor, read from the
-    autograd graph: a highway net's transform gate, an LSTM written by hand), whose [0, 1]
-    range is what it means. A bias set deliberately is kept by the re-initialisation.
+    and so is a sigmoid gate (a sigmoid whose output multiplies another computed tensor, read
+    from the autograd graph: a highway net's transform gate, an LSTM written by hand), whose
+    [0, 1] range is what it means. A bias set deliberately is kept by the re-initialisation.
     Activations called as functions in ``forward`` cannot be swapped by module replacement;
     they are found with torch.fx where the model traces and reported as left.
     """
