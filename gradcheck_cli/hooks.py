@@ -211,6 +211,17 @@ _NORMS = ("act", "out_grad", "in")  # accumulated as squared norms ("in": weight
 _COUNTS = ("dead", "saturated", "nf_act", "nf_out_grad")
 
 
+def _param_norms(
+    targets: list[tuple[str, nn.Module, LayerKind]],
+) -> tuple[list[list[tuple[str, nn.Parameter]]], list[nn.Parameter], list[int], list[float]]:
+    """Each target's own parameters, them flattened, the target index of each, and each one's
+    norm (one transfer for all)."""
+    owned = [own_named_parameters(m) for _, m, _ in targets]
+    params_flat = [p for named in owned for _, p in named]
+    owner = [i for i, named in enumerate(owned) for _ in named]
+    return owned, params_flat, owner, whole_norms(params_flat)
+
+
 class Recorder:
     """Collects one step's raw totals from the hooks; see :func:`capture`."""
 
@@ -281,12 +292,18 @@ class Recorder:
             [info.kind is LayerKind.NORM for info in self.infos],
         )
 
+    def weight_norms(self) -> tuple[float, ...]:
+        """Each measured layer's weight norm now (one transfer for all layers): for a training
+        loop, whose weights change between measured steps (``watch()``)."""
+        _, _, owner, host = _param_norms(self._targets)
+        sq = [0.0] * len(self._targets)
+        for value, i in zip(host, owner, strict=True):
+            sq[i] += value * value
+        return tuple(math.sqrt(v) for v in sq)
+
     def _static_infos(self, targets: list[tuple[str, nn.Module, LayerKind]]) -> list[LayerInfo]:
         """Weight norms (one transfer for all layers), parameter counts and zero-init flags."""
-        owned = [own_named_parameters(m) for _, m, _ in targets]
-        params_flat = [p for named in owned for _, p in named]
-        owner = [i for i, named in enumerate(owned) for _ in named]
-        host = whole_norms(params_flat)
+        owned, params_flat, owner, host = _param_norms(targets)
         norm_of = {id(p): v for p, v in zip(params_flat, host, strict=True)}
         sq = [0.0] * len(targets)
         # A module is zero-initialised when its weights (its parameters other than biases, or

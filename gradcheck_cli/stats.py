@@ -421,12 +421,21 @@ class StepRecord:
     saturated_worst: tuple[float, ...] | None = None  # likewise, saturated
     in_sumsq: tuple[float, ...] | None = None  # weight layers: squared norm of their inputs
     in_numel: tuple[int, ...] | None = None
+    # The weights' norms at this step, when they change between measured steps (watch() in a
+    # training loop); None: the recorder's static norms hold for every step.
+    weight_norm: tuple[float, ...] | None = None
 
     @property
     def anomalous(self) -> bool:
         """True when the loss or any total is NaN/Inf, so the step deserves an exact count."""
         totals = (self.loss, *self.act_sumsq, *self.out_grad_sumsq, *self.grad_sumsq)
         return not all(math.isfinite(v) for v in totals)
+
+
+def _weight_norm(record: StepRecord, i: int, info: LayerInfo) -> float:
+    """Layer ``i``'s weight norm at ``record``'s step: its own when it carries them, else the
+    recorder's static one."""
+    return record.weight_norm[i] if record.weight_norm is not None else info.weight_norm
 
 
 def _rms(sumsq: float, numel: int) -> float:
@@ -580,7 +589,8 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
             for r in grad_steps
         ]
     else:
-        ratio = [_ratio(n, info.weight_norm) for n in grad_norm]
+        ratio = [_ratio(math.sqrt(r.grad_sumsq[i]), _weight_norm(r, i, info)) for r in grad_steps]
+    weights = [_weight_norm(r, i, info) for r in records]
 
     no_grad = (
         "no trainable parameters" if not trainable else "no gradient reached this layer in any step"
@@ -631,7 +641,9 @@ def _aggregate_layer(i: int, info: LayerInfo, records: Sequence[StepRecord]) -> 
         grad_rms=Summary.of(grad_rms, missing=no_grad),
         grad_norm=Summary.of(grad_norm, missing=no_grad),
         weight_norm=(
-            Summary(info.weight_norm, info.weight_norm, info.weight_norm)
+            Summary(statistics.median(weights), min(weights), max(weights))
+            if has_params and weights
+            else Summary(info.weight_norm, info.weight_norm, info.weight_norm)
             if has_params
             else Skipped("no parameters")
         ),

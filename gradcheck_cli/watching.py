@@ -127,7 +127,13 @@ class Watcher:
             return
         self._pending = False
         zero = torch.zeros((), device=next(self.model.parameters()).device)
-        self.records.append(self._recorder.end_step(zero))
+        record = self._recorder.end_step(zero)
+        if self._recorder.merger is None:
+            # The loop's optimizer changes the weights between measured steps: each step's
+            # ratios are against that step's weights (read before the optimizer steps). Sharded
+            # weights keep the norms read at the start.
+            record = replace(record, weight_norm=self._recorder.weight_norms())
+        self.records.append(record)
 
     def unmeasured(self) -> str:
         """Why forward passes went unmeasured, in words ("" when none was); the

@@ -83,3 +83,30 @@ def test_watch_refuses_fsdp1_flat_parameters() -> None:
         with watch(model, every=1):
             pass
     assert not model[1]._forward_hooks  # nothing was left attached
+
+
+def test_each_measured_step_is_compared_with_that_steps_weights() -> None:
+    # The loop grows the first layer's weights (x1.1 per step, a stand-in for a stem that grows
+    # in training): each measured step's gradient-to-weight ratio divides by the weights of
+    # that step, and the report's weight norm spans them, not the first step's alone.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    norms, ratios = [], []
+    with watch(model, every=2) as w:
+        for step in range(6):
+            loss = model(torch.randn(32, 8)).square().mean()
+            loss.backward()
+            if step % 2 == 0:  # a measured step: its weights and gradient, before the update
+                weight = torch.cat([p.detach().flatten() for p in model[0].parameters()])
+                grad = torch.cat([p.grad.flatten() for p in model[0].parameters()])
+                norms.append(float(weight.double().norm()))
+                ratios.append(float(grad.double().norm()) / norms[-1])
+            with torch.no_grad():
+                model[0].weight.mul_(1.1)
+            model.zero_grad()
+        report = w.report()
+    (first,) = [l for l in report.layers if l.name == "0"]
+    assert len(w.records) == 3 and norms[-1] > 1.3 * norms[0]
+    assert first.weight_norm.low == pytest.approx(norms[0], rel=1e-5)
+    assert first.weight_norm.high == pytest.approx(norms[-1], rel=1e-5)
+    assert first.grad_to_weight.median == pytest.approx(sorted(ratios)[1], rel=1e-5)
