@@ -171,7 +171,8 @@ def _heldout(passes: Passes) -> tuple[float, list[float] | None]:
                     again = float(passes.loss_of(output, batch)[0].detach())
                 if again != loss and math.isfinite(loss):
                     return mean_of(losses), None  # random targets
-                shifted = [_shift(output, passes.batch_size, rows) for rows in SHIFTS]
+                count = _rows(output, batch, passes.batch_size)
+                shifted = [_shift(output, count, rows) for rows in SHIFTS]
                 if any(rolled is None for rolled in shifted):
                     return mean_of(losses), None
                 if all(_alike(output, rolled) for rolled in shifted):
@@ -216,13 +217,29 @@ def _alike(output: Any, rolled: Any) -> bool:
     return True
 
 
+def _rows(output: Any, batch: Any, batch_size: int) -> int:
+    """How many examples ``output`` has a row for: the batch size when a tensor of the output
+    has that many rows, else the first axis of the inputs' first tensor when an output tensor
+    shares it (a graph network's ``example_inputs`` gives the whole graph's nodes, whatever the
+    batch size); the batch size otherwise."""
+    firsts = {leaf.shape[0] for leaf in pytree.tree_leaves(output) if _has_rows(leaf)}
+    if batch_size in firsts:
+        return batch_size
+    given = [leaf.shape[0] for leaf in pytree.tree_leaves(batch) if _has_rows(leaf)]
+    return given[0] if given and given[0] in firsts else batch_size
+
+
+def _has_rows(leaf: Any) -> bool:
+    return isinstance(leaf, torch.Tensor) and leaf.dim() > 0
+
+
 def _shift(output: Any, rows: int, by: int) -> Any | None:
     """``output`` with every tensor that has ``rows`` rows rolled by ``by`` rows; None if none
     has (or there are too few rows to shift)."""
     leaves, spec = pytree.tree_flatten(output)
     moved = False
     for i, leaf in enumerate(leaves):
-        if isinstance(leaf, torch.Tensor) and leaf.dim() > 0 and leaf.shape[0] == rows > by:
+        if _has_rows(leaf) and leaf.shape[0] == rows > by:
             leaves[i] = leaf.roll(by, 0)
             moved = True
     return pytree.tree_unflatten(leaves, spec) if moved else None

@@ -40,7 +40,11 @@ class NotLearning(Check):
     Remedy:
         Read the other findings for where the gradient stops; compare with another optimizer
         (``--optimizer adam``: Adam normalises each parameter's step, SGD does not) or learning
-        rate; give the probe more steps.
+        rate; give the probe more steps. ``gradcheck fix`` tries the remedies that change what
+        a model can learn whatever its gradient statistics say, each judged by this probe:
+        identity paths around shape-preserving blocks (a deep GCN that over-smooths: Li et al.
+        2019), normalisation between layers, pre-norm, SIREN's init for sine layers, chrono
+        gate biases for recurrences, and a variance-preserving re-initialisation.
 
     References:
         Glorot & Bengio 2010; Pascanu, Mikolov & Bengio 2013; Kingma & Ba 2015.
@@ -48,6 +52,7 @@ class NotLearning(Check):
 
     id = "not-learning"
     name = "Does not learn"
+    remedies = ("residual-wrap", "batchnorm", "pre-norm", "sine-init", "gate-bias", "gain-init")
 
     @dataclass(frozen=True)
     class Options:
@@ -71,7 +76,7 @@ class NotLearning(Check):
                 layers=still or ("(model)",),
                 message=f"the model does not learn its task: {probe.summary()}{named}",
                 evidence=evidence(probe),
-                remedies=(),
+                remedies=self.remedies,
                 why=self.section("Why it matters"),
             )
         ]

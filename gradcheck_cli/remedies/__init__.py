@@ -35,6 +35,13 @@ REMEDIES: dict[str, str] = {
         "sigmoid 1), N(0, gain^2/fan_in) or orthogonal for linear and tanh stacks (He et al. "
         "2015; Saxe et al. 2014; Pennington et al. 2017). Never on a trained checkpoint."
     ),
+    "sine-init": (
+        "Re-initialise the layers that feed a sine as SIREN does (Sitzmann et al. 2020): the "
+        "first layer's w0 W x drawn from U(+-30/fan_in), every later one's from "
+        "U(+-sqrt(6/fan_in)), where w0 is any factor forward applies; biases kept. A sine "
+        "network with a default or small init is nearly linear and fits only low frequencies. "
+        "Never on a trained checkpoint."
+    ),
     "embedding-scale": (
         "Draw embedding tables that start well below unit RMS from N(0, 1), PyTorch's default "
         "for nn.Embedding (padding rows stay zero); a table tied to the output layer keeps its "
@@ -105,6 +112,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "kaiming-init": ("kaiming_init", "KaimingInit"),
     "xavier-init": ("xavier_init", "XavierInit"),
     "gain-init": ("gain_init", "GainInit"),
+    "sine-init": ("sine_init", "SineInit"),
     "embedding-scale": ("embedding_scale", "EmbeddingScale"),
     "residual-scale": ("residual_scale", "ResidualScale"),
     "gated-cell": ("gated_cell", "GatedCell"),
@@ -148,6 +156,7 @@ if TYPE_CHECKING:
 PREFERENCE: tuple[str, ...] = (
     "kaiming-init",
     "xavier-init",
+    "sine-init",
     "gain-init",
     "embedding-scale",
     "residual-scale",
@@ -170,15 +179,19 @@ CONFLICTS: frozenset[frozenset[str]] = frozenset(
         frozenset({"gain-init", "kaiming-init"}),
         frozenset({"gain-init", "xavier-init"}),
         frozenset({"gain-init", "relu-swap"}),
+        # sine-init re-initialises the layers before sines, which the others would redraw.
+        frozenset({"sine-init", "gain-init"}),
+        frozenset({"sine-init", "kaiming-init"}),
+        frozenset({"sine-init", "xavier-init"}),
     }
 )
 
 # A finding that names a restricted re-initialisation also gets the general ones tried: the
-# activation a layer feeds may be none (a deep linear net) or SELU, and a residual net without
-# normalisation explodes however its layers are initialised.
+# activation a layer feeds may be none (a deep linear net), SELU or a sine (SIREN), and a
+# residual net without normalisation explodes however its layers are initialised.
 ALSO_TRY: dict[str, tuple[str, ...]] = {
-    "kaiming-init": ("gain-init", "residual-scale"),
-    "xavier-init": ("gain-init",),
+    "kaiming-init": ("gain-init", "sine-init", "residual-scale"),
+    "xavier-init": ("gain-init", "sine-init"),
 }
 
 __all__ = ["ALSO_TRY", "APPLY_ORDER", "CONFLICTS", "PREFERENCE", "REGISTRY", "REMEDIES", "Remedy"]

@@ -203,11 +203,14 @@ _OVERWRITES = {
     "residual-group": "nothing: wrapped in residual connections",
     "wrap-grad-clip": "nothing: the model wrapped to clip its gradients",
 }
-_SCHEMES = ("kaiming_normal", "xavier_uniform", "orthogonal", "unit_normal")
+_SCHEMES = ("kaiming_normal", "xavier_uniform", "orthogonal", "unit_normal", "sine_first", "sine_hidden")
+# SIREN's first-layer frequency (Sitzmann et al. 2020, section 3.2): sin(30 W x) with W drawn
+# from U(+-1/fan_in) spans several periods over inputs in [-1, 1].
+SIREN_W0 = 30.0
 # Each op's arguments: (allowed, required).
 _ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "replace-activation": (("module",), ("module",)),
-    "init": (("scheme", "nonlinearity", "negative_slope", "keep_bias"), ("scheme",)),
+    "init": (("scheme", "nonlinearity", "negative_slope", "keep_bias", "factor"), ("scheme",)),
     "insert-norm": (("norm", "features"), ("norm", "features")),
     "scale": (("factor",), ("factor",)),
     "scale-output": (("factor",), ("factor",)),
@@ -409,6 +412,15 @@ def _init(module: nn.Module, args: Mapping[str, Any], generator: torch.Generator
                 fresh = orthogonal(weight.shape[::-1], gain, generator).T.contiguous()
             else:
                 fresh = orthogonal(weight.shape, gain, generator)
+        elif scheme in ("sine_first", "sine_hidden"):
+            # SIREN (Sitzmann et al. 2020): the pre-activation W x, times the factor forward
+            # applies (w0), is U(+-w0 / fan_in) in the first layer and U(+-sqrt(6 / fan_in))
+            # after it, so every sine sees arcsine-distributed inputs of the same spread.
+            factor = abs(float(args.get("factor", 1.0)))
+            if factor == 0:
+                raise PlanError("a sine init's factor (the w0 forward applies) must not be 0")
+            bound = (SIREN_W0 / fan_in if scheme == "sine_first" else math.sqrt(6.0 / fan_in))
+            fresh.uniform_(-bound / factor, bound / factor, generator=generator)
         elif scheme == "unit_normal":
             fresh.normal_(0.0, 1.0, generator=generator)
             padding = getattr(module, "padding_idx", None)

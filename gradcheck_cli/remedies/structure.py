@@ -13,6 +13,7 @@ weight layer nearest the sum on the branch side, and the modules that read the b
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,11 @@ class Structure:
     # Sigmoid modules whose output multiplies another computed tensor: gates (a highway net's
     # transform gate, an LSTM cell written by hand, GLU), not nonlinearities of a stack.
     gates: frozenset[str] = frozenset()
+    # Weight layers whose output reaches a sine through scalar factors only (SIREN's
+    # sin(w0 * W x)): the product of those factors (w0; 1 when there is none).
+    sines: Mapping[str, float] = field(default_factory=dict)
+    # Weight layers that read an input of the model itself (the first layer of a stack).
+    reads_input: frozenset[str] = frozenset()
 
 
 def _follower(node: Any) -> Follower | None:
@@ -85,6 +91,32 @@ def _follower(node: Any) -> Follower | None:
     if name == "HardtanhBackward0":
         low = float(getattr(node, "_saved_min_val", -1.0))
         return Follower("relu" if low >= 0 else "tanh")  # ReLU6 is Hardtanh(0, 6)
+    return None
+
+
+# How a scalar factor between a layer and its sine is applied: the node and its saved operand.
+_SCALAR_STEPS = {"MulBackward0": "_saved_other", "DivBackward0": "_saved_other"}
+
+
+def _sine_factor(start: Any, parents: dict[Any, list[Any]]) -> float | None:
+    """The product of the scalar factors on the one path from a layer's output to a sine
+    (``torch.sin(w0 * linear(x))``), or None when its output does not go straight into one."""
+    node, factor = start, 1.0
+    for _ in range(8):
+        consumers = parents.get(node, ())
+        if len(consumers) != 1:
+            return None
+        node = consumers[0]
+        kind = type(node).__name__
+        if kind == "SinBackward0":
+            return factor
+        operand = getattr(node, _SCALAR_STEPS.get(kind, ""), None)
+        if not isinstance(operand, torch.Tensor) or operand.numel() != 1:
+            return None
+        value = float(operand)
+        if not math.isfinite(value) or value == 0:
+            return None
+        factor = factor * value if kind == "MulBackward0" else factor / value
     return None
 
 
@@ -186,6 +218,7 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
     outputs: dict[Any, str] = {}
     activations: dict[Any, str] = {}
     calls: list[_Read] = []
+    reads_input: set[str] = set()
     training = {m: m.training for m in model.modules()}
     with contextlib.ExitStack() as stack:
         stack.callback(restore_training, training)
@@ -207,6 +240,8 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
                 ):
                     activations[output.grad_fn] = name
                 x = first_tensor_argument(args, kwargs)
+                if is_weight_type(type(mod)) and x is not None and x.grad_fn is None and x.requires_grad:
+                    reads_input.add(name)  # a leaf: the model's own input
                 if x is not None and x.grad_fn is not None and x.dim() >= 1:
                     outs = {t.grad_fn for t in _tensors(output) if t.grad_fn is not None}
                     calls.append(_Read(name, x.grad_fn, int(x.shape[-1]), frozenset(outs)))
@@ -254,7 +289,14 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
         for node, name in activations.items()
         if _follower(node) == Follower("sigmoid") and _gates(node, parents)
     )
+    sines = {}
+    for node, name in outputs.items():
+        factor = _sine_factor(node, parents)
+        if factor is not None:
+            sines.setdefault(name, factor)
     return Structure(
+        sines=sines,
+        reads_input=frozenset(reads_input),
         gates=gates,
         followers=followers,
         branch_ends=tuple(_in_call_order(ends, outputs)),
