@@ -562,3 +562,32 @@ def test_remedies_keep_gates_and_deliberate_biases_and_the_report_lists_what_the
     assert len(listed) == 26 and listed["layers.0.gate"] == "weight redrawn; bias kept"
     assert listed["layers.0.transform"] == "weight redrawn; bias zeroed (if any)"
     assert torch.equal(loaded.module.layers[0].gate.bias, torch.full((32,), -2.0))  # untouched
+
+
+def test_a_deep_gcn_that_over_smooths_is_cured_by_identity_paths_not_by_reinitialisation() -> None:
+    # sample_models/gcn_deep.py: 32 graph convolutions over-smooth the node features (does not
+    # train: bench/fix_truth.md). The diagnosis finds vanishing gradients and the learning probe
+    # agrees it does not learn; kaiming-init clears the diagnosis but its copy still does not
+    # learn (improved, not a cure); residual-wrap (h + GraphConv(h), Li et al. 2019) learns.
+    loaded = load_model(str(SAMPLES / "gcn_deep.py"))
+    result = fix(loaded.module, loaded.example_inputs, loaded.loss_fn)
+    before = {f.id: f.severity.value for f in result.before.findings}
+    assert before == {"vanishing": "error", "not-learning": "warning"}
+    original = result.before.learning
+    assert original is not None and original.verdict == "not-learning"
+    assert original.blind is not None and original.end > 0.9 * original.blind
+    by_id = {o.remedy: o for o in result.outcomes}
+    assert by_id["kaiming-init"].verdict is Verdict.IMPROVED
+    (kaiming,) = [t for t in result.trials if t.remedies == ("kaiming-init",)]
+    assert kaiming.report.learning is not None
+    assert kaiming.report.learning.verdict == "not-learning"
+    assert result.chosen is not None and result.chosen.remedies == ("residual-wrap",)
+    assert by_id["residual-wrap"].verdict is Verdict.RESOLVED
+    assert result.after.status.value == "healthy"
+    probe = result.after.learning
+    assert probe is not None and probe.verdict == "learns" and probe.blind is not None
+    # Measured: 0.052 against a floor of 6.9 (chance is ln 4 = 1.39).
+    assert probe.end < 0.2 < math.log(4) < probe.blind
+    wrapped = result.model.layers
+    assert all(type(block).__name__ == "Residual" for block in wrapped)
+    assert len(wrapped) == 31
