@@ -4,6 +4,7 @@ saved ``DIR/model.pt`` is trained in this (separate) process by a plain-PyTorch 
 known-good control, with Adam and with SGD (momentum 0.9), seeds 0 and 1.
 
     python bench/fix_truth.py > bench/fix_truth.md
+    python bench/fix_truth.py gcn_deep         # only the rows of these models
 
 Oracles: for ``bench/truth/heldout2`` models, that set's own (``oracle.py``: its steps, learning
 rates, controls, evaluation on 2,048 fresh samples and labelling rule, written by the tester
@@ -31,11 +32,15 @@ from torch import nn  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 HELDOUT2 = ROOT / "bench" / "truth" / "heldout2"
 
-# (spec, control builder's name in the same file or None for heldout2's, Adam lr, SGD lr, steps)
+# (spec, the control's builder in the same file, Adam lr, SGD lr, steps, gradcheck fix flags)
 SAMPLES = {
-    "siren_uncompensated": ("sample_models/siren.py:build_uncompensated", "build_model", 1e-4, 1e-1, 500),
-    "gcn_deep": ("sample_models/gcn_deep.py", "build_shallow", 1e-3, 1e-2, 300),
+    "siren_uncompensated": ("sample_models/siren.py:build_uncompensated", "build_model", 1e-4, 1e-1, 500, ()),
+    "gcn_deep": ("sample_models/gcn_deep.py", "build_shallow", 1e-3, 1e-2, 300, ()),
+    "gumbel_cold": ("sample_models/gumbel_cold.py", "build_warm", 1e-3, 1e-2, 300, ()),
+    # Healthy at initialisation: only the learning probe sees it, so fix runs with --learn.
+    "post_ln_deep": ("sample_models/post_ln_deep.py", "build_pre_ln", 1e-3, 1e-2, 300, ("--learn", "300")),
 }  # fmt: skip
+ONLY = frozenset(sys.argv[1:])
 HELDOUT = ("deep_mlp_small_init", "sine_net_default_init", "sparse_relu_bias")
 
 
@@ -48,11 +53,13 @@ def load(path: Path, name: str) -> Any:
     return module
 
 
-def fixed(spec: str, folder: str) -> tuple[str, Callable[[], nn.Module] | None]:
+def fixed(
+    spec: str, folder: str, flags: tuple[str, ...] = ()
+) -> tuple[str, Callable[[], nn.Module] | None]:
     """Run ``gradcheck fix`` on ``spec``; its message and a builder of the saved model."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "gradcheck_cli", "fix", spec, "--output", folder, "--format", "yaml"],
+        [sys.executable, "-m", "gradcheck_cli", "fix", spec, "--output", folder, "--format", "yaml", *flags],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800,
     )  # fmt: skip
     import yaml
@@ -61,11 +68,12 @@ def fixed(spec: str, folder: str) -> tuple[str, Callable[[], nn.Module] | None]:
         report = yaml.safe_load(Path(folder, "report.yaml").read_text())
     except OSError:
         return done.stderr.strip().splitlines()[-1], None
-    chosen = report.get("chosen") or {}
-    what = f"{', '.join(chosen.get('remedies', [])) or 'nothing'}: {report.get('message', '')}"
+    what = f"{', '.join(report.get('chosen') or []) or 'nothing'}: {report.get('message', '')}"
     path = Path(folder, "model.pt")
     if not path.exists():
         return what, None
+    # model.pt pickles the model file's classes by module name: its folder must be importable.
+    sys.path.insert(0, str((ROOT / spec.partition(":")[0]).parent))
     return what, lambda: torch.load(path, weights_only=False)
 
 
@@ -102,27 +110,26 @@ def train_sample(module: Any, build: Callable[[], nn.Module], opt: str, seed: in
 
 def sample_rows() -> list[str]:
     rows = []
-    for name, (spec, control, adam_lr, sgd_lr, steps) in SAMPLES.items():
+    for name, (spec, control, adam_lr, sgd_lr, steps, flags) in SAMPLES.items():
+        if ONLY and name not in ONLY:
+            continue
         path, _, builder = spec.partition(":")
         module = load(ROOT / path, f"fix_truth_{name}")
         original = getattr(module, builder or "build_model")
         with tempfile.TemporaryDirectory() as folder:
             out = os.path.join(folder, "fixed")
-            what, build = fixed(spec, out)
+            what, build = fixed(spec, out, flags)
             cells, cured = [], False
             for opt, lr in (("adam", adam_lr), ("sgd", sgd_lr)):
                 progress = []
                 for seed in (0, 1):
-                    start, _ = train_sample(module, original, opt, seed, lr, steps)
+                    start, before = train_sample(module, original, opt, seed, lr, steps)
                     _, best = train_sample(module, getattr(module, control), opt, seed, lr, steps)
-                    end = train_sample(module, build, opt, seed, lr, steps)[1] if build else start
-                    _, before = train_sample(module, original, opt, seed, lr, steps)
+                    end = train_sample(module, build, opt, seed, lr, steps)[1] if build else before
                     gain = max(start - best, 1e-12)
                     progress.append(((start - before) / gain, (start - end) / gain))
                 cured |= all(after >= 0.7 for _, after in progress)
-                cells.append(
-                    f"{opt} " + ", ".join(f"{b:.2f} -> {a:.2f}" for b, a in progress)
-                )
+                cells.append(f"{opt} " + ", ".join(f"{b:.2f} -> {a:.2f}" for b, a in progress))
             rows.append(
                 f"| samples | {name} | {what} | {'; '.join(cells)} | {'cured' if cured else 'not cured'} |"
             )
@@ -134,6 +141,8 @@ def heldout_rows() -> list[str]:
     oracle = load(HELDOUT2 / "oracle.py", "heldout2_oracle")
     rows = []
     for name in HELDOUT:
+        if ONLY and name not in ONLY:
+            continue
         module = oracle.load(name)
         spec = str((HELDOUT2 / "models" / f"{name}.py").relative_to(ROOT))
         with tempfile.TemporaryDirectory() as folder:
@@ -145,13 +154,18 @@ def heldout_rows() -> list[str]:
                 "metric": "R2" if name in oracle.REGRESSION else "accuracy",
                 "runs": {"model": [], "controls": {}},
             }
-            before: dict[str, Any] = {**result, "runs": {"model": [], "controls": result["runs"]["controls"]}}
+            before: dict[str, Any] = {
+                **result,
+                "runs": {"model": [], "controls": result["runs"]["controls"]},
+            }
             for seed in (0, 1):
                 for opt in ("adam", "sgd"):
                     for cname, builder in oracle.controls_for(name, module):
                         run = oracle.train_one(name, module, builder, opt, seed, steps, eval_inputs)
                         result["runs"]["controls"].setdefault(cname, []).append(run)
-                    plain = oracle.train_one(name, module, module.build_model, opt, seed, steps, eval_inputs)
+                    plain = oracle.train_one(
+                        name, module, module.build_model, opt, seed, steps, eval_inputs
+                    )
                     before["runs"]["model"].append(plain)
                     after = (
                         oracle.train_one(name, module, build, opt, seed, steps, eval_inputs)
@@ -161,7 +175,8 @@ def heldout_rows() -> list[str]:
             _, trains, _, progress, _ = oracle.label(result)
             _, _, _, was, _ = oracle.label(before)
             cells = [
-                f"{opt} " + ", ".join(f"{was[(opt, s)]:.2f} -> {progress[(opt, s)]:.2f}" for s in (0, 1))
+                f"{opt} "
+                + ", ".join(f"{was[(opt, s)]:.2f} -> {progress[(opt, s)]:.2f}" for s in (0, 1))
                 for opt in ("adam", "sgd")
             ]
             rows.append(
@@ -172,9 +187,13 @@ def heldout_rows() -> list[str]:
 
 if __name__ == "__main__":
     print("# Fixes judged by training\n")
-    print(f"Made with `python bench/fix_truth.py` (method in its docstring; CPU, torch {torch.__version__}).")
-    print("Progress: how far training gets from the start toward the control, per seed "
-          "(0 and 1), before -> after fix; 0.7 for both seeds under one optimizer is *trains*.\n")
+    print(
+        f"Made with `python bench/fix_truth.py` (method in its docstring; CPU, torch {torch.__version__})."
+    )
+    print(
+        "Progress: how far training gets from the start toward the control, per seed "
+        "(0 and 1), before -> after fix; 0.7 for both seeds under one optimizer is *trains*.\n"
+    )
     print("| set | model | fix chose | progress before -> after (seeds 0, 1) | verdict |")
     print("|---|---|---|---|---|")
     for row in [*sample_rows(), *heldout_rows()]:

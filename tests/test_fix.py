@@ -11,7 +11,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from gradcheck_cli.api import fix
+from gradcheck_cli.api import diagnose, fix
 from gradcheck_cli.cli import main
 from gradcheck_cli.fixing import FixResult, Trial, best, combinations
 from gradcheck_cli.loading import load_model
@@ -495,7 +495,9 @@ def test_sine_init_cures_a_sine_network_that_gain_init_only_clears() -> None:
     fixed = result.model
     first, hidden = fixed.net[0].linear, fixed.net[1].linear
     assert 13.0 < float(first.weight.detach().abs().max()) <= 15.0
-    assert 0.9 * math.sqrt(6 / 128) < float(hidden.weight.detach().abs().max()) <= math.sqrt(6 / 128)
+    assert (
+        0.9 * math.sqrt(6 / 128) < float(hidden.weight.detach().abs().max()) <= math.sqrt(6 / 128)
+    )
     assert torch.equal(hidden.bias, loaded.module.net[1].linear.bias)
 
 
@@ -591,3 +593,61 @@ def test_a_deep_gcn_that_over_smooths_is_cured_by_identity_paths_not_by_reinitia
     wrapped = result.model.layers
     assert all(type(block).__name__ == "Residual" for block in wrapped)
     assert len(wrapped) == 31
+
+
+def test_a_deep_post_ln_transformer_that_stalls_under_adam_is_made_pre_ln() -> None:
+    # sample_models/post_ln_deep.py: 24 nn.TransformerEncoderLayer at their default Post-LN
+    # placement sit at chance under Adam without warm-up (Xiong et al. 2020; bench/fix_truth.md);
+    # the gradients at initialisation look healthy, so only the probe (--learn) sees it.
+    # pre-norm sets norm_first on each layer and adds the final LayerNorm: the probe learns.
+    loaded = load_model(str(SAMPLES / "post_ln_deep.py"))
+    quiet = diagnose(loaded.module, loaded.example_inputs, loaded.loss_fn)
+    assert quiet.findings == () and quiet.learning is None  # nothing for the probe to test
+    result = fix(
+        loaded.module, loaded.example_inputs, loaded.loss_fn, learn=300,
+        remedies=["pre-norm", "gain-init"],
+    )  # fmt: skip
+    assert [f.id for f in result.before.findings] == ["not-learning"]
+    original = result.before.learning
+    assert original is not None and original.verdict == "not-learning"
+    assert original.end > 0.95 * math.log(8)  # chance: 8 symbols
+    by_id = {o.remedy: o for o in result.outcomes}
+    assert by_id["gain-init"].verdict is not Verdict.RESOLVED
+    assert result.chosen is not None and result.chosen.remedies == ("pre-norm",)
+    assert {e.op for e in result.chosen.plan.edits} == {"norm-first", "final-norm"}
+    probe = result.after.learning
+    assert probe is not None and probe.verdict == "learns"
+    assert probe.end < 0.5  # measured 0.0x against a floor above 2
+    fixed = result.model
+    assert all(layer.norm_first for layer in fixed.encoder.layers)
+    assert isinstance(fixed.encoder.norm, torch.nn.LayerNorm)
+    assert not any(layer.norm_first for layer in loaded.module.encoder.layers)  # untouched
+
+
+def test_a_cold_gumbel_softmax_gets_a_temperature_floor_that_torch_save_keeps() -> None:
+    # sample_models/gumbel_cold.py: F.gumbel_softmax at tau = 0.01 (does not train:
+    # bench/fix_truth.md); the softmax rows saturate (an error) and the probe agrees.
+    import io
+
+    loaded = load_model(str(SAMPLES / "gumbel_cold.py"))
+    result = fix(loaded.module, loaded.example_inputs, loaded.loss_fn)
+    before = {f.id: f.severity.value for f in result.before.findings}
+    assert before == {"saturation": "error", "not-learning": "warning"}
+    assert result.chosen is not None and result.chosen.remedies == ("temperature-floor",)
+    (edit,) = result.chosen.plan.edits
+    assert (edit.op, edit.target, dict(edit.args)) == ("temperature-floor", "", {"floor": 1.0})
+    assert result.after.status.value == "healthy"
+    probe = result.after.learning
+    assert probe is not None and probe.verdict == "learns" and probe.blind is not None
+    assert probe.end < 0.8 * probe.blind  # measured 1.08 against 1.65 (chance: ln 4 = 1.39)
+    buffer = io.BytesIO()
+    torch.save(result.model, buffer)
+    buffer.seek(0)
+    reloaded = torch.load(buffer, weights_only=False)
+    x = loaded.example_inputs(32)
+    outputs = []
+    for model in (result.model, reloaded, loaded.module):
+        torch.manual_seed(5)
+        outputs.append(model(x))
+    assert torch.equal(outputs[0], outputs[1]) and not torch.allclose(outputs[0], outputs[2])
+    assert loaded.module._forward_pre_hooks == {}  # the original is untouched

@@ -677,6 +677,22 @@ def test_empty_paths_reversed_thresholds_and_repeated_keywords_are_refused(
             "- op: insert-norm\n  target: '0'\n  args: {norm: BatchNorm2d, features: 16}\n",
             "a BatchNorm2d does not fit the output of '0', a Linear",
         ),
+        (
+            "- op: norm-first\n  target: '0'\n",
+            "'0' is a Linear, not an nn.TransformerEncoderLayer",
+        ),
+        (
+            "- op: final-norm\n  target: '0'\n  args: {features: 16}\n",
+            "'0' is a Linear, not an nn.TransformerEncoder",
+        ),
+        (
+            "- op: temperature-floor\n  target: ''\n  args: {floor: 0}\n",
+            "floor",
+        ),
+        (
+            "- op: init\n  target: '0'\n  args: {scheme: sine_hidden, factor: 0}\n",
+            "must not be 0",
+        ),
     ],
 )
 def test_plan_edits_that_do_not_fit_the_layer_are_refused(

@@ -73,7 +73,7 @@ class Saturation(FractionCheck):
                         "temperature far below 1, or attention scores not scaled by 1/sqrt(d))",
                         1,
                     ),
-                    remedies=(),
+                    remedies=("temperature-floor",),
                 )
             )
         return found

@@ -70,6 +70,12 @@ REMEDIES: dict[str, str] = {
         "Insert BatchNorm (LayerNorm for sequences or batch size 1) after Linear/Conv layers to "
         "keep pre-activations at unit scale (Ioffe & Szegedy 2015). It is not an L2 penalty."
     ),
+    "temperature-floor": (
+        "Raise F.gumbel_softmax temperatures below 1 to 1 (forward hooks on the model): at a "
+        "small temperature the relaxed sample is one-hot to float precision and the layers "
+        "that score the categories get no gradient in most examples (Jang et al. 2017 start "
+        "at 1 and anneal to no lower than 0.5)."
+    ),
     "grad-clip": (
         "Clip the global gradient norm before the optimizer step: "
         "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) (Pascanu et al. 2013)."
@@ -120,6 +126,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "pre-norm": ("pre_norm", "PreNormRemedy"),
     "batchnorm": ("batchnorm", "BatchNorm"),
     "residual-wrap": ("residual_wrap", "ResidualWrap"),
+    "temperature-floor": ("temperature_floor", "TemperatureFloor"),
     "grad-clip": ("grad_clip", "GradClipRemedy"),
 }
 
@@ -166,6 +173,7 @@ PREFERENCE: tuple[str, ...] = (
     "pre-norm",
     "batchnorm",
     "residual-wrap",
+    "temperature-floor",
     "grad-clip",
 )
 

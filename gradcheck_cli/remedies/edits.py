@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from gradcheck_cli.errors import UsageError
 from gradcheck_cli.remedies.layers import fans, is_hf_conv1d, out_width
@@ -145,6 +146,8 @@ def _checked_args(op: str, args: Mapping[str, Any]) -> dict[str, Any]:
             checked[key] = _number(op, key, value, low=1, high=_MAX_STEPS, integer=True)
         elif key == "factor":
             checked[key] = _number(op, key, value, low=0.0, high=1e6, integer=False)
+        elif key == "floor":
+            checked[key] = _number(op, key, value, low=1e-6, high=1e6, integer=False)
         elif key == "max_norm":
             checked[key] = _number(op, key, value, low=1e-30, high=1e30, integer=False)
         elif key == "groups":
@@ -192,6 +195,9 @@ _NORMS: dict[str, type[nn.Module]] = {
 }
 # What each op replaces of the values the model had (see Edit.overwrites).
 _OVERWRITES = {
+    "norm-first": "nothing: its LayerNorms moved to the branch inputs (norm_first=True)",
+    "final-norm": "nothing: a LayerNorm added after its last layer",
+    "temperature-floor": "nothing: F.gumbel_softmax temperatures raised in forward by a hook",
     "replace-activation": "the activation module replaced",
     "scale": "weight and bias multiplied",
     "gate-bias": "every bias of the recurrent module (gate biases chrono-initialised, others 0)",
@@ -203,7 +209,17 @@ _OVERWRITES = {
     "residual-group": "nothing: wrapped in residual connections",
     "wrap-grad-clip": "nothing: the model wrapped to clip its gradients",
 }
-_SCHEMES = ("kaiming_normal", "xavier_uniform", "orthogonal", "unit_normal", "sine_first", "sine_hidden")
+_SCHEMES = (
+    "kaiming_normal",
+    "xavier_uniform",
+    "orthogonal",
+    "unit_normal",
+    "sine_first",
+    "sine_hidden",
+)
+# PyTorch's transformer layers, whose LayerNorms sit after each residual sum (Post-LN) unless
+# norm_first: the flag moves them to the branch inputs (Pre-LN) with the same parameters.
+POST_LN_TYPES = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 # SIREN's first-layer frequency (Sitzmann et al. 2020, section 3.2): sin(30 W x) with W drawn
 # from U(+-1/fan_in) spans several periods over inputs in [-1, 1].
 SIREN_W0 = 30.0
@@ -215,6 +231,9 @@ _ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "scale": (("factor",), ("factor",)),
     "scale-output": (("factor",), ("factor",)),
     "pre-norm": (("features",), ("features",)),
+    "norm-first": ((), ()),
+    "final-norm": (("features",), ("features",)),
+    "temperature-floor": (("floor",), ("floor",)),
     "residual-group": (("groups",), ("groups",)),
     "residual": ((), ()),
     "gate-bias": (("steps",), ("steps",)),
@@ -253,6 +272,36 @@ def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None =
         return model
     if edit.op == "pre-norm":
         _pre_norm(get_submodule(model, edit.target), int(args["features"]))
+        return model
+    if edit.op == "norm-first":
+        layer = get_submodule(model, edit.target)
+        if not isinstance(layer, POST_LN_TYPES):
+            raise PlanError(
+                f"plan edit 'norm-first': '{edit.target}' is a {type(layer).__name__}, not an "
+                "nn.TransformerEncoderLayer or nn.TransformerDecoderLayer"
+            )
+        layer.norm_first = True
+        return model
+    if edit.op == "temperature-floor":
+        root = get_submodule(model, edit.target)
+        hooks = root._forward_pre_hooks.values()
+        if any(isinstance(getattr(h, "__self__", None), GumbelFloor) for h in hooks):
+            raise PlanError(f"plan edit 'temperature-floor': '{edit.target}' has a floor already")
+        floor = GumbelFloor(float(args["floor"]))
+        root.register_forward_pre_hook(floor.enter)
+        root.register_forward_hook(floor.exit, always_call=True)
+        return model
+    if edit.op == "final-norm":
+        stack = get_submodule(model, edit.target)
+        if not isinstance(stack, (nn.TransformerEncoder, nn.TransformerDecoder)):
+            raise PlanError(
+                f"plan edit 'final-norm': '{edit.target}' is a {type(stack).__name__}, not an "
+                "nn.TransformerEncoder or nn.TransformerDecoder"
+            )
+        if stack.norm is not None:
+            raise PlanError(f"plan edit 'final-norm': '{edit.target}' has a final norm already")
+        device = next((p.device for p in stack.parameters()), None)
+        stack.norm = nn.LayerNorm(int(args["features"]), device=device)
         return model
     if edit.op == "insert-norm":
         norm_kind = _NORMS.get(str(args.get("norm")))
@@ -419,7 +468,7 @@ def _init(module: nn.Module, args: Mapping[str, Any], generator: torch.Generator
             factor = abs(float(args.get("factor", 1.0)))
             if factor == 0:
                 raise PlanError("a sine init's factor (the w0 forward applies) must not be 0")
-            bound = (SIREN_W0 / fan_in if scheme == "sine_first" else math.sqrt(6.0 / fan_in))
+            bound = SIREN_W0 / fan_in if scheme == "sine_first" else math.sqrt(6.0 / fan_in)
             fresh.uniform_(-bound / factor, bound / factor, generator=generator)
         elif scheme == "unit_normal":
             fresh.normal_(0.0, 1.0, generator=generator)
@@ -513,6 +562,48 @@ class PreNorm:
 
     def __repr__(self) -> str:
         return f"PreNorm({self.features})"
+
+
+class GumbelFloor:
+    """Forward hooks on the model that raise the temperature of every ``F.gumbel_softmax`` call
+    in its forward pass to at least ``floor`` (a ``TorchFunctionMode`` entered before forward
+    and left after it, also when forward raises). A class, so ``torch.save`` keeps it."""
+
+    def __init__(self, floor: float) -> None:
+        self.floor = floor
+        self._active: list[_FloorMode] = []
+
+    def enter(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        mode = _FloorMode(self.floor)
+        mode.__enter__()
+        self._active.append(mode)
+
+    def exit(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if self._active:
+            self._active.pop().__exit__(None, None, None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"floor": self.floor, "_active": []}
+
+    def __repr__(self) -> str:
+        return f"GumbelFloor({self.floor:g})"
+
+
+class _FloorMode(TorchFunctionMode):
+    def __init__(self, floor: float) -> None:
+        super().__init__()
+        self.floor = floor
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+    ) -> Any:  # fmt: skip
+        kwargs = dict(kwargs or {})
+        if func is nn.functional.gumbel_softmax:
+            if len(args) > 1:
+                args = (args[0], max(float(args[1]), self.floor), *args[2:])
+            else:
+                kwargs["tau"] = max(float(kwargs.get("tau", 1.0)), self.floor)
+        return func(*args, **kwargs)
 
 
 def _pre_norm(module: nn.Module, features: int) -> None:

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from gradcheck_cli.hooks import restore_training
 from gradcheck_cli.loading import Inputs, call_model
@@ -71,6 +73,8 @@ class Structure:
     sines: Mapping[str, float] = field(default_factory=dict)
     # Weight layers that read an input of the model itself (the first layer of a stack).
     reads_input: frozenset[str] = frozenset()
+    # The temperature of each F.gumbel_softmax call, in call order.
+    gumbel_taus: tuple[float, ...] = ()
 
 
 def _follower(node: Any) -> Follower | None:
@@ -240,7 +244,12 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
                 ):
                     activations[output.grad_fn] = name
                 x = first_tensor_argument(args, kwargs)
-                if is_weight_type(type(mod)) and x is not None and x.grad_fn is None and x.requires_grad:
+                if (
+                    is_weight_type(type(mod))
+                    and x is not None
+                    and x.grad_fn is None
+                    and x.requires_grad
+                ):
                     reads_input.add(name)  # a leaf: the model's own input
                 if x is not None and x.grad_fn is not None and x.dim() >= 1:
                     outs = {t.grad_fn for t in _tensors(output) if t.grad_fn is not None}
@@ -248,7 +257,8 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
 
             stack.callback(module.register_forward_hook(hook, with_kwargs=True).remove)
         model.eval()
-        with torch.enable_grad(), preserved(model):
+        temperatures = _Temperatures()
+        with torch.enable_grad(), preserved(model), temperatures:
             result = call_model(model, _requiring_grad(inputs))
         roots = [t.grad_fn for t in _tensors(result) if t.grad_fn is not None]
     parents = _graph(roots)
@@ -289,12 +299,13 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
         for node, name in activations.items()
         if _follower(node) == Follower("sigmoid") and _gates(node, parents)
     )
-    sines = {}
+    sines: dict[str, float] = {}
     for node, name in outputs.items():
         factor = _sine_factor(node, parents)
         if factor is not None:
             sines.setdefault(name, factor)
     return Structure(
+        gumbel_taus=tuple(temperatures.taus),
         sines=sines,
         reads_input=frozenset(reads_input),
         gates=gates,
@@ -355,6 +366,25 @@ def _gates(node: Any, parents: dict[Any, list[Any]]) -> bool:
                     seen.add(parent)
                     queue.append(parent)
     return False
+
+
+class _Temperatures(TorchFunctionMode):
+    """Records the temperature of every ``F.gumbel_softmax`` call (it dispatches through
+    ``__torch_function__`` with its arguments as keywords)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taus: list[float] = []
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+    ) -> Any:  # fmt: skip
+        kwargs = kwargs or {}
+        if func is F.gumbel_softmax:
+            tau = kwargs.get("tau", args[1] if len(args) > 1 else 1.0)
+            if isinstance(tau, (int, float)):
+                self.taus.append(float(tau))
+        return func(*args, **kwargs)
 
 
 @dataclass(frozen=True)
