@@ -878,3 +878,23 @@ def test_batchnorm_follows_every_convolution_but_pooled_maps_and_the_last() -> N
         "4 convolution(s) on 1x1 maps (squeeze-excitation) left: BatchNorm would normalise "
         "over the batch alone",
     )
+
+
+def test_the_factor_before_a_sine_is_read_from_either_side_of_a_product_and_a_division() -> None:
+    from gradcheck_cli.remedies.structure import read_structure
+
+    class Sines(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(2, 4), nn.Linear(4, 4), nn.Linear(4, 1)
+            self.register_buffer("w0", torch.tensor(30.0))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.sin(self.a(x) / 0.5)  # a factor of 2
+            gate = torch.sigmoid(self.c(h))
+            return self.c(torch.sin(self.w0 * self.b(h))) * gate  # w0 on the left
+
+    structure = read_structure(Sines(), torch.randn(3, 2))
+    assert structure.sines == {"a": 2.0, "b": 30.0}  # c feeds a sigmoid and the output
+    assert structure.reads_input == {"a"}
+    assert structure.gumbel_taus == ()

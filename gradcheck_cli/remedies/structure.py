@@ -98,8 +98,24 @@ def _follower(node: Any) -> Follower | None:
     return None
 
 
-# How a scalar factor between a layer and its sine is applied: the node and its saved operand.
-_SCALAR_STEPS = {"MulBackward0": "_saved_other", "DivBackward0": "_saved_other"}
+def _scalar(node: Any) -> float | None:
+    """The scalar a graph node multiplies (or divides) its one computed operand by: ``w0 * h``,
+    ``h * w0`` or ``h / w0`` with ``w0`` a number or a one-element tensor; None for anything
+    else (a product of two computed tensors, ``c / h``)."""
+    kind = type(node).__name__
+    if kind == "MulBackward0":
+        saved = [getattr(node, "_saved_other", None), getattr(node, "_saved_self", None)]
+    elif kind == "DivBackward0":
+        saved = [getattr(node, "_saved_other", None)]
+    else:
+        return None
+    found = [t for t in saved if isinstance(t, torch.Tensor) and t.numel() == 1]
+    if len(found) != 1:
+        return None
+    value = float(found[0])
+    if not math.isfinite(value) or value == 0:
+        return None
+    return value if kind == "MulBackward0" else 1.0 / value
 
 
 def _sine_factor(start: Any, parents: dict[Any, list[Any]]) -> float | None:
@@ -111,16 +127,12 @@ def _sine_factor(start: Any, parents: dict[Any, list[Any]]) -> float | None:
         if len(consumers) != 1:
             return None
         node = consumers[0]
-        kind = type(node).__name__
-        if kind == "SinBackward0":
+        if type(node).__name__ == "SinBackward0":
             return factor
-        operand = getattr(node, _SCALAR_STEPS.get(kind, ""), None)
-        if not isinstance(operand, torch.Tensor) or operand.numel() != 1:
+        value = _scalar(node)
+        if value is None:
             return None
-        value = float(operand)
-        if not math.isfinite(value) or value == 0:
-            return None
-        factor = factor * value if kind == "MulBackward0" else factor / value
+        factor *= value
     return None
 
 
