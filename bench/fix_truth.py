@@ -17,11 +17,12 @@ chose: the seed changes only the batches. *Cured*: the fixed model trains.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,21 @@ HELDOUT2 = ROOT / "bench" / "truth" / "heldout2"
 SAMPLES = {
     "siren_uncompensated": ("sample_models/siren.py:build_uncompensated", "build_model", 1e-4, 1e-1, 500, ()),
     "gcn_deep": ("sample_models/gcn_deep.py", "build_shallow", 1e-3, 1e-2, 300, ()),
+    "siren_default_init": ("sample_models/siren.py:build_default_init", "build_model", 1e-4, 1e-1, 500, ()),
+    # The same at the learning rate its oracle trains with (the user's --lr).
+    "siren_default_init --lr 1e-4": ("sample_models/siren.py:build_default_init", "build_model", 1e-4, 1e-1, 500, ("--lr", "1e-4")),
     "gumbel_cold": ("sample_models/gumbel_cold.py", "build_warm", 1e-3, 1e-2, 300, ()),
     # Healthy at initialisation: only the learning probe sees it, so fix runs with --learn.
     "post_ln_deep": ("sample_models/post_ln_deep.py", "build_pre_ln", 1e-3, 1e-2, 300, ("--learn", "300")),
 }  # fmt: skip
 ONLY = frozenset(sys.argv[1:])
-HELDOUT = ("deep_mlp_small_init", "sine_net_default_init", "sparse_relu_bias")
+# (model, gradcheck fix flags): the sine net also at the Adam learning rate its oracle uses.
+HELDOUT = (
+    ("deep_mlp_small_init", ()),
+    ("sine_net_default_init", ()),
+    ("sine_net_default_init", ("--lr", "1e-4")),
+    ("sparse_relu_bias", ()),
+)
 
 
 def load(path: Path, name: str) -> Any:
@@ -108,10 +118,14 @@ def train_sample(module: Any, build: Callable[[], nn.Module], opt: str, seed: in
     return start, end if end == end else float("inf")
 
 
-def sample_rows() -> list[str]:
-    rows = []
+def _p(value: float) -> str:
+    """A progress figure: diverged runs (below -9) are shown as such."""
+    return f"{value:.2f}" if value >= -9 else "diverged"
+
+
+def sample_rows() -> Iterator[str]:
     for name, (spec, control, adam_lr, sgd_lr, steps, flags) in SAMPLES.items():
-        if ONLY and name not in ONLY:
+        if ONLY and name.split()[0] not in ONLY:
             continue
         path, _, builder = spec.partition(":")
         module = load(ROOT / path, f"fix_truth_{name}")
@@ -119,7 +133,7 @@ def sample_rows() -> list[str]:
         with tempfile.TemporaryDirectory() as folder:
             out = os.path.join(folder, "fixed")
             what, build = fixed(spec, out, flags)
-            cells, cured = [], False
+            cells, cured, trained = [], False, False
             for opt, lr in (("adam", adam_lr), ("sgd", sgd_lr)):
                 progress = []
                 for seed in (0, 1):
@@ -129,24 +143,28 @@ def sample_rows() -> list[str]:
                     gain = max(start - best, 1e-12)
                     progress.append(((start - before) / gain, (start - end) / gain))
                 cured |= all(after >= 0.7 for _, after in progress)
-                cells.append(f"{opt} " + ", ".join(f"{b:.2f} -> {a:.2f}" for b, a in progress))
-            rows.append(
-                f"| samples | {name} | {what} | {'; '.join(cells)} | {'cured' if cured else 'not cured'} |"
-            )
-    return rows
+                trained |= all(before >= 0.7 for before, _ in progress)
+                cells.append(f"{opt} " + ", ".join(f"{_p(b)} -> {_p(a)}" for b, a in progress))
+            yield _row("samples", name, trained, what, cells, cured)
 
 
-def heldout_rows() -> list[str]:
+def _row(part: str, name: str, trained: bool, what: str, cells: list[str], cured: bool) -> str:
+    return (
+        f"| {part} | {name} | {'trains' if trained else 'does not train'} | {what} | "
+        f"{'; '.join(cells)} | {'cured' if cured else 'not cured'} |"
+    )
+
+
+def heldout_rows() -> Iterator[str]:
     sys.path.insert(0, str(HELDOUT2))
     oracle = load(HELDOUT2 / "oracle.py", "heldout2_oracle")
-    rows = []
-    for name in HELDOUT:
+    for name, flags in HELDOUT:
         if ONLY and name not in ONLY:
             continue
         module = oracle.load(name)
         spec = str((HELDOUT2 / "models" / f"{name}.py").relative_to(ROOT))
         with tempfile.TemporaryDirectory() as folder:
-            what, build = fixed(spec, os.path.join(folder, "fixed"))
+            what, build = fixed(spec, os.path.join(folder, "fixed"), flags)
             torch.manual_seed(12345)
             eval_inputs = module.example_inputs(2048)
             steps = oracle.STEPS[name]
@@ -173,16 +191,13 @@ def heldout_rows() -> list[str]:
                     )  # fmt: skip
                     result["runs"]["model"].append(after)
             _, trains, _, progress, _ = oracle.label(result)
-            _, _, _, was, _ = oracle.label(before)
+            _, trained, _, was, _ = oracle.label(before)
             cells = [
                 f"{opt} "
-                + ", ".join(f"{was[(opt, s)]:.2f} -> {progress[(opt, s)]:.2f}" for s in (0, 1))
+                + ", ".join(f"{_p(was[(opt, s)])} -> {_p(progress[(opt, s)])}" for s in (0, 1))
                 for opt in ("adam", "sgd")
             ]
-            rows.append(
-                f"| heldout2 | {name} | {what} | {'; '.join(cells)} | {'cured' if trains else 'not cured'} |"
-            )
-    return rows
+            yield _row("heldout2", " ".join((name, *flags)), trained, what, cells, trains)
 
 
 if __name__ == "__main__":
@@ -194,7 +209,9 @@ if __name__ == "__main__":
         "Progress: how far training gets from the start toward the control, per seed "
         "(0 and 1), before -> after fix; 0.7 for both seeds under one optimizer is *trains*.\n"
     )
-    print("| set | model | fix chose | progress before -> after (seeds 0, 1) | verdict |")
-    print("|---|---|---|---|---|")
-    for row in [*sample_rows(), *heldout_rows()]:
+    print(
+        "| set | model | before fix | fix chose | progress before -> after (seeds 0, 1) | after fix |"
+    )
+    print("|---|---|---|---|---|---|")
+    for row in itertools.chain(sample_rows(), heldout_rows()):
         print(row, flush=True)

@@ -4,7 +4,8 @@ Hidden weights are drawn from U(+-sqrt(6 / fan_in) / w0) and forward multiplies 
 pre-activation by w0 = 30 before the sine, so the weights sit far below 1/sqrt(fan_in) while
 the signal and the gradient keep their scale: the small weights are compensated in forward.
 It fits a coordinate-to-signal regression (``loss_fn``) with Adam and with SGD; the same
-network with w0 = 1 and the same small weights does not (``build_uncompensated``).
+network with w0 = 1 and the same small weights does not (``build_uncompensated``), nor does it
+with w0 = 30 and PyTorch's default init (``build_default_init``).
 """
 
 import math
@@ -51,8 +52,23 @@ class Uncompensated(Siren):
             layer.w0 = 1.0
 
 
+class DefaultInit(Siren):
+    """The same network, w0 = 30 in forward, with PyTorch's default nn.Linear init
+    (U(+-1/sqrt(fan_in))): every pre-activation is 30 times too large, so each sine's output is
+    noise in its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for layer in [*(s.linear for s in self.net), self.out]:
+            layer.reset_parameters()
+
+
 def build_model() -> nn.Module:
     return Siren()
+
+
+def build_default_init() -> nn.Module:
+    return DefaultInit()
 
 
 def build_uncompensated() -> nn.Module:

@@ -14,10 +14,16 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from gradcheck_cli.errors import UsageError
 from gradcheck_cli.remedies.layers import fans, is_hf_conv1d, out_width
+from gradcheck_cli.remedies.modules import (
+    GradClip,
+    GumbelFloor,
+    OutputScale,
+    PreNorm,
+    Residual,
+)
 
 
 class PlanError(UsageError):
@@ -244,9 +250,6 @@ _ARGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def apply_edit(model: nn.Module, edit: Edit, generator: torch.Generator | None = None) -> nn.Module:
     """Apply one edit; returns the model (a new root only for ``wrap-grad-clip``)."""
-    from gradcheck_cli.remedies.grad_clip import GradClip
-    from gradcheck_cli.remedies.residual_wrap import Residual
-
     args = edit.args
     if edit.op == "replace-activation":
         kind = _ACTIVATIONS.get(str(args.get("module")))
@@ -511,99 +514,6 @@ def _scale(module: nn.Module, factor: float) -> None:
             tensor = getattr(module, name, None)
             if isinstance(tensor, torch.Tensor):
                 tensor.mul_(factor)
-
-
-class OutputScale:
-    """A forward hook that multiplies a module's output by ``factor``: the ``sqrt(d_model)``
-    of Vaswani et al. (2017) on an embedding whose table is shared with the output layer, so
-    the stream gets unit scale and the logits keep theirs. A class, not a closure, so a model
-    saved with ``torch.save`` keeps it."""
-
-    def __init__(self, factor: float) -> None:
-        self.factor = factor
-
-    def __call__(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
-        return output * self.factor
-
-    def __repr__(self) -> str:
-        return f"OutputScale({self.factor:g})"
-
-
-def first_tensor_argument(args: Any, kwargs: Mapping[str, Any]) -> torch.Tensor | None:
-    """The first tensor a module is called with: positional arguments first, then keyword
-    arguments in the order given (Hugging Face layers take ``hidden_states=`` by keyword)."""
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, torch.Tensor):
-            return value
-    return None
-
-
-class PreNorm:
-    """A forward pre-hook that layer-normalises a module's first tensor argument over its last
-    dimension: ``f(x)`` becomes ``f(LayerNorm(x))``, the Pre-LN placement of Xiong et al.
-    (2020). Without an affine transform, so it adds no parameter: it is put only where Linear
-    layers read ``x``, and their weights and biases express any per-feature scale and shift
-    (``W(g * x + b) = (W diag(g)) x + W b``). The model's ``state_dict`` keeps its keys. A
-    class, not a closure, so a model saved with ``torch.save`` keeps it."""
-
-    def __init__(self, features: int) -> None:
-        self.features = features
-
-    def __call__(
-        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        x = first_tensor_argument(args, kwargs)
-        if x is None:
-            return args, kwargs
-        normed = nn.functional.layer_norm(x, (self.features,))
-        args = tuple(normed if a is x else a for a in args)
-        kwargs = {k: normed if v is x else v for k, v in kwargs.items()}
-        return args, kwargs
-
-    def __repr__(self) -> str:
-        return f"PreNorm({self.features})"
-
-
-class GumbelFloor:
-    """Forward hooks on the model that raise the temperature of every ``F.gumbel_softmax`` call
-    in its forward pass to at least ``floor`` (a ``TorchFunctionMode`` entered before forward
-    and left after it, also when forward raises). A class, so ``torch.save`` keeps it."""
-
-    def __init__(self, floor: float) -> None:
-        self.floor = floor
-        self._active: list[_FloorMode] = []
-
-    def enter(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        mode = _FloorMode(self.floor)
-        mode.__enter__()
-        self._active.append(mode)
-
-    def exit(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if self._active:
-            self._active.pop().__exit__(None, None, None)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"floor": self.floor, "_active": []}
-
-    def __repr__(self) -> str:
-        return f"GumbelFloor({self.floor:g})"
-
-
-class _FloorMode(TorchFunctionMode):
-    def __init__(self, floor: float) -> None:
-        super().__init__()
-        self.floor = floor
-
-    def __torch_function__(
-        self, func: Any, types: Any, args: Any = (), kwargs: Any = None
-    ) -> Any:  # fmt: skip
-        kwargs = dict(kwargs or {})
-        if func is nn.functional.gumbel_softmax:
-            if len(args) > 1:
-                args = (args[0], max(float(args[1]), self.floor), *args[2:])
-            else:
-                kwargs["tau"] = max(float(kwargs.get("tau", 1.0)), self.floor)
-        return func(*args, **kwargs)
 
 
 def _pre_norm(module: nn.Module, features: int) -> None:

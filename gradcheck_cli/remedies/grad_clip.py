@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
-import torch
 from torch import nn
 
 from gradcheck_cli.remedies.base import NotApplicable, Proposal, Remedy, RemedyContext
 from gradcheck_cli.remedies.edits import Edit
+from gradcheck_cli.remedies.modules import GradClip  # re-exported: saved models name it here
 from gradcheck_cli.stats import value
 
 # Healthy models measured at init have gradient-to-weight ratios up to about 0.1 (README).
@@ -27,50 +26,6 @@ def clip_threshold(weight_norm: float) -> float:
     gradients pass untouched.
     """
     return float(f"{RELATIVE_LIMIT * weight_norm:.2g}")
-
-
-class GradClip(nn.Module):
-    """Runs ``module`` and clips its parameters' global gradient norm to ``max_norm`` as soon as
-    a backward pass through its outputs has finished, exactly as
-    ``torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)`` would after
-    ``loss.backward()`` (Pascanu et al. 2013). With gradient accumulation over several backward
-    passes each pass is clipped on its own; use the training-loop line then.
-    """
-
-    def __init__(self, module: nn.Module, max_norm: float) -> None:
-        super().__init__()
-        self.module = module
-        self.max_norm = max_norm
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        output = self.module(*args, **kwargs)
-        if torch.is_grad_enabled():
-            for tensor in _tensors(output):
-                if tensor.requires_grad:
-                    tensor.register_hook(self._queue_clip)
-        return output
-
-    def _queue_clip(self, grad: torch.Tensor) -> None:
-        # The hook runs mid-backward; the queued callback runs once the whole pass is done,
-        # when every .grad is final (the mechanism DistributedDataParallel uses).
-        torch.autograd.Variable._execution_engine.queue_callback(self.clip_)
-
-    def clip_(self) -> None:
-        """Clip now; idempotent, so several hooked outputs may each queue it."""
-        torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_norm)
-
-
-def _tensors(output: Any) -> list[torch.Tensor]:
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, dict):
-        return [v for v in output.values() if isinstance(v, torch.Tensor)]
-    if isinstance(output, (tuple, list)):
-        return [v for v in output if isinstance(v, torch.Tensor)]
-    values = getattr(output, "values", None)  # Hugging Face ModelOutput
-    if callable(values):
-        return [v for v in values() if isinstance(v, torch.Tensor)]
-    return []
 
 
 class GradClipRemedy(Remedy):

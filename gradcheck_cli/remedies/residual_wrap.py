@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
 from torch import nn
 
 from gradcheck_cli.remedies.base import NotApplicable, Proposal, Remedy, RemedyContext
 from gradcheck_cli.remedies.edits import Edit
+from gradcheck_cli.remedies.modules import Residual  # re-exported: saved models name it here
 from gradcheck_cli.remedies.probe import Probe
-
-
-class Residual(nn.Module):
-    """``forward(x) = x + body(x)``: the identity path carries the gradient around ``body``."""
-
-    def __init__(self, body: nn.Module) -> None:
-        super().__init__()
-        self.body = body
-
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return x + self.body(x, *args, **kwargs)
 
 
 def _has_params(module: nn.Module) -> bool:

@@ -26,8 +26,8 @@ from torch.overrides import TorchFunctionMode
 
 from gradcheck_cli.hooks import restore_training
 from gradcheck_cli.loading import Inputs, call_model
-from gradcheck_cli.remedies.edits import first_tensor_argument
 from gradcheck_cli.remedies.layers import in_features, is_weight_type
+from gradcheck_cli.remedies.modules import first_tensor_argument
 from gradcheck_cli.snapshot import preserved
 
 # How far (in graph nodes) to look for the activation after a layer, or for a branch's input.
