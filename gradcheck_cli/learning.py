@@ -67,7 +67,7 @@ UNDECIDED = (
     "or --data with targets), or shifting outputs between examples does not change it"
 )
 # "Learns": the held-out loss ends below the input-blind floor by this share of the floor.
-MARGIN = 0.1
+MARGIN = 0.25
 
 
 def run_probe(
@@ -140,14 +140,17 @@ def run_probe(
 
 
 def learned(gaps: list[float], floor: float) -> bool:
-    """Whether the held-out loss lies below the input-blind ``floor`` by the margin (a tenth of
-    the floor) and by 3 standard errors of the per-batch gaps. A tenth of the floor separates,
-    in 300 Adam steps, every labelled model that trains and had a finding for the probe to test
-    (its held-out loss ended 35% to 100% below its floor) from a 32-layer GCN that over-smooths
-    (4% below; ``sample_models/gcn_deep.py``); a slow learner with no finding (a linear
-    recurrence on the unit circle, 2% below) is then not-learning under ``--learn``, a warning.
-    It is not measured from the start: a copy that starts far above the floor (an exploding
-    init) and ends well below it learned from its inputs, however far it came."""
+    """Whether the held-out loss lies below the input-blind ``floor`` by the margin (a quarter
+    of the floor: the model explains at least a quarter of what an input-blind one leaves) and by
+    3 standard errors of the per-batch gaps. Measured in 300 Adam steps at lr 1e-3 (batch 16) on
+    the labelled models of ``bench/truth``: every one that trains and had a finding for the
+    probe to test ended 35% to 100% below its floor; a 32-layer GCN that over-smooths ended 4%
+    below (``sample_models/gcn_deep.py``), and a sine network wrapped in residual connections
+    by ``fix`` 19% below (it reaches R^2 0.13 in 1,000 steps where SIREN reaches 0.91:
+    ``bench/fix_truth.md``). A slow learner with no finding (a linear recurrence on the unit
+    circle, 2% below) is not-learning under ``--learn``, a warning. It is not measured from the
+    start: a copy that starts far above the floor (an exploding init) and ends well below it
+    learned from its inputs, however far it came."""
     margin = MARGIN * max(abs(floor), 1e-8)
     spread = statistics.stdev(gaps) / math.sqrt(len(gaps)) if len(gaps) > 1 else 0.0
     return mean_of(gaps) > max(margin, STANDARD_ERRORS * spread)

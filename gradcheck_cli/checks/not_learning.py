@@ -25,7 +25,7 @@ class NotLearning(Check):
         ``--data`` targets) does not bring the held-out loss below the input-blind floor: the
         same trained model's loss with each output shifted one example along the batch, which is
         what a model reaches that learned the targets' marginal but nothing of its input. It
-        must end below the floor by a tenth of the way from its start to the floor. A warning,
+        must end below the floor by a quarter of the floor. A warning,
         naming the parameters whose weights moved less than 1% of the median parameter's
         relative change.
 
