@@ -518,7 +518,8 @@ def test_softmax_rows_saturate_with_their_own_advice() -> None:
     )
     findings = [f for f in run_checks(model) if f.id == "saturation"]
     assert [f.severity for f in findings] == [Severity.ERROR]
-    assert "softmax rows put 99%" in findings[0].message and findings[0].remedies == ()
+    assert "softmax rows put 99%" in findings[0].message
+    assert findings[0].remedies == ("temperature-floor",)  # the one remedy for softmax rows
 
 
 def test_unsteady_fractions_are_called_unstable() -> None:

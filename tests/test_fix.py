@@ -84,8 +84,10 @@ def test_unfixable_nan_is_returned_unchanged_with_verdicts() -> None:
     loaded, result = _fix("nan_model.py")
     assert result.chosen is None and result.model is loaded.module
     verdicts = {o.remedy: o.verdict for o in result.outcomes}
-    # residual-scale is tried beside kaiming-init and finds no residual branch to scale.
+    # residual-scale and sine-init are tried beside kaiming-init and find no residual branch to
+    # scale and no sine.
     assert verdicts.pop("residual-scale") is Verdict.NOT_APPLICABLE
+    assert verdicts.pop("sine-init") is Verdict.NOT_APPLICABLE
     assert set(verdicts.values()) == {Verdict.NO_EFFECT}
     assert "returned unchanged" in result.message
 
@@ -514,9 +516,9 @@ def test_sine_init_reads_the_factor_forward_applies() -> None:
     assert found.structure.sines == {f"net.{i}.linear": 30.0 for i in range(5)}
     assert found.structure.reads_input == {"net.0.linear"}
     fixed = applied("sine-init", loaded.module, coords)
-    assert 0.9 / 2 < float(fixed.net[0].linear.weight.abs().max()) <= 1 / 2
+    assert 0.9 / 2 < float(fixed.net[0].linear.weight.detach().abs().max()) <= 1 / 2
     bound = math.sqrt(6 / 128) / 30
-    assert 0.9 * bound < float(fixed.net[2].linear.weight.abs().max()) <= bound
+    assert 0.9 * bound < float(fixed.net[2].linear.weight.detach().abs().max()) <= bound
 
 
 def test_remedies_keep_gates_and_deliberate_biases_and_the_report_lists_what_they_overwrote() -> (
