@@ -605,8 +605,9 @@ def test_a_deep_post_ln_transformer_that_stalls_under_adam_is_made_pre_ln() -> N
     loaded = load_model(str(SAMPLES / "post_ln_deep.py"))
     quiet = diagnose(loaded.module, loaded.example_inputs, loaded.loss_fn)
     assert quiet.findings == () and quiet.learning is None  # nothing for the probe to test
+    # Batch 8 keeps each probe near 35 s on one slow core (its budget is 60 s).
     result = fix(
-        loaded.module, loaded.example_inputs, loaded.loss_fn, learn=300,
+        loaded.module, loaded.example_inputs, loaded.loss_fn, learn=300, batch_size=8,
         remedies=["pre-norm", "gain-init"],
     )  # fmt: skip
     assert [f.id for f in result.before.findings] == ["not-learning"]
@@ -619,7 +620,7 @@ def test_a_deep_post_ln_transformer_that_stalls_under_adam_is_made_pre_ln() -> N
     assert {e.op for e in result.chosen.plan.edits} == {"norm-first", "final-norm"}
     probe = result.after.learning
     assert probe is not None and probe.verdict == "learns"
-    assert probe.end < 0.5  # measured 0.0x against a floor above 2
+    assert probe.end < 0.5 < 2 < probe.blind  # measured 0.0045 against 6.6
     fixed = result.model
     assert all(layer.norm_first for layer in fixed.encoder.layers)
     assert isinstance(fixed.encoder.norm, torch.nn.LayerNorm)
