@@ -42,7 +42,7 @@ class GradClip(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         output = self.module(*args, **kwargs)
         if torch.is_grad_enabled():
-            for tensor in _tensors(output):
+            for tensor in output_tensors(output):
                 if tensor.requires_grad:
                     tensor.register_hook(self._queue_clip)
         return output
@@ -57,17 +57,17 @@ class GradClip(nn.Module):
         torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_norm)
 
 
-def _tensors(output: Any) -> list[torch.Tensor]:
+def output_tensors(output: Any) -> list[torch.Tensor]:
+    """The tensors a module returns at the top level: itself, a mapping's values, a tuple's or
+    list's items, or a Hugging Face ``ModelOutput``'s values."""
     if isinstance(output, torch.Tensor):
         return [output]
-    if isinstance(output, dict):
+    if isinstance(output, Mapping):
         return [v for v in output.values() if isinstance(v, torch.Tensor)]
     if isinstance(output, (tuple, list)):
         return [v for v in output if isinstance(v, torch.Tensor)]
     values = getattr(output, "values", None)  # Hugging Face ModelOutput
-    if callable(values):
-        return [v for v in values() if isinstance(v, torch.Tensor)]
-    return []
+    return [v for v in values() if isinstance(v, torch.Tensor)] if callable(values) else []
 
 
 class OutputScale:

@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 from gradcheck_cli.hooks import restore_training
 from gradcheck_cli.loading import Inputs, call_model
 from gradcheck_cli.remedies.layers import in_features, is_weight_type
-from gradcheck_cli.remedies.modules import first_tensor_argument
+from gradcheck_cli.remedies.modules import first_tensor_argument, output_tensors
 from gradcheck_cli.snapshot import preserved
 
 # How far (in graph nodes) to look for the activation after a layer, or for a branch's input.
@@ -213,17 +213,6 @@ def _requiring_grad(inputs: Inputs) -> Inputs:
     return one(inputs)  # type: ignore[no-any-return]
 
 
-def _tensors(output: Any) -> list[torch.Tensor]:
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, Mapping):
-        return [v for v in output.values() if isinstance(v, torch.Tensor)]
-    if isinstance(output, (tuple, list)):
-        return [v for v in output if isinstance(v, torch.Tensor)]
-    values = getattr(output, "values", None)  # Hugging Face ModelOutput
-    return [v for v in values() if isinstance(v, torch.Tensor)] if callable(values) else []
-
-
 def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
     """One forward pass with autograd on, in eval mode: followers, residual branch ends and the
     modules that read a residual branch's input.
@@ -264,7 +253,7 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
                 ):
                     reads_input.add(name)  # a leaf: the model's own input
                 if x is not None and x.grad_fn is not None and x.dim() >= 1:
-                    outs = {t.grad_fn for t in _tensors(output) if t.grad_fn is not None}
+                    outs = {t.grad_fn for t in output_tensors(output) if t.grad_fn is not None}
                     calls.append(_Read(name, x.grad_fn, int(x.shape[-1]), frozenset(outs)))
 
             stack.callback(module.register_forward_hook(hook, with_kwargs=True).remove)
@@ -272,7 +261,7 @@ def read_structure(model: nn.Module, inputs: Inputs) -> Structure:
         temperatures = _Temperatures()
         with torch.enable_grad(), preserved(model), temperatures:
             result = call_model(model, _requiring_grad(inputs))
-        roots = [t.grad_fn for t in _tensors(result) if t.grad_fn is not None]
+        roots = [t.grad_fn for t in output_tensors(result) if t.grad_fn is not None]
     parents = _graph(roots)
     layers = set(outputs)
     followers: dict[str, Follower] = {}
