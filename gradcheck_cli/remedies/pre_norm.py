@@ -68,21 +68,21 @@ class PreNormRemedy(Remedy):
 def _post_ln(model: nn.Module, context: RemedyContext) -> Proposal | None:
     """``norm-first`` for every Post-LN layer of PyTorch's that ran, and a ``final-norm`` for
     each stack of them without a final norm; None when there is none."""
-    layers = [
-        name
+    post = {
+        name: module
         for name, module in model.named_modules()
         if isinstance(module, POST_LN_TYPES) and not module.norm_first and context.probe.ran(name)
-    ]
-    if not layers:
+    }
+    if not post:
         return None
+    layers = list(post)
     edits = [Edit("norm-first", name, {}, PreNormRemedy.id) for name in layers]
+    found = {id(module) for module in post.values()}
     for name, stack in model.named_modules():
         if not isinstance(stack, (nn.TransformerEncoder, nn.TransformerDecoder)):
             continue
-        inner = [f"{name}.layers.{i}" if name else f"layers.{i}" for i in range(len(stack.layers))]
-        if stack.norm is None and any(n in layers for n in inner):
-            first = stack.layers[0]
-            features = int(first.norm1.normalized_shape[0])
+        if stack.norm is None and any(id(layer) in found for layer in stack.layers):
+            features = int(stack.layers[0].norm1.normalized_shape[0])
             edits.append(Edit("final-norm", name, {"features": features}, PreNormRemedy.id))
     note = f"{len(layers)} Post-LN layer(s) made Pre-LN (norm_first=True)"
     finals = len(edits) - len(layers)
