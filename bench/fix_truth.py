@@ -84,7 +84,9 @@ def fixed(
     if not path.exists():
         return what, None
     # model.pt pickles the model file's classes by module name: its folder must be importable.
-    sys.path.insert(0, str((ROOT / spec.partition(":")[0]).parent))
+    folder_of_file = str((ROOT / spec.partition(":")[0]).parent)
+    if folder_of_file not in sys.path:
+        sys.path.insert(0, folder_of_file)
     return what, lambda: torch.load(path, weights_only=False)
 
 

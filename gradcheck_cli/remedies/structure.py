@@ -7,7 +7,10 @@ each Linear/Conv layer this module reads the first activation on the way from it
 the loss, stopping at the next weight layer (none found: the identity, gain 1), and for each sum
 ``a + b`` in which ``b`` is computed from ``a``'s own input (``x + f(x)``, whatever wrote it) the
 weight layer nearest the sum on the branch side, and the modules that read the branch's input
-``x`` itself, with no normaliser between. Nothing here keeps a reference to the graph.
+``x`` itself, with no normaliser between. The same pass also records which layers feed a sine
+through scalar factors only (and the product of those factors, SIREN's ``w0``), which layers
+read the model's input, and the temperature of every ``F.gumbel_softmax`` call. Nothing here
+keeps a reference to the graph.
 """
 
 from __future__ import annotations
