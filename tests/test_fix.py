@@ -14,11 +14,20 @@ from click.testing import CliRunner
 from gradcheck_cli.api import diagnose, fix
 from gradcheck_cli.cli import main
 from gradcheck_cli.fixing import FixResult, Trial, best, combinations
-from gradcheck_cli.loading import load_model
+from gradcheck_cli.loading import LoadedModel, load_model
 from gradcheck_cli.remedies.plan import Plan, apply_plan
 from gradcheck_cli.remedies.verdict import Verdict
+from gradcheck_cli.seeding import seeded
 
 from .conftest import SAMPLES, run_in_new_process
+
+
+def _built(spec: str) -> LoadedModel:
+    """The model ``spec`` names, built as `gradcheck fix` builds it (--seed 0): its weights do
+    not depend on what ran before in this process."""
+    with seeded(0):
+        return load_model(spec)
+
 
 PATHOLOGICAL = {
     # sample: (the error finding it must lose, the remedy gradcheck should pick)
@@ -473,7 +482,7 @@ def test_sine_init_cures_a_sine_network_that_gain_init_only_clears() -> None:
     # finds it not learning, and judges every trial as well. gain-init clears the vanishing
     # error but its copy still does not learn (improved, not resolved); sine-init (SIREN's init
     # read from the graph: these layers feed torch.sin with no factor) is a cure.
-    loaded = load_model(str(SAMPLES / "siren.py") + ":build_uncompensated")
+    loaded = _built(str(SAMPLES / "siren.py") + ":build_uncompensated")
     result = fix(loaded.module, loaded.example_inputs, loaded.loss_fn)
     before = {f.id: f.severity.value for f in result.before.findings}
     assert before == {"vanishing": "error", "not-learning": "warning"}
@@ -510,7 +519,7 @@ def test_sine_init_reads_the_factor_forward_applies() -> None:
 
     from .test_remedies import applied
 
-    loaded = load_model(str(SAMPLES / "siren.py"))
+    loaded = _built(str(SAMPLES / "siren.py"))
     coords = loaded.example_inputs(8)
     found = probe(loaded.module, coords)
     assert found.structure.sines == {f"net.{i}.linear": 30.0 for i in range(5)}
@@ -526,7 +535,7 @@ def test_remedies_keep_gates_and_deliberate_biases_and_the_report_lists_what_the
 ):
     from gradcheck_cli.remedies.base import FixOptions
 
-    loaded = load_model(str(SAMPLES / "highway.py"))
+    loaded = _built(str(SAMPLES / "highway.py"))
     result = fix(
         loaded.module, loaded.example_inputs, loaded.loss_fn, remedies=["relu-swap", "gain-init"],
         learn=0,
@@ -573,7 +582,7 @@ def test_a_deep_gcn_that_over_smooths_is_cured_by_identity_paths_not_by_reinitia
     # train: bench/fix_truth.md). The diagnosis finds vanishing gradients and the learning probe
     # agrees it does not learn; kaiming-init clears the diagnosis but its copy still does not
     # learn (improved, not a cure); residual-wrap (h + GraphConv(h), Li et al. 2019) learns.
-    loaded = load_model(str(SAMPLES / "gcn_deep.py"))
+    loaded = _built(str(SAMPLES / "gcn_deep.py"))
     result = fix(loaded.module, loaded.example_inputs, loaded.loss_fn)
     before = {f.id: f.severity.value for f in result.before.findings}
     assert before == {"vanishing": "error", "not-learning": "warning"}
@@ -602,7 +611,7 @@ def test_a_deep_post_ln_transformer_that_stalls_under_adam_is_made_pre_ln() -> N
     # placement sit at chance under Adam without warm-up (Xiong et al. 2020; bench/fix_truth.md);
     # the gradients at initialisation look healthy, so only the probe (--learn) sees it.
     # pre-norm sets norm_first on each layer and adds the final LayerNorm: the probe learns.
-    loaded = load_model(str(SAMPLES / "post_ln_deep.py"))
+    loaded = _built(str(SAMPLES / "post_ln_deep.py"))
     quiet = diagnose(loaded.module, loaded.example_inputs, loaded.loss_fn)
     assert quiet.findings == () and quiet.learning is None  # nothing for the probe to test
     # Batch 8 keeps each probe near 35 s on one slow core (its budget is 60 s).
@@ -632,10 +641,14 @@ def test_a_cold_gumbel_softmax_gets_a_temperature_floor_that_torch_save_keeps() 
     # bench/fix_truth.md); the softmax rows saturate (an error) and the probe agrees.
     import io
 
-    loaded = load_model(str(SAMPLES / "gumbel_cold.py"))
+    loaded = _built(str(SAMPLES / "gumbel_cold.py"))
     result = fix(loaded.module, loaded.example_inputs, loaded.loss_fn)
     before = {f.id: f.severity.value for f in result.before.findings}
-    assert before == {"saturation": "error", "not-learning": "warning"}
+    # The saturated rows pass almost no gradient back to the encoder, so its first layer's
+    # ratio may also read as vanishing: it does on torch 2.2 (a warning at --seed 0, an error
+    # at others), whose Gumbel noise for the same seed differs, and not on torch 2.13.
+    assert before.pop("saturation") == "error" and before.pop("not-learning") == "warning"
+    assert set(before) <= {"vanishing"}
     assert result.chosen is not None and result.chosen.remedies == ("temperature-floor",)
     (edit,) = result.chosen.plan.edits
     assert (edit.op, edit.target, dict(edit.args)) == ("temperature-floor", "", {"floor": 1.0})
