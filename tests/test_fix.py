@@ -577,6 +577,45 @@ def test_remedies_keep_gates_and_deliberate_biases_and_the_report_lists_what_the
     assert torch.equal(loaded.module.layers[0].gate.bias, torch.full((32,), -2.0))  # untouched
 
 
+def test_a_highway_net_that_trains_is_left_alone_and_the_probe_says_it_learns() -> None:
+    # sample_models/highway.py trains (gate bias -2, as Srivastava et al. recommend: Adam 1e-3
+    # reaches 0.07 from 1.39 in 300 steps). Asked to learn, the probe agrees and fix changes
+    # nothing: no sigmoid swapped, no bias redrawn.
+    loaded = _built(str(SAMPLES / "highway.py"))
+    result = fix(loaded.module, loaded.example_inputs, loaded.loss_fn, learn=300)
+    assert result.before.findings == () and result.chosen is None and result.trials == ()
+    assert result.message.startswith("nothing needed fixing")
+    probe = result.before.learning
+    assert probe is not None and probe.asked and probe.verdict == "learns"
+    assert probe.blind is not None and probe.end < 0.1 * probe.blind  # measured 0.18 against 4.7
+    assert probe.end < 0.2 * probe.start  # from 1.40
+    assert all(torch.equal(l.gate.bias, torch.full((32,), -2.0)) for l in result.model.layers)
+
+
+def test_siren_with_default_init_is_cured_by_sine_init_at_the_rate_it_trains_with() -> None:
+    # sample_models/siren.py:build_default_init multiplies by w0 = 30 in forward but keeps
+    # PyTorch's default init (does not train: bench/fix_truth.md). Its gradients explode (an
+    # error) and the probe, at Adam 1e-4 (the rate its training oracle uses), finds it not
+    # learning. sine-init is the one remedy whose copy learns; the oracle agrees on the saved
+    # model (progress 0.99 and 1.00). At the default 1e-3 the probe's bar is marginal for every
+    # copy (sine-init + residual-wrap ends 0.32 against a floor of 0.49 here and 0.38 against
+    # 0.46 under MKL_CBWR=COMPATIBLE), so the rate is pinned.
+    loaded = _built(str(SAMPLES / "siren.py") + ":build_default_init")
+    result = fix(loaded.module, loaded.example_inputs, loaded.loss_fn, lr=1e-4)
+    before = {f.id: f.severity.value for f in result.before.findings}
+    assert before == {"exploding": "error", "not-learning": "warning"}
+    alone = {t.remedies: t.report.learning for t in result.trials if len(t.remedies) == 1}
+    assert {r for r, probe in alone.items() if probe is not None and probe.verdict == "learns"} == {
+        ("sine-init",)
+    }
+    assert result.chosen is not None and result.chosen.remedies == ("sine-init",)
+    assert result.after.status.value == "healthy"
+    probe = result.after.learning
+    assert probe is not None and probe.verdict == "learns" and probe.blind is not None
+    assert probe.lr == 1e-4
+    assert probe.end < 0.2 * probe.blind  # measured 0.045 against 0.77 (before: 0.61 against 0.54)
+
+
 def test_a_deep_gcn_that_over_smooths_is_cured_by_identity_paths_not_by_reinitialisation() -> None:
     # sample_models/gcn_deep.py: 32 graph convolutions over-smooth the node features (does not
     # train: bench/fix_truth.md). The diagnosis finds vanishing gradients and the learning probe
