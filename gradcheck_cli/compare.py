@@ -169,6 +169,18 @@ class Comparison:
         """How many findings and layers got better."""
         return sum(f.improvement for f in self.findings) + sum(l.improvement for l in self.layers)
 
+    def __str__(self) -> str:
+        """``print(...)`` prints the plain-text terminal report."""
+        from gradcheck_cli.report.notebook import to_text
+
+        return to_text(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the terminal report, in colour, instead of the dataclass repr."""
+        from gradcheck_cli.report.notebook import to_html
+
+        return to_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data, deterministically ordered."""
 

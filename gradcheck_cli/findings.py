@@ -186,6 +186,12 @@ class Report:
         """The report as JSON (the format of ``--format json`` and ``--report *.json``)."""
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
+    def __str__(self) -> str:
+        """``print(report)`` prints the plain-text terminal report."""
+        from gradcheck_cli.report.notebook import to_text
+
+        return to_text(self)
+
     def _repr_html_(self) -> str:
         """Jupyter shows the terminal report, in colour, instead of the dataclass repr."""
         from gradcheck_cli.report.notebook import to_html

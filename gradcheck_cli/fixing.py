@@ -93,6 +93,18 @@ class FixResult:
         """The chosen plan (empty when nothing was applied)."""
         return self.chosen.plan if self.chosen is not None else Plan(edits=())
 
+    def __str__(self) -> str:
+        """``print(...)`` prints the plain-text terminal report."""
+        from gradcheck_cli.report.notebook import to_text
+
+        return to_text(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the terminal report, in colour, instead of the dataclass repr."""
+        from gradcheck_cli.report.notebook import to_html
+
+        return to_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         """The fix report: before and after in the diagnose schema, plus the verdicts."""
         return {

@@ -145,6 +145,44 @@ def test_schema_lists_every_finding_id() -> None:
     assert sorted(ids) == sorted(CHECKS)
 
 
+def test_a_fix_and_a_comparison_print_and_render_in_a_notebook_as_their_reports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import html as html_lib
+    import re
+
+    import torch
+    from torch import nn
+
+    from gradcheck_cli import api
+    from gradcheck_cli.compare import compare
+    from gradcheck_cli.report import compare_rich, fix_rich
+
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for _ in range(8):
+        layers += [nn.Linear(16, 16), nn.Sigmoid()]
+    model = nn.Sequential(*layers, nn.Linear(16, 2))
+    result = api.fix(model, torch.randn(8, 16), remedies=["relu-swap"], learn=0, steps=1)
+    assert result.chosen is not None and result.chosen.remedies == ("relu-swap",)
+    comparison = compare(result.before.to_dict(), result.after.to_dict())
+    assert comparison.improvements > 0 and not comparison.regressed
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # not a terminal: the stable width
+    for value, render, marks in (
+        (result, fix_rich.render, ("relu-swap", "error -> healthy")),
+        (comparison, compare_rich.render, ("NO REGRESSION", "vanishing")),
+    ):
+        out = io.StringIO()
+        render(value, out, color=False, width=120)  # type: ignore[operator]
+        text = str(value)
+        assert text == out.getvalue().rstrip("\n") and "\x1b[" not in text
+        assert all(mark in text for mark in marks), text
+        page = value._repr_html_()
+        assert page.startswith("<pre style=") and page.endswith("</pre>") and "color: " in page
+        shown = html_lib.unescape(re.sub(r"<[^>]+>", "", page))
+        assert all(mark in shown for mark in marks)
+
+
 def test_a_report_renders_as_html_in_a_notebook() -> None:
     import html as html_lib
     import re

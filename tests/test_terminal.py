@@ -14,6 +14,7 @@ import io
 import re
 from pathlib import Path
 from types import ModuleType
+from typing import IO
 
 import pytest
 import yaml
@@ -349,3 +350,68 @@ def test_captured_screens(path: Path) -> None:
     # capture.sh joins wrapped lines (tmux capture-pane -J): a wrapped row is a long line here.
     statuses = {"ok", "dead-units"}
     _check_screen(ANSI.sub("", raw), int(width), rows=ROWS[name], statuses=statuses)
+
+
+def _piped_diagnosis(stdout: int | IO[bytes], columns: int) -> None:
+    """``gradcheck diagnose mlp60.py`` in a new process whose stderr is a terminal of
+    ``columns`` columns (a pseudo-terminal) and whose stdout is ``stdout``."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = pty.openpty()
+    try:
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")}
+        done = subprocess.run(
+            [sys.executable, "-m", "gradcheck_cli", "diagnose", str(MODELS / "mlp60.py")],
+            stdout=stdout, stderr=follower, env=env, timeout=300, start_new_session=True,
+        )  # fmt: skip
+        assert done.returncode == 0
+    finally:
+        os.close(follower)
+        os.close(leader)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a POSIX pty")
+def test_piped_output_takes_the_width_of_the_terminal_it_lands_in(tmp_path: Path) -> None:
+    # `gradcheck diagnose m.py | less` in an 80-column terminal: stdout is a pipe, stderr the
+    # terminal. The report is laid out at 80 columns (a new session: no controlling terminal,
+    # so the width comes from stderr). Redirected to a file it keeps the stable 120.
+    import os
+    import threading
+
+    read, write = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.append(os.fdopen(read, "rb").read()))
+    reader.start()
+    try:
+        _piped_diagnosis(write, 80)
+    finally:
+        os.close(write)
+        reader.join(timeout=60)
+    piped = b"".join(chunks).decode()
+    assert "\x1b[" not in piped  # a pipe gets no colour
+    _check_screen(piped, 80, rows=ROWS["mlp60"], statuses={"ok", "dead-units"})
+    with open(tmp_path / "report.txt", "wb") as file:
+        _piped_diagnosis(file, 80)
+    saved = (tmp_path / "report.txt").read_text()
+    _check_screen(saved, PLAIN_WIDTH, rows=ROWS["mlp60"], statuses={"ok", "dead-units"})
+    assert max(cell_len(line.rstrip()) for line in saved.splitlines()) > 80
+
+
+def test_print_of_a_report_is_the_plain_text_report(
+    reports: dict[str, Report], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = reports["mlp60"]
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # not a terminal: the stable width
+    text = str(report)
+    assert text == _render(report, PLAIN_WIDTH, color=False).rstrip("\n")
+    assert not text.startswith("Report(") and "\x1b[" not in text
+    _check_screen(text, PLAIN_WIDTH, rows=ROWS["mlp60"], statuses={"ok", "dead-units"})
+    monkeypatch.setenv("COLUMNS", "80")
+    _check_screen(str(report), 80, rows=ROWS["mlp60"], statuses={"ok", "dead-units"})

@@ -15,10 +15,15 @@ from gradcheck_cli.report.escape import printable
 
 
 def render(
-    comparison: Comparison, out: TextIO, *, color: bool = False, fail_on: FailOn = FailOn.ERROR
+    comparison: Comparison,
+    out: TextIO,
+    *,
+    color: bool = False,
+    fail_on: FailOn = FailOn.ERROR,
+    width: int | None = None,
 ) -> None:
     """Write the verdict, the finding differences and the per-layer differences."""
-    console = make_console(out, color=color)
+    console = make_console(out, color=color, width=width)
     verdict = Text(
         "REGRESSION" if comparison.regressed else "NO REGRESSION",
         style="bold red" if comparison.regressed else "bold green",

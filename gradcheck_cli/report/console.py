@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import stat
+import sys
 from typing import TextIO
 
 from rich.console import Console
@@ -12,17 +14,40 @@ PLAIN_WIDTH = 120
 
 
 def plain_width(out: TextIO) -> int:
-    """The width of plain text: ``COLUMNS`` when set, else the terminal's when ``out`` is one
-    (``NO_COLOR`` on a terminal), else :data:`PLAIN_WIDTH`, so files and CI logs are stable."""
+    """The width of plain text: ``COLUMNS`` when set; else the terminal's when ``out`` is one
+    (``NO_COLOR`` on a terminal); else, when ``out`` is a pipe (``gradcheck diagnose m.py | less``),
+    the width of the terminal the pipe ends in (stderr's, or the controlling terminal's);
+    else :data:`PLAIN_WIDTH`, so files, captured output and CI logs are stable."""
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit() and int(columns) > 0:
         return int(columns)
     try:
         if out.isatty():
             return os.get_terminal_size(out.fileno()).columns or PLAIN_WIDTH
+        if stat.S_ISFIFO(os.fstat(out.fileno()).st_mode):
+            return _terminal_columns() or PLAIN_WIDTH
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
         pass
     return PLAIN_WIDTH
+
+
+def _terminal_columns() -> int | None:
+    """The columns of the terminal the user is looking at: stderr's, else ``/dev/tty``'s."""
+    try:
+        if sys.stderr is not None and sys.stderr.isatty():
+            return os.get_terminal_size(sys.stderr.fileno()).columns or None
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | getattr(os, "O_NOCTTY", 0))
+    except OSError:  # no controlling terminal (CI, a daemon), or not a POSIX system
+        return None
+    try:
+        return os.get_terminal_size(fd).columns or None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 class _ReportConsole(Console):

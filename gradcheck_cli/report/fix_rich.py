@@ -32,10 +32,15 @@ _SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Sever
 
 
 def render(
-    result: FixResult, out: TextIO, *, color: bool, before_model: nn.Module | None = None
+    result: FixResult,
+    out: TextIO,
+    *,
+    color: bool,
+    before_model: nn.Module | None = None,
+    width: int | None = None,
 ) -> None:
     """Write the fix report to ``out``."""
-    console = make_console(out, color=color)
+    console = make_console(out, color=color, width=width)
     console.print(_summary(result))
     if result.outcomes:
         console.print(_outcomes(result))
