@@ -379,37 +379,45 @@ def import_error(what: str, exc: BaseException, package: str | None = None) -> M
 
 @contextlib.contextmanager
 def cwd_importable() -> Iterator[None]:
-    """The current directory on ``sys.path`` for the block only: at its end, so that a file
+    """The current directory, and its ``src/`` folder when it has one (the "src layout" of a
+    package not installed), on ``sys.path`` for the block only: at its end, so that a file
     there never shadows the standard library or an installed package (``python -m`` puts it
     first; the module named on the command line is checked by :func:`import_dotted`)."""
-    entry = str(Path.cwd())
-    added = entry not in sys.path
-    if added:
-        sys.path.append(entry)
+    entries = [str(folder) for folder in _local_roots()]
+    added = [entry for entry in entries if entry not in sys.path]
+    sys.path.extend(added)
     try:
         yield
     finally:
-        if added:
+        for entry in added:
             with contextlib.suppress(ValueError):
                 sys.path.remove(entry)
+
+
+def _local_roots() -> list[Path]:
+    """Where a ``package.module`` spec is looked for besides installed packages: the current
+    directory, then its ``src/`` folder."""
+    cwd = Path.cwd()
+    return [cwd, cwd / "src"] if (cwd / "src").is_dir() else [cwd]
 
 
 def import_dotted(dotted: str) -> ModuleType:
     """Import ``package.module``, finding it in the current directory (call it inside
     :func:`cwd_importable`); a local module named like an importable one elsewhere is refused."""
     top = dotted.partition(".")[0]
-    cwd = Path.cwd()
-    for local in (cwd / top, cwd / f"{top}.py"):
-        if local.exists():
-            with _path_without(str(cwd)):
-                _refuse_shadowing(top, local, f"'{top}' is in the current directory")
+    for root in _local_roots():
+        for local in (root / top, root / f"{top}.py"):
+            if local.exists():
+                where = "the current directory" if root == Path.cwd() else f"'{root.name}/'"
+                with _path_without(str(root)):
+                    _refuse_shadowing(top, local, f"'{top}' is in {where}")
     try:
         return importlib.import_module(dotted)
     except ModuleNotFoundError as exc:
         if exc.name and (dotted == exc.name or dotted.startswith(exc.name + ".")):
             raise ModelLoadError(
                 f"cannot import module '{dotted}': {exc}; install it or check the name (it is "
-                "looked for in the current directory first)"
+                "looked for in the current directory and its src/ folder too)"
             ) from exc
         raise import_error(f"'{dotted}'", exc, top) from exc
     except KeyboardInterrupt:

@@ -32,6 +32,8 @@ import torch
 from torch import nn
 
 from gradcheck_cli.choices import LossKind
+from gradcheck_cli.configs import default_configs
+from gradcheck_cli.configs import resolve as resolve_configs
 from gradcheck_cli.errors import InputError, ModelLoadError, require_file, what_happened
 from gradcheck_cli.imports import (
     cwd_importable,
@@ -124,6 +126,7 @@ def _from_namespace(namespace: Any, spec: ModelSpec, on_meta: bool = False) -> L
                 f"'{spec.text}': {spec.name or 'build_model'} is {refused}; name an nn.Module "
                 "class or a function that builds one"
             )
+        spec = _with_configs(build, spec, namespace)
         module = _build_on_meta(build, spec) if on_meta else None
         if module is None or isinstance(module, str):
             whole = module
@@ -168,6 +171,20 @@ def _build_on_meta(build: Any, spec: ModelSpec) -> nn.Module | str:
             "initialise them after sharding"
         )
     return built
+
+
+def _with_configs(build: Any, spec: ModelSpec, namespace: Any) -> ModelSpec:
+    """``spec`` with its config calls made (``Net(Config(depth=12))``) and each required
+    parameter of ``build`` annotated with a config class, and not given, built from the
+    class's defaults (:mod:`gradcheck_cli.configs`)."""
+    if isinstance(build, nn.Module):
+        return spec
+    args = tuple(resolve_configs(a, namespace, spec.text) for a in spec.args)
+    kwargs = tuple((k, resolve_configs(v, namespace, spec.text)) for k, v in spec.kwargs)
+    added = default_configs(build, args, dict(kwargs), spec.text)
+    if args == spec.args and kwargs == spec.kwargs and not added:
+        return spec
+    return dataclasses.replace(spec, args=args, kwargs=kwargs + tuple(added.items()))
 
 
 def _attribute(namespace: Any, spec: ModelSpec) -> Any:
@@ -295,7 +312,8 @@ def _find_single_model(namespace: Any, spec: ModelSpec) -> nn.Module:
         and _no_arg_constructible(v)
     ]
     if len(instances) == 0 and len(classes) == 1:
-        return _instantiate(classes[0], dataclasses.replace(spec, name=classes[0].__name__))
+        named = dataclasses.replace(spec, name=classes[0].__name__)
+        return _instantiate(classes[0], _with_configs(classes[0], named, namespace))
     found = f"{len(instances)} module instances and {len(classes)} no-argument Module classes"
     raise ModelLoadError(
         f"'{spec.text}' defines no build_model() and {found}; define build_model() returning "
@@ -304,12 +322,19 @@ def _find_single_model(namespace: Any, spec: ModelSpec) -> nn.Module:
 
 
 def _no_arg_constructible(cls: type) -> bool:
+    """Whether ``cls`` can be built without arguments: every parameter has a default, or is a
+    config class built from its own defaults."""
     try:
         signature = inspect.signature(cls)
     except (TypeError, ValueError):
         return False
+    try:
+        from_configs = default_configs(cls, (), {}, cls.__name__)
+    except ModelLoadError:  # a config whose defaults do not construct
+        return False
     return all(
         p.default is not inspect.Parameter.empty
+        or p.name in from_configs
         or p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         for p in signature.parameters.values()
     )

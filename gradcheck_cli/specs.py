@@ -4,7 +4,10 @@ A spec is ``path/to/file.py``, ``path/to/file.py:NAME``, ``package.module:NAME``
 ``model.pt``; NAME may be called with literal arguments, ``net.py:Net(in_dim=30, hidden=128)``.
 The arguments are parsed with :mod:`ast` and each is read with :func:`ast.literal_eval`, so a
 spec can never run code: numbers, strings, bytes, ``True``/``False``/``None`` and tuples, lists,
-dicts and sets of them are accepted; names, calls and attribute access are refused. Zoo specs
+dicts and sets of them are accepted; names, attribute access and other calls are refused. The one
+call allowed is a config class by name, ``Net(Config(depth=12))``, kept as a
+:class:`~gradcheck_cli.configs.ConfigCall` and called only once the model's module shows it is a
+dataclass, attrs or pydantic class (:mod:`gradcheck_cli.configs`). Zoo specs
 (``hf:``, ``torchvision:``, ``timm:``) are recognised by :mod:`gradcheck_cli.zoo` before this.
 """
 
@@ -18,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gradcheck_cli.configs import ConfigCall
 from gradcheck_cli.errors import ModelLoadError
 
 SAVED_SUFFIXES = (".pt", ".pth", ".ts", ".pkl")
 LITERALS = (
-    "numbers, strings, True/False/None and tuples, lists, dicts or sets of them, "
-    "e.g. Net(in_dim=30, hidden=128)"
+    "numbers, strings, True/False/None and tuples, lists, dicts or sets of them, and config "
+    "classes called with those, e.g. Net(in_dim=30, hidden=128) or Net(Config(depth=12))"
 )
 
 # ':NAME' or ':NAME(...)' at the end of the spec; NAME may be dotted (Class.factory). The
@@ -148,6 +152,15 @@ def _parse_arguments(
         raise ModelLoadError(
             f"'{text}': write one call, {name}(k=v, ...), with literal values: {LITERALS}"
         )
+    try:
+        return _call_arguments(text, call)
+    except RecursionError:
+        raise ModelLoadError(f"'{text}': the arguments of {name} are nested too deeply") from None
+
+
+def _call_arguments(
+    text: str, call: ast.Call
+) -> tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]]:
     args = tuple(_literal(text, node) for node in call.args)
     kwargs: list[tuple[str, Any]] = []
     for keyword in call.keywords:
@@ -164,6 +177,10 @@ def _parse_arguments(
 
 
 def _literal(text: str, node: ast.expr) -> Any:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        # Config(k=v): resolved, and called only if it is a config class, when the model is built.
+        args, kwargs = _call_arguments(text, node)
+        return ConfigCall(node.func.id, args, kwargs)
     if isinstance(node, ast.Starred):
         raise ModelLoadError(
             f"'{text}': *{ast.unparse(node.value)} is not allowed; write each argument out "
