@@ -21,7 +21,14 @@ from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.checks.not_learning import refutable
 from gradcheck_cli.choices import ShardMode
-from gradcheck_cli.config import Device, Settings, apply_mapping
+from gradcheck_cli.config import (
+    AUTO,
+    ConfigChoice,
+    Device,
+    Settings,
+    apply_mapping,
+    project_settings,
+)
 from gradcheck_cli.distributed import join
 from gradcheck_cli.errors import InputError, ModelRunError, UsageError
 from gradcheck_cli.findings import Finding, Report, RunInfo, Severity
@@ -73,6 +80,7 @@ def diagnose(
     loss_fn: LossFn | None = None,
     *,
     settings: Settings | None = None,
+    config: ConfigChoice = AUTO,
     model_name: str | None = None,
     on_step: StepObserver | None = None,
     **options: Any,
@@ -87,6 +95,9 @@ def diagnose(
             under the step's seed). None infers a random batch from the first layer.
         loss_fn: ``loss_fn(output, inputs) -> scalar``; None uses ``loss=`` (default ``auto``).
         settings: a full :class:`Settings`; keyword ``options`` are applied on top of it.
+        config: without ``settings``, the project's config file the options are applied on top
+            of, as ``gradcheck diagnose`` reads it: found from the working directory upward
+            (``gradcheck.yaml`` or ``[tool.gradcheck]``) by default, a path, or None for none.
         model_name: how the report names the model (default: its class name).
         on_step: progress observer called as ``on_step(done, total)``.
         **options: ``steps``, ``seed``, ``batch_size``, ``device``, ``loss``, ``amp``, ``fail_on``,
@@ -98,7 +109,7 @@ def diagnose(
         The :class:`Report`; ``report.status``, ``.findings``, ``.layers``, ``.to_yaml()``.
     """
     require_module(model, "diagnose()")
-    chosen = apply_mapping(settings or Settings(), options, source="diagnose()")
+    chosen = apply_mapping(project_settings(settings, config), options, source="diagnose()")
     check_runnable(model, chosen)
     device = resolve_device(chosen.device)
     shard = None
@@ -268,6 +279,7 @@ def fix(
     probe_steps: int = 0,
     source: str = "",
     settings: Settings | None = None,
+    config: ConfigChoice = AUTO,
     model_name: str | None = None,
     on_step: StepObserver | None = None,
     **options: Any,
@@ -287,9 +299,10 @@ def fix(
         probe_steps: train the original and the fixed copy this many Adam steps on the same
             batches and record both loss curves.
         source: the model spec, recorded in the plan.
+        config: as for :func:`diagnose`.
     """
     require_module(model, "fix()")
-    chosen = apply_mapping(settings or Settings(), options, source="fix()")
+    chosen = apply_mapping(project_settings(settings, config), options, source="fix()")
     if chosen.shard is not ShardMode.NONE:
         raise UsageError("fix() runs in one process: it diagnoses copies of the model; drop shard=")
     opts = fix_options or FixOptions()

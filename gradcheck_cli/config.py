@@ -5,6 +5,11 @@ A config file is found from the working directory upward: the first directory ho
 ``[tool.gradcheck]`` table means "no config", it is the project's root). ``--config PATH`` names
 a file directly. Keys may be written with ``-`` or ``_``; unknown keys and wrong types are
 errors, so a typo never silently does nothing.
+
+The library reads the same file as the command line: :func:`project_settings` is what
+``diagnose()``, ``fix()``, ``watch()``, ``assert_healthy_gradients`` and the pytest fixture start
+from (``config=None`` opts out, ``config=PATH`` names the file), so one project gets one verdict
+however it is asked.
 """
 
 from __future__ import annotations
@@ -407,6 +412,29 @@ def read_text(path: Path, error: type[Exception] = ConfigError) -> str:
         ) from None
     except OSError as exc:
         raise error(f"cannot read '{path}': {exc.strerror or exc}") from None
+
+
+class _Discover(enum.Enum):
+    AUTO = "auto"
+
+
+# ``config=AUTO`` (the API's default): the config file found from the working directory upward.
+AUTO = _Discover.AUTO
+ConfigChoice = Path | str | None | _Discover
+
+
+def project_settings(settings: Settings | None, config: ConfigChoice) -> Settings:
+    """What the API starts from: ``settings`` when given (complete: the config is not read),
+    else the defaults merged with ``config`` (found from the working directory with
+    :data:`AUTO`, none with None)."""
+    if settings is not None:
+        return settings
+    if config is None:
+        return Settings()
+    if isinstance(config, str) and not config:
+        raise ConfigError("config='' names no file; give a path, or config=None for none")
+    path = None if config is AUTO else Path(config)  # type: ignore[arg-type]
+    return load_settings(path, cwd=Path.cwd())[0]
 
 
 def load_settings(config: Path | None, *, cwd: Path) -> tuple[Settings, Path | None]:

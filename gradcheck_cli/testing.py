@@ -16,7 +16,14 @@ from typing import Any
 from torch import nn
 
 from gradcheck_cli.api import diagnose
-from gradcheck_cli.config import parse_enum
+from gradcheck_cli.config import (
+    AUTO,
+    ConfigChoice,
+    Settings,
+    apply_mapping,
+    parse_enum,
+    project_settings,
+)
 from gradcheck_cli.findings import ExitCode, FailOn, Report, Severity, exit_code
 from gradcheck_cli.loading import InputFactory, Inputs, LossFn
 
@@ -46,15 +53,20 @@ def assert_healthy_gradients(
     inputs: Inputs | InputFactory | None = None,
     loss_fn: LossFn | None = None,
     *,
-    fail_on: FailOn | str = FailOn.ERROR,
+    fail_on: FailOn | str | None = None,
+    settings: Settings | None = None,
+    config: ConfigChoice = AUTO,
     **options: Any,
 ) -> Report:
     """Diagnose ``model`` and raise AssertionError if a finding reaches ``fail_on``.
 
-    Takes the same arguments as :func:`gradcheck_cli.diagnose`; returns the report when healthy.
+    Takes the same arguments as :func:`gradcheck_cli.diagnose`, and reads the same project
+    config as ``gradcheck diagnose`` (``config``); ``fail_on`` defaults to the config's
+    ``fail-on`` (``error`` without one). Returns the report when healthy.
     """
-    level = parse_enum(FailOn, fail_on, "fail_on")
-    report = diagnose(model, inputs, loss_fn, **options)
+    chosen = apply_mapping(project_settings(settings, config), options, source="gradcheck")
+    level = chosen.fail_on if fail_on is None else parse_enum(FailOn, fail_on, "fail_on")
+    report = diagnose(model, inputs, loss_fn, settings=chosen)
     if exit_code(report, level) is ExitCode.FINDINGS:
         raise AssertionError(failure_message(report, level))
     return report

@@ -23,7 +23,7 @@ from torch.utils.hooks import RemovableHandle
 from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.choices import ShardMode
-from gradcheck_cli.config import Settings, apply_mapping
+from gradcheck_cli.config import AUTO, ConfigChoice, Settings, apply_mapping, project_settings
 from gradcheck_cli.distributed import Merger, Shard, is_sharded
 from gradcheck_cli.findings import Report, RunInfo
 from gradcheck_cli.hooks import Recorder, capture, first_tensor
@@ -201,12 +201,14 @@ def watch(
     *,
     manual: bool = False,
     distributed: bool | None = None,
+    config: ConfigChoice = AUTO,
     **options: Any,
 ) -> Iterator[Watcher]:
     """Measure every ``every``-th training step of the block's own loop; hooks gone on exit.
 
     ``options`` are the threshold and check settings of :func:`gradcheck_cli.diagnose`
-    (``thresholds=``, ``checks=``, ``ignore_layers=``). Only steps whose backward pass goes
+    (``thresholds=``, ``checks=``, ``ignore_layers=``), applied on top of the project's config
+    file (``config``: as for ``diagnose``). Only steps whose backward pass goes
     through the model's output are recorded. With ``manual=True`` the steps are not found from
     the model's forward passes: the caller marks each step to measure with
     :meth:`Watcher.begin_step` and :meth:`Watcher.end_step` (what the Lightning callback does,
@@ -222,7 +224,7 @@ def watch(
     require_module(model, "watch()")
     if every < 1:
         raise ValueError("every must be at least 1")
-    settings = apply_mapping(Settings(), options, source="watch()")
+    settings = apply_mapping(project_settings(None, config), options, source="watch()")
     # Under DDP the layers are the wrapped module's (names without "module."); each sampled
     # step's measurements are merged across the ranks, as diagnose --shard ddp merges them.
     ddp = isinstance(model, nn.parallel.DistributedDataParallel)

@@ -364,3 +364,63 @@ def test_pytest_plugin_fixture(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest()  # the plugin loads through its pytest11 entry point
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*[[]error[]] vanishing*"])
+
+
+@pytest.mark.parametrize(
+    ("config", "fails"),
+    [
+        ("fail-on: warning\n", True),  # mlp60's dead-units warning now fails
+        ("fail-on: warning\nchecks:\n  dead-units:\n    severity: off\n", False),
+        ("", False),  # a warning, and the default --fail-on error
+    ],
+)
+def test_cli_api_and_pytest_judge_a_model_alike_under_one_project_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str, fails: bool
+) -> None:
+    # One project: a gradcheck.yaml and the model mlp60.py (dead-units warning at net.71). The
+    # CLI, assert_healthy_gradients and the pytest fixture read the same file from the working
+    # directory; config=None opts the API out. (Not pytester: its sys.modules snapshot would
+    # make torch import its own test operators twice.)
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from gradcheck_cli.loading import load_model
+    from gradcheck_cli.seeding import seeded
+
+    model_file = Path(__file__).parent / "screens" / "models" / "mlp60.py"
+    shutil.copy(model_file, tmp_path / "mlp60.py")
+    if config:
+        (tmp_path / "gradcheck.yaml").write_text(config)
+    monkeypatch.chdir(tmp_path)
+    cli = CliRunner().invoke(main, ["diagnose", "mlp60.py", "--format", "yaml"])
+    assert cli.exit_code == (1 if fails else 0), cli.output
+    ids = {f["id"] for f in yaml.safe_load(cli.stdout)["findings"]}
+    assert ids == (set() if "severity: off" in config else {"dead-units"})
+    with seeded(0):
+        model = load_model("mlp60.py").module
+    inputs = lambda b: torch.randn(b, 64)  # noqa: E731
+    if fails:
+        with pytest.raises(AssertionError, match=r"\[warning\] dead-units"):
+            assert_healthy_gradients(model, inputs)
+    else:
+        report = assert_healthy_gradients(model, inputs)
+        assert {f.id for f in report.findings} == ids
+    opted_out = assert_healthy_gradients(model, inputs, config=None)  # defaults: passes
+    assert {f.id for f in opted_out.findings} == {"dead-units"}
+    (tmp_path / "test_project.py").write_text(
+        "import torch\n"
+        "from mlp60 import MLP\n\n\n"
+        "def test_model(gradcheck):\n"
+        "    torch.manual_seed(0)\n"
+        "    gradcheck(MLP(), lambda b: torch.randn(b, 64))\n"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_project.py"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"},
+    )  # fmt: skip
+    assert done.returncode == (1 if fails else 0), done.stdout[-2000:]
+    assert ("[warning] dead-units" in done.stdout) is fails
