@@ -3,6 +3,7 @@ commands they run work here."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -123,6 +124,8 @@ def test_action_is_a_composite_with_the_documented_inputs_and_outputs() -> None:
         "args": "",
         "python-version": "3.11",
         "torch-index-url": "https://download.pytorch.org/whl/cpu",
+        "torch-version": "2.13.0",
+        "requirements": "",
         "report": "gradcheck-report.yaml",
         "artifact-name": "gradcheck-report",
     }
@@ -149,22 +152,86 @@ def test_action_scripts_take_inputs_from_env_never_interpolated() -> None:
         "REPORT": "${{ inputs.report }}",
     }
     command = next(line for line in diagnose["run"].splitlines() if "gradcheck diagnose" in line)
-    assert '"$MODEL" --format github --fail-on "$FAIL_ON" --report "$REPORT"' in command
-    # Installs: CPU torch from the index input first, then gradcheck from the action's checkout.
+    assert 'diagnose --format github --fail-on "$FAIL_ON" --report "$REPORT"' in command
+    assert command.strip().endswith('$ARGS -- "$MODEL" || code=$?')  # a model is never a flag
+    # Installs: the pinned CPU torch first, gradcheck from the action's checkout, then the
+    # model's requirements (_run_install runs this script).
     install = _step(action, "name", "Install")
-    assert install["env"] == {"TORCH_INDEX_URL": "${{ inputs.torch-index-url }}"}
-    lines = [line.strip() for line in install["run"].splitlines()]
-    torch = lines.index('python -m pip install torch --index-url "$TORCH_INDEX_URL"')
-    assert lines.index('python -m pip install "$GITHUB_ACTION_PATH"') > torch
+    assert install["env"] == {
+        "TORCH_INDEX_URL": "${{ inputs.torch-index-url }}",
+        "TORCH_VERSION": "${{ inputs.torch-version }}",
+        "REQUIREMENTS": "${{ inputs.requirements }}",
+    }
     setup = _step(action, "uses", "actions/setup-python@")
     assert setup["with"] == {"python-version": "${{ inputs.python-version }}"}
+    cache = _step(action, "uses", "actions/cache@")
+    assert (
+        cache["with"]["path"] == "~/.cache/pip" and "inputs.torch-version" in cache["with"]["key"]
+    )
     # The report is uploaded even when gradcheck fails the diagnose step, which comes first.
     upload = _step(action, "uses", "actions/upload-artifact@")
     assert upload["if"] == "always()"
     assert upload["with"]["path"] == "${{ inputs.report }}"
     assert upload["with"]["name"] == "${{ inputs.artifact-name }}"
     steps = action["runs"]["steps"]
-    assert steps.index(setup) < steps.index(install) < steps.index(diagnose) < steps.index(upload)
+    order = [steps.index(s) for s in (setup, cache, install, diagnose, upload)]
+    assert order == sorted(order)
+
+
+def _run_install(tmp_path: Path, **inputs: str) -> list[list[str]]:
+    """Run the action's install script with INPUTS (and its defaults) against a stand-in
+    ``python`` that records each command; return the commands."""
+    action = _action()
+    step = _step(action, "name", "Install")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    for var, expression in step["env"].items():
+        match = re.fullmatch(r"\$\{\{ inputs\.([\w-]+) \}\}", expression)
+        assert match, expression
+        name = match.group(1)
+        env[var] = inputs.get(name.replace("-", "_"), action["inputs"][name].get("default", ""))
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    log = tmp_path / "commands.jsonl"
+    log.unlink(missing_ok=True)
+    (fake / "python").write_text(
+        "#!/bin/sh\n"
+        f'{sys.executable} -c "import json, sys; print(json.dumps(sys.argv[1:]))" "$@" >> {log}\n'
+        'case "$*" in *"import torch"*) echo "torch==2.13.0+cpu";; esac\n'
+    )
+    (fake / "python").chmod(0o755)
+    env.update(PATH=f"{fake}{os.pathsep}{env['PATH']}", RUNNER_TEMP=str(tmp_path))
+    env["GITHUB_ACTION_PATH"] = str(ROOT)
+    script = tmp_path / "install.sh"
+    script.write_text(step["run"])
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_action_installs_a_pinned_cpu_torch_then_gradcheck_then_the_models_requirements(
+    tmp_path: Path,
+) -> None:
+    cpu = "https://download.pytorch.org/whl/cpu"
+    assert _run_install(tmp_path) == [
+        ["-m", "pip", "install", "torch==2.13.0", "--index-url", cpu],
+        ["-m", "pip", "install", str(ROOT)],
+    ]
+    held = str(tmp_path / "gradcheck-torch-constraint.txt")
+    commands = _run_install(
+        tmp_path, requirements="transformers==4.57.6  ./mypkg *", torch_version=""
+    )
+    assert commands[0] == ["-m", "pip", "install", "torch", "--index-url", cpu]
+    assert commands[-1] == [
+        "-m", "pip", "install", "-c", held, "--", "transformers==4.57.6", "./mypkg", "*",
+    ]  # fmt: skip
+    assert (tmp_path / "gradcheck-torch-constraint.txt").read_text() == "torch==2.13.0+cpu\n"
+    (tmp_path / "requirements-ci.txt").write_text("transformers\n")
+    commands = _run_install(tmp_path, requirements="requirements-ci.txt", torch_index_url="")
+    assert commands[0] == ["-m", "pip", "install", "torch==2.13.0"]
+    assert commands[-1] == ["-m", "pip", "install", "-c", held, "-r", "requirements-ci.txt"]
 
 
 def _workspace(tmp_path: Path) -> Path:
@@ -268,6 +335,18 @@ def test_action_runs_the_example_workflow_steps(tmp_path: Path) -> None:
     assert (work / "gradcheck-junit.xml").read_text().lstrip().startswith("<?xml")
 
 
+def test_action_refuses_a_report_path_that_would_add_outputs_and_reads_a_dash_model_as_a_model(
+    tmp_path: Path,
+) -> None:
+    work = _workspace(tmp_path)
+    result, outputs = _run_action(work, model=SIGMOID, report="r.yaml\nexit-code=0")
+    assert result.returncode == 2 and outputs == {"exit-code": "2"}
+    assert "line break" in result.stdout and not (work / "r.yaml").exists()
+    result, outputs = _run_action(work, model="--help")
+    assert result.returncode == 2 and outputs["exit-code"] == "2"
+    assert "cannot use '--help' as a model" in result.stderr
+
+
 def test_action_inputs_are_data_not_shell(tmp_path: Path) -> None:
     work = _workspace(tmp_path)
     result, outputs = _run_action(
@@ -283,28 +362,33 @@ def test_action_inputs_are_data_not_shell(tmp_path: Path) -> None:
 
 
 def _hook() -> dict[str, Any]:
-    (hook,) = yaml.safe_load(HOOKS.read_text())
+    """The hook the example config uses."""
+    config = yaml.safe_load((EXAMPLES / "pre-commit-config.yaml").read_text())
+    (used,) = config["repos"][0]["hooks"]
+    (hook,) = [h for h in yaml.safe_load(HOOKS.read_text()) if h["id"] == used["id"]]
     return hook
 
 
 def test_pre_commit_hook_is_valid() -> None:
-    hook = _hook()
-    assert {k: v for k, v in hook.items() if k != "description"} == {
-        "id": "gradcheck",
-        "name": "gradcheck diagnose",
-        "entry": "gradcheck diagnose",
-        "language": "python",
-        "pass_filenames": False,
-        "always_run": False,
-        "files": r"\.py$",
-    }
-    assert "args: [path/to/model.py, --fail-on, warning]" in hook["description"]
-    assert "download.pytorch.org/whl/cpu" in hook["description"]
-    assert re.search(hook["files"], "models/net.py") and not re.search(hook["files"], "a.yaml")
+    # The hook documented first runs the project's own gradcheck (language: system): pre-commit
+    # builds no environment, so no torch is downloaded. The other builds its own.
+    system, own = yaml.safe_load(HOOKS.read_text())
+    for hook, language in ((system, "system"), (own, "python")):
+        assert {k: v for k, v in hook.items() if k not in ("description", "name", "id")} == {
+            "entry": "gradcheck diagnose",
+            "language": language,
+            "pass_filenames": False,
+            "always_run": False,
+            "files": r"\.py$",
+        }
+        assert "args: [path/to/model.py, --fail-on, warning]" in hook["description"]
+        assert re.search(hook["files"], "models/net.py") and not re.search(hook["files"], "a.yaml")
+    assert (system["id"], own["id"]) == ("gradcheck-system", "gradcheck")
+    assert "download.pytorch.org/whl/cpu" in own["description"]
     config = yaml.safe_load((EXAMPLES / "pre-commit-config.yaml").read_text())
     (repo,) = config["repos"]
     assert repo["repo"].endswith("/gradcheck") and repo["rev"] == "v0.1.0"
-    assert [h["id"] for h in repo["hooks"]] == [hook["id"]]
+    assert [h["id"] for h in repo["hooks"]] == [system["id"]]
 
 
 def _hook_command(model: str | None = None) -> list[str]:
