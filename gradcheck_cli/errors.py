@@ -49,11 +49,17 @@ def what_happened(exc: BaseException) -> str:
 
 def require_file(path: Path, what: str, error: type[UsageError] = UsageError) -> None:
     """Raise ``error`` unless ``path`` is a file: one that is missing and one that is a folder
-    (a folder named ``x.pt``) are told apart. ``what`` names it, e.g. ``model file 'x.pt'``."""
+    (a folder named ``x.pt``) and a pipe or device are told apart. ``what`` names it, e.g.
+    ``model file 'x.pt'``."""
     if path.is_dir():
         raise error(f"{what} is a folder, not a file; name the file inside it")
-    if not path.is_file():
+    if not path.exists():
         raise error(f"{what} does not exist; check the path")
+    if not path.is_file():
+        raise error(
+            f"{what} is not a regular file (a pipe, socket or device); save what it holds to a "
+            "file and name that"
+        )
 
 
 class OutputError(UsageError):

@@ -861,3 +861,14 @@ def test_markdown_writes_names_as_text_never_as_html_or_structure(tmp_path: Path
     assert "&#96;&#60;/details&#62;&#96;" in out and "[a](http" not in out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "Linear" in line]
     assert len(rows) == 3 and all(line.count(" | ") == 5 for line in rows)  # 6 cells each
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("name", ["model.py", "model.pt"])
+def test_a_named_pipe_as_the_model_is_called_what_it_is(tmp_path: Path, name: str) -> None:
+    # It exists: "does not exist" would send the user looking for a typo.
+    os.mkfifo(tmp_path / name)
+    done = CliRunner().invoke(main, ["diagnose", str(tmp_path / name)])
+    assert done.exit_code == ExitCode.USAGE_ERROR
+    assert "is not a regular file (a pipe, socket or device)" in done.output
+    assert "does not exist" not in done.output and "Traceback" not in done.output
