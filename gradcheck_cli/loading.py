@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import inspect
 import io
+import pickle
 import pickletools
 import re
 import sys
@@ -952,11 +953,13 @@ def load_data(path: str | Path) -> tuple[Inputs, torch.Tensor | None]:
     except Exception as exc:
         # NumPy takes any file it cannot parse for pickled data and advises loading it
         # unsafely; that advice is never right for --data, which holds arrays only.
-        detail = (
-            "it is not a NumPy array file, or it holds Python objects"
-            if path.suffix in (".npy", ".npz")
-            else f"{type(exc).__name__}: {_first_line(exc)}"
-        )
+        # torch's weights-only refusal does the same ("This file can still be loaded ...").
+        if path.suffix in (".npy", ".npz"):
+            detail = "it is not a NumPy array file, or it holds Python objects"
+        elif isinstance(exc, pickle.UnpicklingError):
+            detail = "it holds Python objects besides tensors, which --data never unpickles"
+        else:
+            detail = f"{type(exc).__name__}: {_first_line(exc)}"
         raise InputError(
             f"cannot read data file '{path}' ({detail}); use a .pt of tensors, a .npy or a "
             ".npz of numeric arrays"

@@ -872,3 +872,18 @@ def test_a_named_pipe_as_the_model_is_called_what_it_is(tmp_path: Path, name: st
     assert done.exit_code == ExitCode.USAGE_ERROR
     assert "is not a regular file (a pipe, socket or device)" in done.output
     assert "does not exist" not in done.output and "Traceback" not in done.output
+
+
+class _Custom:
+    """A Python object pickled into a --data file."""
+
+
+def test_a_data_file_of_python_objects_is_refused_without_torchs_advice_to_unpickle_it(
+    tmp_path: Path,
+) -> None:
+    torch.save([_Custom(), torch.ones(2, 64)], tmp_path / "batch.pt")
+    model = str(ROOT / "sample_models" / "mlp_he.py")
+    done = CliRunner().invoke(main, ["diagnose", model, "--data", str(tmp_path / "batch.pt")])
+    assert done.exit_code == ExitCode.USAGE_ERROR
+    assert "it holds Python objects besides tensors, which --data never unpickles" in done.output
+    assert "can still be loaded" not in done.output and "weights_only" not in done.output
