@@ -871,6 +871,7 @@ class SyntheticInputs:
 
     shapes: tuple[InputShape, ...]
     device: torch.device
+    given: bool = False  # the user's --input-shape, not inferred
 
     def __call__(self, batch_size: int) -> Inputs:
         tensors = tuple(s.make(batch_size, self.device) for s in self.shapes)
@@ -882,9 +883,12 @@ class SyntheticInputs:
         return ", ".join(s.describe() for s in self.shapes)
 
 
-def shapes_factory(shapes: list[InputShape], device: torch.device) -> InputFactory:
-    """An input factory producing one tensor per shape (a tuple when there are several)."""
-    return SyntheticInputs(tuple(shapes), device)
+def shapes_factory(
+    shapes: list[InputShape], device: torch.device, *, given: bool = False
+) -> InputFactory:
+    """An input factory producing one tensor per shape (a tuple when there are several);
+    ``given`` when the user named the shapes (``--input-shape``)."""
+    return SyntheticInputs(tuple(shapes), device, given)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -897,10 +901,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def forward_advice(exc: BaseException, *, synthetic: bool, inputs: str = "") -> str:
+def forward_advice(
+    exc: BaseException, *, synthetic: bool, inputs: str = "", given: bool = False
+) -> str:
     """What a failed forward pass did and what to do about it, to follow ``the model's forward
-    pass``: out of memory asks for less, a misfit of made-up inputs (``synthetic``) for other
-    shapes, anything else for the model or its inputs to be fixed. ``inputs`` describes them."""
+    pass``: out of memory asks for less, a misfit of inferred inputs (``synthetic``) for other
+    shapes, of the user's ``--input-shape`` (``given``) for a check of them, anything else for
+    the model or its inputs to be fixed. ``inputs`` describes them."""
     happened = what_happened(exc)
     on = f"; the inputs were {inputs}" if inputs else ""
     if is_out_of_memory(exc):
@@ -910,6 +917,11 @@ def forward_advice(exc: BaseException, *, synthetic: bool, inputs: str = "") -> 
         )
     if isinstance(exc, SystemExit):
         return f"{happened}; forward must return the output, not end the process"
+    if synthetic and given:
+        return (
+            f"{happened}{on} (from --input-shape): check those shapes, or fix forward (rerun "
+            "with --debug for the traceback)"
+        )
     if synthetic:
         return f"{happened}{on}: pass --input-shape or define example_inputs(batch_size)"
     return f"{happened}{on}: fix forward or the inputs (rerun with --debug for the traceback)"

@@ -172,8 +172,10 @@ class Passes:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # sys.exit() in forward is the model's failure too
-            synthetic = isinstance(self.make_inputs, SyntheticInputs)
-            advice = forward_advice(exc, synthetic=synthetic, inputs=_describe(inputs))
+            made = self.make_inputs
+            synthetic = isinstance(made, SyntheticInputs)
+            given = isinstance(made, SyntheticInputs) and made.given
+            advice = forward_advice(exc, synthetic=synthetic, inputs=_describe(inputs), given=given)
             raise ModelRunError(f"the model's forward pass {advice}") from exc
 
     def loss_of(self, output: Any, inputs: Any) -> tuple[torch.Tensor, str]:

@@ -887,3 +887,24 @@ def test_a_data_file_of_python_objects_is_refused_without_torchs_advice_to_unpic
     assert done.exit_code == ExitCode.USAGE_ERROR
     assert "it holds Python objects besides tensors, which --data never unpickles" in done.output
     assert "can still be loaded" not in done.output and "weights_only" not in done.output
+
+
+def test_a_forward_failure_on_the_users_input_shape_does_not_ask_for_an_input_shape(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "strict.py").write_text(
+        "from torch import nn\n\n\n"
+        "class Strict(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.l = nn.Linear(8, 2)\n\n"
+        "    def forward(self, x):\n"
+        "        raise ValueError(\"expected mode 'train'\")\n\n\n"
+        "def build_model():\n"
+        "    return Strict()\n"
+    )
+    done = CliRunner().invoke(main, ["diagnose", str(tmp_path / "strict.py"), "--input-shape", "8"])
+    assert done.exit_code == ExitCode.USAGE_ERROR
+    line = done.output.strip()
+    assert "raised ValueError: expected mode 'train'" in line and "(from --input-shape)" in line
+    assert "check those shapes, or fix forward" in line and "pass --input-shape" not in line

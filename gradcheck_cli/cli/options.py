@@ -355,7 +355,9 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
     elif loaded.batches is not None and not shapes:
         inputs = batches_factory(loaded.batches, model_spec)
     elif shapes:
-        inputs = shapes_factory(fit_token_range(shapes, loaded.module), torch.device("cpu"))
+        inputs = shapes_factory(
+            fit_token_range(shapes, loaded.module), torch.device("cpu"), given=True
+        )
     else:
         inputs = loaded.example_inputs
         if inputs is None:
