@@ -3,8 +3,8 @@
 A model spec is one of ``path/to/file.py``, ``path/to/file.py:NAME``, ``package.module:NAME``
 (NAME optionally called with literal arguments, ``NAME(k=v, ...)``) or a saved ``model.pt``
 (TorchScript, or a pickled module with ``--trust-pickle``); :mod:`gradcheck_cli.specs` parses it
-and :mod:`gradcheck_cli.imports` imports the code. The model-file protocol is documented in the
-README: ``build_model()``, optional ``example_inputs(batch_size)`` and optional
+and :mod:`gradcheck_cli.imports` imports the code. The model-file protocol is documented in
+docs/models.md: ``build_model()``, optional ``example_inputs(batch_size)`` and optional
 ``loss_fn(output, inputs)``. Inputs the user does not give are inferred from the first layer and
 checked by one forward pass (:func:`check_inferred_inputs`).
 """

@@ -59,7 +59,7 @@ if not dist.is_initialized() or dist.get_rank() == 0:
                "run": run}, open(out, "w"))
 if dist.is_initialized():
     # torch 2.13 (gloo, CPU) aborts at exit now and then when FSDP2's or DDP's objects, kept in
-    # reference cycles, outlive the process group: free them first (README, Distributed).
+    # reference cycles, outlive the process group: free them first (docs/distributed.md).
     del model, report
     gc.collect()
     dist.destroy_process_group()

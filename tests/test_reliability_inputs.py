@@ -605,7 +605,7 @@ def test_a_lazy_model_with_an_inferred_input_is_refused_not_healthy(tmp_path: Pa
 
 
 def test_yaml_exponents_without_a_dot_are_numbers(tmp_path: Path, model_file: Path) -> None:
-    # YAML 1.1 reads 1e-4 as a string; the README writes thresholds that way.
+    # YAML 1.1 reads 1e-4 as a string; docs/cli.md writes thresholds that way.
     (tmp_path / "gradcheck.yaml").write_text(
         "thresholds:\n  vanishing:\n    depth-warning: 1e-1\n    depth-error: 1e-4\n"
         "regression-factor: 1e3\n"

@@ -17,7 +17,7 @@ from gradcheck_cli.errors import ModelLoadError
 from gradcheck_cli.loading import load_model
 from gradcheck_cli.specs import parse_spec
 
-CONFIG = '''
+CONFIG = """
 from dataclasses import dataclass, field
 
 
@@ -31,9 +31,9 @@ class MLPConfig:
     depth: int = 4
     inputs: int = 8
     block: BlockConfig = field(default_factory=BlockConfig)
-'''
+"""
 
-RESMLP = '''
+RESMLP = """
 from __future__ import annotations
 
 from os import system  # imported, so a spec could name it: it must never be called
@@ -62,7 +62,7 @@ class ResMLP(nn.Module):
 
 def example_inputs(batch_size: int) -> torch.Tensor:
     return torch.randn(batch_size, 8)
-'''
+"""
 
 
 @pytest.fixture

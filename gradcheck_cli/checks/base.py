@@ -3,7 +3,7 @@
 A check is a class with a stable kebab-case ``id``, a readable ``name``, an ``Options`` frozen
 dataclass of thresholds (its defaults are the documented defaults), the remedy ids it suggests,
 and a pure ``evaluate(stats, options)`` that only reads numbers. Its docstring, in four sections
-(Symptom / Why it matters / Remedy / References), is its documentation: the README table and
+(Symptom / Why it matters / Remedy / References), is its documentation: the docs/findings.md table and
 ``Finding.why`` are generated from it.
 """
 

@@ -11,7 +11,7 @@ from gradcheck_cli.remedies.edits import Edit
 from gradcheck_cli.remedies.modules import GradClip  # re-exported: saved models name it here
 from gradcheck_cli.stats import value
 
-# Healthy models measured at init have gradient-to-weight ratios up to about 0.1 (README).
+# Healthy models measured at init have gradient-to-weight ratios up to about 0.1 (docs/findings.md).
 RELATIVE_LIMIT = 0.1
 # Activations this far above unit scale (He et al. 2015) are a forward explosion, which
 # clipping the gradient cannot cure (Pascanu et al. 2013 clip bounded recurrent networks).
