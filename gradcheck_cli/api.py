@@ -50,7 +50,6 @@ from gradcheck_cli.loading import (
     LossFn,
     check_inferred_inputs,
     copy_model,
-    infer_input_shape,
     shapes_factory,
 )
 from gradcheck_cli.measure import Measurement, Passes, StepObserver, heap_frozen, measure
@@ -216,7 +215,7 @@ def diagnose(
             loss=measured.loss,
             seed=chosen.seed,
             seconds=seconds,
-            inputs=_describe_inputs(inputs, model),
+            inputs=_describe_inputs(inputs, make_inputs),
             torch=str(torch.__version__),
             amp=chosen.amp.value,
             shard=chosen.shard.value if shard is not None else ShardMode.NONE.value,
@@ -260,9 +259,10 @@ def _input_factory(
     return lambda batch_size: fixed
 
 
-def _describe_inputs(inputs: Any, model: nn.Module) -> str:
+def _describe_inputs(inputs: Any, made: InputFactory) -> str:
+    """How the report names the inputs; ``made`` is the factory the run used."""
     if inputs is None:
-        return "inferred " + infer_input_shape(model).describe()
+        return "inferred " + str(getattr(made, "description", "from the first layer"))
     if callable(inputs) and not isinstance(inputs, torch.Tensor):
         return getattr(inputs, "description", None) or "example_inputs(batch_size)"
     return "fixed batch"

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import inspect
 import io
+import math
 import pickle
 import pickletools
 import re
@@ -27,7 +28,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -751,6 +752,11 @@ def check_inferred_inputs(model: nn.Module, batch_size: int = 16) -> InputShape:
     if isinstance(failure, SystemExit) or is_out_of_memory(failure):
         # Not a misfit of the input: no other input would run either.
         raise InputError(f"the model's forward pass {forward_advice(failure, synthetic=False)}")
+    # The spatial size of a convolution's input was a guess: the one whose flattened features
+    # fit the Linear layer after the convolutions is the model's own.
+    for fitted in _fitted_spatial(model, layer[1], shape):
+        if _forward_failure(model, fitted, min(batch_size, PROBE_BATCH)) is None:
+            return fitted
     needed = _required_inputs(model)
     if len(needed) > 1:
         raise InputError(
@@ -764,6 +770,65 @@ def check_inferred_inputs(model: nn.Module, batch_size: int = 16) -> InputShape:
         f"{head}; no input built from the sizes of its layers runs either: pass --input-shape "
         "with the size forward expects, or define example_inputs(batch_size)"
     )
+
+
+class _Reached(Exception):
+    """Raised by a pre-hook to end a trial forward pass once it has what it measured."""
+
+
+def _fitted_spatial(model: nn.Module, first: nn.Module, guess: InputShape) -> list[InputShape]:
+    """Inputs of the first convolution's channels at the spatial sizes whose flattened
+    features fit the ``in_features`` of the first Linear registered after it, nearest first.
+
+    The features reaching that Linear are measured at the guessed size and at twice it (a
+    pre-hook ends each trial there); a conv stack's flattened output grows as size**dims, so
+    the size that gives ``in_features`` follows. Empty when the first layer is no convolution,
+    no Linear follows it, or the features do not depend on the size (global pooling).
+    """
+    if not isinstance(first, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return []
+    modules = list(model.modules())
+    head = next(
+        (m for m in modules[modules.index(first) :] if isinstance(m, nn.Linear)),
+        None,
+    )
+    if head is None:
+        return []
+    size = guess.shape[1]
+    features = [_features_reaching(model, head, guess, s) for s in (size, 2 * size)]
+    if None in features or features[0] == features[1]:
+        return []
+    low, high = cast(list[int], features)
+    growth = math.log(high / low) / math.log(2)  # about the number of spatial dims
+    best = size * (head.in_features / low) ** (1 / growth)
+    if not math.isfinite(best) or best < 1:
+        return []
+    sizes = sorted(
+        {max(1, round(best) + d) for d in range(-3, 4)}, key=lambda s: (abs(s - best), s)
+    )
+    dims = len(guess.shape) - 1
+    return [dataclasses.replace(guess, shape=(guess.shape[0], *(s,) * dims)) for s in sizes]
+
+
+def _features_reaching(
+    model: nn.Module, head: nn.Linear, guess: InputShape, size: int
+) -> int | None:
+    """The last dimension of the input ``head`` gets when the model reads ``guess`` at
+    ``size``, or None when forward fails before it."""
+    seen: list[int] = []
+
+    def stop(module: nn.Module, args: tuple[Any, ...]) -> None:
+        if args and isinstance(args[0], torch.Tensor):
+            seen.append(int(args[0].shape[-1]))
+        raise _Reached
+
+    shape = dataclasses.replace(guess, shape=(guess.shape[0], *(size,) * (len(guess.shape) - 1)))
+    handle = head.register_forward_pre_hook(stop)
+    try:
+        _forward_failure(model, shape, PROBE_BATCH)
+    finally:
+        handle.remove()
+    return seen[0] if seen else None
 
 
 def _required_inputs(model: nn.Module) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -429,15 +430,6 @@ INFERRED_MISFITS = [
         "30",
     ),
     (
-        "mnist_cnn.py",
-        (
-            "fails on 1x32x32, the input inferred from its first layer Conv2d(in_channels=1) "
-            "'conv1' (RuntimeError: mat1 and mat2 shapes cannot be multiplied",
-            "; 1x28x28 runs: try --input-shape 1x28x28",
-        ),
-        "1x28x28",
-    ),
-    (
         "tinyvit/model.py:TinyViT(depth=1)",
         (
             "fails on 3x32x32, the input inferred from its first layer Conv2d(in_channels=3) "
@@ -465,6 +457,14 @@ def test_inferred_input_that_fails_names_the_size_that_runs(
     )  # fmt: skip
     assert result.exit_code in (0, 1), result.stderr
     assert json.loads(result.stdout)["run"]["inputs"] == f"{works}:float32"
+
+
+def test_a_cnn_flattened_into_a_linear_layer_gets_its_own_image_size(clean_imports) -> None:
+    # mnist_cnn.py: two convolutions, then a Linear sized for 28x28 inputs; 32x32 (the guess)
+    # would not fit it, 28x28 is found without a flag.
+    result = cli("diagnose", str(WILD / "mnist_cnn.py"), "--steps", "1", "--format", "json")
+    assert result.exit_code in (0, 1), result.stderr
+    assert json.loads(result.stdout)["run"]["inputs"] == "inferred 1x28x28:float32"
 
 
 def test_inferred_input_for_a_forward_with_two_inputs() -> None:
@@ -513,8 +513,7 @@ def test_checking_inputs_changes_nothing(clean_imports) -> None:
     model.eval()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    with pytest.raises(InputError, match="try --input-shape 1x28x28"):
-        check_inferred_inputs(model)
+    assert check_inferred_inputs(model).shape == (1, 28, 28)  # what the Linear layer fits
     assert not model.training and not any(m.training for m in model.modules())
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng)
@@ -628,12 +627,50 @@ def test_the_python_api_checks_an_inferred_input_and_names_one_that_runs() -> No
     from gradcheck_cli import diagnose
     from gradcheck_cli.errors import InputError
 
-    mnist = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 26 * 26, 4))
+    class Patches(nn.Module):
+        """Patches of 4x4 plus a learned table of 7x7 positions: 28x28 images only, and no
+        Linear layer whose size says so."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Conv2d(1, 8, 4, stride=4)
+            self.position = nn.Parameter(torch.zeros(1, 8, 7, 7))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (self.proj(x) + self.position).mean(dim=(2, 3))
+
     with pytest.raises(InputError) as caught:
-        diagnose(mnist)
+        diagnose(Patches())
     message = str(caught.value)
     assert "fails on 1x32x32" in message
     assert "1x28x28 runs" in message
     assert message.endswith("(from Python: pass inputs=, a batch or a function of the batch size)")
-    report = diagnose(mnist, lambda b: torch.randn(b, 1, 28, 28), steps=1)
+    report = diagnose(Patches(), lambda b: torch.randn(b, 1, 28, 28), steps=1)
     assert report.layers[0].act_rms.median > 0
+
+
+@pytest.mark.parametrize(
+    ("dims", "needed", "stack"),
+    [
+        (2, 16, lambda: [nn.Conv2d(1, 8, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.MaxPool2d(2)]),  # noqa: E501
+        (2, 28, lambda: [nn.Conv2d(1, 6, 5), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.MaxPool2d(2)]),  # LeNet on MNIST  # noqa: E501
+        (1, 100, lambda: [nn.Conv1d(3, 8, 5, stride=2), nn.ReLU(), nn.Conv1d(8, 4, 3)]),
+    ],
+)  # fmt: skip
+def test_a_conv_nets_spatial_size_is_the_one_its_linear_layer_fits(
+    dims: int, needed: int, stack: Any
+) -> None:
+    # The first convolution gives the channels; the size is a guess (32x32, 64) that a conv
+    # stack flattened into a Linear refuses: the size whose features fit that Linear is taken.
+    from gradcheck_cli.api import diagnose
+    from gradcheck_cli.loading import check_inferred_inputs
+
+    features = nn.Sequential(*stack())
+    channels = features[0].in_channels
+    with torch.no_grad():
+        flat = features(torch.zeros(1, channels, *(needed,) * dims)).numel()
+    model = nn.Sequential(features, nn.Flatten(), nn.Linear(flat, 10))
+    shape = check_inferred_inputs(model)
+    assert shape.shape == (channels, *(needed,) * dims)
+    report = diagnose(model, steps=1)
+    assert report.run.inputs == f"inferred {'x'.join(map(str, shape.shape))}:float32"
