@@ -45,11 +45,13 @@ from gradcheck_cli.fixing import (
 )
 from gradcheck_cli.learning import AUTO_BUDGET, AUTO_LEARN, LEARN_BUDGET, run_probe
 from gradcheck_cli.loading import (
+    DeclaredInputs,
     InputFactory,
     Inputs,
     LossFn,
     check_inferred_inputs,
     copy_model,
+    declared_inputs,
     shapes_factory,
 )
 from gradcheck_cli.measure import Measurement, Passes, StepObserver, heap_frozen, measure
@@ -244,6 +246,9 @@ def _input_factory(
     batch_size: int = 16,
 ) -> InputFactory:
     if inputs is None:
+        declared = declared_inputs(model)
+        if declared is not None:
+            return declared
         # Checked by one forward pass, with the sizes the layers suggest when it fails (as the
         # command line does), and the Python spelling of the advice.
         try:
@@ -261,6 +266,8 @@ def _input_factory(
 
 def _describe_inputs(inputs: Any, made: InputFactory) -> str:
     """How the report names the inputs; ``made`` is the factory the run used."""
+    if inputs is None and isinstance(made, DeclaredInputs):
+        return made.description
     if inputs is None:
         return "inferred " + str(getattr(made, "description", "from the first layer"))
     if callable(inputs) and not isinstance(inputs, torch.Tensor):

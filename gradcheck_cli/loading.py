@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+import torch.utils._pytree as pytree
 from torch import nn
 
 from gradcheck_cli.choices import LossKind
@@ -927,6 +928,54 @@ def _trial(model: nn.Module, device: torch.device) -> Iterator[None]:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class DeclaredInputs:
+    """Random batches shaped like the model's own ``example_input_array`` (the attribute
+    PyTorch Lightning reads for its summaries; any module may set it): each tensor's sample
+    dimension becomes the batch size, floats are drawn from a standard normal and integers
+    (token ids, labels) in the example's own range. A dict or tuple keeps its structure."""
+
+    example: Any
+
+    def __call__(self, batch_size: int) -> Inputs:
+        def draw(leaf: Any) -> Any:
+            if not isinstance(leaf, torch.Tensor) or leaf.dim() == 0:
+                return leaf
+            shape = (batch_size, *leaf.shape[1:])
+            if leaf.is_floating_point() or leaf.is_complex():
+                return torch.randn(shape, dtype=leaf.dtype, device=leaf.device)
+            if leaf.dtype == torch.bool:
+                return torch.rand(shape, device=leaf.device) < 0.5
+            low, high = int(leaf.min()), int(leaf.max()) + 1
+            return torch.randint(low, high, shape, dtype=leaf.dtype, device=leaf.device)
+
+        return pytree.tree_map(draw, self.example)
+
+    @property
+    def description(self) -> str:
+        """How the report names these inputs, e.g. ``example_input_array 1x16x16:float32``."""
+        leaves = [t for t in pytree.tree_leaves(self.example) if isinstance(t, torch.Tensor)]
+        shapes = ", ".join(
+            ":".join(
+                part
+                for part in ("x".join(str(d) for d in t.shape[1:]), str(t.dtype).split(".")[-1])
+                if part
+            )
+            for t in leaves
+        )
+        return f"example_input_array {shapes}"
+
+
+def declared_inputs(model: nn.Module) -> DeclaredInputs | None:
+    """The model's ``example_input_array`` as an input factory, when it holds a tensor with a
+    sample dimension (a LightningModule that sets it says what its forward takes)."""
+    example = getattr(model, "example_input_array", None)
+    leaves = [t for t in pytree.tree_leaves(example) if isinstance(t, torch.Tensor)]
+    if not leaves or not any(t.dim() > 0 for t in leaves):
+        return None
+    return DeclaredInputs(example)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,8 @@ class Watcher:
         self.settings = settings
         self.forwards = 0
         self.records: list[StepRecord] = []
+        # The loss of measured steps, when the loop tells it (note_loss; the Lightning callback).
+        self.losses: list[float] = []
         # Forward passes that could not be measured, by cause, for a report that measured none.
         self._eval_passes = 0
         self._no_grad_passes = 0
@@ -135,6 +137,11 @@ class Watcher:
             record = replace(record, weight_norm=self._recorder.weight_norms())
         self.records.append(record)
 
+    def note_loss(self, loss: float | torch.Tensor) -> None:
+        """Record the loss of the step just measured (the report's loss list); a loop calls
+        it after :meth:`end_step`, as the Lightning callback does with ``training_step``'s."""
+        self.losses.append(float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss))
+
     def unmeasured(self) -> str:
         """Why forward passes went unmeasured, in words ("" when none was); the
         ``nothing-measured`` finding quotes it."""
@@ -189,7 +196,7 @@ class Watcher:
             ),
             findings=tuple(findings),
             layers=stats.layers,
-            losses=(),
+            losses=tuple(self.losses),
             tool_version=__version__,
         )
 

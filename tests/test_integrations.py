@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 
 def test_trainer_callback_reports_and_removes_hooks(tmp_path: Path) -> None:
@@ -68,13 +69,16 @@ def test_lightning_callback_agrees_with_diagnose_and_removes_hooks(tmp_path: Pat
         def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int):  # type: ignore[no-untyped-def]
             x, y = batch
             # self.net, not self(x): the callback must not depend on the module's own forward
-            return nn.functional.cross_entropy(self.net(x), y)
+            loss = nn.functional.cross_entropy(self.net(x), y)
+            self.seen.append(float(loss))
+            return loss
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
     torch.manual_seed(0)
     module = Classifier()
+    module.seen = []
     data = torch.utils.data.TensorDataset(torch.randn(160, 64), torch.randint(0, 10, (160,)))
     loader = torch.utils.data.DataLoader(data, batch_size=16)
     callback = GradcheckCallback(every=3)
@@ -92,6 +96,8 @@ def test_lightning_callback_agrees_with_diagnose_and_removes_hooks(tmp_path: Pat
     report = callback.report
     assert report is not None
     assert report.run.inputs == "3 training steps, 1 in 3" and report.run.batch_size == 16
+    # The losses training_step returned at the sampled steps 0, 3 and 6.
+    assert report.losses == pytest.approx([module.seen[i] for i in (0, 3, 6)], rel=1e-6)
     reference = diagnose(load_model(str(SAMPLES / "deep_sigmoid.py")).module)
     assert {f.id: f.severity for f in report.findings} == {
         f.id: f.severity for f in reference.findings
@@ -99,3 +105,35 @@ def test_lightning_callback_agrees_with_diagnose_and_removes_hooks(tmp_path: Pat
     assert {f.id for f in report.findings} == {"vanishing"}
     hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
     assert hooks == 0
+
+
+def test_a_lightning_modules_example_input_array_is_its_input(tmp_path: Path) -> None:
+    # The LightningModule says what forward takes (example_input_array, as for Lightning's
+    # summary): 1x16x16 images and a token id per image; gradcheck draws batches shaped like
+    # it (the ids in the example's range) instead of guessing from the first layer.
+    pytest.importorskip("lightning")
+    from click.testing import CliRunner
+
+    from gradcheck_cli.cli import main
+
+    (tmp_path / "lit.py").write_text(
+        "import torch\n"
+        "import lightning\n"
+        "from torch import nn\n\n\n"
+        "class Tagged(lightning.LightningModule):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 4, 3, padding=1)\n"
+        "        self.tag = nn.Embedding(5, 4)\n"
+        "        self.head = nn.Linear(4, 3)\n"
+        "        self.example_input_array = (torch.zeros(2, 1, 16, 16), torch.tensor([0, 4]))\n\n"
+        "    def forward(self, image, tag):\n"
+        "        assert image.shape[-2:] == (16, 16) and int(tag.max()) < 5\n"
+        "        return self.head(self.conv(image).mean(dim=(2, 3)) + self.tag(tag))\n"
+    )
+    done = CliRunner().invoke(main, ["diagnose", str(tmp_path / "lit.py"), "--format", "yaml"])
+    assert done.exit_code == 0, done.output
+    report = yaml.safe_load(done.stdout)
+    assert report["run"]["inputs"] == "example_input_array 1x16x16:float32, int64"
+    assert report["run"]["batch_size"] == 16
+    assert {layer["name"] for layer in report["layers"]} == {"conv", "tag", "head"}

@@ -288,6 +288,7 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
         batches_factory,
         check_inferred_inputs,
         data_factory,
+        declared_inputs,
         fit_token_range,
         load_data,
         load_model,
@@ -360,7 +361,7 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
         )
     else:
         inputs = loaded.example_inputs
-        if inputs is None:
+        if inputs is None and declared_inputs(loaded.module) is None:
             # diagnose() infers the same shape; one trial forward pass first turns a misfit into
             # advice naming the model's real sizes.
             check_inferred_inputs(loaded.module, settings.batch_size)

@@ -16,7 +16,10 @@ step). The hooks are added when training starts and removed when it ends, also w
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
+
+import torch
 
 from gradcheck_cli.findings import Report
 from gradcheck_cli.hooks import first_tensor
@@ -44,6 +47,7 @@ class GradcheckCallback(Callback):  # type: ignore[misc]
         self.report: Report | None = None
         self._stack: contextlib.ExitStack | None = None
         self._watcher: Watcher | None = None
+        self._measuring = False  # this batch's step is a sampled one
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Start watching the LightningModule."""
@@ -63,11 +67,23 @@ class GradcheckCallback(Callback):  # type: ignore[misc]
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
         """Measure this batch when its optimizer step is a sampled one."""
-        if self._watcher is None or trainer.global_step % self.every != 0:
+        self._measuring = self._watcher is not None and trainer.global_step % self.every == 0
+        if self._watcher is None or not self._measuring:
             return
         first = first_tensor(batch)
         size = int(first.shape[0]) if first is not None and first.dim() > 0 else None
         self._watcher.begin_step(size)
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Keep the loss ``training_step`` returned for a sampled step (the report's losses)."""
+        if self._watcher is None or not self._measuring:
+            return
+        self._measuring = False
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            self._watcher.note_loss(loss)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         """Read the gradients of a sampled step before the optimizer uses them."""
