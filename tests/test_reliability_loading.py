@@ -468,13 +468,15 @@ def test_forward_errors_give_advice_that_fits_them(
     assert "--input-shape" not in line
 
 
-def test_forward_errors_on_made_up_inputs_still_suggest_input_shape(tmp_path: Path) -> None:
+def test_forward_errors_on_the_users_input_shape_ask_to_check_it(tmp_path: Path) -> None:
+    # The shapes came from --input-shape: "pass --input-shape" would be no advice at all.
     path = tmp_path / "fails.py"
     path.write_text(_FAILING_FORWARD.format(error="RuntimeError('bad shape')", inputs=""))
     one_error_line(
         cli("diagnose", str(path), "--steps", "1", "--input-shape", "4"),
         "the model's forward pass raised RuntimeError: bad shape; the inputs were a float32 "
-        "tensor of shape (16, 4): pass --input-shape or define example_inputs(batch_size)",
+        "tensor of shape (16, 4) (from --input-shape): check those shapes, or fix forward "
+        "(rerun with --debug for the traceback)",
     )
 
 
