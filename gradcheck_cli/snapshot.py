@@ -140,6 +140,9 @@ class ModelState:
                 if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
                     tensors.setdefault(id(value), value)
         self._values = [_Values.of(t) for t in tensors.values()]
+        self._parameters = _parameter_copies(
+            [p for p in model.parameters() if id(p) not in tensors]
+        )
 
     def restore(self) -> None:
         """Put back the original objects, then the original values of the original tensors."""
@@ -147,6 +150,35 @@ class ModelState:
             entries.restore()
         for values in self._values:
             values.restore()
+        for parameter, version, saved in self._parameters:
+            if parameter._version != version:  # written in place (clamp_ under no_grad)
+                with torch.no_grad():
+                    parameter.copy_(saved)
+
+
+# Parameters are copied to host memory up to this many bytes in all (beyond it, what a forward
+# pass writes into its own weights in place is not undone: documented in docs/promises.md).
+PARAMETER_COPY_LIMIT = 4 * 2**30
+
+
+def _parameter_copies(
+    parameters: list[torch.Tensor],
+) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
+    """(parameter, its version counter, a host copy of its values) for the parameters a forward
+    pass could write in place (WGAN-style weight clipping, a hand-written weight norm). Only
+    plain tensors with storage are copied (not meta, sharded or lazy ones), and none when they
+    hold more than :data:`PARAMETER_COPY_LIMIT` bytes; a copy is written back only when the
+    version counter says the parameter was changed in place."""
+    plain = [
+        p
+        for p in parameters
+        if type(p.data) is torch.Tensor
+        and p.device.type != "meta"
+        and not isinstance(p, nn.parameter.UninitializedParameter)
+    ]
+    if sum(p.numel() * p.element_size() for p in plain) > PARAMETER_COPY_LIMIT:
+        return []
+    return [(p, p._version, p.detach().to("cpu", copy=True)) for p in plain]
 
 
 @dataclass(frozen=True)

@@ -385,3 +385,31 @@ def test_global_torch_settings_a_forward_changes_are_put_back() -> None:
         torch.is_grad_enabled(),
     )
     assert after == before
+
+
+class _ClipsItsWeights(nn.Module):
+    """WGAN-style weight clipping inside forward: the weights are written in place under
+    no_grad (their version counter moves; autograd does not see it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.critic = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            for p in self.critic.parameters():
+                p.clamp_(-0.01, 0.01)
+        return self.critic(x)
+
+
+def test_weights_a_forward_writes_in_place_are_put_back() -> None:
+    torch.manual_seed(0)
+    model = _ClipsItsWeights()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert max(float(v.abs().max()) for v in before.values()) > 0.1  # clipping would show
+    diagnose(model, torch.randn(8, 8), steps=2)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    weights = [p for p in model.parameters()]
+    fix(model, torch.randn(8, 8), steps=1, learn=0)
+    assert all(p is q for p, q in zip(model.parameters(), weights, strict=True))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
