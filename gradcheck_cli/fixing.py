@@ -353,9 +353,12 @@ def save_fix(result: FixResult, output: Path, source: str = "") -> None:
     says where the saved model's classes come from).
 
     Everything is written into a temporary folder beside ``output`` and renamed into place at
-    the end, so a failure leaves nothing behind. An existing non-empty folder is refused.
+    the end, so a failure leaves nothing behind. An existing non-empty folder is refused. A
+    symbolic link to an empty folder is written through: the folder it points to is filled
+    and the link kept.
     """
     parent = check_output(output)
+    output = output.resolve() if output.is_symlink() else output
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=parent))
     except OSError as exc:

@@ -908,3 +908,16 @@ def test_a_forward_failure_on_the_users_input_shape_does_not_ask_for_an_input_sh
     line = done.output.strip()
     assert "raised ValueError: expected mode 'train'" in line and "(from --input-shape)" in line
     assert "check those shapes, or fix forward" in line and "pass --input-shape" not in line
+
+
+def test_fix_writes_through_a_link_to_an_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty", target_is_directory=True)
+    model = str(ROOT / "sample_models" / "relu_default_init.py")
+    done = CliRunner().invoke(main, ["fix", model, "--output", str(tmp_path / "link"), "-q"])
+    assert done.exit_code == ExitCode.OK, done.output
+    assert (tmp_path / "link").is_symlink()
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [
+        "model.pt", "plan.yaml", "report.yaml", "state_dict.pt",
+    ]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "link"]  # no staging left
