@@ -41,10 +41,18 @@ def what_happened(exc: BaseException) -> str:
     subclass of its own) must not end gradcheck with the model's exit code: it is reported like
     any other error of the user's code.
     """
+    if isinstance(exc, HardExit):
+        return f"called os._exit({exc.code!r})"
     if isinstance(exc, SystemExit):
         return f"called sys.exit({exc.code!r})"
     lines = str(exc).strip().splitlines()
     return f"raised {type(exc).__name__}: {lines[0] if lines else '(no message)'}"
+
+
+class HardExit(SystemExit):
+    """``os._exit(status)`` called by the user's code while gradcheck runs it (see
+    :func:`gradcheck_cli.cli.process.no_hard_exit`): raised instead of ending the process, so
+    the run ends as the model's failure (exit 2), never with the exit code the model chose."""
 
 
 def require_file(path: Path, what: str, error: type[UsageError] = UsageError) -> None:

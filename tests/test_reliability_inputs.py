@@ -921,3 +921,29 @@ def test_fix_writes_through_a_link_to_an_empty_folder(tmp_path: Path) -> None:
         "model.pt", "plan.yaml", "report.yaml", "state_dict.pt",
     ]  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "link"]  # no staging left
+
+
+@pytest.mark.parametrize("where", ["forward", "build_model"])
+def test_os_exit_in_the_models_code_fails_the_run_instead_of_ending_it(
+    tmp_path: Path, where: str
+) -> None:
+    # os._exit(0) skips every handler: without interception the process ends with 0 and no
+    # report, which a CI job counts as a pass.
+    (tmp_path / "leaves.py").write_text(
+        "import os\nfrom torch import nn\n\n\n"
+        "class Leaves(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.l = nn.Linear(4, 2)\n\n"
+        "    def forward(self, x):\n"
+        + ("        os._exit(0)\n" if where == "forward" else "        return self.l(x)\n")
+        + "\n\ndef build_model():\n"
+        + ("    os._exit(0)\n" if where == "build_model" else "    return Leaves()\n")
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "gradcheck_cli", "diagnose", "leaves.py", "--input-shape", "4"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == ExitCode.USAGE_ERROR, (done.stdout, done.stderr)
+    assert "called os._exit(0)" in done.stderr and "Traceback" not in done.stderr

@@ -23,7 +23,13 @@ from gradcheck_cli.cli.options import (
     measure_options,
     prepare,
 )
-from gradcheck_cli.cli.process import leader, reader_may_leave, report_stream, stdout_to_stderr
+from gradcheck_cli.cli.process import (
+    leader,
+    no_hard_exit,
+    reader_may_leave,
+    report_stream,
+    stdout_to_stderr,
+)
 from gradcheck_cli.compare import Comparison, compare, load_report
 from gradcheck_cli.findings import ExitCode, FailOn, Report, exit_code
 from gradcheck_cli.report import (
@@ -141,7 +147,7 @@ def diagnose_command(
 
         baseline = load_report(Path(baseline_path)) if baseline_path else None
         # The model's own prints (import, build, forward) must not land in the report.
-        with stdout_to_stderr():
+        with stdout_to_stderr(), no_hard_exit():
             job = prepare(model_spec, flags, plan=plan_path)
             with progress(enabled=not quiet and sys.stderr.isatty()) as on_step:
                 report = diagnose(

@@ -21,6 +21,7 @@ from gradcheck_cli.cli.options import (
 )
 from gradcheck_cli.cli.process import (
     launched,
+    no_hard_exit,
     reader_may_leave,
     report_stream,
     stdout_to_stderr,
@@ -132,7 +133,8 @@ def fix_command(
         output = Path(output_dir) if output_dir else None
         if output is not None:
             check_output(output)
-        with stdout_to_stderr():  # the model's own prints must not land in the report
+        # The model's own prints must not land in the report, nor may it end the process.
+        with stdout_to_stderr(), no_hard_exit():
             job = prepare(model_spec, flags)
             if output is not None:
                 check_picklable(job.loaded.module)  # before the trials, not after them

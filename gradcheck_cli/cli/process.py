@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterator
 from typing import NoReturn, TextIO
 
+from gradcheck_cli.errors import HardExit
+
 # Run as a program (the ``gradcheck`` command), the process is gradcheck's alone: once the
 # user's code has run, stdout stays pointed at stderr for good (a thread the model started, or
 # its atexit handlers, may print at any time) and the report goes to a copy of the real stdout.
@@ -75,6 +77,27 @@ def stdout_to_stderr() -> Iterator[None]:
                 _flush_c_stdio()
                 os.dup2(saved, 1)
                 os.close(saved)
+
+
+@contextlib.contextmanager
+def no_hard_exit() -> Iterator[None]:
+    """While the user's code runs, ``os._exit`` in this process raises :class:`HardExit` (a
+    ``SystemExit``, which gradcheck reports as the model ending the process) instead of ending
+    it without a report: a CI job would count ``os._exit(0)`` in forward as a pass. A process
+    forked in the block (a DataLoader worker) exits as usual."""
+    real = os._exit
+    owner = os.getpid()
+
+    def refused(status: int) -> NoReturn:
+        if os.getpid() != owner:
+            real(status)
+        raise HardExit(status)
+
+    os._exit = refused
+    try:
+        yield
+    finally:
+        os._exit = real
 
 
 @contextlib.contextmanager
