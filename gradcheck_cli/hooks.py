@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,6 +30,7 @@ from torch.utils.hooks import RemovableHandle
 
 from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.distributed import Merger, local_part, whole_norms
+from gradcheck_cli.errors import UsageError
 from gradcheck_cli.graph import trace
 from gradcheck_cli.remedies.layers import is_hf_conv1d
 from gradcheck_cli.snapshot import ModelState, TorchGlobals
@@ -859,6 +861,38 @@ def measured_modules(model: nn.Module) -> list[tuple[str, nn.Module, LayerKind]]
     return found
 
 
+# Modules being measured, by id: (the thread measuring them, how many captures it holds).
+_BUSY: dict[int, tuple[int, int]] = {}
+_BUSY_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_thread_at_a_time(model: nn.Module) -> Iterator[None]:
+    """Refuse to measure a model (or a module of it) that another thread is measuring: two
+    threads' hooks on one model would mix their steps, and each restores the model's state
+    under the other. The same thread may measure it again inside (nested captures)."""
+    me = threading.get_ident()
+    ids = [id(m) for m in model.modules()]
+    with _BUSY_LOCK:
+        if any(_BUSY.get(i, (me, 0))[0] != me for i in ids):
+            raise UsageError(
+                "this model is being measured by another thread; measure one model in one "
+                "thread at a time (diagnose a copy, copy.deepcopy(model), to run two at once)"
+            )
+        for i in ids:
+            _BUSY[i] = (me, _BUSY.get(i, (me, 0))[1] + 1)
+    try:
+        yield
+    finally:
+        with _BUSY_LOCK:
+            for i in ids:
+                owner, count = _BUSY[i]
+                if count > 1:
+                    _BUSY[i] = (owner, count - 1)
+                else:
+                    del _BUSY[i]
+
+
 @contextlib.contextmanager
 def capture(model: nn.Module, *, restore_state: bool = True) -> Iterator[Recorder]:
     """Measure ``model`` while the block runs forward and backward passes, then undo everything.
@@ -870,6 +904,7 @@ def capture(model: nn.Module, *, restore_state: bool = True) -> Iterator[Recorde
     removed: the training owns the model's state.
     """
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_one_thread_at_a_time(model))
         if restore_state:
             training = {m: m.training for m in model.modules()}
             stack.callback(restore_training, training)

@@ -16,7 +16,7 @@ from torch import nn
 
 from gradcheck_cli import diagnose, fix, watch
 from gradcheck_cli.checks import run_checks
-from gradcheck_cli.errors import ModelRunError
+from gradcheck_cli.errors import ModelRunError, UsageError
 from gradcheck_cli.findings import ExitCode, FailOn, Status, exit_code
 from gradcheck_cli.hooks import Recorder, capture
 from gradcheck_cli.loading import check_inferred_inputs
@@ -413,3 +413,40 @@ def test_weights_a_forward_writes_in_place_are_put_back() -> None:
     fix(model, torch.randn(8, 8), steps=1, learn=0)
     assert all(p is q for p, q in zip(model.parameters(), weights, strict=True))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_model_measured_in_one_thread_is_refused_in_another() -> None:
+    # Two threads' hooks on one model would mix their steps (one failed with an index_add_
+    # size error): the second is refused with advice; the first runs undisturbed.
+    import threading
+
+    inside, go = threading.Event(), threading.Event()
+
+    class Waits(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.l = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            inside.set()
+            go.wait(timeout=60)
+            return self.l(x)
+
+    model = Waits()
+    outcome: list[object] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(diagnose(model, torch.randn(8, 4), steps=1, learn=0))
+    )
+    worker.start()
+    try:
+        assert inside.wait(timeout=60)
+        with pytest.raises(UsageError, match="being measured by another thread"):
+            diagnose(model, torch.randn(8, 4), steps=1, learn=0)
+        other = nn.Sequential(nn.Linear(4, 2))  # another model is not held up
+        assert diagnose(other, torch.randn(8, 4), steps=1, learn=0).layers[0].name == "0"
+    finally:
+        go.set()
+        worker.join(timeout=120)
+    (report,) = outcome
+    assert [layer.name for layer in report.layers] == ["l"]  # type: ignore[attr-defined]
+    assert diagnose(model, torch.randn(8, 4), steps=1, learn=0).layers[0].name == "l"  # released
