@@ -15,6 +15,7 @@ values are restored.
 from __future__ import annotations
 
 import contextlib
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +140,14 @@ class ModelState:
             for value in entries.attributes.values():
                 if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
                     tensors.setdefault(id(value), value)
+        # Plain objects and containers reachable from the attributes (``self.cfg.calls += 1``
+        # on a SimpleNamespace, a tensor in ``self.history[0]["sum"]``), a few levels deep.
+        self._reached = _Reachable()
+        for entries in self._modules:
+            for value in entries.attributes.values():
+                self._reached.visit(value, 0)
+        for tensor in self._reached.tensors:
+            tensors.setdefault(id(tensor), tensor)
         self._values = [_Values.of(t) for t in tensors.values()]
         self._parameters = _parameter_copies(
             [p for p in model.parameters() if id(p) not in tensors]
@@ -148,12 +157,94 @@ class ModelState:
         """Put back the original objects, then the original values of the original tensors."""
         for entries in self._modules:
             entries.restore()
+        self._reached.restore()
         for values in self._values:
             values.restore()
         for parameter, version, saved in self._parameters:
             if parameter._version != version:  # written in place (clamp_ under no_grad)
                 with torch.no_grad():
                     parameter.copy_(saved)
+
+
+class _Reachable:
+    """What a forward pass could change in place below a module's attributes: the contents of
+    lists, dicts and sets (shallowly), the attributes of plain objects (``vars``), and tensors,
+    found up to :attr:`DEPTH` levels below an attribute and at most :attr:`LIMIT` objects.
+    Modules (their own entries), parameters, classes, functions and Python modules are not
+    entered; nor are tensors above :attr:`TENSOR_BYTES` in all (a dataset kept on the model)."""
+
+    DEPTH = 3
+    LIMIT = 5000
+    TENSOR_BYTES = 64 * 2**20
+
+    def __init__(self) -> None:
+        self.containers: list[tuple[Any, Any]] = []  # (container, shallow copy)
+        self.objects: list[tuple[Any, dict[str, Any]]] = []  # (object, copy of its vars)
+        self.tensors: list[torch.Tensor] = []
+        self._seen: set[int] = set()
+        self._bytes = 0
+
+    def visit(self, value: Any, depth: int) -> None:
+        if id(value) in self._seen or len(self._seen) >= self.LIMIT:
+            return
+        if isinstance(value, (nn.Module, nn.Parameter, type, types.ModuleType)) or callable(value):
+            return
+        if isinstance(value, torch.Tensor):
+            size = value.numel() * value.element_size()
+            if (
+                depth > 0
+                and value.device.type != "meta"
+                and self._bytes + size <= self.TENSOR_BYTES
+            ):
+                self._seen.add(id(value))
+                self._bytes += size
+                self.tensors.append(value)
+            return
+        if depth > self.DEPTH:
+            return
+        if isinstance(value, (list, dict, set)):
+            self._seen.add(id(value))
+            if depth > 0:  # a module's own list/dict/set attributes: _ModuleEntries keeps them
+                self.containers.append((value, value.copy()))
+            items = value.values() if isinstance(value, dict) else value
+            for item in list(items):
+                self.visit(item, depth + 1)
+        elif isinstance(value, tuple):
+            self._seen.add(id(value))
+            for item in value:
+                self.visit(item, depth + 1)
+        elif _plain(value):
+            self._seen.add(id(value))
+            state = vars(value)
+            self.objects.append((value, dict(state)))
+            for item in list(state.values()):
+                self.visit(item, depth + 1)
+
+    def restore(self) -> None:
+        for obj, saved in self.objects:
+            state = vars(obj)
+            if state.keys() != saved.keys() or any(state[k] is not v for k, v in saved.items()):
+                state.clear()
+                state.update(saved)
+        for container, saved in self.containers:
+            if _same(container, saved):
+                continue
+            if isinstance(container, list):
+                container[:] = saved
+            else:
+                container.clear()
+                container.update(saved)
+
+
+def _plain(value: Any) -> bool:
+    """An instance of a Python class holding its state in a writable ``__dict__`` (a config
+    object, a SimpleNamespace), not one of torch's or a C extension's."""
+    try:
+        state = vars(value)
+    except TypeError:
+        return False
+    module = type(value).__module__ or ""
+    return isinstance(state, dict) and not module.startswith(("torch", "numpy", "builtins"))
 
 
 # Parameters are copied to host memory up to this many bytes in all (beyond it, what a forward

@@ -450,3 +450,29 @@ def test_a_model_measured_in_one_thread_is_refused_in_another() -> None:
     (report,) = outcome
     assert [layer.name for layer in report.layers] == ["l"]  # type: ignore[attr-defined]
     assert diagnose(model, torch.randn(8, 4), steps=1, learn=0).layers[0].name == "l"  # released
+
+
+def test_objects_and_nested_tensors_forward_changes_in_place_are_put_back() -> None:
+    import types
+
+    class Counts(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.l = nn.Linear(4, 2)
+            self.cfg = types.SimpleNamespace(calls=0, seen=[])
+            self.history = [{"sum": torch.zeros(2), "n": 0}]
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.l(x)
+            self.cfg.calls += 1  # rebinds an attribute of a plain object
+            self.cfg.seen.append(x.shape[0])  # a list inside it, in place
+            self.history[0]["sum"] += y.detach().sum(0)  # a tensor in a dict in a list, in place
+            self.history[0]["n"] += 1
+            return y
+
+    model = Counts()
+    cfg, seen, entry, total = model.cfg, model.cfg.seen, model.history[0], model.history[0]["sum"]
+    diagnose(model, torch.randn(8, 4), steps=2, learn=0)
+    assert model.cfg is cfg and cfg.calls == 0 and cfg.seen is seen and seen == []
+    assert model.history[0] is entry and entry["n"] == 0
+    assert entry["sum"] is total and torch.equal(total, torch.zeros(2))
