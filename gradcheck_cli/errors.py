@@ -49,6 +49,19 @@ def what_happened(exc: BaseException) -> str:
     return f"raised {type(exc).__name__}: {lines[0] if lines else '(no message)'}"
 
 
+class RunTimeout(KeyboardInterrupt):
+    """The run passed ``--timeout``. Raised like Ctrl-C (from a timer signal, between Python
+    bytecodes), so the user's code cannot catch it as an ``Exception`` and every ``finally``
+    that restores the model runs; the command reports it as bad input (exit 2)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"the run took longer than --timeout {seconds:g} s (a forward pass that never "
+            "returns, or a model too large for this machine); the model was left as it was "
+            "found: raise --timeout, or use fewer --steps or a smaller --batch-size"
+        )
+
+
 class HardExit(SystemExit):
     """``os._exit(status)`` called by the user's code while gradcheck runs it (see
     :func:`gradcheck_cli.cli.process.no_hard_exit`): raised instead of ending the process, so

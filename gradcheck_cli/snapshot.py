@@ -161,7 +161,11 @@ class ModelState:
         for values in self._values:
             values.restore()
         for parameter, version, saved in self._parameters:
-            if parameter._version != version:  # written in place (clamp_ under no_grad)
+            # Written in place: clamp_ under no_grad moves the version counter; a write through
+            # .data does not, so the values are compared too.
+            if parameter._version != version or not _unchanged(
+                parameter.detach(), saved.to(parameter.device)
+            ):
                 with torch.no_grad():
                     parameter.copy_(saved)
 
@@ -258,8 +262,8 @@ def _parameter_copies(
     """(parameter, its version counter, a host copy of its values) for the parameters a forward
     pass could write in place (WGAN-style weight clipping, a hand-written weight norm). Only
     plain tensors with storage are copied (not meta, sharded or lazy ones), and none when they
-    hold more than :data:`PARAMETER_COPY_LIMIT` bytes; a copy is written back only when the
-    version counter says the parameter was changed in place."""
+    hold more than :data:`PARAMETER_COPY_LIMIT` bytes; a copy is written back only where the
+    version counter or the values say the parameter was changed in place."""
     plain = [
         p
         for p in parameters

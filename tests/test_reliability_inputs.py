@@ -947,3 +947,47 @@ def test_os_exit_in_the_models_code_fails_the_run_instead_of_ending_it(
     )  # fmt: skip
     assert done.returncode == ExitCode.USAGE_ERROR, (done.stdout, done.stderr)
     assert "called os._exit(0)" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_timeout_stops_a_forward_that_never_returns_and_leaves_the_model(tmp_path: Path) -> None:
+    (tmp_path / "hangs.py").write_text(
+        "from torch import nn\n\n\n"
+        "class Hangs(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.l = nn.Linear(4, 2)\n\n"
+        "    def forward(self, x):\n"
+        "        self.l.weight.data.mul_(2)  # changed in place before it hangs\n"
+        "        while True:\n"
+        "            pass\n"
+    )
+    script = (
+        "import sys, torch\n"
+        "from click.testing import CliRunner\n"
+        "from gradcheck_cli.cli import main\n"
+        "from gradcheck_cli.loading import load_model\n"
+        "done = CliRunner().invoke(main, ['diagnose', 'hangs.py', '--input-shape', '4',"
+        " '--timeout', '2'])\n"
+        "print(done.exit_code)\n"
+        "print(done.output.strip())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    code, line = done.stdout.splitlines()[:2]
+    assert int(code) == ExitCode.USAGE_ERROR, done.stdout + done.stderr
+    assert line.startswith("gradcheck: error: the run took longer than --timeout 2 s")
+    assert "Traceback" not in done.stdout + done.stderr
+    bad = CliRunner().invoke(main, ["diagnose", "hangs.py", "--timeout", "-1"])
+    assert bad.exit_code == ExitCode.USAGE_ERROR and "--timeout" in bad.output
+    # The same deadline around the library: interrupted like Ctrl-C, the weights put back.
+    from gradcheck_cli.cli.process import deadline
+    from gradcheck_cli.errors import RunTimeout
+    from gradcheck_cli.loading import load_model
+
+    model = load_model(str(tmp_path / "hangs.py")).module
+    weight = model.l.weight.detach().clone()
+    with pytest.raises(RunTimeout), deadline(1.0):
+        api.diagnose(model, torch.randn(8, 4), steps=1, learn=0)
+    assert torch.equal(model.l.weight, weight)

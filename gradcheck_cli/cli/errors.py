@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import click
 
-from gradcheck_cli.errors import UsageError, what_happened
+from gradcheck_cli.errors import RunTimeout, UsageError, what_happened
 from gradcheck_cli.findings import ExitCode
 
 
@@ -47,6 +47,11 @@ def _failures(debug: bool) -> Iterator[None]:
     try:
         yield
     except UsageError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"gradcheck: error: {exc}", err=True)
+        sys.exit(ExitCode.USAGE_ERROR)
+    except RunTimeout as exc:
         if debug:
             traceback.print_exc()
         click.echo(f"gradcheck: error: {exc}", err=True)

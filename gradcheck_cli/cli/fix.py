@@ -20,6 +20,7 @@ from gradcheck_cli.cli.options import (
     prepare,
 )
 from gradcheck_cli.cli.process import (
+    deadline,
     launched,
     no_hard_exit,
     reader_may_leave,
@@ -134,7 +135,7 @@ def fix_command(
         if output is not None:
             check_output(output)
         # The model's own prints must not land in the report, nor may it end the process.
-        with stdout_to_stderr(), no_hard_exit():
+        with stdout_to_stderr(), no_hard_exit(), deadline(flags.pop("timeout", None)):
             job = prepare(model_spec, flags)
             if output is not None:
                 check_picklable(job.loaded.module)  # before the trials, not after them

@@ -251,6 +251,13 @@ _MEASURE_OPTIONS = [
         type=click.Path(dir_okay=False),
         help="Config file (default: gradcheck.yaml or [tool.gradcheck] found from the working directory).",
     ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True, max=1e7),
+        metavar="SECONDS",
+        help="Stop the whole run after SECONDS (a forward pass that never returns): exit 2, the "
+        "model left as it was found.  [default: no limit]",
+    ),
     click.option("-q", "--quiet", is_flag=True, help="No progress or status messages on stderr."),
     debug_option,
 ]

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
 from typing import NoReturn, TextIO
 
-from gradcheck_cli.errors import HardExit
+from gradcheck_cli.errors import HardExit, RunTimeout, UsageError
 
 # Run as a program (the ``gradcheck`` command), the process is gradcheck's alone: once the
 # user's code has run, stdout stays pointed at stderr for good (a thread the model started, or
@@ -98,6 +99,31 @@ def no_hard_exit() -> Iterator[None]:
         yield
     finally:
         os._exit = real
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`RunTimeout` in the main thread once the block has run ``seconds`` (None:
+    no limit): a real-time timer whose signal interrupts Python code as Ctrl-C does."""
+    if seconds is None:
+        yield
+        return
+    if (
+        not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        raise UsageError("--timeout needs a POSIX system and gradcheck's main thread")
+
+    def expired(signum: int, frame: object) -> None:
+        raise RunTimeout(seconds)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @contextlib.contextmanager
