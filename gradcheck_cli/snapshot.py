@@ -98,14 +98,19 @@ class _ModuleEntries:
             if state.get(key, _MISSING) is not value:
                 state[key] = value
         for key, saved in self.contents.items():
-            container = self.attributes[key]
-            if _same(container, saved):
-                continue
-            if isinstance(container, list):
-                container[:] = saved
-            else:
-                container.clear()
-                container.update(saved)
+            _put_back(self.attributes[key], saved)
+
+
+def _put_back(container: Any, saved: Any) -> None:
+    """Give a list, dict or set the contents of its shallow copy ``saved`` again (in place: the
+    model and the user's code may hold the container)."""
+    if _same(container, saved):
+        return
+    if isinstance(container, list):
+        container[:] = saved
+    else:
+        container.clear()
+        container.update(saved)
 
 
 def _same(container: Any, saved: Any) -> bool:
@@ -231,13 +236,7 @@ class _Reachable:
                 state.clear()
                 state.update(saved)
         for container, saved in self.containers:
-            if _same(container, saved):
-                continue
-            if isinstance(container, list):
-                container[:] = saved
-            else:
-                container.clear()
-                container.update(saved)
+            _put_back(container, saved)
 
 
 def _plain(value: Any) -> bool:
