@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from gradcheck_cli.config import read_text
-from gradcheck_cli.errors import UsageError
-from gradcheck_cli.findings import SCHEMA_VERSION, FailOn, Severity, plain_number
+from gradcheck_cli.errors import UsageError, require_file
+from gradcheck_cli.findings import SCHEMA_VERSION, FailOn, Report, Severity, plain_number
 
 
 class LayerChange(str, enum.Enum):
@@ -228,8 +228,7 @@ class Comparison:
 
 def load_report(path: Path) -> dict[str, Any]:
     """A report document from a YAML or JSON file (a fix report gives its ``after``)."""
-    if not path.is_file():
-        raise UsageError(f"report '{path}' does not exist; check the path")
+    require_file(path, f"report '{path}'")
     text = read_text(path, UsageError)
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
@@ -315,13 +314,15 @@ def _reaches(severity: Severity, fail_on: FailOn) -> bool:
 
 
 def compare(
-    old: Mapping[str, Any],
-    new: Mapping[str, Any],
+    old: Mapping[str, Any] | Report,
+    new: Mapping[str, Any] | Report,
     *,
     factor: float = 10.0,
     fail_on: FailOn = FailOn.ERROR,
 ) -> Comparison:
-    """Compare report documents ``old`` (the baseline) and ``new``."""
+    """Compare report documents ``old`` (the baseline) and ``new``: dicts as ``to_dict()`` gives
+    them or a report file holds them, or :class:`~gradcheck_cli.findings.Report` objects."""
+    old, new = (r.to_dict() if isinstance(r, Report) else r for r in (old, new))
     findings = []
     before, after = _worst(old), _worst(new)
     for finding_id in sorted(set(before) | set(after)):

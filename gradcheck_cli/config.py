@@ -28,7 +28,7 @@ import yaml
 
 from gradcheck_cli.checks import CHECKS, Rule, RuleSeverity, default_options
 from gradcheck_cli.choices import Amp, Device, LossKind, Optimizer, ShardMode
-from gradcheck_cli.errors import ConfigError
+from gradcheck_cli.errors import ConfigError, require_file
 from gradcheck_cli.findings import FailOn
 from gradcheck_cli.yaml_files import TooDeep, check_depth, load_user_yaml
 
@@ -368,8 +368,7 @@ def find_config(start: Path) -> Path | None:
 
 def read_config(path: Path) -> dict[str, Any]:
     """The gradcheck settings in ``path`` (YAML, or pyproject.toml's ``[tool.gradcheck]``)."""
-    if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist; check --config")
+    require_file(path, f"config file '{path}'", ConfigError)
     text = read_text(path, ConfigError)
     if path.suffix == ".toml":
         try:

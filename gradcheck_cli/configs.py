@@ -146,7 +146,8 @@ def _construct(cls: type, text: str, written: str, *args: Any, **kwargs: Any) ->
     except KeyboardInterrupt:
         raise
     except Exception as exc:
+        lines = str(exc).strip().splitlines()
         raise ModelLoadError(
-            f"'{text}': {written} raised {type(exc).__name__}: {exc}; check the config's "
-            "field names and values"
+            f"'{text}': {written} raised {type(exc).__name__}: "
+            f"{lines[0] if lines else '(no message)'}; check the config's field names and values"
         ) from exc

@@ -221,7 +221,8 @@ def _instantiate(obj: Any, spec: ModelSpec) -> nn.Module:
         if mismatch is not None:
             raise ModelLoadError(f"'{label}': {mismatch}") from exc
         raise ModelLoadError(
-            f"'{label}': {what} raised TypeError: {exc} (rerun with --debug for the traceback)"
+            f"'{label}': {what} raised TypeError: {_first_line(exc)} (rerun with --debug for the "
+            "traceback)"
         ) from exc
     except KeyboardInterrupt:
         raise
@@ -1082,7 +1083,7 @@ def load_data(path: str | Path) -> tuple[Inputs, torch.Tensor | None]:
         # torch's weights-only refusal does the same ("This file can still be loaded ...").
         if path.suffix in (".npy", ".npz"):
             detail = "it is not a NumPy array file, or it holds Python objects"
-        elif isinstance(exc, pickle.UnpicklingError):
+        elif isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
             detail = "it holds Python objects besides tensors, which --data never unpickles"
         else:
             detail = f"{type(exc).__name__}: {_first_line(exc)}"

@@ -142,6 +142,13 @@ def _parse_arguments(
     """Literal arguments of ``NAME(...)``: ``ast.parse`` the call, ``literal_eval`` each one."""
     try:
         tree = ast.parse("_" + args_text.strip(), mode="eval")
+    except (RecursionError, MemoryError):
+        raise ModelLoadError(f"'{text}': the arguments of {name} are nested too deeply") from None
+    except (UnicodeError, ValueError):  # a lone surrogate (an undecodable byte), a NUL
+        raise ModelLoadError(
+            f"the arguments of {name} hold a character that is not text (an undecodable byte); "
+            f"write {name}(k=v, ...) with literal values: {LITERALS}"
+        ) from None
     except SyntaxError as exc:
         raise ModelLoadError(
             f"'{text}': the arguments of {name} are not valid Python ({exc.msg}); write "

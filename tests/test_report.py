@@ -165,7 +165,8 @@ def test_a_fix_and_a_comparison_print_and_render_in_a_notebook_as_their_reports(
     model = nn.Sequential(*layers, nn.Linear(16, 2))
     result = api.fix(model, torch.randn(8, 16), remedies=["relu-swap"], learn=0, steps=1)
     assert result.chosen is not None and result.chosen.remedies == ("relu-swap",)
-    comparison = compare(result.before.to_dict(), result.after.to_dict())
+    comparison = compare(result.before, result.after)  # Report objects, or their dicts
+    assert comparison == compare(result.before.to_dict(), result.after.to_dict())
     assert comparison.improvements > 0 and not comparison.regressed
     monkeypatch.setattr("sys.stdout", io.StringIO())  # not a terminal: the stable width
     for value, render, marks in (
@@ -181,6 +182,33 @@ def test_a_fix_and_a_comparison_print_and_render_in_a_notebook_as_their_reports(
         assert page.startswith("<pre style=") and page.endswith("</pre>") and "color: " in page
         shown = html_lib.unescape(re.sub(r"<[^>]+>", "", page))
         assert all(mark in shown for mark in marks)
+
+
+def test_a_fix_report_writes_hostile_layer_names_out_and_never_cuts_them() -> None:
+    import torch
+    from torch import nn
+
+    from gradcheck_cli import api
+
+    names = ["\x1b[31mred\x1b[0m", "\u202eevil", "new\nline", "z\x00", "x" * 300]
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    for i, name in enumerate(names):
+        model.add_module(name, nn.Linear(8, 8))
+        model.add_module(f"act{i}", nn.Sigmoid())
+    model.add_module("head", nn.Linear(8, 2))
+    with torch.no_grad():
+        for layer in model:
+            if isinstance(layer, nn.Linear):
+                layer.weight.mul_(0.05)  # small init: vanishing, for gain-init to act on
+    result = api.fix(model, torch.randn(8, 8), remedies=["gain-init"], learn=0, steps=1)
+    assert result.chosen is not None
+    for shown in (str(result), result._repr_html_()):
+        assert not any(c in shown for c in ("\x1b", "\u202e", "\x00")), shown[:200]
+        assert "\\x1b[31mred\\x1b[0m" in shown and "\\u202eevil" in shown
+        assert "new\\nline" in shown and "…" not in shown
+    text = str(result)
+    assert sum(line.count("x") for line in text.splitlines()) >= 300  # folded, not cut
 
 
 def test_a_report_renders_as_html_in_a_notebook() -> None:

@@ -132,3 +132,30 @@ def test_a_config_call_keeps_what_the_user_wrote() -> None:
     deep = "net.py:Net(" + "C(" * 3000 + ")" * 3000 + ")"
     with pytest.raises(ModelLoadError, match="nested too deeply|not valid Python"):
         parse_spec(deep)
+    # What ast.parse itself cannot take is bad input too (it was exit 3): deep expressions, a
+    # lone surrogate (an undecodable byte on the command line).
+    for text in ("net.py:Net(" + "1+" * 50000 + "1)", "net.py:Net(" + "-" * 100000 + "1)"):
+        with pytest.raises(ModelLoadError, match="nested too deeply"):
+            parse_spec(text)
+    for text in ("net.py:Net(\udcff)", 'net.py:Net(Cfg(hidden="\udcff"))'):
+        with pytest.raises(ModelLoadError, match="a character that is not text"):
+            parse_spec(text)
+
+
+def test_a_config_that_refuses_its_values_is_one_line(team: Path) -> None:
+    (team / "src" / "ourmodels" / "strict.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from torch import nn\n\n\n"
+        "@dataclass\n"
+        "class Cfg:\n"
+        "    width: int = 4\n\n"
+        "    def __post_init__(self):\n"
+        "        if self.width < 1:\n"
+        "            raise ValueError('width must be positive\\nsee the docs')\n\n\n"
+        "class Net(nn.Linear):\n"
+        "    def __init__(self, cfg: Cfg):\n"
+        "        super().__init__(cfg.width, 2)\n"
+    )
+    done = CliRunner().invoke(main, ["diagnose", "ourmodels.strict:Net(Cfg(width=0))"])
+    assert done.exit_code == 2 and done.output.count("\n") == 1, done.output
+    assert "Cfg(width=0) raised ValueError: width must be positive; check" in done.output

@@ -17,6 +17,7 @@ import yaml
 from torch import nn
 
 from gradcheck_cli.config import MAX_SEED, read_text
+from gradcheck_cli.errors import require_file
 from gradcheck_cli.loading import copy_model
 from gradcheck_cli.remedies.edits import Edit, PlanError, apply_edit, renamed
 from gradcheck_cli.yaml_files import TooDeep, load_user_yaml
@@ -82,8 +83,7 @@ class Plan:
     def load(cls, path: str | Path) -> Plan:
         """Read a plan.yaml; raises :class:`PlanError` with the file named."""
         path = Path(path)
-        if not path.is_file():
-            raise PlanError(f"plan file '{path}' does not exist")
+        require_file(path, f"plan file '{path}'", PlanError)
         text = read_text(path, PlanError)
         try:
             data = load_user_yaml(text)

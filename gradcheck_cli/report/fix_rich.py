@@ -18,6 +18,7 @@ from gradcheck_cli.remedies.edits import renamed
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict
 from gradcheck_cli.report.console import make_console, sci
+from gradcheck_cli.report.escape import printable
 from gradcheck_cli.stats import LearningProbe, value
 
 MAX_TREE_NODES = 60
@@ -57,22 +58,22 @@ def render(
     if result.probe_losses:
         console.print(_losses(result.probe_losses))
     for note in result.notes:
-        console.print(Text(f"warning: {note}", style="yellow"))
+        console.print(Text(f"warning: {printable(note)}", style="yellow"))
     for outcome in result.outcomes:
         for note in outcome.notes:
-            console.print(Text(f"note ({outcome.remedy}): {note}", style="dim"))
+            console.print(Text(f"note ({outcome.remedy}): {printable(note)}", style="dim"))
 
 
 def _summary(result: FixResult) -> Panel:
     text = Text()
     text.append("model    ", style="dim")
-    text.append(f"{result.before.model.name} ({result.before.model.type})\n")
+    text.append(printable(f"{result.before.model.name} ({result.before.model.type})") + "\n")
     text.append("before   ", style="dim")
     text.append(result.before.status.value.upper(), style=_status_style(result.before))
     text.append("\nafter    ", style="dim")
     text.append(result.after.status.value.upper(), style=_status_style(result.after))
     text.append("\nresult   ", style="dim")
-    text.append(result.message)
+    text.append(printable(result.message))
     return Panel(text, title="gradcheck fix", title_align="left", box=box.ROUNDED, expand=False)
 
 
@@ -114,7 +115,7 @@ def _outcomes(result: FixResult) -> Table:
             Text(o.verdict.value, style=_VERDICT_STYLE[o.verdict]),
             str(o.edits or "-"),
             *learned,
-            Text(detail),
+            Text(printable(detail)),
         )
     return table
 
@@ -135,16 +136,20 @@ def _trials(result: FixResult) -> Table:
         found = ", ".join(f"{f.id}:{f.severity.value}" for f in t.report.findings) or "-"
         if t.report.learning is not None:
             found += f"; probe {_learned(t.report.learning)}"
-        table.add_row(Text(" + ".join(t.remedies)), t.report.status.value, Text(found))
+        table.add_row(Text(" + ".join(t.remedies)), t.report.status.value, Text(printable(found)))
     return table
 
 
 def _overwritten(result: FixResult) -> Table:
     table = Table(title="What the fix overwrote", title_justify="left", box=box.SIMPLE_HEAD)
     for header in ("module", "remedy", "values"):
-        table.add_column(header)
+        table.add_column(header, overflow="fold")  # names are never cut
     for edit in result.plan.edits:
-        table.add_row(edit.target or "(root)", edit.remedy, Text(edit.overwrites()))
+        table.add_row(
+            Text(printable(edit.target) or "(root)"),
+            edit.remedy,
+            Text(printable(edit.overwrites())),
+        )
     return table
 
 
@@ -181,7 +186,7 @@ def _layers(result: FixResult) -> Table:
         ("after", "right"),
         ("after layer", "left"),
     ):
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+        table.add_column(header, justify=justify, overflow="fold")  # type: ignore[arg-type]
     after = {layer.name: layer for layer in result.after.layers}
     for layer in result.before.layers:
         ratio = value(layer.grad_to_weight)
@@ -190,11 +195,11 @@ def _layers(result: FixResult) -> Table:
         new_name = result.plan.rename(layer.name)
         moved = after.get(new_name)
         table.add_row(
-            Text(layer.display_name),
-            Text(layer.type),
+            Text(printable(layer.display_name)),
+            Text(printable(layer.type)),
             sci(ratio),
             sci(value(moved.grad_to_weight) if moved else None),
-            Text(new_name if new_name != layer.name else "", style="dim"),
+            Text(printable(new_name) if new_name != layer.name else "", style="dim"),
         )
     return table
 
@@ -261,7 +266,9 @@ def _tree(title: str, model: nn.Module, mark: Callable[[str], str]) -> Tree:
             break
         parent = nodes.get(name.rpartition(".")[0], tree)
         note = mark(name)
-        label = Text(f"{name.rpartition('.')[2]}: {type(module).__name__}")
+        label = Text(
+            printable(f"{name.rpartition('.')[2]}: {type(module).__name__}"), overflow="fold"
+        )
         if note:
             label.append(f"  [{note}]", style="green" if note != "edited" else "yellow")
         nodes[name] = parent.add(label)
