@@ -246,7 +246,7 @@ def _input_factory(
     batch_size: int = 16,
 ) -> InputFactory:
     if inputs is None:
-        declared = declared_inputs(model)
+        declared = declared_inputs(model, device)
         if declared is not None:
             return declared
         # Checked by one forward pass, with the sizes the layers suggest when it fails (as the

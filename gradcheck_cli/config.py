@@ -432,7 +432,7 @@ def project_settings(settings: Settings | None, config: ConfigChoice) -> Setting
         return Settings()
     if isinstance(config, str) and not config:
         raise ConfigError("config='' names no file; give a path, or config=None for none")
-    path = None if config is AUTO else Path(config)  # type: ignore[arg-type]
+    path = None if isinstance(config, _Discover) else Path(config)
     return load_settings(path, cwd=Path.cwd())[0]
 
 

@@ -939,18 +939,20 @@ class DeclaredInputs:
     (token ids, labels) in the example's own range. A dict or tuple keeps its structure."""
 
     example: Any
+    device: torch.device | None = None  # where the batches go (None: the example's device)
 
     def __call__(self, batch_size: int) -> Inputs:
         def draw(leaf: Any) -> Any:
             if not isinstance(leaf, torch.Tensor) or leaf.dim() == 0:
                 return leaf
             shape = (batch_size, *leaf.shape[1:])
+            device = self.device or leaf.device
             if leaf.is_floating_point() or leaf.is_complex():
-                return torch.randn(shape, dtype=leaf.dtype, device=leaf.device)
+                return torch.randn(shape, dtype=leaf.dtype, device=device)
             if leaf.dtype == torch.bool:
-                return torch.rand(shape, device=leaf.device) < 0.5
+                return torch.rand(shape, device=device) < 0.5
             low, high = int(leaf.min()), int(leaf.max()) + 1
-            return torch.randint(low, high, shape, dtype=leaf.dtype, device=leaf.device)
+            return torch.randint(low, high, shape, dtype=leaf.dtype, device=device)
 
         return pytree.tree_map(draw, self.example)
 
@@ -969,14 +971,15 @@ class DeclaredInputs:
         return f"example_input_array {shapes}"
 
 
-def declared_inputs(model: nn.Module) -> DeclaredInputs | None:
-    """The model's ``example_input_array`` as an input factory, when it holds a tensor with a
-    sample dimension (a LightningModule that sets it says what its forward takes)."""
+def declared_inputs(model: nn.Module, device: torch.device | None = None) -> DeclaredInputs | None:
+    """The model's ``example_input_array`` as an input factory drawing on ``device``, when it
+    holds a tensor with a sample dimension (a LightningModule that sets it says what its
+    forward takes)."""
     example = getattr(model, "example_input_array", None)
     leaves = [t for t in pytree.tree_leaves(example) if isinstance(t, torch.Tensor)]
     if not leaves or not any(t.dim() > 0 for t in leaves):
         return None
-    return DeclaredInputs(example)
+    return DeclaredInputs(example, device)
 
 
 @dataclass(frozen=True)

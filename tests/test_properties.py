@@ -350,3 +350,25 @@ def test_deep_documents_and_surrogates_are_results_or_exit_2(
         "spec": lambda: parse_spec(f"m.py:Net({'[' * depth}{json.dumps(leaf)}{']' * depth})"),
     }.get(what, lambda: load_settings(path, cwd=tmp_path))
     assert outcome(load) in (ExitCode.OK, ExitCode.USAGE_ERROR)
+
+
+# Pieces of a spec's argument text as a shell may pass them: Python tokens, config calls, raw
+# characters (lone surrogates are how Python holds an undecodable byte of argv, NUL included).
+_SPEC_PIECES = st.sampled_from(
+    ["(", ")", "[", "]", ",", "=", "1", "-", "+", "'a'", "Cfg(", "k=", "x.y", "**", "*", " "]
+) | st.characters(categories=["Cs", "Cc", "Lo", "Po"])
+
+
+@settings(FAST, max_examples=150)
+@given(
+    pieces=st.lists(_SPEC_PIECES, max_size=40),
+    repeat=st.integers(1, 1) | st.integers(200, 30000),
+    head=st.sampled_from(["m.py:Net(", "pkg.mod:Net(", "m.py:Net(Cfg("]),
+)
+def test_any_spec_argument_text_is_a_spec_or_exit_2(
+    pieces: list[str], repeat: int, head: str
+) -> None:
+    # Whatever follows NAME( (deep expressions, raw control and surrogate characters, calls,
+    # attribute access) parses to a spec or is refused: ast.parse's own limits are bad input too.
+    text = head + "".join(pieces) * repeat + ")"
+    assert outcome(lambda: parse_spec(text)) in (ExitCode.OK, ExitCode.USAGE_ERROR)
