@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +101,7 @@ def default_configs(
     found: dict[str, Any] = {}
     for parameter in missing:
         cls = _config_class_of(hints.get(parameter.name))
-        if cls is None or not _defaults_only(cls):
+        if cls is None or not needs_no_arguments(cls):
             continue
         found[parameter.name] = _construct(cls, text, f"{cls.__name__}()")
     return found
@@ -127,14 +127,16 @@ def _config_class_of(hint: Any) -> type | None:
     return None
 
 
-def _defaults_only(cls: type) -> bool:
-    """Whether ``cls()`` needs no argument."""
+def needs_no_arguments(build: Any, supplied: Collection[str] = ()) -> bool:
+    """Whether ``build()`` can be called with no arguments but ``supplied`` (by name): every
+    other parameter has a default or is ``*args``/``**kwargs``."""
     try:
-        signature = inspect.signature(cls)
+        signature = inspect.signature(build)
     except (TypeError, ValueError):
         return False
     return all(
         p.default is not inspect.Parameter.empty
+        or p.name in supplied
         or p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         for p in signature.parameters.values()
     )

@@ -35,7 +35,7 @@ import torch.utils._pytree as pytree
 from torch import nn
 
 from gradcheck_cli.choices import LossKind
-from gradcheck_cli.configs import default_configs
+from gradcheck_cli.configs import default_configs, needs_no_arguments
 from gradcheck_cli.configs import resolve as resolve_configs
 from gradcheck_cli.errors import InputError, ModelLoadError, require_file, what_happened
 from gradcheck_cli.imports import (
@@ -329,19 +329,10 @@ def _no_arg_constructible(cls: type) -> bool:
     """Whether ``cls`` can be built without arguments: every parameter has a default, or is a
     config class built from its own defaults."""
     try:
-        signature = inspect.signature(cls)
-    except (TypeError, ValueError):
-        return False
-    try:
         from_configs = default_configs(cls, (), {}, cls.__name__)
     except ModelLoadError:  # a config whose defaults do not construct
         return False
-    return all(
-        p.default is not inspect.Parameter.empty
-        or p.name in from_configs
-        or p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-        for p in signature.parameters.values()
-    )
+    return needs_no_arguments(cls, from_configs)
 
 
 def _load_saved(path: Path, *, trust_pickle: bool) -> LoadedModel:
