@@ -799,8 +799,12 @@ def _fitted_spatial(model: nn.Module, first: nn.Module, guess: InputShape) -> li
     sizes = sorted(
         {max(1, round(best) + d) for d in range(-3, 4)}, key=lambda s: (abs(s - best), s)
     )
-    dims = len(guess.shape) - 1
-    return [dataclasses.replace(guess, shape=(guess.shape[0], *(s,) * dims)) for s in sizes]
+    return [_at_size(guess, s) for s in sizes]
+
+
+def _at_size(guess: InputShape, size: int) -> InputShape:
+    """``guess`` (channels, then spatial dims) with every spatial dim ``size``."""
+    return dataclasses.replace(guess, shape=(guess.shape[0], *(size,) * (len(guess.shape) - 1)))
 
 
 def _features_reaching(
@@ -815,10 +819,9 @@ def _features_reaching(
             seen.append(int(args[0].shape[-1]))
         raise _Reached
 
-    shape = dataclasses.replace(guess, shape=(guess.shape[0], *(size,) * (len(guess.shape) - 1)))
     handle = head.register_forward_pre_hook(stop)
     try:
-        _forward_failure(model, shape, PROBE_BATCH)
+        _forward_failure(model, _at_size(guess, size), PROBE_BATCH)
     finally:
         handle.remove()
     return seen[0] if seen else None

@@ -24,12 +24,10 @@ from gradcheck_cli.cli.options import (
     prepare,
 )
 from gradcheck_cli.cli.process import (
-    deadline,
     leader,
-    no_hard_exit,
     reader_may_leave,
     report_stream,
-    stdout_to_stderr,
+    running_user_code,
 )
 from gradcheck_cli.compare import Comparison, compare, load_report
 from gradcheck_cli.findings import ExitCode, FailOn, Report, exit_code
@@ -148,7 +146,7 @@ def diagnose_command(
 
         baseline = load_report(Path(baseline_path)) if baseline_path else None
         # The model's own prints (import, build, forward) must not land in the report.
-        with stdout_to_stderr(), no_hard_exit(), deadline(flags.pop("timeout", None)):
+        with running_user_code(flags.pop("timeout", None)):
             job = prepare(model_spec, flags, plan=plan_path)
             with progress(enabled=not quiet and sys.stderr.isatty()) as on_step:
                 report = diagnose(

@@ -20,12 +20,10 @@ from gradcheck_cli.cli.options import (
     prepare,
 )
 from gradcheck_cli.cli.process import (
-    deadline,
     launched,
-    no_hard_exit,
     reader_may_leave,
     report_stream,
-    stdout_to_stderr,
+    running_user_code,
 )
 from gradcheck_cli.errors import UsageError
 from gradcheck_cli.findings import exit_code
@@ -135,7 +133,7 @@ def fix_command(
         if output is not None:
             check_output(output)
         # The model's own prints must not land in the report, nor may it end the process.
-        with stdout_to_stderr(), no_hard_exit(), deadline(flags.pop("timeout", None)):
+        with running_user_code(flags.pop("timeout", None)):
             job = prepare(model_spec, flags)
             if output is not None:
                 check_picklable(job.loaded.module)  # before the trials, not after them

@@ -127,6 +127,14 @@ def deadline(seconds: float | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def running_user_code(timeout: float | None) -> Iterator[None]:
+    """What a command owns while the user's code is imported, built and run: its prints go to
+    stderr, ``os._exit`` cannot end the process, and ``timeout`` seconds end the run."""
+    with stdout_to_stderr(), no_hard_exit(), deadline(timeout):
+        yield
+
+
+@contextlib.contextmanager
 def reader_may_leave() -> Iterator[None]:
     """Write the report in the block; when its reader stops reading (``gradcheck diagnose m.py
     | head``), stop writing without an error message, as other Unix tools do, and let the
