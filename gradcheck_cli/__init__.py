@@ -6,10 +6,10 @@ command is a thin layer over it.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from gradcheck_cli.version import __version__
 
 if TYPE_CHECKING:
     from gradcheck_cli.api import diagnose, fix

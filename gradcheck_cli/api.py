@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli import __version__
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.checks.not_learning import refutable
 from gradcheck_cli.choices import ShardMode
@@ -43,17 +42,15 @@ from gradcheck_cli.fixing import (
     tied,
     trains_best,
 )
-from gradcheck_cli.learning import AUTO_BUDGET, AUTO_LEARN, LEARN_BUDGET, run_probe
-from gradcheck_cli.loading import (
+from gradcheck_cli.inputs.calling import InputFactory, Inputs, LossFn
+from gradcheck_cli.inputs.shapes import (
     DeclaredInputs,
-    InputFactory,
-    Inputs,
-    LossFn,
     check_inferred_inputs,
-    copy_model,
     declared_inputs,
     shapes_factory,
 )
+from gradcheck_cli.learning import AUTO_BUDGET, AUTO_LEARN, LEARN_BUDGET, run_probe
+from gradcheck_cli.loading import copy_model
 from gradcheck_cli.measure import Measurement, Passes, StepObserver, heap_frozen, measure
 from gradcheck_cli.model_info import describe_model
 from gradcheck_cli.preflight import check_runnable, require_module
@@ -64,6 +61,7 @@ from gradcheck_cli.remedies.plan import Plan, apply_plan
 from gradcheck_cli.remedies.probe import Probe, probe
 from gradcheck_cli.remedies.verdict import Verdict, judge, what_got_worse
 from gradcheck_cli.training import Optimizer, train, train_step
+from gradcheck_cli.version import __version__
 
 
 def resolve_device(device: Device) -> torch.device:

@@ -26,6 +26,7 @@ import yaml
 from gradcheck_cli.config import read_text
 from gradcheck_cli.errors import UsageError, require_file
 from gradcheck_cli.findings import SCHEMA_VERSION, FailOn, Report, Severity, plain_number
+from gradcheck_cli.views import Printable
 
 
 class LayerChange(str, enum.Enum):
@@ -147,7 +148,7 @@ class FindingDiff:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(Printable):
     """Everything ``gradcheck compare`` and ``diagnose --baseline`` report."""
 
     old_model: str
@@ -168,18 +169,6 @@ class Comparison:
     def improvements(self) -> int:
         """How many findings and layers got better."""
         return sum(f.improvement for f in self.findings) + sum(l.improvement for l in self.layers)
-
-    def __str__(self) -> str:
-        """``print(...)`` prints the plain-text terminal report."""
-        from gradcheck_cli.report.notebook import to_text
-
-        return to_text(self)
-
-    def _repr_html_(self) -> str:
-        """Jupyter shows the terminal report, in colour, instead of the dataclass repr."""
-        from gradcheck_cli.report.notebook import to_html
-
-        return to_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, deterministically ordered."""

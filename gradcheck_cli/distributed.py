@@ -35,7 +35,8 @@ from torch import nn
 
 from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.errors import InputError, UsageError
-from gradcheck_cli.loading import Labeled
+from gradcheck_cli.inputs.calling import Labeled
+from gradcheck_cli.memory import RESETS
 from gradcheck_cli.seeding import seeded
 
 # How long ranks wait for each other to start before giving up (a rank that failed to build).
@@ -147,30 +148,6 @@ def shard_model(model: nn.Module) -> None:
     fully_shard(model)
 
 
-def on_meta(model: nn.Module) -> bool:
-    """Whether ``model`` was built on the meta device: shapes, no data (every tensor of it)."""
-    tensors = [*model.parameters(), *model.buffers()]
-    return bool(tensors) and all(t.is_meta for t in tensors)
-
-
-# What builds a module's own tensors again after ``to_empty``: torch's layers name it
-# ``reset_parameters`` (``nn.MultiheadAttention`` ``_reset_parameters``; a BatchNorm's also
-# resets its running statistics).
-_RESETS = ("reset_parameters", "_reset_parameters")
-
-
-def meta_blockers(model: nn.Module) -> list[str]:
-    """The modules of a meta-built ``model`` whose own parameters or buffers nothing can
-    initialise after ``to_empty`` (no ``reset_parameters()``): built on meta, they would be
-    left as uninitialised memory. Empty when the model can be materialised shard by shard."""
-    blocked = []
-    for name, module in model.named_modules():
-        own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
-        if own and not any(callable(getattr(module, r, None)) for r in _RESETS):
-            blocked.append(f"{name or 'the model'} ({type(module).__name__})")
-    return blocked
-
-
 def materialise(model: nn.Module, device: torch.device, seed: int) -> None:
     """Give a meta-built, sharded ``model`` storage on ``device`` (each rank its shards) and
     initialise it with each module's ``reset_parameters()``, as FSDP2's documentation does, then
@@ -185,7 +162,7 @@ def materialise(model: nn.Module, device: torch.device, seed: int) -> None:
     with seeded(seed * 100_003 + 7_919 * (rank + 1), devices), torch.no_grad():
         for module in model.modules():
             reset = next(
-                (getattr(module, r) for r in _RESETS if callable(getattr(module, r, None))), None
+                (getattr(module, r) for r in RESETS if callable(getattr(module, r, None))), None
             )
             if reset is not None:
                 reset()

@@ -49,6 +49,12 @@ def what_happened(exc: BaseException) -> str:
     return f"raised {type(exc).__name__}: {lines[0] if lines else '(no message)'}"
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of the exception's message, or its type's name when it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class RunTimeout(KeyboardInterrupt):
     """The run passed ``--timeout``. Raised like Ctrl-C (from a timer signal, between Python
     bytecodes), so the user's code cannot catch it as an ``Exception`` and every ``finally``

@@ -11,10 +11,11 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from gradcheck_cli.choices import Optimizer
 from gradcheck_cli.stats import (
     LayerStats,
     LearningProbe,
@@ -23,9 +24,7 @@ from gradcheck_cli.stats import (
     Summary,
     TemporalProfile,
 )
-
-if TYPE_CHECKING:
-    from gradcheck_cli.training import Training
+from gradcheck_cli.views import Printable
 
 SCHEMA_VERSION = 1
 SIGNIFICANT_DIGITS = 4
@@ -117,7 +116,55 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
-class Report:
+class Checkpoint:
+    """One measurement during training: after ``step`` optimizer steps."""
+
+    step: int
+    loss: float
+    findings: tuple[tuple[str, Severity], ...]
+
+
+@dataclass(frozen=True)
+class Training:
+    """What ``--train-steps`` did: the steps taken, checkpoints, trends and notes."""
+
+    optimizer: Optimizer
+    lr: float
+    requested: int
+    taken: int
+    losses: tuple[float, ...]
+    checkpoints: tuple[Checkpoint, ...]
+    trends: dict[str, tuple[float | None, ...]]
+    notes: tuple[str, ...] = ()
+    stopped: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the report's ``training`` key."""
+
+        return {
+            "optimizer": self.optimizer.value,
+            "lr": self.lr,
+            "requested_steps": self.requested,
+            "steps_taken": self.taken,
+            "stopped": self.stopped,
+            "losses": [plain_number(v) for v in self.losses],
+            "checkpoints": [
+                {
+                    "step": c.step,
+                    "loss": plain_number(c.loss),
+                    "findings": [f"{i}:{s.value}" for i, s in c.findings],
+                }
+                for c in self.checkpoints
+            ],
+            "grad_rms_trends": {
+                name: [plain_number(v) for v in series] for name, series in self.trends.items()
+            },
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Report(Printable):
     """The result of a diagnosis: findings plus the per-layer statistics they rest on."""
 
     model: ModelInfo
@@ -185,18 +232,6 @@ class Report:
     def to_json(self) -> str:
         """The report as JSON (the format of ``--format json`` and ``--report *.json``)."""
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-
-    def __str__(self) -> str:
-        """``print(report)`` prints the plain-text terminal report."""
-        from gradcheck_cli.report.notebook import to_text
-
-        return to_text(self)
-
-    def _repr_html_(self) -> str:
-        """Jupyter shows the terminal report, in colour, instead of the dataclass repr."""
-        from gradcheck_cli.report.notebook import to_html
-
-        return to_html(self)
 
 
 def exit_code(report: Report, fail_on: FailOn) -> ExitCode:

@@ -31,6 +31,7 @@ from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict, score
 from gradcheck_cli.specs import spec_relative_to
 from gradcheck_cli.stats import LearningProbe
+from gradcheck_cli.views import Printable
 
 
 def _learned(probe: LearningProbe) -> dict[str, Any]:
@@ -71,7 +72,7 @@ class Trial:
 
 
 @dataclass(frozen=True)
-class FixResult:
+class FixResult(Printable):
     """What ``fix`` found: before, the chosen trial (or none), every outcome and trial."""
 
     before: Report
@@ -92,18 +93,6 @@ class FixResult:
     def plan(self) -> Plan:
         """The chosen plan (empty when nothing was applied)."""
         return self.chosen.plan if self.chosen is not None else Plan(edits=())
-
-    def __str__(self) -> str:
-        """``print(...)`` prints the plain-text terminal report."""
-        from gradcheck_cli.report.notebook import to_text
-
-        return to_text(self)
-
-    def _repr_html_(self) -> str:
-        """Jupyter shows the terminal report, in colour, instead of the dataclass repr."""
-        from gradcheck_cli.report.notebook import to_html
-
-        return to_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The fix report: before and after in the diagnose schema, plus the verdicts."""

@@ -32,52 +32,22 @@ from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.distributed import Merger, local_part, whole_norms
 from gradcheck_cli.errors import UsageError
 from gradcheck_cli.graph import trace
-from gradcheck_cli.remedies.layers import is_hf_conv1d
+from gradcheck_cli.layers import (
+    CHANNEL_FIRST_1D,
+    DEAD_TYPES,
+    EMBEDDING_TYPES,
+    NORM_TYPES,
+    SOFTMAX_TYPES,
+    is_hf_conv1d,
+    is_normaliser,
+    saturation_bounds,
+)
 from gradcheck_cli.snapshot import ModelState, TorchGlobals
 from gradcheck_cli.stats import NEAR_ZERO, LayerInfo, LayerKind, StepRecord, Structure
 
 # --- which modules are measured, and how -------------------------------------------------------
 
-_NORM_TYPES: tuple[type[nn.Module], ...] = (
-    nn.modules.batchnorm._BatchNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.LayerNorm,
-    nn.GroupNorm,
-    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),  # torch >= 2.4
-)
-_EMBEDDING_TYPES: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
-# Output is zero (zero gradient) for negative inputs: units can die (Lu et al. 2019).
-_DEAD_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
-# Layers whose output convention is (N, C, L) rather than (N, L, features).
-_CHANNEL_FIRST_1D: tuple[type[nn.Module], ...] = (
-    nn.Conv1d,
-    nn.ConvTranspose1d,
-    nn.BatchNorm1d,
-    nn.InstanceNorm1d,
-)
 
-
-def _saturation_bounds(module: nn.Module) -> tuple[float, float] | None:
-    """Output values at or beyond which the activation's derivative is (nearly) zero.
-
-    Sigmoid: sigma' = y(1-y) < 0.0099 outside [0.01, 0.99], under 4% of its peak of 0.25.
-    Tanh: tanh' = 1 - y^2 < 0.02 outside [-0.99, 0.99], 2% of its peak of 1.
-    Hardtanh, ReLU6 and Hardsigmoid: the derivative is exactly zero at their bounds.
-    """
-    if isinstance(module, nn.Sigmoid):
-        return (0.01, 0.99)
-    if isinstance(module, nn.Tanh):
-        return (-0.99, 0.99)
-    if isinstance(module, nn.ReLU6):
-        return (-math.inf, 6.0)  # its lower bound is dead-unit territory, counted separately
-    if isinstance(module, nn.Hardtanh):
-        return (module.min_val, module.max_val)
-    if isinstance(module, nn.Hardsigmoid):
-        return (0.0, 1.0)
-    return None
-
-
-_SOFTMAX_TYPES: tuple[type[nn.Module], ...] = (nn.Softmax, nn.LogSoftmax)
 # A softmax row is saturated when its largest probability is at least this: every other output
 # then gets a derivative p_i (1 - p_i) or p_i p_j under 1% of its peak.
 SOFTMAX_SATURATED = 0.99
@@ -117,14 +87,14 @@ def _has_parameters(module: nn.Module) -> bool:
 
 
 def _kind(module: nn.Module) -> LayerKind | None:
-    if isinstance(module, _EMBEDDING_TYPES):
+    if isinstance(module, EMBEDDING_TYPES):
         return LayerKind.EMBEDDING
-    if isinstance(module, _NORM_TYPES) or type(module).__name__.endswith(("Norm", "LayerNorm")):
+    if isinstance(module, NORM_TYPES) or type(module).__name__.endswith(("Norm", "LayerNorm")):
         # Hugging Face and others define their own LayerNorm/RMSNorm classes.
         return LayerKind.NORM if _has_parameters(module) else None
     if _has_parameters(module):
         return LayerKind.WEIGHT
-    if isinstance(module, _DEAD_TYPES + _SOFTMAX_TYPES) or _saturation_bounds(module) is not None:
+    if isinstance(module, DEAD_TYPES + SOFTMAX_TYPES) or saturation_bounds(module) is not None:
         return LayerKind.ACTIVATION
     return None
 
@@ -198,10 +168,6 @@ def fan_in_of(module: nn.Module, weight: torch.Tensor) -> int:
     if is_hf_conv1d(type(module)) and weight.dim() == 2:
         return int(weight.shape[0])
     return int(weight[0].numel())
-
-
-def _is_normaliser(module: nn.Module) -> bool:
-    return isinstance(module, _NORM_TYPES) or type(module).__name__.endswith("Norm")
 
 
 FP16_TINY = 2.0**-24  # float16's smallest subnormal, about 5.96e-8
@@ -457,9 +423,9 @@ class Recorder:
     def forward_hook(self, i: int, kind: LayerKind) -> Callable[..., None]:
         """A forward hook measuring layer ``i``'s output and hooking its gradient."""
         module = self._modules[i]
-        bounds = _saturation_bounds(module)
-        dead = isinstance(module, _DEAD_TYPES)
-        softmax = isinstance(module, _SOFTMAX_TYPES)
+        bounds = saturation_bounds(module)
+        dead = isinstance(module, DEAD_TYPES)
+        softmax = isinstance(module, SOFTMAX_TYPES)
         log_probs = isinstance(module, nn.LogSoftmax)
         # The gradient at an activation's output is the one its neighbours already report;
         # skipping it saves a hook per activation call (the per-layer cost that matters in
@@ -596,7 +562,7 @@ class Recorder:
             unit_dim = 1
         else:
             channel_first = self._last_weight_type is not None and issubclass(
-                self._last_weight_type, _CHANNEL_FIRST_1D
+                self._last_weight_type, CHANNEL_FIRST_1D
             )
             unit_dim = 1 if channel_first else x.dim() - 1
         other = [d for d in range(x.dim()) if d != unit_dim]
@@ -922,7 +888,7 @@ def capture(model: nn.Module, *, restore_state: bool = True) -> Iterator[Recorde
             if isinstance(module, torch.jit.ScriptModule):
                 continue  # TorchScript refuses hooks: only parameter gradients are measured
             stack.callback(module.register_forward_hook(recorder.forward_hook(i, kind)).remove)
-            if kind is LayerKind.NORM and _is_normaliser(module):
+            if kind is LayerKind.NORM and is_normaliser(module):
                 stack.callback(module.register_forward_pre_hook(recorder.norm_pre_hook(i)).remove)
         if restore_state:
             model.train()

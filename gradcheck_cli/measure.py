@@ -17,32 +17,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli.choices import Amp, ShardMode
+from gradcheck_cli.choices import Amp, LossKind, ShardMode
 from gradcheck_cli.cuts import find_cuts, position_cut, positions_reach
 from gradcheck_cli.distributed import (
     Merger,
     Shard,
     materialise,
-    on_meta,
     shard_model,
     split_batch,
     wrap,
 )
 from gradcheck_cli.errors import InputError, ModelRunError, what_happened
 from gradcheck_cli.hooks import Recorder, capture
-from gradcheck_cli.loading import (
+from gradcheck_cli.inputs.calling import (
     InputFactory,
     Labeled,
     LossFn,
-    LossKind,
-    SyntheticInputs,
     call_model,
-    forward_advice,
-    is_out_of_memory,
     optional_inputs_not_given,
     resolve_loss,
     to_device,
 )
+from gradcheck_cli.inputs.shapes import SyntheticInputs, forward_advice
+from gradcheck_cli.memory import built_on_meta, is_out_of_memory
 from gradcheck_cli.seeding import seeded
 from gradcheck_cli.stats import (
     INPUT,
@@ -298,7 +295,7 @@ def _measure(
                 # by one forward pass before it is sharded (FSDP2 swaps its parameters). A
                 # meta-built model runs that pass on the meta device (shapes only); its weights
                 # are read once each rank has initialised its shards.
-                meta = on_meta(model)
+                meta = built_on_meta(model)
                 reader = replace(passes, device=torch.device("meta")) if meta else passes
                 recorder.begin_step()
                 with passes.seeded(0):

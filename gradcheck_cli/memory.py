@@ -77,6 +77,40 @@ def gib(size: int) -> str:
     return f"{size / 2**30:.1f} GiB"
 
 
+def built_on_meta(model: nn.Module) -> bool:
+    """Whether ``model`` was built on the meta device: shapes, no data (every tensor of it)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return bool(tensors) and all(t.is_meta for t in tensors)
+
+
+# What builds a module's own tensors again after ``to_empty``: torch's layers name it
+# ``reset_parameters`` (``nn.MultiheadAttention`` ``_reset_parameters``; a BatchNorm's also
+# resets its running statistics).
+RESETS = ("reset_parameters", "_reset_parameters")
+
+
+def meta_blockers(model: nn.Module) -> list[str]:
+    """The modules of a meta-built ``model`` whose own parameters or buffers nothing can
+    initialise after ``to_empty`` (no ``reset_parameters()``): built on meta, they would be
+    left as uninitialised memory. Empty when the model can be materialised shard by shard."""
+    blocked = []
+    for name, module in model.named_modules():
+        own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+        if own and not any(callable(getattr(module, r, None)) for r in RESETS):
+            blocked.append(f"{name or 'the model'} ({type(module).__name__})")
+    return blocked
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (CUDA out of memory, or the CPU allocator's)."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
 def _available() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:

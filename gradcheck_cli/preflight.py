@@ -18,8 +18,8 @@ from torch.nn.parameter import is_lazy
 
 from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.config import Settings
-from gradcheck_cli.distributed import meta_blockers, on_meta
 from gradcheck_cli.errors import ConfigError, ModelRunError
+from gradcheck_cli.memory import built_on_meta, meta_blockers
 
 
 def require_module(model: object, caller: str) -> None:
@@ -45,12 +45,16 @@ def check_runnable(model: nn.Module, settings: Settings) -> None:
                 f"'{name}' belongs to a lazy module (e.g. nn.LazyLinear) and has no shape yet: "
                 "call the model once on an example batch in build_model() before returning it"
             )
-        if tensor.is_meta and not (settings.shard is ShardMode.FSDP and on_meta(model)):
+        if tensor.is_meta and not (settings.shard is ShardMode.FSDP and built_on_meta(model)):
             raise ModelRunError(
                 f"'{name}' is on the meta device (a shape without data): build the model on a "
                 "real device, or call model.to_empty(device='cpu') and load its weights"
             )
-    if settings.shard is ShardMode.FSDP and on_meta(model) and (blocked := meta_blockers(model)):
+    if (
+        settings.shard is ShardMode.FSDP
+        and built_on_meta(model)
+        and (blocked := meta_blockers(model))
+    ):
         raise ModelRunError(
             f"the model is on the meta device and {blocked[0]} holds tensors but has no "
             "reset_parameters() to initialise them after sharding: build it on a real device"

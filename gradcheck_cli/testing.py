@@ -25,7 +25,7 @@ from gradcheck_cli.config import (
     project_settings,
 )
 from gradcheck_cli.findings import ExitCode, FailOn, Report, Severity, exit_code
-from gradcheck_cli.loading import InputFactory, Inputs, LossFn
+from gradcheck_cli.inputs.calling import InputFactory, Inputs, LossFn
 
 
 def failure_message(report: Report, fail_on: FailOn) -> str:

@@ -16,67 +16,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from gradcheck_cli.choices import Optimizer
-from gradcheck_cli.findings import Finding, Severity, plain_number
+from gradcheck_cli.findings import Checkpoint, Finding, Severity, Training
 from gradcheck_cli.measure import Measurement, Passes
 from gradcheck_cli.stats import ModelStats, value
 
 # Training batches are drawn from seeds apart from the measurement's.
 TRAIN_SEED_OFFSET = 50_000
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One measurement during training: after ``step`` optimizer steps."""
-
-    step: int
-    loss: float
-    findings: tuple[tuple[str, Severity], ...]
-
-
-@dataclass(frozen=True)
-class Training:
-    """What ``--train-steps`` did: the steps taken, checkpoints, trends and notes."""
-
-    optimizer: Optimizer
-    lr: float
-    requested: int
-    taken: int
-    losses: tuple[float, ...]
-    checkpoints: tuple[Checkpoint, ...]
-    trends: dict[str, tuple[float | None, ...]]
-    notes: tuple[str, ...] = ()
-    stopped: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for the report's ``training`` key."""
-
-        return {
-            "optimizer": self.optimizer.value,
-            "lr": self.lr,
-            "requested_steps": self.requested,
-            "steps_taken": self.taken,
-            "stopped": self.stopped,
-            "losses": [plain_number(v) for v in self.losses],
-            "checkpoints": [
-                {
-                    "step": c.step,
-                    "loss": plain_number(c.loss),
-                    "findings": [f"{i}:{s.value}" for i, s in c.findings],
-                }
-                for c in self.checkpoints
-            ],
-            "grad_rms_trends": {
-                name: [plain_number(v) for v in series] for name, series in self.trends.items()
-            },
-            "notes": list(self.notes),
-        }
 
 
 def checkpoints(steps: int) -> list[int]:

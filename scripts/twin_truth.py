@@ -117,7 +117,7 @@ def _job(key: str, entry: dict[str, Any], max_params: int) -> dict[str, Any]:
 def train(model: torch.nn.Module, built: sw.Built, lr: float) -> dict[str, Any]:
     """30 SGD steps on the step-0 batch of the sweep; losses at step 0 and 30."""
     from gradcheck_cli.api import _input_factory
-    from gradcheck_cli.loading import LossKind
+    from gradcheck_cli.choices import LossKind
     from gradcheck_cli.measure import Passes
 
     device = torch.device("cpu")
@@ -176,7 +176,7 @@ def constant_floor(passes: Any, used: str) -> float | None:
     """The lowest cross-entropy an output that ignores the inputs can reach on this batch: the
     entropy of the batch's label distribution (ln 2 for two distinct labels). None when the
     loss is not a cross-entropy against labels we can read back."""
-    from gradcheck_cli.loading import _class_dim, own_loss, primary_output
+    from gradcheck_cli.inputs.calling import _class_dim, own_loss, primary_output
 
     try:
         with torch.no_grad(), passes.seeded(0):

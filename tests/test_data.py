@@ -10,9 +10,11 @@ import torch
 import yaml
 from click.testing import CliRunner
 
+from gradcheck_cli.choices import LossKind
 from gradcheck_cli.cli import main
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.loading import Labeled, LossKind, data_factory, load_data, resolve_loss
+from gradcheck_cli.inputs.batches import data_factory, load_data
+from gradcheck_cli.inputs.calling import Labeled, resolve_loss
 
 from .conftest import SAMPLES
 

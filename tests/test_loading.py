@@ -13,20 +13,20 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+from gradcheck_cli.choices import LossKind
 from gradcheck_cli.cli import main
 from gradcheck_cli.errors import InputError, ModelLoadError
 from gradcheck_cli.imports import install_hint
-from gradcheck_cli.loading import (
+from gradcheck_cli.inputs.batches import match_data_dtype
+from gradcheck_cli.inputs.calling import resolve_loss
+from gradcheck_cli.inputs.shapes import (
     InputShape,
-    LossKind,
     check_inferred_inputs,
     first_layer,
     fit_token_range,
     infer_input_shape,
-    load_model,
-    match_data_dtype,
-    resolve_loss,
 )
+from gradcheck_cli.loading import load_model
 from gradcheck_cli.specs import SpecKind, parse_spec
 
 from .conftest import run_in_new_process
@@ -663,7 +663,7 @@ def test_a_conv_nets_spatial_size_is_the_one_its_linear_layer_fits(
     # The first convolution gives the channels; the size is a guess (32x32, 64) that a conv
     # stack flattened into a Linear refuses: the size whose features fit that Linear is taken.
     from gradcheck_cli.api import diagnose
-    from gradcheck_cli.loading import check_inferred_inputs
+    from gradcheck_cli.inputs.shapes import check_inferred_inputs
 
     features = nn.Sequential(*stack())
     channels = features[0].in_channels

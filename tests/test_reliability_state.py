@@ -19,7 +19,7 @@ from gradcheck_cli.checks import run_checks
 from gradcheck_cli.errors import ModelRunError, UsageError
 from gradcheck_cli.findings import ExitCode, FailOn, Status, exit_code
 from gradcheck_cli.hooks import Recorder, capture
-from gradcheck_cli.loading import check_inferred_inputs
+from gradcheck_cli.inputs.shapes import check_inferred_inputs
 from gradcheck_cli.report import RENDERERS, OutputFormat
 from gradcheck_cli.stats import ModelStats
 from gradcheck_cli.temporal import PositionProfiler

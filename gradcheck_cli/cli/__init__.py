@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from gradcheck_cli import __version__
 from gradcheck_cli.cli.compare import compare_command
 from gradcheck_cli.cli.diagnose import diagnose_command
 from gradcheck_cli.cli.explain import explain_command
@@ -15,6 +14,7 @@ from gradcheck_cli.cli.fix import fix_command
 from gradcheck_cli.cli.process import exit_now, run_as_program
 from gradcheck_cli.cli.remedies import remedies_command
 from gradcheck_cli.findings import ExitCode
+from gradcheck_cli.version import __version__
 
 
 class _Gradcheck(click.Group):

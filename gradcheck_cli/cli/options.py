@@ -290,19 +290,20 @@ def prepare(model_spec: str, flags: dict[str, Any], *, plan: str | None = None) 
     # Imported here, not at the top: torch takes seconds to import, and `--help` needs none of it.
     import torch
 
-    from gradcheck_cli.loading import (
-        InputShape,
+    from gradcheck_cli.inputs.batches import (
         batches_factory,
-        check_inferred_inputs,
         data_factory,
+        load_data,
+        match_data_dtype,
+    )
+    from gradcheck_cli.inputs.shapes import (
+        InputShape,
+        check_inferred_inputs,
         declared_inputs,
         fit_token_range,
-        load_data,
-        load_model,
-        load_weights,
-        match_data_dtype,
         shapes_factory,
     )
+    from gradcheck_cli.loading import load_model, load_weights
     from gradcheck_cli.preflight import check_runnable
     from gradcheck_cli.seeding import seeded
 

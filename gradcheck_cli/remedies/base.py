@@ -18,8 +18,8 @@ from torch import nn
 
 from gradcheck_cli.choices import Activation, BranchInit, InitScheme
 from gradcheck_cli.findings import Report, Severity
+from gradcheck_cli.layers import RELU_FAMILY, is_saturating, is_weight_type
 from gradcheck_cli.remedies.edits import Edit
-from gradcheck_cli.remedies.layers import is_weight_type
 from gradcheck_cli.remedies.probe import Call, Probe
 
 
@@ -71,36 +71,6 @@ class Remedy:
     def propose(self, model: nn.Module, context: RemedyContext) -> Proposal | NotApplicable:
         """The edits for ``model``, or why there are none. Pure: never changes the model."""
         raise NotImplementedError
-
-
-NORM_TYPES: tuple[type[nn.Module], ...] = (
-    nn.modules.batchnorm._BatchNorm,
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.modules.instancenorm._InstanceNorm,
-)
-RELU_FAMILY: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.LeakyReLU,
-    nn.GELU,
-    nn.SiLU,
-    nn.ELU,
-    nn.Hardswish,  # MobileNetV3, LCNet
-    nn.Mish,
-)
-# ReLU6 is a Hardtanh subclass but is a ReLU-family activation: it is checked first.
-SATURATING: tuple[type[nn.Module], ...] = (
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Hardtanh,
-    nn.Hardsigmoid,
-    nn.Softsign,
-)
-
-
-def is_saturating(kind: type[nn.Module]) -> bool:
-    """Sigmoid, Tanh, Hardtanh (not ReLU6), Hardsigmoid, Softsign."""
-    return issubclass(kind, SATURATING) and not issubclass(kind, nn.ReLU6)
 
 
 def leaf_calls(model: nn.Module, probe: Probe, *, every: bool = False) -> list[Call]:

@@ -6,8 +6,8 @@ import math
 
 from torch import nn
 
+from gradcheck_cli.layers import NORM_TYPES, is_weight_type, out_width
 from gradcheck_cli.remedies.base import (
-    NORM_TYPES,
     NotApplicable,
     Proposal,
     Remedy,
@@ -16,7 +16,6 @@ from gradcheck_cli.remedies.base import (
     leaf_calls,
 )
 from gradcheck_cli.remedies.edits import Edit
-from gradcheck_cli.remedies.layers import is_weight_type, out_width
 
 _BATCHNORM = {nn.Conv1d: "BatchNorm1d", nn.Conv2d: "BatchNorm2d", nn.Conv3d: "BatchNorm3d"}
 

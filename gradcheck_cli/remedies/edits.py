@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.errors import UsageError
-from gradcheck_cli.remedies.layers import fans, is_hf_conv1d, out_width
+from gradcheck_cli.layers import fans, is_hf_conv1d, out_width
 from gradcheck_cli.remedies.modules import (
     GradClip,
     GumbelFloor,

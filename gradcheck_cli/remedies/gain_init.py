@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from torch import nn
 
+from gradcheck_cli.layers import is_weight_type
 from gradcheck_cli.remedies.base import (
     InitScheme,
     NotApplicable,
@@ -19,7 +20,6 @@ from gradcheck_cli.remedies.base import (
     nonlinearity_of,
     reinit_refusal,
 )
-from gradcheck_cli.remedies.layers import is_weight_type
 from gradcheck_cli.remedies.structure import Follower
 
 # Followers for which an orthogonal stack is dynamically isometric (Saxe et al. 2014 for the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from gradcheck_cli.layers import is_saturating, is_weight_type
 from gradcheck_cli.remedies.base import (
     Activation,
     NotApplicable,
@@ -11,14 +12,12 @@ from gradcheck_cli.remedies.base import (
     Remedy,
     RemedyContext,
     init_edit,
-    is_saturating,
     kept_note,
     leaf_calls,
     reinit_refusal,
 )
 from gradcheck_cli.remedies.edits import Edit
 from gradcheck_cli.remedies.functional import functional_saturating_calls
-from gradcheck_cli.remedies.layers import is_weight_type
 
 _MODULES = {
     Activation.RELU: ("ReLU", "relu", 0.0),

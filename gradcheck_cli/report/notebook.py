@@ -13,17 +13,17 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from rich.console import Console
 from rich.text import Text
 
+from gradcheck_cli import views
+from gradcheck_cli.compare import Comparison
+from gradcheck_cli.findings import Report
+from gradcheck_cli.fixing import FixResult
+from gradcheck_cli.report import compare_rich, fix_rich, rich_text
 from gradcheck_cli.report.console import plain_width
-
-if TYPE_CHECKING:
-    from gradcheck_cli.compare import Comparison
-    from gradcheck_cli.findings import Report
-    from gradcheck_cli.fixing import FixResult
 
 # Wide enough for the full table with long layer names; a notebook cell scrolls sideways.
 NOTEBOOK_WIDTH = 140
@@ -38,11 +38,7 @@ _Write = Callable[[TextIO, bool, int], None]
 
 
 def _writer(value: Report | FixResult | Comparison) -> _Write:
-    """How ``value`` is written by its terminal renderer (imported here, on first use)."""
-    from gradcheck_cli.compare import Comparison
-    from gradcheck_cli.findings import Report
-    from gradcheck_cli.report import compare_rich, fix_rich, rich_text
-
+    """How ``value`` is written by its terminal renderer."""
     if isinstance(value, Report):
         return lambda out, color, width: rich_text.render(value, out, color=color, width=width)
     if isinstance(value, Comparison):
@@ -52,6 +48,7 @@ def _writer(value: Report | FixResult | Comparison) -> _Write:
     return lambda out, color, width: fix_rich.render(value, out, color=color, width=width)
 
 
+@views.register("text")
 def to_text(value: Report | FixResult | Comparison) -> str:
     """The plain-text terminal report of ``value``, as ``print`` would show it on stdout."""
     out = io.StringIO()
@@ -59,6 +56,7 @@ def to_text(value: Report | FixResult | Comparison) -> str:
     return out.getvalue().rstrip("\n")
 
 
+@views.register("html")
 def to_html(value: Report | FixResult | Comparison) -> str:
     """The terminal report of ``value`` as a self-contained HTML fragment."""
     ansi = io.StringIO()

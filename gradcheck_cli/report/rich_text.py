@@ -17,7 +17,7 @@ import re
 import sys
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from rich import box
 from rich.console import Console, Group
@@ -25,14 +25,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from gradcheck_cli.findings import FailOn, Finding, Report, Severity, Status
+from gradcheck_cli.findings import FailOn, Finding, Report, Severity, Status, Training
 from gradcheck_cli.remedies import REMEDIES
 from gradcheck_cli.report.console import make_console, sci
 from gradcheck_cli.report.escape import printable
 from gradcheck_cli.stats import LayerStats, TemporalProfile, value
-
-if TYPE_CHECKING:
-    from gradcheck_cli.training import Training  # imports torch
 
 BAR_WIDTH = 12
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
