@@ -97,7 +97,7 @@ def once_table(depth: int, width: int) -> None:
     timed(measure.Passes, "step", "the step (forward, backward, end of step, graph walk)")
     timed(hooks.Recorder, "structure", "the graph walk (graph.trace), inside the step")
     timed(hooks.Recorder, "_static_infos", "weight norms and layer facts (_static_infos)")
-    timed(measure, "aggregate", "aggregation into statistics (stats.aggregate)")
+    timed(measure, "aggregate", "aggregation into statistics (aggregate.aggregate)")
     timed(api, "run_checks", "the checks (run_checks)")
     timed(snapshot.ModelState, "__init__", "model state saved (ModelState)")
     timed(snapshot.ModelState, "restore", "model state restored")

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from gradcheck_cli.stats import SoftmaxRows, Structure
+from gradcheck_cli.aggregate import GraphFacts, SoftmaxRows
 
 # Nodes that pass "a function of one layer's parameters alone" up the graph.
 _PARAM_OPS = frozenset(
@@ -149,8 +149,8 @@ def trace(
     scale_like: Sequence[bool],
     skip: set[Any] | None = None,
     norms: Sequence[bool] = (),
-) -> Structure:
-    """Read :class:`Structure` from the graph below ``loss``.
+) -> GraphFacts:
+    """Read :class:`GraphFacts` from the graph below ``loss``.
 
     ``params[k]`` belongs to layer ``owners[k]``; ``scale_like[i]`` says whether every
     parameter of layer ``i`` has the shape of a scalar or per-channel factor (the caller knows
@@ -160,7 +160,7 @@ def trace(
     """
     skip = skip or set()
     if loss.grad_fn is None:
-        return Structure.unknown(layers)
+        return GraphFacts.unknown(layers)
     owner_of: dict[int, int] = {}
     for p, i in zip(params, owners, strict=True):
         owner_of.setdefault(id(p), i)  # a tied weight belongs to the layer registered first
@@ -183,7 +183,7 @@ def trace(
         residual[layer] = scale_like[layer] and all(
             _name(n) in _MUL and _reaches_add(n, parents) for n in nodes
         )
-    return Structure(
+    return GraphFacts(
         tuple(depth),
         tuple(successor),
         tuple(is_input),

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from gradcheck_cli.aggregate import NEAR_ZERO, GraphFacts, LayerInfo, StepRecord
 from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.distributed import Merger, local_part, whole_norms
 from gradcheck_cli.errors import UsageError
@@ -43,7 +44,7 @@ from gradcheck_cli.layers import (
     saturation_bounds,
 )
 from gradcheck_cli.snapshot import ModelState, TorchGlobals
-from gradcheck_cli.stats import NEAR_ZERO, LayerInfo, LayerKind, StepRecord, Structure
+from gradcheck_cli.stats import LayerKind
 
 # --- which modules are measured, and how -------------------------------------------------------
 
@@ -248,7 +249,7 @@ class Recorder:
             for old, new in zip(self.infos, self._static_infos(self._targets), strict=True)
         ]
 
-    def structure(self, loss: torch.Tensor) -> Structure:
+    def structure(self, loss: torch.Tensor) -> GraphFacts:
         """Depth, paths and residual scales of the measured layers, from ``loss``'s graph."""
         return trace(
             loss,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradcheck_cli.aggregate import GraphFacts, StepRecord, aggregate
 from gradcheck_cli.choices import Amp, LossKind, ShardMode
 from gradcheck_cli.cuts import find_cuts, position_cut, positions_reach
 from gradcheck_cli.distributed import (
@@ -41,15 +42,7 @@ from gradcheck_cli.inputs.calling import (
 from gradcheck_cli.inputs.shapes import SyntheticInputs, forward_advice
 from gradcheck_cli.memory import built_on_meta, is_out_of_memory
 from gradcheck_cli.seeding import seeded
-from gradcheck_cli.stats import (
-    INPUT,
-    GraphCut,
-    ModelStats,
-    StepRecord,
-    Structure,
-    TemporalProfile,
-    aggregate,
-)
+from gradcheck_cli.stats import INPUT, GraphCut, ModelStats, TemporalProfile
 from gradcheck_cli.temporal import (
     PositionProfiler,
     cell_modules,
@@ -282,7 +275,7 @@ def _measure(
     shadow: list[StepRecord] = []
     used_loss = "loss_fn" if passes.loss_fn is not None else passes.loss.value
     temporal: list[TemporalProfile] = []
-    first: list[tuple[Structure, tuple[str, ...]]] = []  # step 0's graph and unfed inputs
+    first: list[tuple[GraphFacts, tuple[str, ...]]] = []  # step 0's graph and unfed inputs
 
     def read_first(loss: torch.Tensor, inputs: Any) -> None:
         first.append((recorder.structure(loss), optional_inputs_not_given(model, inputs)))

@@ -1,15 +1,15 @@
-"""Structure read off the autograd graph: depth, paths, input layers and residual scales."""
+"""Facts read off the autograd graph: depth, paths, input layers and residual scales."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from gradcheck_cli.aggregate import GraphFacts
 from gradcheck_cli.hooks import capture
-from gradcheck_cli.stats import Structure
 
 
-def _structure(model: nn.Module, *inputs: torch.Tensor) -> tuple[list[str], Structure]:
+def _structure(model: nn.Module, *inputs: torch.Tensor) -> tuple[list[str], GraphFacts]:
     with capture(model) as recorder:
         loss = model(*inputs).float().square().mean()
         names = [info.name for info in recorder.infos]
@@ -115,7 +115,7 @@ def test_a_shared_module_gets_the_deepest_of_its_calls() -> None:
 def test_no_graph_gives_unknown_structure() -> None:
     model = nn.Linear(3, 1)
     with capture(model) as recorder:
-        assert recorder.structure(torch.tensor(1.0)) == Structure.unknown(1)
+        assert recorder.structure(torch.tensor(1.0)) == GraphFacts.unknown(1)
 
 
 class Attention(nn.Module):

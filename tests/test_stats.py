@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from gradcheck_cli.stats import LayerInfo, LayerKind, Skipped, StepRecord, Summary, aggregate
+from gradcheck_cli.aggregate import LayerInfo, StepRecord, aggregate
+from gradcheck_cli.stats import LayerKind, Skipped, Summary
 
 
 def record(loss: float = 1.0, **kw: object) -> StepRecord:
