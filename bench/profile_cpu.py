@@ -26,7 +26,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gradcheck_cli import api, diagnose, hooks, measure, snapshot  # noqa: E402
+from gradcheck_cli import api, capture, diagnose, hooks, measure, snapshot  # noqa: E402
 
 
 def mlp(depth: int, width: int) -> nn.Sequential:
@@ -66,7 +66,7 @@ def step_table(depth: int, width: int) -> None:
     best: dict[str, list[float]] = {}
     for _ in range(5):
         measured = {"plain": phases(model, None, 100)}
-        with hooks.capture(model) as recorder:
+        with capture.capture(model) as recorder:
             measured["measured"] = phases(model, recorder, 100)
         for mode, values in measured.items():
             if mode not in best or sum(values) < sum(best[mode]):
@@ -96,12 +96,12 @@ def once_table(depth: int, width: int) -> None:
 
     timed(measure.Passes, "step", "the step (forward, backward, end of step, graph walk)")
     timed(hooks.Recorder, "structure", "the graph walk (graph.trace), inside the step")
-    timed(hooks.Recorder, "_static_infos", "weight norms and layer facts (_static_infos)")
+    timed(hooks, "static_infos", "weight norms and layer facts (static_infos)")
     timed(measure, "aggregate", "aggregation into statistics (aggregate.aggregate)")
     timed(api, "run_checks", "the checks (run_checks)")
     timed(snapshot.ModelState, "__init__", "model state saved (ModelState)")
     timed(snapshot.ModelState, "restore", "model state restored")
-    timed(hooks, "measured_modules", "modules to measure (measured_modules)")
+    timed(capture, "measured_modules", "modules to measure (measured_modules)")
     timed(api, "check_runnable", "preflight (check_runnable)")
     model = mlp(depth, width)
     y = torch.zeros(32, dtype=torch.long)

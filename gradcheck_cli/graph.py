@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from gradcheck_cli.aggregate import GraphFacts, SoftmaxRows
+from gradcheck_cli.layers import SOFTMAX_SATURATED
 
 # Nodes that pass "a function of one layer's parameters alone" up the graph.
 _PARAM_OPS = frozenset(
@@ -252,10 +253,6 @@ def _feeding_norms(
     return feeding
 
 
-# A row is saturated when one entry takes this much of the probability (as for nn.Softmax).
-SATURATED = 0.99
-
-
 def _softmax_rows(
     order: list[Any], touches: dict[Any, set[int]], skip: set[Any]
 ) -> tuple[SoftmaxRows, ...]:
@@ -276,7 +273,7 @@ def _softmax_rows(
         dim = _signed(node, "_saved_dim")
         dim = -1 if dim is None else dim
         with torch.no_grad():
-            saturated = (probs.amax(dim=dim) >= SATURATED) & ((probs > 0).sum(dim=dim) >= 2)
+            saturated = (probs.amax(dim=dim) >= SOFTMAX_SATURATED) & ((probs > 0).sum(dim=dim) >= 2)
             count = int(saturated.sum())
         feeders = tuple(sorted(_entering_below([node], touches)))
         found.append(SoftmaxRows(feeders, count, saturated.numel()))

@@ -1,12 +1,8 @@
-"""The capture context manager: hooks that measure a model during forward and backward passes.
+"""The recorder: hooks that measure a model during forward and backward passes.
 
-:func:`capture` registers every hook inside one :class:`contextlib.ExitStack` that is entered
-before the first hook exists, so no hook survives an exception. On exit it also restores what the
-diagnosis touched: each module's ``training`` flag, each parameter's ``requires_grad`` and
-existing ``.grad``, and whatever forward passes changed or rebound (BatchNorm running statistics,
-a buffer reassigned as ``self.ema = ...``, a kept ``self.last = y``; see
-:mod:`gradcheck_cli.snapshot`). Gradient hooks on output tensors are removed when their step ends
-and hold the recorder only weakly, so a tensor the model keeps carries nothing of gradcheck's.
+:func:`gradcheck_cli.capture.capture` installs them. Gradient hooks on output tensors are removed
+when their step ends and hold the recorder only weakly, so a tensor the model keeps carries
+nothing of gradcheck's.
 
 Cost matters (issue 5): hooks only launch small reductions and append 0-d tensors to lists. No
 hook reads a value back to the host; :meth:`Recorder.end_step` moves everything in one transfer,
@@ -19,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,148 +23,27 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from gradcheck_cli.aggregate import NEAR_ZERO, GraphFacts, LayerInfo, StepRecord
+from gradcheck_cli.aggregate import GraphFacts, StepRecord
 from gradcheck_cli.choices import ShardMode
-from gradcheck_cli.distributed import Merger, local_part, whole_norms
-from gradcheck_cli.errors import UsageError
+from gradcheck_cli.distributed import Merger, local_part
 from gradcheck_cli.graph import trace
+from gradcheck_cli.layer_facts import (
+    all_tensors,
+    first_tensor,
+    own_parameters,
+    param_norms,
+    static_infos,
+)
 from gradcheck_cli.layers import (
     CHANNEL_FIRST_1D,
     DEAD_TYPES,
-    EMBEDDING_TYPES,
-    NORM_TYPES,
+    MASKED_LOGIT,
+    SOFTMAX_SATURATED,
     SOFTMAX_TYPES,
-    is_hf_conv1d,
-    is_normaliser,
     saturation_bounds,
+    softmax_dim,
 )
-from gradcheck_cli.snapshot import ModelState, TorchGlobals
 from gradcheck_cli.stats import LayerKind
-
-# --- which modules are measured, and how -------------------------------------------------------
-
-
-# A softmax row is saturated when its largest probability is at least this: every other output
-# then gets a derivative p_i (1 - p_i) or p_i p_j under 1% of its peak.
-SOFTMAX_SATURATED = 0.99
-# Attention masks write -inf, the dtype's minimum, -1e9 or (older Hugging Face models) -10000
-# added to the scores; unmasked logits of even a temperature-1e-3 softmax stay well above this.
-MASKED_LOGIT = -5e3
-
-
-def _softmax_dim(module: nn.Module, x: torch.Tensor) -> int:
-    """The dimension a Softmax/LogSoftmax normalises (PyTorch's legacy choice when None)."""
-    dim = getattr(module, "dim", None)
-    if dim is None:
-        return 0 if x.dim() in (0, 1, 3) else 1
-    return int(dim)
-
-
-def own_named_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """``module.named_parameters(recurse=False)``: the same pairs, read from the module's own
-    table without the generator machinery behind that call (about 1.5 us each, and a diagnosis
-    of a 100-layer model made 3,800 of them before its first step)."""
-    seen: set[int] = set()
-    found = []
-    for name, p in module._parameters.items():
-        if p is not None and id(p) not in seen:
-            seen.add(id(p))
-            found.append((name, p))
-    return found
-
-
-def own_parameters(module: nn.Module) -> list[nn.Parameter]:
-    """``module.parameters(recurse=False)``, as :func:`own_named_parameters` reads them."""
-    return [p for _, p in own_named_parameters(module)]
-
-
-def _has_parameters(module: nn.Module) -> bool:
-    return any(p is not None for p in module._parameters.values())
-
-
-def _kind(module: nn.Module) -> LayerKind | None:
-    if isinstance(module, EMBEDDING_TYPES):
-        return LayerKind.EMBEDDING
-    if isinstance(module, NORM_TYPES) or type(module).__name__.endswith(("Norm", "LayerNorm")):
-        # Hugging Face and others define their own LayerNorm/RMSNorm classes.
-        return LayerKind.NORM if _has_parameters(module) else None
-    if _has_parameters(module):
-        return LayerKind.WEIGHT
-    if isinstance(module, DEAD_TYPES + SOFTMAX_TYPES) or saturation_bounds(module) is not None:
-        return LayerKind.ACTIVATION
-    return None
-
-
-def first_tensor(output: Any) -> torch.Tensor | None:
-    """The primary tensor of a module output: itself, or the first tensor in a tuple/list/dict."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            found = first_tensor(item)
-            if found is not None:
-                return found
-    if isinstance(output, dict):
-        for item in output.values():
-            found = first_tensor(item)
-            if found is not None:
-                return found
-    return None
-
-
-def all_tensors(output: Any) -> list[torch.Tensor]:
-    """Every tensor of a module output: itself, or those in (nested) tuples, lists and dicts."""
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, (tuple, list)):
-        return [t for item in output for t in all_tensors(item)]
-    if isinstance(output, dict):
-        return [t for item in output.values() for t in all_tensors(item)]
-    return []
-
-
-def _zero_gain(module: nn.Module, norm: Callable[[nn.Parameter], float]) -> bool:
-    """Whether a weight layer scales its weight by a per-output-channel gain that is all zero.
-
-    timm's NF-ResNets and NFNets zero-initialise the gain of each residual branch's last
-    ScaledStdConv2d (``zero_init_last``): its effective weight, gain x standardised weight,
-    is zero, so it blocks its branch until the first update, as a zero-initialised layer does.
-    """
-    params = dict(own_named_parameters(module))
-    if sum(1 for name in params if not name.endswith("bias")) < 2:
-        return False  # a weight and a gain at least
-    matrices = [p for p in params.values() if sum(1 for d in p.shape if d > 1) >= 2]
-    if len(matrices) != 1:
-        return False
-    out = matrices[0].shape[0]
-    return any(
-        not name.endswith("bias")
-        and p is not matrices[0]
-        and p.numel() == out > 1
-        and p.shape[0] == out
-        and norm(p) == 0.0
-        for name, p in params.items()
-    )
-
-
-def _scale_like(trainable: list[nn.Parameter], kind: LayerKind) -> bool:
-    """Every trainable parameter (of a module's own) a scalar or a per-channel vector (at most
-    one dimension longer than 1): no weight matrix; the only layers that can be residual scales
-    (LayerScale, ReZero)."""
-    return (
-        kind is LayerKind.WEIGHT
-        and bool(trainable)
-        and all(sum(1 for d in p.shape if d > 1) <= 1 for p in trainable)
-    )
-
-
-def fan_in_of(module: nn.Module, weight: torch.Tensor) -> int:
-    """The fan-in of a weight matrix: ``weight[0].numel()``, except for Hugging Face's Conv1D
-    (GPT-2), which stores its Linear weight transposed as (in_features, out_features)."""
-    if is_hf_conv1d(type(module)) and weight.dim() == 2:
-        return int(weight.shape[0])
-    return int(weight[0].numel())
-
 
 FP16_TINY = 2.0**-24  # float16's smallest subnormal, about 5.96e-8
 
@@ -178,17 +52,6 @@ FP16_TINY = 2.0**-24  # float16's smallest subnormal, about 5.96e-8
 # Quantities accumulated per layer from hook calls; each has its own slot block.
 _NORMS = ("act", "out_grad", "in")  # accumulated as squared norms ("in": weight layers' inputs)
 _COUNTS = ("dead", "saturated", "nf_act", "nf_out_grad")
-
-
-def _param_norms(
-    targets: list[tuple[str, nn.Module, LayerKind]],
-) -> tuple[list[list[tuple[str, nn.Parameter]]], list[nn.Parameter], list[int], list[float]]:
-    """Each target's own parameters, them flattened, the target index of each, and each one's
-    norm (one transfer for all)."""
-    owned = [own_named_parameters(m) for _, m, _ in targets]
-    params_flat = [p for named in owned for _, p in named]
-    owner = [i for i, named in enumerate(owned) for _ in named]
-    return owned, params_flat, owner, whole_norms(params_flat)
 
 
 class Recorder:
@@ -211,12 +74,11 @@ class Recorder:
                 if p.requires_grad:
                     self._params.append(p)
                     self._param_layer.append(i)
-        self._embedding_rows: dict[int, torch.Tensor] = {}
         self._graded: set[int] = set()  # indices into _params that got a gradient in a step
         # Gradient hooks on this step's output tensors. A model may keep an output
         # (self.last = y): its hook, and through it this recorder, must not outlive the step.
         self._tensor_hooks: list[RemovableHandle] = []
-        self.infos = self._static_infos(targets)
+        self.infos, self._embedding_rows = static_infos(targets)
         self._reset()
 
     @property
@@ -242,11 +104,11 @@ class Recorder:
     def read_weights(self) -> None:
         """Read the static facts (weight norms, init scales) again: a meta-built model has
         values only once each rank has initialised its shards (summed over the ranks)."""
-        self._embedding_rows.clear()
+        infos, self._embedding_rows = static_infos(self._targets)
         # Type names stay those read before sharding (FSDP2 renames Linear to FSDPLinear).
         self.infos = [
             dataclasses.replace(new, type=old.type)
-            for old, new in zip(self.infos, self._static_infos(self._targets), strict=True)
+            for old, new in zip(self.infos, infos, strict=True)
         ]
 
     def structure(self, loss: torch.Tensor) -> GraphFacts:
@@ -264,89 +126,11 @@ class Recorder:
     def weight_norms(self) -> tuple[float, ...]:
         """Each measured layer's weight norm now (one transfer for all layers): for a training
         loop, whose weights change between measured steps (``watch()``)."""
-        _, _, owner, host = _param_norms(self._targets)
+        _, _, owner, host = param_norms(self._targets)
         sq = [0.0] * len(self._targets)
         for value, i in zip(host, owner, strict=True):
             sq[i] += value * value
         return tuple(math.sqrt(v) for v in sq)
-
-    def _static_infos(self, targets: list[tuple[str, nn.Module, LayerKind]]) -> list[LayerInfo]:
-        """Weight norms (one transfer for all layers), parameter counts and zero-init flags."""
-        owned, params_flat, owner, host = _param_norms(targets)
-        norm_of = {id(p): v for p, v in zip(params_flat, host, strict=True)}
-        sq = [0.0] * len(targets)
-        # A module is zero-initialised when its weights (its parameters other than biases, or
-        # all of them when it only has biases) are exactly zero.
-        weight_sum = [0.0] * len(targets)
-        other_sum = [0.0] * len(targets)
-        has_weight = [False] * len(targets)
-        is_weight = [not n.endswith("bias") for named in owned for n, _ in named]
-        if params_flat:
-            for value, i, weightlike in zip(host, owner, is_weight, strict=True):
-                sq[i] += value * value
-                if weightlike:
-                    weight_sum[i] += value
-                    has_weight[i] = True
-                else:
-                    other_sum[i] += value
-        nonzero = [
-            w if has else o for w, o, has in zip(weight_sum, other_sum, has_weight, strict=True)
-        ]
-        # Near zero: every weight matrix far below the scale any standard init gives it
-        # (RMS about 1/sqrt(fan_in)), as a zero-initialised head is after its first updates;
-        # for a normaliser, its scale far below 1.
-        # Its gradient-to-weight ratio is then huge by construction, not a sign of explosion.
-        near_zero = [True] * len(targets)
-        scaled = [False] * len(targets)
-        init_sq = [0.0] * len(targets)
-        if params_flat:
-            for norm_value, i, weightlike, p in zip(
-                host, owner, is_weight, params_flat, strict=True
-            ):
-                if not weightlike or p.numel() == 0:
-                    continue
-                rms = norm_value / math.sqrt(p.numel())
-                if p.dim() >= 2:
-                    scaled[i] = True
-                    fan_in = fan_in_of(targets[i][1], p)
-                    init_sq[i] += p.numel() / fan_in
-                    if rms >= NEAR_ZERO * (1 / math.sqrt(fan_in)):
-                        near_zero[i] = False
-                elif targets[i][2] is LayerKind.NORM:
-                    # A normaliser's scale starts at 1; near zero, it is a zero-init residual
-                    # gamma (Goyal et al. 2017) that has taken a few updates.
-                    scaled[i] = True
-                    if rms >= NEAR_ZERO:
-                        near_zero[i] = False
-        infos = []
-        for i, (name, module, kind) in enumerate(targets):
-            params = [p for _, p in owned[i]]
-            trainable = sum(p.numel() for p in params if p.requires_grad)
-            if kind is LayerKind.EMBEDDING and params and params[0].requires_grad:
-                # Weights do not change during the diagnosis, so the per-row norms are
-                # computed once; per step only the mask of rows that got gradient is new.
-                # Under FSDP2 this rank's rows only: its gradient's rows are the same ones.
-                w = params[0].detach()
-                part, first = local_part(w)
-                rows = torch.zeros(w.shape[0], dtype=torch.float64, device=part.device)
-                rows[first : first + part.shape[0]] = torch.linalg.vector_norm(part, dim=-1)
-                self._embedding_rows[i] = rows.square()
-            infos.append(
-                LayerInfo(
-                    name=name,
-                    type=type(module).__name__,
-                    kind=kind,
-                    params=sum(p.numel() for p in params),
-                    trainable=trainable,
-                    weight_norm=math.sqrt(sq[i]),
-                    zero_weights=bool(params)
-                    and (nonzero[i] == 0.0 or _zero_gain(module, lambda p: norm_of[id(p)])),
-                    near_zero_weights=scaled[i] and near_zero[i],
-                    init_norm=math.sqrt(init_sq[i]),
-                    scale_like=_scale_like([p for p in params if p.requires_grad], kind),
-                )
-            )
-        return infos
 
     @contextlib.contextmanager
     def counting(self) -> Iterator[None]:
@@ -475,7 +259,7 @@ class Recorder:
                 # Saturated rows: one output takes (nearly) all the probability. A row masked
                 # down to one open entry (-inf, -1e4 or dtype-min logits elsewhere: causal or
                 # padding masks) is certain by construction, not saturated.
-                dim = _softmax_dim(mod, x)
+                dim = softmax_dim(mod, x)
                 peak = x.amax(dim=dim)
                 if log_probs:
                     peak = peak.exp()
@@ -813,98 +597,3 @@ def _stacked(values: list[torch.Tensor], device: torch.device) -> torch.Tensor:
         return torch.stack(values).to(device)
     except RuntimeError:
         return torch.stack([v.to(device) for v in values])
-
-
-# --- the context manager -----------------------------------------------------------------------
-
-
-def measured_modules(model: nn.Module) -> list[tuple[str, nn.Module, LayerKind]]:
-    """The modules gradcheck reports on, in registration order, with their role."""
-    found = []
-    for name, module in model.named_modules():
-        kind = _kind(module)
-        if kind is not None:
-            found.append((name, module, kind))
-    return found
-
-
-# Modules being measured, by id: (the thread measuring them, how many captures it holds).
-_BUSY: dict[int, tuple[int, int]] = {}
-_BUSY_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _one_thread_at_a_time(model: nn.Module) -> Iterator[None]:
-    """Refuse to measure a model (or a module of it) that another thread is measuring: two
-    threads' hooks on one model would mix their steps, and each restores the model's state
-    under the other. The same thread may measure it again inside (nested captures)."""
-    me = threading.get_ident()
-    ids = [id(m) for m in model.modules()]
-    with _BUSY_LOCK:
-        if any(_BUSY.get(i, (me, 0))[0] != me for i in ids):
-            raise UsageError(
-                "this model is being measured by another thread; measure one model in one "
-                "thread at a time (diagnose a copy, copy.deepcopy(model), to run two at once)"
-            )
-        for i in ids:
-            _BUSY[i] = (me, _BUSY.get(i, (me, 0))[1] + 1)
-    try:
-        yield
-    finally:
-        with _BUSY_LOCK:
-            for i in ids:
-                owner, count = _BUSY[i]
-                if count > 1:
-                    _BUSY[i] = (owner, count - 1)
-                else:
-                    del _BUSY[i]
-
-
-@contextlib.contextmanager
-def capture(model: nn.Module, *, restore_state: bool = True) -> Iterator[Recorder]:
-    """Measure ``model`` while the block runs forward and backward passes, then undo everything.
-
-    The model is put in train mode inside the block. On exit, normally or by exception, every
-    hook is removed and the model's mode, ``requires_grad`` flags, ``.grad`` tensors, buffers
-    and attributes are as they were, as the very objects they were. With
-    ``restore_state=False`` (watching the user's own training) only the hooks are added and
-    removed: the training owns the model's state.
-    """
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_one_thread_at_a_time(model))
-        if restore_state:
-            training = {m: m.training for m in model.modules()}
-            stack.callback(restore_training, training)
-            params = list(model.parameters())
-            flags = [p.requires_grad for p in params]
-            grads = [p.grad for p in params]
-            stack.callback(_restore_params, params, flags, grads)
-            stack.callback(ModelState(model).restore)
-            stack.callback(TorchGlobals.read().restore)
-
-        targets = measured_modules(model)
-        recorder = Recorder(model, targets)
-        stack.callback(recorder.release_tensor_hooks)
-        for i, (_, module, kind) in enumerate(targets):
-            if isinstance(module, torch.jit.ScriptModule):
-                continue  # TorchScript refuses hooks: only parameter gradients are measured
-            stack.callback(module.register_forward_hook(recorder.forward_hook(i, kind)).remove)
-            if kind is LayerKind.NORM and is_normaliser(module):
-                stack.callback(module.register_forward_pre_hook(recorder.norm_pre_hook(i)).remove)
-        if restore_state:
-            model.train()
-        yield recorder
-
-
-def restore_training(training: dict[nn.Module, bool]) -> None:
-    """Put back each module's ``training`` flag as recorded."""
-    for module, flag in training.items():
-        module.training = flag
-
-
-def _restore_params(
-    params: list[nn.Parameter], flags: list[bool], grads: list[torch.Tensor | None]
-) -> None:
-    for p, flag, grad in zip(params, flags, grads, strict=True):
-        p.requires_grad_(flag)
-        p.grad = grad

@@ -100,6 +100,22 @@ def saturation_bounds(module: nn.Module) -> tuple[float, float] | None:
 SOFTMAX_TYPES: tuple[type[nn.Module], ...] = (nn.Softmax, nn.LogSoftmax)
 
 
+# A softmax row is saturated when its largest probability is at least this: every other output
+# then gets a derivative p_i (1 - p_i) or p_i p_j under 1% of its peak.
+SOFTMAX_SATURATED = 0.99
+# Attention masks write -inf, the dtype's minimum, -1e9 or (older Hugging Face models) -10000
+# added to the scores; unmasked logits of even a temperature-1e-3 softmax stay well above this.
+MASKED_LOGIT = -5e3
+
+
+def softmax_dim(module: nn.Module, x: torch.Tensor) -> int:
+    """The dimension a Softmax/LogSoftmax normalises (PyTorch's legacy choice when None)."""
+    dim = getattr(module, "dim", None)
+    if dim is None:
+        return 0 if x.dim() in (0, 1, 3) else 1
+    return int(dim)
+
+
 def is_normaliser(module: nn.Module) -> bool:
     """A normalisation layer: one of ``NORM_TYPES``, or a class named ``*Norm`` (Hugging Face and
     others define their own LayerNorm/RMSNorm classes)."""

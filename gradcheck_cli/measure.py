@@ -1,4 +1,4 @@
-"""The measurement loop: a few seeded forward/backward passes under :func:`hooks.capture`.
+"""The measurement loop: a few seeded forward/backward passes under :func:`capture.capture`.
 
 Each step draws a fresh batch under its own seed (inside :func:`torch.random.fork_rng`, so the
 caller's random state is untouched), runs forward, loss and backward, and reads the step's totals
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.aggregate import GraphFacts, StepRecord, aggregate
+from gradcheck_cli.capture import capture
 from gradcheck_cli.choices import Amp, LossKind, ShardMode
 from gradcheck_cli.cuts import find_cuts, position_cut, positions_reach
 from gradcheck_cli.distributed import (
@@ -29,7 +30,7 @@ from gradcheck_cli.distributed import (
     wrap,
 )
 from gradcheck_cli.errors import InputError, ModelRunError, what_happened
-from gradcheck_cli.hooks import Recorder, capture
+from gradcheck_cli.hooks import Recorder
 from gradcheck_cli.inputs.calling import (
     InputFactory,
     Labeled,

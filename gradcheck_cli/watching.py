@@ -21,12 +21,14 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from gradcheck_cli.aggregate import StepRecord, aggregate
+from gradcheck_cli.capture import capture
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.choices import ShardMode
 from gradcheck_cli.config import AUTO, ConfigChoice, Settings, apply_mapping, project_settings
 from gradcheck_cli.distributed import Merger, Shard, is_sharded
 from gradcheck_cli.findings import Report, RunInfo
-from gradcheck_cli.hooks import Recorder, capture, first_tensor
+from gradcheck_cli.hooks import Recorder
+from gradcheck_cli.layer_facts import first_tensor
 from gradcheck_cli.model_info import describe_model
 from gradcheck_cli.preflight import require_module
 from gradcheck_cli.version import __version__

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from gradcheck_cli import diagnose
-from gradcheck_cli.hooks import FP16_TINY, capture
+from gradcheck_cli.capture import capture
+from gradcheck_cli.hooks import FP16_TINY
 from gradcheck_cli.stats import LayerStats, Skipped, Summary
 
 REL = 1e-5  # float32 reductions in a different order than the float64 reference

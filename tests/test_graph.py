@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from gradcheck_cli.aggregate import GraphFacts
-from gradcheck_cli.hooks import capture
+from gradcheck_cli.capture import capture
 
 
 def _structure(model: nn.Module, *inputs: torch.Tensor) -> tuple[list[str], GraphFacts]:
@@ -254,7 +254,7 @@ def test_a_scaled_branch_concatenated_is_a_residual_scale_and_separable_convs_fe
 
 
 def test_a_zero_gain_inside_a_weight_layer_is_a_zero_initialisation() -> None:
-    from gradcheck_cli.hooks import _zero_gain
+    from gradcheck_cli.layer_facts import _zero_gain
 
     class ScaledStd(nn.Conv2d):  # timm's ScaledStdConv2d: weight x gain, gain zero at init
         def __init__(self) -> None:

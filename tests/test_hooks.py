@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from gradcheck_cli import diagnose
+from gradcheck_cli.capture import capture
 from gradcheck_cli.errors import ModelRunError
-from gradcheck_cli.hooks import capture
 
 
 def _hook_count(model: nn.Module) -> int:
@@ -130,7 +130,7 @@ def test_cuda_run_matches_cpu_verdict_and_returns_model() -> None:
 
 
 def test_fan_in_of_linear_conv_and_transposed_conv1d() -> None:
-    from gradcheck_cli.hooks import fan_in_of
+    from gradcheck_cli.layer_facts import fan_in_of
 
     linear, conv = nn.Linear(12, 5), nn.Conv2d(3, 8, 3)
     assert fan_in_of(linear, linear.weight) == 12

@@ -145,7 +145,8 @@ def test_loss_module_beside_the_model_is_not_ambiguous(tmp_path: Path) -> None:
 
 
 def test_bias_only_module_is_not_taken_for_zero_init() -> None:
-    from gradcheck_cli.hooks import Recorder, measured_modules
+    from gradcheck_cli.hooks import Recorder
+    from gradcheck_cli.layer_facts import measured_modules
 
     class Shift(nn.Module):
         def __init__(self) -> None:

@@ -15,10 +15,11 @@ import yaml
 from torch import nn
 
 from gradcheck_cli import diagnose, fix, watch
+from gradcheck_cli.capture import capture
 from gradcheck_cli.checks import run_checks
 from gradcheck_cli.errors import ModelRunError, UsageError
 from gradcheck_cli.findings import ExitCode, FailOn, Status, exit_code
-from gradcheck_cli.hooks import Recorder, capture
+from gradcheck_cli.hooks import Recorder
 from gradcheck_cli.inputs.shapes import check_inferred_inputs
 from gradcheck_cli.report import RENDERERS, OutputFormat
 from gradcheck_cli.stats import ModelStats

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from gradcheck_cli.findings import Report
-from gradcheck_cli.hooks import first_tensor
+from gradcheck_cli.layer_facts import first_tensor
 from gradcheck_cli.watching import Watcher, watch
 
 try:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradcheck_cli.hooks import restore_training
+from gradcheck_cli.capture import restore_training
 from gradcheck_cli.inputs.calling import Inputs, call_model
 from gradcheck_cli.remedies.structure import Structure, read_structure
 from gradcheck_cli.snapshot import preserved

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-from gradcheck_cli.hooks import restore_training
+from gradcheck_cli.capture import restore_training
 from gradcheck_cli.inputs.calling import Inputs, call_model
 from gradcheck_cli.layers import in_features, is_weight_type
 from gradcheck_cli.remedies.modules import first_tensor_argument, output_tensors
