@@ -18,10 +18,10 @@ import time
 import torch
 from torch.utils import _pytree as pytree
 
-from gradcheck_cli.api import _passes
 from gradcheck_cli.choices import Optimizer
 from gradcheck_cli.config import Settings
 from gradcheck_cli.loading import load_model
+from gradcheck_cli.pipeline import passes_for
 from gradcheck_cli.training import train_step
 
 
@@ -74,7 +74,7 @@ def run(spec, steps=50, opt_kind="adam"):  # type: ignore[no-untyped-def]
     loaded = load_model(spec)
     model = copy.deepcopy(loaded.module)
     s = Settings()
-    passes = _passes(model, loaded.example_inputs, loaded.loss_fn, s)
+    passes = passes_for(model, loaded.example_inputs, loaded.loss_fn, s)
     kind = Optimizer.ADAM if opt_kind == "adam" else Optimizer.SGD
     lr = 1e-3 if opt_kind == "adam" else 1e-2
     opt = kind.build([p for p in model.parameters() if p.requires_grad], lr)
@@ -82,7 +82,7 @@ def run(spec, steps=50, opt_kind="adam"):  # type: ignore[no-untyped-def]
     losses = [train_step(passes, 0, opt, seed_offset=0) for _ in range(steps)]
     dt = time.perf_counter() - t
     floor = blind_floor(  # the loss draws its targets after the forward: same seed, same RNG
-        _passes(copy.deepcopy(loaded.module), loaded.example_inputs, loaded.loss_fn, s)
+        passes_for(copy.deepcopy(loaded.module), loaded.example_inputs, loaded.loss_fn, s)
     )
     return losses[0], losses[-1], floor, dt
 

@@ -26,7 +26,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gradcheck_cli import api, capture, diagnose, hooks, measure, snapshot  # noqa: E402
+from gradcheck_cli import capture, diagnose, hooks, measure, pipeline, snapshot  # noqa: E402
 
 
 def mlp(depth: int, width: int) -> nn.Sequential:
@@ -98,11 +98,11 @@ def once_table(depth: int, width: int) -> None:
     timed(hooks.Recorder, "structure", "the graph walk (graph.trace), inside the step")
     timed(hooks, "static_infos", "weight norms and layer facts (static_infos)")
     timed(measure, "aggregate", "aggregation into statistics (aggregate.aggregate)")
-    timed(api, "run_checks", "the checks (run_checks)")
+    timed(pipeline, "run_checks", "the checks (run_checks)")
     timed(snapshot.ModelState, "__init__", "model state saved (ModelState)")
     timed(snapshot.ModelState, "restore", "model state restored")
     timed(capture, "measured_modules", "modules to measure (measured_modules)")
-    timed(api, "check_runnable", "preflight (check_runnable)")
+    timed(pipeline, "check_runnable", "preflight (check_runnable)")
     model = mlp(depth, width)
     y = torch.zeros(32, dtype=torch.long)
 

@@ -14,7 +14,7 @@ from gradcheck_cli.version import __version__
 if TYPE_CHECKING:
     from gradcheck_cli.api import diagnose, fix
     from gradcheck_cli.findings import ExitCode, FailOn, Finding, Report, Severity, Status
-    from gradcheck_cli.fixing import FixResult
+    from gradcheck_cli.fix_result import FixResult
     from gradcheck_cli.remedies.plan import Plan, apply_plan
     from gradcheck_cli.watching import watch
 
@@ -29,7 +29,7 @@ _LAZY = {
     "Report": "gradcheck_cli.findings",
     "Severity": "gradcheck_cli.findings",
     "Status": "gradcheck_cli.findings",
-    "FixResult": "gradcheck_cli.fixing",
+    "FixResult": "gradcheck_cli.fix_result",
     "Plan": "gradcheck_cli.remedies.plan",
     "apply_plan": "gradcheck_cli.remedies.plan",
     "watch": "gradcheck_cli.watching",

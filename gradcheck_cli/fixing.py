@@ -1,181 +1,37 @@
-"""The fix step's data and its output: trials, per-remedy verdicts, and the saved folder.
-
-:func:`gradcheck_cli.api.fix` runs the trials; this module holds what they produce, the choice of
-the best trial (pure), and :func:`save_fix`, which writes the output folder atomically.
+"""The fix search: diagnose, try each remedy the findings name on a copy, then combinations, and
+keep the trial that measurably helps (judged by the diagnosis and, where it ran, the learning
+probe). The choice of the best trial (:func:`best`, :func:`tied`, :func:`trains_best`) is pure.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
+import functools
 import itertools
 import math
-import os
-import pickle
-import shutil
-import tempfile
-import zipfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 
 import torch
-import yaml
 from torch import nn
 
-from gradcheck_cli.atomic import ordinary_mode, write_error
-from gradcheck_cli.errors import OutputError, UsageError
-from gradcheck_cli.findings import SCHEMA_VERSION, Report, Severity, plain_number
-from gradcheck_cli.remedies import APPLY_ORDER, CONFLICTS, PREFERENCE
-from gradcheck_cli.remedies.plan import Plan
-from gradcheck_cli.remedies.verdict import Verdict, score
-from gradcheck_cli.specs import spec_relative_to
-from gradcheck_cli.stats import LearningProbe
-from gradcheck_cli.views import Printable
-
-
-def _learned(probe: LearningProbe) -> dict[str, Any]:
-    """A trial's learning probe in the fix report: its verdict and held-out losses."""
-    return {
-        "verdict": probe.verdict,
-        "heldout_start": plain_number(probe.start),
-        "heldout_end": plain_number(probe.end),
-        "input_blind": plain_number(probe.blind) if probe.blind is not None else None,
-        "steps": probe.taken,
-    }
-
-
-@dataclass(frozen=True)
-class RemedyOutcome:
-    """One remedy: its verdict when tried alone, its notes, or why it did not apply."""
-
-    remedy: str
-    verdict: Verdict
-    reason: str = ""
-    notes: tuple[str, ...] = ()
-    edits: int = 0
-
-
-@dataclass(frozen=True)
-class Trial:
-    """A set of remedies applied together and the diagnosis of the result."""
-
-    remedies: tuple[str, ...]
-    plan: Plan
-    report: Report
-    verdict: Verdict
-
-    @property
-    def score(self) -> int:
-        """100 per error, 10 per warning in the trial's diagnosis."""
-        return score(self.report)
-
-
-@dataclass(frozen=True)
-class FixResult(Printable):
-    """What ``fix`` found: before, the chosen trial (or none), every outcome and trial."""
-
-    before: Report
-    chosen: Trial | None
-    outcomes: tuple[RemedyOutcome, ...]
-    trials: tuple[Trial, ...]
-    model: nn.Module
-    message: str
-    probe_losses: dict[str, list[float]] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    @property
-    def after(self) -> Report:
-        """The diagnosis of the returned model (the original's when nothing was applied)."""
-        return self.chosen.report if self.chosen is not None else self.before
-
-    @property
-    def plan(self) -> Plan:
-        """The chosen plan (empty when nothing was applied)."""
-        return self.chosen.plan if self.chosen is not None else Plan(edits=())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fix report: before and after in the diagnose schema, plus the verdicts."""
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "tool": {"name": "gradcheck", "version": self.before.tool_version},
-            "message": self.message,
-            "notes": list(self.notes),
-            "chosen": list(self.chosen.remedies) if self.chosen else [],
-            # Every value of the model that the chosen plan replaces, edit by edit.
-            "overwritten": [
-                {
-                    "remedy": e.remedy,
-                    "op": e.op,
-                    "target": e.target or "(root)",
-                    "what": e.overwrites(),
-                }
-                for e in self.plan.edits
-            ],
-            "remedies": [
-                {
-                    "remedy": o.remedy,
-                    "verdict": o.verdict.value,
-                    "reason": o.reason,
-                    "notes": list(o.notes),
-                    "edits": o.edits,
-                }
-                for o in self.outcomes
-            ],
-            "trials": [
-                {
-                    "remedies": list(t.remedies),
-                    "verdict": t.verdict.value,
-                    "status": t.report.status.value,
-                    "score": t.score,
-                    "findings": [f"{f.id}:{f.severity.value}" for f in t.report.findings],
-                    **(
-                        {"learning": _learned(t.report.learning)}
-                        if t.report.learning is not None
-                        else {}
-                    ),
-                }
-                for t in self.trials
-            ],
-            "probe_losses": {
-                k: [plain_number(v) for v in vs] for k, vs in self.probe_losses.items()
-            },
-            "before": self.before.to_dict(),
-            "after": self.after.to_dict(),
-        }
-
-    def to_yaml(self) -> str:
-        """The fix report as YAML (report.yaml in the output folder)."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
-
-
-def memory_note(model: nn.Module, device: torch.device) -> str:
-    """A warning when the copies that ``fix`` makes may not fit: "" when they do.
-
-    ``diagnose`` never copies the model; ``fix`` holds the original, one trial copy and the
-    chosen copy at once, so it needs about twice the model's size free.
-    """
-    size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    free = _free_bytes(device)
-    if free is None or 2 * size <= 0.5 * free:
-        return ""
-    return (
-        f"memory is short: fix copies the model ({size / 2**20:.0f} MiB) for each trial and "
-        f"about {free / 2**20:.0f} MiB is free on {device}; use --remedy to try fewer remedies"
-    )
-
-
-def _free_bytes(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+from gradcheck_cli.config import (
+    Settings,
+)
+from gradcheck_cli.errors import ModelRunError, UsageError
+from gradcheck_cli.findings import Report, Severity
+from gradcheck_cli.fix_result import FixResult, RemedyOutcome, Trial, memory_note
+from gradcheck_cli.inputs.calling import InputFactory, Inputs, LossFn
+from gradcheck_cli.loading import copy_model
+from gradcheck_cli.measure import StepObserver
+from gradcheck_cli.pipeline import device_of, passes_for, run_diagnosis
+from gradcheck_cli.remedies import ALSO_TRY, APPLY_ORDER, CONFLICTS, PREFERENCE, REGISTRY
+from gradcheck_cli.remedies.base import FixOptions, NotApplicable, Proposal, RemedyContext
+from gradcheck_cli.remedies.edits import Edit
+from gradcheck_cli.remedies.plan import Plan, apply_plan
+from gradcheck_cli.remedies.probe import Probe, probe
+from gradcheck_cli.remedies.verdict import Verdict, judge, score, what_got_worse
+from gradcheck_cli.training import Optimizer, train_step
 
 
 def combinations(
@@ -282,118 +138,308 @@ def _infos(report: Report) -> int:
     return sum(1 for f in report.findings if f.severity is Severity.INFO)
 
 
-def check_output(output: Path) -> Path:
-    """Refuse an output folder that exists and is not empty, or whose parent is missing.
+def search(
+    model: nn.Module,
+    inputs: Inputs | InputFactory | None,
+    loss_fn: LossFn | None,
+    chosen: Settings,
+    *,
+    remedies: Sequence[str] | None = None,
+    fix_options: FixOptions | None = None,
+    budget: int = 8,
+    probe_steps: int = 0,
+    source: str = "",
+    model_name: str | None = None,
+    on_step: StepObserver | None = None,
+) -> FixResult:
+    """Diagnose ``model``, try remedies on copies, keep what measurably helps (see
+    :func:`gradcheck_cli.api.fix`, which resolves ``chosen``)."""
+    opts = fix_options or FixOptions()
 
-    Returns the parent folder. Called before any work, and again right before writing.
-    """
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise UsageError(f"--output '{output}' exists and is not empty; name a new folder")
-    parent = output.resolve().parent
-    if not parent.is_dir():
-        raise UsageError(f"--output '{output}': folder '{parent}' does not exist")
-    return parent
-
-
-class _Discard(io.RawIOBase):
-    """A binary sink: what is written is counted and dropped."""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        return len(data)
-
-
-class _ShapesOnly(pickle.Pickler):
-    """Pickles a model as ``torch.save`` would, with tensors replaced by a reference: the check
-    costs no copy of the weights."""
-
-    def persistent_id(self, obj: Any) -> Any:
-        if isinstance(obj, (torch.Tensor, torch.UntypedStorage, torch.TypedStorage)):
-            return id(obj)
-        return None
-
-
-def check_picklable(model: nn.Module) -> None:
-    """Refuse, before any trial, a model that ``--output`` could not save as model.pt.
-
-    ``torch.save`` pickles the module: its classes must be importable by name, so a class
-    defined inside ``build_model`` cannot be saved, and a TorchScript module is saved with
-    ``torch.jit.save`` instead.
-    """
-    advice = "drop --output to see the verdicts, or define the model's classes at module level"
-    if isinstance(model, torch.jit.ScriptModule):
-        raise UsageError(
-            "fix --output cannot save a TorchScript model as model.pt (fixing rewrites its Python "
-            "modules); pass the model's code (FILE.py or package.module:NAME)"
+    def run(candidate: nn.Module) -> Report:
+        return run_diagnosis(
+            candidate, inputs, loss_fn, chosen, model_name=model_name, on_step=on_step
         )
-    try:
-        _ShapesOnly(_Discard(), protocol=pickle.DEFAULT_PROTOCOL).dump(model)
-    except Exception as exc:  # pickle raises PicklingError, AttributeError, TypeError, ...
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"fix --output cannot save this model ({detail}); {advice}") from exc
+
+    before = run(model)
+    if chosen.learn is None:
+        # Every trial is judged as the original was: by the learning probe as well, with its
+        # steps, when the probe ran by itself on the original (a finding it could refute), so a
+        # trial whose diagnosis clears while its copy still does not learn is not a cure; by
+        # the diagnosis alone when it did not.
+        probe = before.learning
+        chosen = replace(chosen, learn=probe.requested if probe is not None else 0)
+        if probe is not None and probe.verdict != "learns":
+            before = run(model)  # again, its probe's verdict now a finding, as in each trial
+    wanted = list(remedies) if remedies else _suggested(before)
+    code = _code_changes(before)
+    if not wanted:
+        serious = sorted(
+            {
+                f.id
+                for f in before.findings
+                if f.severity.rank >= Severity.WARNING.rank and f.evidence.get("reason") != "cut"
+            }
+        )
+        said = list(code)
+        if serious:
+            said.append(f"no automatic remedy for {', '.join(serious)}; see the findings' advice")
+        message = (
+            "; ".join(said)
+            or "nothing needed fixing: no finding at warning or error; the model is unchanged"
+        )
+        return FixResult(before, None, (), (), model, message)
+
+    context = RemedyContext(_probe(model, inputs, chosen), before, opts)
+    warning = memory_note(model, device_of(model) or torch.device("cpu"))
+    notes: tuple[str, ...] = (*code, *((warning,) if warning else ()))
+    outcomes: list[RemedyOutcome] = []
+    proposals: dict[str, Proposal] = {}
+    for remedy_id in wanted:
+        proposal = REGISTRY[remedy_id]().propose(model, context)
+        if isinstance(proposal, NotApplicable):
+            outcomes.append(
+                RemedyOutcome(remedy_id, Verdict.NOT_APPLICABLE, reason=proposal.reason)
+            )
+        else:
+            proposals[remedy_id] = proposal
+
+    def trial(combo: tuple[str, ...], edits: tuple[Edit, ...] | None = None) -> Trial:
+        if edits is None:
+            edits = tuple(e for r in combo for e in proposals[r].edits)
+        plan = Plan(edits=edits, remedies=combo, source=source, seed=chosen.seed)
+        report = run(apply_plan(model, plan))
+        targets = {f.id for f in before.findings for r in combo if r in f.remedies}
+        return Trial(combo, plan, report, judge(before, report, targets))
+
+    trials = []
+    for remedy_id in wanted:
+        if remedy_id in proposals:
+            try:
+                single = trial((remedy_id,))
+            except ModelRunError as exc:
+                # The rewrite breaks the model's own code (a module its forward reads an
+                # attribute of, now wrapped): not a remedy for this model.
+                del proposals[remedy_id]
+                outcomes.append(
+                    RemedyOutcome(
+                        remedy_id,
+                        Verdict.NOT_APPLICABLE,
+                        reason=f"the rewritten model does not run: {exc}",
+                    )
+                )
+                continue
+            trials.append(single)
+            proposal = proposals[remedy_id]
+            outcomes.append(
+                RemedyOutcome(
+                    remedy_id,
+                    single.verdict,
+                    reason=(
+                        what_got_worse(before, single.report)
+                        if single.verdict is Verdict.WORSE
+                        else ""
+                    ),
+                    notes=proposal.notes,
+                    edits=len(proposal.edits),
+                )
+            )
+    if not any(t.score == 0 for t in trials):
+        alone = {t.remedies[0]: t.score for t in trials}
+        combos = combinations(list(proposals), budget, alone)
+        trials += _running(functools.partial(trial, combo) for combo in combos)
+        chained = _chained(model, proposals, wanted, context, inputs, chosen, source)
+        trials += _running(
+            functools.partial(trial, c, e)
+            for c, e in list(chained.items())[: max(0, budget - len(combos))]
+        )
+    winner = best(trials, before)
+    order = {r: i for i, r in enumerate(wanted)}
+    outcomes.sort(key=lambda o: order[o.remedy])
+    if winner is None:
+        message = "no remedy improved the diagnosis; the model is returned unchanged"
+        return FixResult(before, None, tuple(outcomes), tuple(trials), model, message, notes=notes)
+    rivals = tied(trials, winner)
+    if len(rivals) > 1:
+        runs = [(t, _one_batch_losses(model, t.plan, inputs, loss_fn, chosen)) for t in rivals]
+        winner = trains_best(runs)
+        notes += (_tie_note(runs, winner, chosen),)
+    fixed = apply_plan(model, winner.plan)
+    message = (
+        f"applied {', '.join(winner.remedies)}: {before.status.value} -> "
+        f"{winner.report.status.value}"
+    )
+    probe = winner.report.learning
+    if probe is not None and probe.verdict != "learns":
+        message += (
+            f"; not a cure: the learning probe finds the fixed copy "
+            f"{'diverging' if probe.verdict == 'diverging' else 'still not learning'} "
+            f"({probe.summary()})"
+        )
+        if not any(t.report.learning and t.report.learning.verdict == "learns" for t in trials):
+            message += (
+                "; no trial learned: if the model file's task can be learned (its targets "
+                "depend on its inputs), none of these remedies cures it; if not (random "
+                "tokens under a next-token loss), no model learns it: give the probe a "
+                "learnable task, or --learn 0"
+            )
+    losses = _probe_training(model, fixed, inputs, loss_fn, chosen, probe_steps)
+    return FixResult(before, winner, tuple(outcomes), tuple(trials), fixed, message, losses, notes)
 
 
-def save_fix(result: FixResult, output: Path, source: str = "") -> None:
-    """Write model.pt, state_dict.pt, plan.yaml and report.yaml into a new folder, atomically.
+def _running(trials: Iterable[Callable[[], Trial]]) -> list[Trial]:
+    """The trials whose rewritten model runs (each remedy ran alone; together they may not)."""
+    done = []
+    for run_trial in trials:
+        with contextlib.suppress(ModelRunError):
+            done.append(run_trial())
+    return done
 
-    ``source`` is the model spec, for the plan when no remedy was applied (an empty plan still
-    says where the saved model's classes come from).
 
-    Everything is written into a temporary folder beside ``output`` and renamed into place at
-    the end, so a failure leaves nothing behind. An existing non-empty folder is refused. A
-    symbolic link to an empty folder is written through: the folder it points to is filled
-    and the link kept.
+def _chained(
+    model: nn.Module,
+    proposals: dict[str, Proposal],
+    wanted: Sequence[str],
+    context: RemedyContext,
+    inputs: Inputs | InputFactory | None,
+    chosen: Settings,
+    source: str,
+) -> dict[tuple[str, ...], tuple[Edit, ...]]:
+    """Pairs in which the second remedy applies only after the first has changed the model.
+
+    ``kaiming-init`` finds no ReLU to initialise for in a sigmoid net, but it does once
+    ``relu-swap`` has put ReLUs there: applicability is judged again on the changed model.
     """
-    parent = check_output(output)
-    output = output.resolve() if output.is_symlink() else output
+    later = [r for r in wanted if r not in proposals]
+    chained: dict[tuple[str, ...], tuple[Edit, ...]] = {}
+    for first, proposal in proposals.items() if later else ():
+        plan = Plan(edits=proposal.edits, remedies=(first,), source=source, seed=chosen.seed)
+        changed = apply_plan(model, plan)
+        after = RemedyContext(_probe(changed, inputs, chosen), context.report, context.options)
+        for remedy_id in later:
+            then = REGISTRY[remedy_id]().propose(changed, after)
+            if isinstance(then, Proposal):
+                chained[(first, remedy_id)] = proposal.edits + then.edits
+    return chained
+
+
+def _code_changes(report: Report) -> list[str]:
+    """One line per cut graph (of parameters, or of a sequence's early steps): no remedy
+    rewrites code, so the user is told what to change."""
+    said = []
+    for f in report.findings:
+        if f.evidence.get("reason") != "cut":
+            continue
+        at = f" ({f.evidence['source']})" if f.evidence.get("source") else ""
+        if f.id == "no-gradient":
+            said.append(
+                f"needs a code change: the gradient stops at {f.evidence['operation']}{at}"
+                f" before {', '.join(f.layers[:4])}{' and more' if len(f.layers) > 4 else ''}; "
+                "remove the cut, or call requires_grad_(False) on them if they are meant to be "
+                "frozen"
+            )
+        else:
+            where = f"at {f.evidence['operation']}{at}" if f.evidence.get("operation") else ""
+            said.append(
+                f"needs a code change: the gradient through time stops {where or 'in forward'} "
+                f"before step {f.evidence['cut_step']} of {f.evidence['steps']}; remove the "
+                "cut, or truncate no shorter than the longest dependency of the task"
+            )
+    return said
+
+
+def _suggested(report: Report) -> list[str]:
+    """Remedy ids named by findings at warning or error, most severe finding first, each
+    followed by the general remedies ``ALSO_TRY`` gives for it."""
+    wanted: list[str] = []
+    for finding in sorted(report.findings, key=lambda f: -f.severity.rank):
+        if finding.severity.rank < Severity.WARNING.rank:
+            continue
+        for named in finding.remedies:
+            for remedy_id in (named, *ALSO_TRY.get(named, ())):
+                if remedy_id in REGISTRY and remedy_id not in wanted:
+                    wanted.append(remedy_id)
+    return wanted
+
+
+def _probe(model: nn.Module, inputs: Inputs | InputFactory | None, settings: Settings) -> Probe:
+    passes = passes_for(model, inputs, None, settings)
+    with passes.seeded(0):  # the batch of the diagnosis' first step
+        batch = passes.inputs()
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=parent))
-    except OSError as exc:
-        raise write_error(output, exc) from exc
-    try:
-        _save(result.model, staging / "model.pt", output)
-        _save(result.model.state_dict(), staging / "state_dict.pt", output)
-        # The source relative to the plan, so DIR/model.pt reloads from any folder.
-        plan = replace(result.plan, source=spec_relative_to(result.plan.source or source, output))
-        (staging / "plan.yaml").write_text(plan.to_yaml(), encoding="utf-8")
-        (staging / "report.yaml").write_text(result.to_yaml(), encoding="utf-8")
-        for path in staging.iterdir():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-        staging.chmod(ordinary_mode(folder=True))  # mkdtemp makes it private
-        if output.exists():
-            output.rmdir()
-        os.replace(staging, output)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise write_error(output, exc) from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        return probe(model, batch)
+    except UsageError:
         raise
+    except Exception as exc:
+        raise UsageError(f"the probe forward pass raised {type(exc).__name__}: {exc}") from exc
 
 
-def _save(obj: Any, path: Path, output: Path) -> None:
-    """``torch.save`` with its write failures as an :class:`OutputError`.
-
-    torch writes through its own C++ writer, which reports a short write (a full disk, a
-    file-size limit) as a RuntimeError such as "unexpected pos 64 vs 0" or "iostream error"
-    rather than as an OSError. Whether the model pickles was checked before the trials, so a
-    RuntimeError here is the file that could not be written.
-    """
+def _one_batch_losses(
+    model: nn.Module,
+    plan: Plan,
+    inputs: Inputs | InputFactory | None,
+    loss_fn: LossFn | None,
+    settings: Settings,
+) -> list[float]:
+    """The losses of ``TRAIN_TIE_STEPS`` steps of the run's optimizer (``--optimizer``,
+    ``--lr``) on the diagnosis' first batch, over and over, of a copy with ``plan`` applied:
+    how well it trains, where the diagnosis calls two trials equal."""
+    chosen = settings.optimizer, settings.lr or settings.optimizer.default_lr
     try:
-        torch.save(obj, path)
-    except RuntimeError as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OutputError(
-            f"cannot write '{output}': saving {path.name} failed ({detail}); is the disk full?"
-        ) from exc
-    # torch 2.4 and older do not check their last buffered write: a full disk can leave the
-    # archive cut short without an error. A whole one ends in its zip directory.
-    if not zipfile.is_zipfile(path):
-        size = path.stat().st_size
-        raise OutputError(
-            f"cannot write '{output}': saving {path.name} failed (cut short at {size} bytes);"
-            " is the disk full?"
+        return _train_losses(
+            apply_plan(model, plan), inputs, loss_fn, settings, chosen, TRAIN_TIE_STEPS, batch=0
         )
+    except ModelRunError:
+        return [math.nan]
+
+
+def _train_losses(
+    model: nn.Module,
+    inputs: Inputs | InputFactory | None,
+    loss_fn: LossFn | None,
+    settings: Settings,
+    optimizer: tuple[Optimizer, float],
+    steps: int,
+    batch: int | None = None,
+) -> list[float]:
+    """Train ``model`` (a copy the caller owns) ``steps`` steps of ``optimizer`` (kind, lr) on
+    the diagnosis' own batch seeds, step ``i`` on batch ``i``, or on batch ``batch`` every step;
+    the loss of each step."""
+    passes = passes_for(model, inputs, loss_fn, settings)
+    kind, lr = optimizer
+    opt = kind.build([p for p in passes.model.parameters() if p.requires_grad], lr)
+    return [
+        train_step(passes, step if batch is None else batch, opt, seed_offset=0)
+        for step in range(steps)
+    ]
+
+
+def _tie_note(runs: list[tuple[Trial, list[float]]], winner: Trial, settings: Settings) -> str:
+    """Which trials the diagnosis could not tell apart, how each trained, and which was kept."""
+    each = ", ".join(
+        f"{'+'.join(t.remedies)} {losses[0]:.3g} -> {losses[-1]:.3g}" for t, losses in runs
+    )
+    return (
+        f"{len(runs)} trials resolved alike; {TRAIN_TIE_STEPS} {settings.optimizer.value} steps "
+        f"on one batch (loss first -> last): {each}; kept {'+'.join(winner.remedies)}"
+    )
+
+
+def _probe_training(
+    original: nn.Module,
+    fixed: nn.Module,
+    inputs: Inputs | InputFactory | None,
+    loss_fn: LossFn | None,
+    settings: Settings,
+    steps: int,
+) -> dict[str, list[float]]:
+    """Train copies of both models ``steps`` Adam steps (lr 1e-3) on the same batches."""
+    if steps <= 0:
+        return {}
+    curves: dict[str, list[float]] = {}
+    for label, source in (("original", original), ("fixed", fixed)):
+        # The diagnosis' own batch seeds, so both models see the same batches.
+        curves[label] = _train_losses(
+            copy_model(source), inputs, loss_fn, settings, (Optimizer.ADAM, 1e-3), steps
+        )
+    return curves

@@ -1,6 +1,6 @@
 """How the result types print themselves: ``print(report)`` and a notebook's ``_repr_html_``.
 
-The result types (:class:`~gradcheck_cli.findings.Report`, :class:`~gradcheck_cli.fixing.FixResult`,
+The result types (:class:`~gradcheck_cli.findings.Report`, :class:`~gradcheck_cli.fix_result.FixResult`,
 :class:`~gradcheck_cli.compare.Comparison`) sit below the renderers that draw them, so they do not
 import them: the renderers register their plain-text and HTML views here
 (:mod:`gradcheck_cli.report.notebook`), and the first ``print`` loads that module by name — the one

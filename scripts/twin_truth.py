@@ -116,14 +116,14 @@ def _job(key: str, entry: dict[str, Any], max_params: int) -> dict[str, Any]:
 
 def train(model: torch.nn.Module, built: sw.Built, lr: float) -> dict[str, Any]:
     """30 SGD steps on the step-0 batch of the sweep; losses at step 0 and 30."""
-    from gradcheck_cli.api import _input_factory
     from gradcheck_cli.choices import LossKind
     from gradcheck_cli.measure import Passes
+    from gradcheck_cli.pipeline import input_factory
 
     device = torch.device("cpu")
     _, inputs, loss_fn = built
     passes = Passes(
-        model, _input_factory(model, inputs, device), loss_fn, LossKind.AUTO, SEED, BATCH, device
+        model, input_factory(model, inputs, device), loss_fn, LossKind.AUTO, SEED, BATCH, device
     )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from gradcheck_cli.api import diagnose, fix
 from gradcheck_cli.cli import main
-from gradcheck_cli.fixing import FixResult, Trial, best, combinations
+from gradcheck_cli.fix_result import FixResult, Trial
+from gradcheck_cli.fixing import best, combinations
 from gradcheck_cli.loading import LoadedModel, load_model
 from gradcheck_cli.remedies.plan import Plan, apply_plan
 from gradcheck_cli.remedies.verdict import Verdict
@@ -657,9 +658,9 @@ def test_a_deep_post_ln_transformer_that_stalls_under_adam_is_made_pre_ln(
     assert quiet.findings == () and quiet.learning is None  # nothing for the probe to test
     # Batch 8 keeps each probe near 35 s on one slow core (its budget is 60 s); on a loaded
     # machine a probe cut short by that budget would be "undecided", so the test lifts it.
-    from gradcheck_cli import api
+    from gradcheck_cli import pipeline
 
-    monkeypatch.setattr(api, "LEARN_BUDGET", 600.0)
+    monkeypatch.setattr(pipeline, "LEARN_BUDGET", 600.0)
     result = fix(
         loaded.module, loaded.example_inputs, loaded.loss_fn, learn=300, batch_size=8,
         remedies=["pre-norm", "gain-init"],

@@ -82,11 +82,11 @@ def test_a_model_that_cannot_learn_its_task_keeps_its_warning_and_gets_not_learn
 def test_a_probe_cut_short_by_its_time_budget_never_says_not_learning(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gradcheck_cli.api as api
+    import gradcheck_cli.pipeline as pipeline
 
     # The budget spent before the first step is done: one step taken, nothing learned yet. That
     # is no verdict (on a slower machine the same probe must not say "not-learning").
-    monkeypatch.setattr(api, "LEARN_BUDGET", 0.0)
+    monkeypatch.setattr(pipeline, "LEARN_BUDGET", 0.0)
     report = _report("gru_first_token.py", learn=200)
     probe = report.learning
     assert probe is not None and probe.verdict == "undecided" and probe.taken == 1

@@ -125,7 +125,7 @@ def fix_command(
             )
         # Imported here: torch takes seconds to import, and `fix --help` needs none of it.
         from gradcheck_cli.api import fix
-        from gradcheck_cli.fixing import check_output, check_picklable, save_fix
+        from gradcheck_cli.fix_result import check_output, check_picklable, save_fix
         from gradcheck_cli.remedies.base import FixOptions
         from gradcheck_cli.report import FIX_RENDERERS
 

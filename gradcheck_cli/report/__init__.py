@@ -29,7 +29,7 @@ from gradcheck_cli.report import (
 if TYPE_CHECKING:
     from torch import nn
 
-    from gradcheck_cli.fixing import FixResult
+    from gradcheck_cli.fix_result import FixResult
 
 
 class OutputFormat(str, enum.Enum):

@@ -7,7 +7,7 @@ from typing import TextIO
 
 from torch import nn
 
-from gradcheck_cli.fixing import FixResult
+from gradcheck_cli.fix_result import FixResult
 
 
 def render_yaml(

@@ -13,7 +13,7 @@ from rich.tree import Tree
 from torch import nn
 
 from gradcheck_cli.findings import Report, Severity
-from gradcheck_cli.fixing import FixResult
+from gradcheck_cli.fix_result import FixResult
 from gradcheck_cli.remedies.edits import renamed
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict

@@ -1,7 +1,7 @@
 """The reports as values: ``print(report)`` and notebooks (``_repr_html_``, Jupyter).
 
 ``str()`` of a :class:`~gradcheck_cli.findings.Report`, a
-:class:`~gradcheck_cli.fixing.FixResult` or a :class:`~gradcheck_cli.compare.Comparison` is its
+:class:`~gradcheck_cli.fix_result.FixResult` or a :class:`~gradcheck_cli.compare.Comparison` is its
 plain-text terminal report (at the width of the terminal it will be printed on, see
 :func:`~gradcheck_cli.report.console.plain_width`); its HTML view is the same layout rendered in
 colour and exported by rich with inline styles, so it needs no stylesheet and survives a notebook
@@ -18,12 +18,12 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
-from gradcheck_cli import views
 from gradcheck_cli.compare import Comparison
 from gradcheck_cli.findings import Report
-from gradcheck_cli.fixing import FixResult
+from gradcheck_cli.fix_result import FixResult
 from gradcheck_cli.report import compare_rich, fix_rich, rich_text
 from gradcheck_cli.report.console import plain_width
+from gradcheck_cli.views import register as register_view
 
 # Wide enough for the full table with long layer names; a notebook cell scrolls sideways.
 NOTEBOOK_WIDTH = 140
@@ -48,7 +48,7 @@ def _writer(value: Report | FixResult | Comparison) -> _Write:
     return lambda out, color, width: fix_rich.render(value, out, color=color, width=width)
 
 
-@views.register("text")
+@register_view("text")
 def to_text(value: Report | FixResult | Comparison) -> str:
     """The plain-text terminal report of ``value``, as ``print`` would show it on stdout."""
     out = io.StringIO()
@@ -56,7 +56,7 @@ def to_text(value: Report | FixResult | Comparison) -> str:
     return out.getvalue().rstrip("\n")
 
 
-@views.register("html")
+@register_view("html")
 def to_html(value: Report | FixResult | Comparison) -> str:
     """The terminal report of ``value`` as a self-contained HTML fragment."""
     ansi = io.StringIO()
