@@ -44,6 +44,9 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from gradcheck_cli.atomic import write_atomic  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "sweep_worker.py"
 TWINS = ("sigmoid", "small-init", "no-norm")
@@ -354,8 +357,8 @@ class Sweep:
     def save(self) -> None:
         sweep = self.doc.setdefault("sweep", {})
         sweep.update(versions(), settings=self.settings())
-        write_atomic(self.out, yaml.safe_dump(self.doc, sort_keys=False, width=100))
-        write_atomic(self.table, render_table(self.doc))
+        write_text(self.out, yaml.safe_dump(self.doc, sort_keys=False, width=100))
+        write_text(self.table, render_table(self.doc))
 
     def run(self, jobs: list[Job]) -> None:
         work = list(jobs)
@@ -422,11 +425,10 @@ def load_doc(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {"sweep": {}, "models": {}}
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (gradcheck's own writer), creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, lambda out: out.write(text))
 
 
 def versions() -> dict[str, Any]:
@@ -756,7 +758,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.table_only:
-        write_atomic(Path(args.table), render_table(load_doc(Path(args.out))))
+        write_text(Path(args.table), render_table(load_doc(Path(args.out))))
         return 0
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch

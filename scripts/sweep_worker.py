@@ -40,6 +40,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from gradcheck_cli.errors import first_line  # noqa: E402
+from gradcheck_cli.remedies.edits import replace_submodule  # noqa: E402
+
 torch.set_num_threads(1)
 
 TWINS = ("sigmoid", "small-init", "no-norm")
@@ -249,7 +252,7 @@ def truncate_blocks(model: nn.Module, keep: int = 2) -> list[str]:
         replacement = (
             nn.Sequential(*kept) if isinstance(module, nn.Sequential) else nn.ModuleList(kept)
         )
-        _set_module(model, name, replacement)
+        replace_submodule(model, name, replacement)
         cut.append(f"{name or '(model)'} {len(children)}->{keep}")
     return cut
 
@@ -307,7 +310,7 @@ class HuggingFace(Zoo):
                 params = _count(cls(config))
         except Exception as exc:
             raise Refused(
-                f"does not build from its default config: {type(exc).__name__}: {_first_line(exc)}"
+                f"does not build from its default config: {type(exc).__name__}: {first_line(exc)[:300]}"
             ) from exc
         info: dict[str, Any] = {"params_default": params}
         if params <= max_params:
@@ -321,7 +324,7 @@ class HuggingFace(Zoo):
                 with torch.device("meta"):
                     reduced = _count(cls(cls.config_class(**overrides)))
             except Exception as exc:
-                errors.append(f"level {level}: {type(exc).__name__}: {_first_line(exc)}")
+                errors.append(f"level {level}: {type(exc).__name__}: {first_line(exc)[:300]}")
                 continue
             if reduced <= max_params:
                 self.plan = overrides
@@ -538,19 +541,10 @@ class NoNorm(nn.Identity):
         return input
 
 
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    if isinstance(parent, (nn.Sequential, nn.ModuleList)) and attr.isdigit():
-        parent[int(attr)] = new
-    else:
-        setattr(parent, attr, new)
-
-
 def twin_sigmoid(model: nn.Module) -> int:
     names = [n for n, m in model.named_modules() if n and is_activation(m)]
     for name in names:
-        _set_module(model, name, nn.Sigmoid())
+        replace_submodule(model, name, nn.Sigmoid())
     return len(names)
 
 
@@ -573,7 +567,7 @@ def twin_no_norm(model: nn.Module) -> int:
         module = model.get_submodule(name)
         act = getattr(module, "act", None)  # timm's BatchNormAct2d: keep its activation
         new = act if isinstance(act, nn.Module) and not isinstance(act, nn.Identity) else NoNorm()
-        _set_module(model, name, new)
+        replace_submodule(model, name, new)
     return len(names)
 
 
@@ -584,11 +578,6 @@ WHAT = {"sigmoid": "activation modules", "small-init": "weight tensors", "no-nor
 # --- diagnosing ----------------------------------------------------------------------------------
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else "(no message)")[:300]
-
-
 def _failure(exc: BaseException, where: str) -> dict[str, Any]:
     from gradcheck_cli.errors import UsageError
 
@@ -597,7 +586,7 @@ def _failure(exc: BaseException, where: str) -> dict[str, Any]:
     return {
         "where": where,
         "exit": 2 if isinstance(exc, UsageError) else 3,
-        "error": f"{type(exc).__name__}: {_first_line(exc)}",
+        "error": f"{type(exc).__name__}: {first_line(exc)[:300]}",
         **({"at": f"{Path(frame.filename).name}:{frame.lineno}"} if frame else {}),
     }
 
@@ -722,7 +711,9 @@ def run_job(job: dict[str, Any]) -> None:
     except Refused as exc:
         return finish(status="skipped", reason=str(exc))
     except Exception as exc:
-        return finish(status="skipped", reason=f"cannot count its parameters: {_first_line(exc)}")
+        return finish(
+            status="skipped", reason=f"cannot count its parameters: {first_line(exc)[:300]}"
+        )
 
     result.stage("main")
     try:

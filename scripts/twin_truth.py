@@ -176,7 +176,7 @@ def constant_floor(passes: Any, used: str) -> float | None:
     """The lowest cross-entropy an output that ignores the inputs can reach on this batch: the
     entropy of the batch's label distribution (ln 2 for two distinct labels). None when the
     loss is not a cross-entropy against labels we can read back."""
-    from gradcheck_cli.inputs.calling import _class_dim, own_loss, primary_output
+    from gradcheck_cli.inputs.calling import class_dim, own_loss, primary_output
 
     try:
         with torch.no_grad(), passes.seeded(0):
@@ -184,7 +184,7 @@ def constant_floor(passes: Any, used: str) -> float | None:
             output = passes.forward(batch)
             if used == "cross-entropy" and own_loss(output) is None:
                 y = primary_output(output)
-                dim = _class_dim(y)
+                dim = class_dim(y)
                 if dim is None:
                     return None
                 shape = (y.shape[0], *[n for i, n in enumerate(y.shape) if i not in (0, dim)])

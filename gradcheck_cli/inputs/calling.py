@@ -160,7 +160,7 @@ def resolve_loss(
             return "model-output-loss", carried
     y = primary_output(output)
     if kind is LossKind.AUTO:
-        classes = _class_dim(y)
+        classes = class_dim(y)
         integer_targets = targets is not None and not targets.is_floating_point()
         if targets is not None:
             kind = (
@@ -179,7 +179,7 @@ def resolve_loss(
                 f"{tuple(y.shape)}; use --loss or define loss_fn"
             )
         return kind, nn.functional.mse_loss(y, target)
-    dim = _class_dim(y)
+    dim = class_dim(y)
     if dim is None:
         raise InputError(
             f"cross-entropy needs logits with a class dimension, but the output has shape "
@@ -224,7 +224,7 @@ def _drawn(
     return draw((whole, *shape[1:]), device=like.device)[part]
 
 
-def _class_dim(y: torch.Tensor) -> int | None:
+def class_dim(y: torch.Tensor) -> int | None:
     if not y.is_floating_point() or y.dim() < 2:
         return None
     dim = 2 if y.dim() == 3 else 1
