@@ -21,6 +21,7 @@ from torch import nn
 from gradcheck_cli.atomic import ordinary_mode, write_error
 from gradcheck_cli.errors import OutputError, UsageError
 from gradcheck_cli.findings import SCHEMA_VERSION, Report, plain_number
+from gradcheck_cli.remedies.ops import overwrites
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict, score
 from gradcheck_cli.specs import spec_relative_to
@@ -102,7 +103,7 @@ class FixResult(Printable):
                     "remedy": e.remedy,
                     "op": e.op,
                     "target": e.target or "(root)",
-                    "what": e.overwrites(),
+                    "what": overwrites(e),
                 }
                 for e in self.plan.edits
             ],

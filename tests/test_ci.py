@@ -312,6 +312,7 @@ def test_per_check_config_severity_off_and_ignored_layers(tmp_path: Path) -> Non
     assert bad.exit_code == 2 and "must be one of off|info|warning|error" in bad.stderr
 
 
+@pytest.mark.slow
 def test_same_seed_same_report_across_processes(tmp_path: Path) -> None:
     outputs = []
     for _ in range(2):
@@ -374,6 +375,7 @@ def test_pytest_plugin_fixture(pytester: pytest.Pytester) -> None:
         ("", False),  # a warning, and the default --fail-on error
     ],
 )
+@pytest.mark.slow
 def test_cli_api_and_pytest_judge_a_model_alike_under_one_project_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str, fails: bool
 ) -> None:

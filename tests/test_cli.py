@@ -386,11 +386,13 @@ def _imports_torch(*args: str) -> bool:
         ["remedies"],
     ],
 )
+@pytest.mark.slow
 def test_help_explain_and_remedies_do_not_import_torch(args: list[str]) -> None:
     # torch takes 2-3 s to import; none of these need it.
     assert not _imports_torch("-m", "gradcheck_cli", *args)
 
 
+@pytest.mark.slow
 def test_the_pytest_plugin_and_the_package_do_not_import_torch() -> None:
     # pytest loads the plugin in every run of every project where gradcheck is installed.
     assert not _imports_torch("-c", "import gradcheck_cli.pytest_plugin, gradcheck_cli")
@@ -475,6 +477,7 @@ def inspect_name(obj: object) -> str:
 
 
 @pytest.mark.parametrize("command", ["diagnose", "fix"])
+@pytest.mark.slow
 def test_a_reader_that_stops_reading_leaves_the_verdict_and_no_error(command: str) -> None:
     # `gradcheck diagnose m.py | head -1`: the pipe closes before the report is written.
     import subprocess

@@ -19,6 +19,7 @@ from gradcheck_cli.distributed import fsdp2_available
 from .conftest import SAMPLES
 
 pytestmark = [
+    pytest.mark.distributed,
     pytest.mark.skipif(not torch.distributed.is_available(), reason="needs torch.distributed"),
     # On torch 2.2.2 (the oldest declared) a 2-rank gloo DDP run under torchrun hung until the
     # 600 s timeout in 3 of about 12 runs on this project's machine (not investigated); the

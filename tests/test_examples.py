@@ -211,6 +211,7 @@ def _run_install(tmp_path: Path, **inputs: str) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_action_installs_a_pinned_cpu_torch_then_gradcheck_then_the_models_requirements(
     tmp_path: Path,
 ) -> None:
@@ -288,6 +289,7 @@ def _report(path: Path) -> dict[str, Any]:
     return report
 
 
+@pytest.mark.slow
 def test_action_fails_the_step_on_vanishing_gradients_and_a_baseline_accepts_them(
     tmp_path: Path,
 ) -> None:
@@ -311,6 +313,7 @@ def test_action_fails_the_step_on_vanishing_gradients_and_a_baseline_accepts_the
     assert _report(work / "gradcheck-report.yaml")["status"] == "error"
 
 
+@pytest.mark.slow
 def test_action_passes_a_healthy_model_and_fails_on_bad_input(tmp_path: Path) -> None:
     work = _workspace(tmp_path)
     result, outputs = _run_action(work, model=HEALTHY, report="out/report.yaml", fail_on="info")
@@ -325,6 +328,7 @@ def test_action_passes_a_healthy_model_and_fails_on_bad_input(tmp_path: Path) ->
     assert _report(work / "out" / "report.yaml")["status"] == "healthy"
 
 
+@pytest.mark.slow
 def test_action_runs_the_example_workflow_steps(tmp_path: Path) -> None:
     work = _workspace(tmp_path)
     for step in _action_steps(EXAMPLES / "github-actions.yml"):
@@ -335,6 +339,7 @@ def test_action_runs_the_example_workflow_steps(tmp_path: Path) -> None:
     assert (work / "gradcheck-junit.xml").read_text().lstrip().startswith("<?xml")
 
 
+@pytest.mark.slow
 def test_action_refuses_a_report_path_that_would_add_outputs_and_reads_a_dash_model_as_a_model(
     tmp_path: Path,
 ) -> None:
@@ -347,6 +352,7 @@ def test_action_refuses_a_report_path_that_would_add_outputs_and_reads_a_dash_mo
     assert "cannot use '--help' as a model" in result.stderr
 
 
+@pytest.mark.slow
 def test_action_inputs_are_data_not_shell(tmp_path: Path) -> None:
     work = _workspace(tmp_path)
     result, outputs = _run_action(
@@ -405,6 +411,7 @@ def _hook_command(model: str | None = None) -> list[str]:
 @pytest.mark.parametrize(
     ("model", "code"), [(None, 0), ("sample_models/deep_sigmoid.py", 1)], ids=["example", "sigmoid"]
 )
+@pytest.mark.slow
 def test_pre_commit_hook_command(tmp_path: Path, model: str | None, code: int) -> None:
     work = _workspace(tmp_path)
     command = _hook_command(model)

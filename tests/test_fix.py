@@ -164,6 +164,7 @@ def run(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_cli_fix_writes_the_folder_and_it_reloads_in_a_new_process(
     tmp_path: Path, validate_report
 ) -> None:
@@ -309,6 +310,7 @@ def test_change_marks_follow_renames() -> None:
 
 
 @pytest.mark.parametrize("sample", list(PATHOLOGICAL))
+@pytest.mark.slow
 def test_saved_fix_of_every_pathology_is_healthy_in_a_fresh_process(
     sample: str, tmp_path: Path
 ) -> None:

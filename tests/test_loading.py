@@ -586,6 +586,7 @@ def test_unknown_missing_module_says_both_possibilities(tmp_path: Path) -> None:
     assert install_hint("lightning.pytorch") == "pip install 'gradcheck-cli[lightning]'"
 
 
+@pytest.mark.slow
 def test_pickled_model_from_a_package_file_loads_in_a_new_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_imports
 ) -> None:

@@ -195,6 +195,7 @@ def _with_file_size_limit(
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file-size limits")
+@pytest.mark.slow
 def test_full_disk_is_a_plain_message_for_reports_and_saved_fixes(
     tmp_path: Path, model_file: Path
 ) -> None:
@@ -924,6 +925,7 @@ def test_fix_writes_through_a_link_to_an_empty_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["forward", "build_model"])
+@pytest.mark.slow
 def test_os_exit_in_the_models_code_fails_the_run_instead_of_ending_it(
     tmp_path: Path, where: str
 ) -> None:
@@ -949,6 +951,7 @@ def test_os_exit_in_the_models_code_fails_the_run_instead_of_ending_it(
     assert "called os._exit(0)" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_timeout_stops_a_forward_that_never_returns_and_leaves_the_model(tmp_path: Path) -> None:
     (tmp_path / "hangs.py").write_text(
         "from torch import nn\n\n\n"

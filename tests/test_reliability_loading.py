@@ -112,6 +112,7 @@ def _downloaded_folder(folder: Path, marker: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["inside", "outside"])
+@pytest.mark.slow
 def test_nothing_beside_a_saved_model_is_imported(tmp_path: Path, where: str) -> None:
     pytest.importorskip("matplotlib")
     folder, marker = tmp_path / "download", tmp_path / "MARKER"
@@ -127,6 +128,7 @@ def test_nothing_beside_a_saved_model_is_imported(tmp_path: Path, where: str) ->
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_trusted_pickle_finds_its_source_without_shadowing_anything(tmp_path: Path) -> None:
     # --trust-pickle trusts the pickle and the model file plan.yaml names, not every file in
     # the folder: the folder goes at the end of sys.path, after the standard library.
@@ -226,6 +228,7 @@ def test_sys_exit_in_forward_is_a_usage_error_in_the_api() -> None:
         diagnose(Exits(4, 2), torch.randn(2, 4), steps=1)
 
 
+@pytest.mark.slow
 def test_sys_exit_in_the_users_code_is_exit_2_in_a_new_process(tmp_path: Path) -> None:
     (tmp_path / "quits.py").write_text(_EXITS["build"][0])
     done = run_installed("diagnose", "quits.py", "-q", cwd=tmp_path)
@@ -264,6 +267,7 @@ def build_model():
 
 
 @pytest.mark.parametrize("fmt", ["json", "yaml"])
+@pytest.mark.slow
 def test_the_models_prints_go_to_stderr(tmp_path: Path, fmt: str) -> None:
     if sys.platform == "win32":
         pytest.skip("libc printf")
@@ -318,6 +322,7 @@ def test_a_standard_module_imported_later_is_still_the_standard_one(
     assert hasattr(colorsys, "rgb_to_hsv") and Path(colorsys.__file__).parent != tmp_path
 
 
+@pytest.mark.slow
 def test_fix_output_of_a_model_file_named_typing_reloads(tmp_path: Path) -> None:
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     project.mkdir()
@@ -483,6 +488,7 @@ def test_forward_errors_on_the_users_input_shape_ask_to_check_it(tmp_path: Path)
 # --- 14: a thread the model leaves running does not hang gradcheck -----------------------------
 
 
+@pytest.mark.slow
 def test_a_thread_left_running_does_not_hang_after_the_report(tmp_path: Path) -> None:
     (tmp_path / "threads.py").write_text(
         "import threading, time\nfrom torch import nn\n"
@@ -500,6 +506,7 @@ def test_a_thread_left_running_does_not_hang_after_the_report(tmp_path: Path) ->
     assert "not waiting for 1 thread(s) the model left running ('prefetch')" in done.stderr
 
 
+@pytest.mark.slow
 def test_an_error_with_a_thread_left_running_keeps_its_exit_code(tmp_path: Path) -> None:
     (tmp_path / "threads.py").write_text(
         "import threading, time\n"
@@ -514,6 +521,7 @@ def test_an_error_with_a_thread_left_running_keeps_its_exit_code(tmp_path: Path)
 # --- 15: plan.yaml's source is relative to the plan ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_saved_fix_reloads_from_any_folder(tmp_path: Path) -> None:
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     (project / "models").mkdir(parents=True)
@@ -600,6 +608,7 @@ def test_count_on_meta_allocates_nothing() -> None:
         ),
     ],
 )
+@pytest.mark.slow
 def test_a_usage_error_is_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
     done = run_installed(*args, cwd=tmp_path, timeout=120)
     assert done.returncode == 2
@@ -609,6 +618,7 @@ def test_a_usage_error_is_one_line(tmp_path: Path, args: list[str], expected: st
     assert done.stderr.splitlines() == [expected.format(prog=prog)]
 
 
+@pytest.mark.slow
 def test_warnings_from_the_model_do_not_pad_a_bad_inputs_one_line(tmp_path: Path) -> None:
     model = tmp_path / "warns.py"
     model.write_text(
@@ -637,6 +647,7 @@ def test_warnings_from_the_model_do_not_pad_a_bad_inputs_one_line(tmp_path: Path
     assert "UserWarning: this layer is deprecated" in fine.stderr
 
 
+@pytest.mark.slow
 def test_what_the_model_prints_after_the_report_never_reaches_stdout(tmp_path: Path) -> None:
     model = tmp_path / "late.py"
     model.write_text(
@@ -686,6 +697,7 @@ def test_data_targets_out_of_range_and_mistyped_hf_configs_are_exit_2(tmp_path: 
     assert "n_layer" in line
 
 
+@pytest.mark.slow
 def test_a_fix_that_keeps_the_original_still_reloads_from_any_folder(tmp_path: Path) -> None:
     model = tmp_path / "models" / "net.py"
     model.parent.mkdir()

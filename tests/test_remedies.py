@@ -22,8 +22,9 @@ from gradcheck_cli.remedies.base import (
     Proposal,
     RemedyContext,
 )
-from gradcheck_cli.remedies.edits import Edit, PlanError, renamed
+from gradcheck_cli.remedies.edits import Edit, PlanError
 from gradcheck_cli.remedies.grad_clip import GradClip
+from gradcheck_cli.remedies.ops import parse_edit, renamed
 from gradcheck_cli.remedies.plan import Plan, apply_plan
 from gradcheck_cli.remedies.probe import probe
 from gradcheck_cli.remedies.residual_wrap import Residual
@@ -639,11 +640,11 @@ def test_scale_output_multiplies_a_tied_tables_output_and_survives_torch_save(
     loaded = torch.load(tmp_path / "model.pt", weights_only=False)
     torch.testing.assert_close(loaded(ids), fixed(ids))
     # A plan file is checked when read: the op is known, its factor a number in range.
-    assert Edit.from_dict({"op": "scale-output", "target": "0", "args": {"factor": 50}}).args == {
+    assert parse_edit({"op": "scale-output", "target": "0", "args": {"factor": 50}}).args == {
         "factor": 50.0
     }
     with pytest.raises(PlanError, match="factor"):
-        Edit.from_dict({"op": "scale-output", "target": "0", "args": {"factor": -1.0}})
+        parse_edit({"op": "scale-output", "target": "0", "args": {"factor": -1.0}})
 
 
 class _SelfAttention(nn.Module):
@@ -759,7 +760,7 @@ def test_pre_norm_normalises_each_branch_input_and_survives_torch_save(tmp_path:
     loaded = torch.load(tmp_path / "model.pt", weights_only=False)
     torch.testing.assert_close(loaded(ids), out)
     with pytest.raises(PlanError, match="features"):
-        Edit.from_dict({"op": "pre-norm", "target": "layers.0", "args": {"features": 0}})
+        parse_edit({"op": "pre-norm", "target": "layers.0", "args": {"features": 0}})
 
 
 def test_fix_cures_a_transformer_without_norms_by_pre_norm() -> None:
@@ -898,3 +899,21 @@ def test_the_factor_before_a_sine_is_read_from_either_side_of_a_product_and_a_di
     assert structure.sines == {"a": 2.0, "b": 30.0}  # c feeds a sigmoid and the output
     assert structure.reads_input == {"a"}
     assert structure.gumbel_taus == ()
+
+
+def test_every_edit_op_is_registered_with_its_arguments_and_what_it_overwrites() -> None:
+    from gradcheck_cli.remedies.ops import OPS, overwrites, parse_edit
+
+    assert set(OPS) == {
+        "replace-activation", "init", "insert-norm", "scale", "scale-output", "pre-norm",
+        "norm-first", "final-norm", "temperature-floor", "residual-group", "residual",
+        "gate-bias", "gated-cell", "wrap-grad-clip",
+    }  # fmt: skip
+    for name, op in OPS.items():
+        assert set(op.required) <= set(op.allowed) and op.overwrites
+        with pytest.raises(PlanError, match=f"plan edit '{name}' has no argument 'bogus'"):
+            parse_edit({"op": name, "target": "", "args": {"bogus": 1}})
+    assert overwrites(Edit("init", "0", {"scheme": "orthogonal", "keep_bias": True})) == (
+        "weight redrawn; bias kept"
+    )
+    assert overwrites(Edit("residual", "0")) == "nothing: wrapped in a residual connection"

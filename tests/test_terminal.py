@@ -378,6 +378,7 @@ def _piped_diagnosis(stdout: int | IO[bytes], columns: int) -> None:
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a POSIX pty")
+@pytest.mark.slow
 def test_piped_output_takes_the_width_of_the_terminal_it_lands_in(tmp_path: Path) -> None:
     # `gradcheck diagnose m.py | less` in an 80-column terminal: stdout is a pipe, stderr the
     # terminal. The report is laid out at 80 columns (a new session: no controlling terminal,

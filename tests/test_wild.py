@@ -129,6 +129,7 @@ def cured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("sample", ["shared_sigmoid_mlp.py", "small_init_cnn.py"])
+@pytest.mark.slow
 def test_fix_cures_and_the_saved_model_measures_healthy(
     sample: str, cured: dict[str, Path]
 ) -> None:
@@ -411,6 +412,7 @@ def _sgd_progress(model: str, cwd: Path) -> float:
     return float(json.loads(done.stdout)["progress"])
 
 
+@pytest.mark.slow
 def test_a_transformer_without_its_layernorms_runs_at_the_embeddings_scale(
     tmp_path: Path,
 ) -> None:
@@ -435,6 +437,7 @@ def test_a_transformer_without_its_layernorms_runs_at_the_embeddings_scale(
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+@pytest.mark.slow
 def test_fix_gives_the_embeddings_unit_scale_and_sgd_then_learns(
     tied: bool, tmp_path: Path
 ) -> None:

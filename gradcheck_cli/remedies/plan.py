@@ -19,7 +19,8 @@ from torch import nn
 from gradcheck_cli.config import MAX_SEED, read_text
 from gradcheck_cli.errors import require_file
 from gradcheck_cli.loading import copy_model
-from gradcheck_cli.remedies.edits import Edit, PlanError, apply_edit, renamed
+from gradcheck_cli.remedies.edits import Edit, PlanError
+from gradcheck_cli.remedies.ops import apply_edit, parse_edit, renamed
 from gradcheck_cli.yaml_files import TooDeep, load_user_yaml
 
 PLAN_VERSION = 1
@@ -73,7 +74,7 @@ class Plan:
                 f"a plan's 'seed' must be an integer from 0 to {MAX_SEED}, got {seed!r:.60}"
             )
         return cls(
-            edits=tuple(Edit.from_dict(e) for e in edits),
+            edits=tuple(parse_edit(e) for e in edits),
             remedies=tuple(remedies),
             source=source,
             seed=seed,

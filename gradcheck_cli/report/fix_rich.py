@@ -14,7 +14,7 @@ from torch import nn
 
 from gradcheck_cli.findings import Report, Severity
 from gradcheck_cli.fix_result import FixResult
-from gradcheck_cli.remedies.edits import renamed
+from gradcheck_cli.remedies.ops import overwrites, renamed
 from gradcheck_cli.remedies.plan import Plan
 from gradcheck_cli.remedies.verdict import Verdict
 from gradcheck_cli.report.console import make_console, sci
@@ -148,7 +148,7 @@ def _overwritten(result: FixResult) -> Table:
         table.add_row(
             Text(printable(edit.target) or "(root)"),
             edit.remedy,
-            Text(printable(edit.overwrites())),
+            Text(printable(overwrites(edit))),
         )
     return table
 
