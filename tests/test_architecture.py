@@ -53,7 +53,7 @@ def import_graph() -> dict[str, set[str]]:
                     continue
                 graph[name].add(target)
                 parent = target.rpartition(".")[0]
-                while parent.count(".") and not name.startswith(parent + "."):
+                while parent.count(".") and not (name + ".").startswith(parent + "."):
                     graph[name].add(parent)
                     parent = parent.rpartition(".")[0]
     return graph
