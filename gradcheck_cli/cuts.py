@@ -80,15 +80,22 @@ def find_cuts(
         delta = abs(changed - base) if math.isfinite(changed) else math.inf
         return delta > max(10 * floor, 1e-6 * max(1.0, abs(base)))
 
-    if not moves(candidates):
-        return ()
-    groups = _groups(candidates)
-    if 1 < len(groups) <= MAX_GROUPS:
-        reaching = [c for group in groups if moves(group) for c in group]
-        if not reaching:  # only together (each alone moves nothing): keep the joint answer
+    if moves(candidates):
+        groups = _groups(candidates)
+        if 1 < len(groups) <= MAX_GROUPS:
+            reaching = [c for group in groups if moves(group) for c in group]
+            if not reaching:  # only together (each alone moves nothing): keep the joint answer
+                reaching = list(candidates)
+        else:
             reaching = list(candidates)
     else:
-        reaching = list(candidates)
+        # No perturbation moved the loss, yet their values may still flow into it through a
+        # choice that this batch does not flip (every sample picks the same nearest code of a
+        # codebook far from the encoder's outputs): followed op by op, the loss derives from them.
+        flowing = _flowing(candidates, run_loss)
+        reaching = [c for c in candidates if c[0] in flowing]
+        if not reaching:
+            return ()
     places = _locate(model, reaching, run_loss)
     total = sum(p.numel() for p in model.parameters() if p.requires_grad)
     cut_ids = {id(p) for _, p, _ in reaching}
@@ -119,6 +126,17 @@ def find_cuts(
             )
         )
     return tuple(cuts)
+
+
+def _flowing(candidates: Sequence[Candidate], run_loss: RunLoss) -> frozenset[str]:
+    """The candidates from whose values the loss derives, followed op by op through one pass
+    (through integer indices and choices too, which no gradient follows)."""
+    tracer = _Tracer()
+    for name, p, _ in candidates:
+        tracer.label(p, name)
+    with tracer:
+        loss = run_loss()
+    return tracer._of(loss)
 
 
 def _at_positions(
@@ -314,7 +332,7 @@ class _Tracer(TorchFunctionMode):
         self.labels[id(t)] = (t, known | frozenset(names))  # the tensor is held: ids stay its
 
     def _of(self, t: Any) -> frozenset[str]:
-        if not isinstance(t, torch.Tensor):
+        if not isinstance(t, torch.Tensor) or t.numel() == 0:  # an empty tensor carries no value
             return frozenset()
         entry = self.labels.get(id(t))
         return entry[1] if entry is not None and entry[0] is t else frozenset()

@@ -57,10 +57,6 @@ LEARN_BUDGET = 60.0
 # on a 2-core CPU for the small sequence models there).
 AUTO_LEARN = 300
 AUTO_BUDGET = 30.0
-# After this many steps the probe projects its whole run's time and stops if it would pass the
-# budget. A probe stopped short can say "learns", never "not-learning" (that takes every step):
-# on a slower machine the verdict is "undecided", not another verdict.
-PROJECT_AFTER = 5
 UNDECIDED = (
     "no input-blind floor: the loss draws random targets or reads none from the inputs "
     "(give the model file a loss_fn(output, inputs) that computes its targets from the inputs, "
@@ -93,7 +89,6 @@ def run_probe(
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     opt = optimizer.build([p for p in model.parameters() if p.requires_grad], lr, momentum)
     taken, bad = 0, ""
-    training = time.perf_counter()  # the held-out pass before it is not a training step
     while taken < steps:
         model.train()
         with passes.seeded(TRAIN_SEED_OFFSET + taken):
@@ -107,10 +102,13 @@ def run_probe(
         if not math.isfinite(value):
             bad = f"the training loss became {value} at step {taken}"
             break
-        now = time.perf_counter()
-        projected = (training - started) + (now - training) / taken * steps
-        if (taken == PROJECT_AFTER and projected > budget) or now - started > budget:
-            break  # projected (or found) past the budget: what it learned so far is judged
+        if time.perf_counter() - started > budget:
+            # What it learned in the budget is judged: a probe stopped short can say "learns",
+            # never "not-learning" (that takes every step), so on a slower machine the verdict
+            # is "undecided", not another one. It is not stopped earlier on a projection of its
+            # pace: a model that learns shows it within the budget (a 12-layer Post-LN encoder
+            # whose 300 steps take a minute learns in its first 30 s).
+            break
     end, gaps = _heldout(passes)
     seconds = time.perf_counter() - started
     still = _still(model, before)
