@@ -337,7 +337,7 @@ def test_saved_fix_of_every_pathology_is_healthy_in_a_fresh_process(
 
 
 def test_memory_note_only_when_copies_may_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gradcheck_cli.fixing as fix_module
+    import gradcheck_cli.fix_result as fix_module
 
     model = torch.nn.Linear(1000, 1000)  # 4 MB of weights
     monkeypatch.setattr(fix_module, "_free_bytes", lambda device: 10 * 2**30)
