@@ -201,6 +201,7 @@ def cured(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("fmt", ["rich", "yaml", "json", "github", "markdown", "junit"])
+@pytest.mark.slow
 def test_compare_of_a_broken_baseline_with_its_fix_passes_and_lists_improvements(
     cured: tuple[Path, Path], fmt: str, validate_comparison
 ) -> None:
@@ -247,6 +248,7 @@ def test_compare_of_a_broken_baseline_with_its_fix_passes_and_lists_improvements
         assert (outs["0"] or "").startswith("improvement: gradient RMS of 0 (Linear) rose")
 
 
+@pytest.mark.slow
 def test_compare_reports_new_findings_and_renamed_or_removed_layers(
     tmp_path: Path, validate_comparison
 ) -> None:

@@ -54,6 +54,7 @@ def test_corpus_is_large_and_mixed() -> None:
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[c["model"] for c in CORPUS])
+@pytest.mark.slow
 def test_corpus_verdict(case: dict[str, Any], validate_report) -> None:
     if case.get("needs"):
         pytest.importorskip(case["needs"])
@@ -72,6 +73,7 @@ def _post_ln_transformer() -> nn.Module:
     return nn.TransformerEncoder(layer, 6, enable_nested_tensor=False)
 
 
+@pytest.mark.slow
 def test_post_ln_transformer_has_no_error() -> None:
     # Post-LN (the PyTorch default) has larger gradients near the output at init (Xiong et al.
     # 2020) but trains with warmup: it must not be an error.

@@ -53,6 +53,7 @@ def _fix(sample: str, **kw: object):
 
 
 @pytest.mark.parametrize("sample", list(PATHOLOGICAL))
+@pytest.mark.slow
 def test_fix_picks_a_measured_cure(sample: str) -> None:
     finding, remedies = PATHOLOGICAL[sample]
     loaded, result = _fix(sample)
@@ -67,6 +68,7 @@ def test_fix_picks_a_measured_cure(sample: str) -> None:
     assert result.model(x).shape == loaded.module(x).shape  # input and output shapes unchanged
 
 
+@pytest.mark.slow
 def test_fix_reports_remedies_that_make_things_worse() -> None:
     _, result = _fix("relu_default_init.py")
     residual = next(o for o in result.outcomes if o.remedy == "residual-wrap")
@@ -74,6 +76,7 @@ def test_fix_reports_remedies_that_make_things_worse() -> None:
     assert "residual-wrap" not in result.chosen.remedies  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_fix_never_modifies_the_original() -> None:
     loaded = load_model(str(SAMPLES / "deep_sigmoid.py"))
     before = {k: v.clone() for k, v in loaded.module.state_dict().items()}
@@ -154,6 +157,7 @@ def test_best_prefers_score_then_fewer_remedies_then_causes_over_clipping() -> N
     assert best([trial(("x",), report(), Verdict.WORSE)], before) is None
 
 
+@pytest.mark.slow
 def test_probe_steps_train_both_models_on_the_same_batches() -> None:
     _, result = _fix("deep_sigmoid.py", probe_steps=5)
     assert set(result.probe_losses) == {"original", "fixed"}
@@ -243,6 +247,7 @@ def test_cli_fix_refuses_a_non_empty_output_and_writes_nothing_on_failure(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.py", "busy"]
 
 
+@pytest.mark.slow
 def test_cli_fix_rich_output_shows_verdicts_tables_and_trees() -> None:
     result = run("fix", str(SAMPLES / "saturated_tanh.py"), "--probe-steps", "3")
     assert result.exit_code == 1  # nothing saved: judged on the original
@@ -347,6 +352,7 @@ def test_memory_note_only_when_copies_may_not_fit(monkeypatch: pytest.MonkeyPatc
     assert note.startswith("memory is short") and "4 MiB" in note
 
 
+@pytest.mark.slow
 def test_cli_fix_after_weights_refuses_to_reinitialise(tmp_path: Path) -> None:
     weights = tmp_path / "trained.pt"
     torch.save(load_model(str(SAMPLES / "relu_default_init.py")).module.state_dict(), weights)
@@ -432,6 +438,7 @@ def test_init_normal_draws_gain_init_from_a_gaussian_not_orthogonal(tmp_path: Pa
 
 
 @pytest.mark.parametrize(("mode", "factor"), [("scale", 50**-0.5), ("zero", 0.0)])
+@pytest.mark.slow
 def test_branch_init_sets_what_residual_scale_multiplies_each_branch_by(
     mode: str, factor: float, tmp_path: Path
 ) -> None:
@@ -479,6 +486,7 @@ def test_trials_alike_are_told_apart_by_training_only_when_the_preferred_trains_
     assert trains_best(runs) is norm
 
 
+@pytest.mark.slow
 def test_sine_init_cures_a_sine_network_that_gain_init_only_clears() -> None:
     # SIREN without the 1/omega_0 compensation of its hidden layers (bench/siren_truth.md: does
     # not train). The diagnosis has a refutable error, so the learning probe runs by itself,
@@ -533,6 +541,7 @@ def test_sine_init_reads_the_factor_forward_applies() -> None:
     assert 0.9 * bound < float(fixed.net[2].linear.weight.detach().abs().max()) <= bound
 
 
+@pytest.mark.slow
 def test_remedies_keep_gates_and_deliberate_biases_and_the_report_lists_what_they_overwrote() -> (
     None
 ):
@@ -580,6 +589,7 @@ def test_remedies_keep_gates_and_deliberate_biases_and_the_report_lists_what_the
     assert torch.equal(loaded.module.layers[0].gate.bias, torch.full((32,), -2.0))  # untouched
 
 
+@pytest.mark.slow
 def test_a_highway_net_that_trains_is_left_alone_and_the_probe_says_it_learns() -> None:
     # sample_models/highway.py trains (gate bias -2, as Srivastava et al. recommend: Adam 1e-3
     # reaches 0.07 from 1.39 in 300 steps). Asked to learn, the probe agrees and fix changes
@@ -595,6 +605,7 @@ def test_a_highway_net_that_trains_is_left_alone_and_the_probe_says_it_learns() 
     assert all(torch.equal(l.gate.bias, torch.full((32,), -2.0)) for l in result.model.layers)
 
 
+@pytest.mark.slow
 def test_siren_with_default_init_is_cured_by_sine_init_at_the_rate_it_trains_with() -> None:
     # sample_models/siren.py:build_default_init multiplies by w0 = 30 in forward but keeps
     # PyTorch's default init (does not train: bench/fix_truth.md). Its gradients explode (an
@@ -619,6 +630,7 @@ def test_siren_with_default_init_is_cured_by_sine_init_at_the_rate_it_trains_wit
     assert probe.end < 0.2 * probe.blind  # measured 0.045 against 0.77 (before: 0.61 against 0.54)
 
 
+@pytest.mark.slow
 def test_a_deep_gcn_that_over_smooths_is_cured_by_identity_paths_not_by_reinitialisation() -> None:
     # sample_models/gcn_deep.py: 32 graph convolutions over-smooth the node features (does not
     # train: bench/fix_truth.md). The diagnosis finds vanishing gradients and the learning probe
@@ -648,6 +660,7 @@ def test_a_deep_gcn_that_over_smooths_is_cured_by_identity_paths_not_by_reinitia
     assert len(wrapped) == 31
 
 
+@pytest.mark.slow
 def test_a_deep_post_ln_transformer_that_stalls_under_adam_is_made_pre_ln(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -684,6 +697,7 @@ def test_a_deep_post_ln_transformer_that_stalls_under_adam_is_made_pre_ln(
     assert not any(layer.norm_first for layer in loaded.module.encoder.layers)  # untouched
 
 
+@pytest.mark.slow
 def test_a_cold_gumbel_softmax_gets_a_temperature_floor_that_torch_save_keeps() -> None:
     # sample_models/gumbel_cold.py: F.gumbel_softmax at tau = 0.01 (does not train:
     # bench/fix_truth.md); the softmax rows saturate (an error) and the probe agrees.

@@ -93,6 +93,7 @@ def _healthy(after: dict[str, Any], max_ratio: float = 1.0, max_loss: float = 4.
     assert 1.5 < after["loss"] < max_loss
 
 
+@pytest.mark.slow
 def test_deep_linear_at_gain_0_8_is_cured_by_orthogonal_gain_1(
     fixed: dict[str, dict[str, Any]],
 ) -> None:

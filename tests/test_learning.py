@@ -23,6 +23,7 @@ def _report(spec: str, **options: object):  # type: ignore[no-untyped-def]
     return diagnose(loaded.module, loaded.example_inputs, loaded.loss_fn, **options)
 
 
+@pytest.mark.slow
 def test_a_warning_the_model_trains_through_is_refuted_with_the_evidence(validate_report) -> None:
     # gru_recent_token: the GRU of gru_first_token on a task needing 4 steps of memory; it warns
     # at initialisation (reach 16 of 60) and learns (bench/sequence_truth.md).
@@ -44,6 +45,7 @@ def test_a_warning_the_model_trains_through_is_refuted_with_the_evidence(validat
     assert data["learning"]["verdict"] == "learns" and data["learning"]["steps_taken"] == 200
 
 
+@pytest.mark.slow
 def test_without_learn_the_probe_runs_only_to_test_a_finding_it_could_refute() -> None:
     # gru_recent_token warns at initialisation; the probe runs by itself and refutes it.
     report = _report("gru_recent_token.py")
@@ -65,6 +67,7 @@ def test_without_learn_the_probe_runs_only_to_test_a_finding_it_could_refute() -
     assert _report("vanilla_rnn.py").learning is None
 
 
+@pytest.mark.slow
 def test_a_model_that_cannot_learn_its_task_keeps_its_warning_and_gets_not_learning() -> None:
     report = _report("gru_first_token.py", learn=200)
     probe = report.learning

@@ -273,6 +273,7 @@ def replace_somewhere(doc: Any, data: st.DataObject) -> Any:
 
 @FAST
 @given(data=st.data(), form=st.sampled_from(["json", "yaml", "fix-yaml"]))
+@pytest.mark.slow
 def test_any_report_compares_or_exits_2(
     tmp_path: Path, report_doc: dict[str, Any], data: st.DataObject, form: str
 ) -> None:
@@ -331,6 +332,7 @@ def _nested(depth: int, leaf: str) -> str:
     leaf=SURROGATES,
     what=st.sampled_from(["config-yaml", "config-toml", "pyproject", "plan", "baseline", "spec"]),
 )
+@pytest.mark.slow
 def test_deep_documents_and_surrogates_are_results_or_exit_2(
     tmp_path: Path, depth: int, leaf: str, what: str
 ) -> None:

@@ -825,6 +825,7 @@ def _sgd_drop(model: nn.Module, ids: torch.Tensor, loss_fn: object) -> float:
     return losses[0] - losses[-1]
 
 
+@pytest.mark.slow
 def test_pre_norm_makes_a_transformer_without_norms_train_like_a_pre_ln_one() -> None:
     """Measured by training, not by gradcheck: TinyGPT(layers=4) without norms drops its loss by
     0.002 in 30 SGD steps, the author's pre-LN version by 1.04, and the pre-norm fix by 1.02

@@ -259,6 +259,7 @@ class CellLoop(nn.Module):
         return self.head(h)
 
 
+@pytest.mark.slow
 def test_a_cell_stepped_in_a_python_loop_is_profiled_like_a_recurrent_module() -> None:
     torch.manual_seed(0)
     model = CellLoop(nn.RNNCell(6, 32))
@@ -342,6 +343,7 @@ def _model_level(report):  # type: ignore[no-untyped-def]
     return profile
 
 
+@pytest.mark.slow
 def test_a_tcn_that_cannot_see_its_dependency_warns_with_its_receptive_field(
     validate_report,
 ) -> None:
@@ -397,6 +399,7 @@ _DETACH_LINE = next(
 )
 
 
+@pytest.mark.slow
 def test_a_state_detached_in_a_hand_written_loop_is_a_cut_graph_error() -> None:
     torch.manual_seed(0)
     tokens = lambda b: torch.randint(0, 8, (b, 30))  # noqa: E731
@@ -422,6 +425,7 @@ def test_a_state_detached_in_a_hand_written_loop_is_a_cut_graph_error() -> None:
     assert decay.evidence["early_to_late"] < 1e-3 and decay.evidence["reach_steps"] < 15
 
 
+@pytest.mark.slow
 def test_a_diagonal_recurrence_at_half_decay_warns_and_near_the_unit_circle_does_not() -> None:
     # sample_models/diagonal_recurrence.py: lambda = 0.5 over 40 tokens, label token 0; does
     # not learn; build_near_unit (lambda in [0.9, 0.999]) does (bench/sequence_truth.md).
@@ -550,6 +554,7 @@ class _LinearRecurrence(nn.Module):
         return self.head(h / h.detach().norm(dim=-1, keepdim=True).clamp_min(1e-6))
 
 
+@pytest.mark.slow
 def test_growth_back_in_time_of_the_whole_model_is_exploding_and_a_remedy_causing_it_is_worse() -> (
     None
 ):
@@ -637,6 +642,7 @@ class _TanhCellLoop(nn.Module):
         return self.head(h)
 
 
+@pytest.mark.slow
 def test_batchnorm_inside_a_hand_written_loop_clears_the_profile_but_fix_does_not_call_it_cured() -> (
     None
 ):

@@ -213,6 +213,7 @@ def test_all_layers_lists_every_layer(
     assert "folded" not in text
 
 
+@pytest.mark.slow
 def test_columns_go_in_order_as_the_width_shrinks(reports: dict[str, Report]) -> None:
     report = reports["mlp60"]
     seen = []

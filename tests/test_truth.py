@@ -46,6 +46,7 @@ def _cases() -> list[Any]:
 
 
 @pytest.mark.parametrize(("spec", "label", "kind"), _cases())
+@pytest.mark.slow
 def test_the_default_verdict_follows_training(spec: str, label: str, kind: str) -> None:
     with seeded(0):  # built as `gradcheck diagnose` builds it (--seed 0), whatever ran before
         loaded = load_model(spec)
