@@ -16,6 +16,7 @@ from gradcheck_cli.checks import run_checks
 from gradcheck_cli.cli import main
 from gradcheck_cli.findings import Severity
 from gradcheck_cli.loading import load_model
+from gradcheck_cli.seeding import seeded
 from gradcheck_cli.stats import ModelStats, TemporalProfile
 from gradcheck_cli.temporal import probe_recurrent
 
@@ -24,7 +25,8 @@ from .models import LastStep
 
 
 def _report(spec: str, **options: object):  # type: ignore[no-untyped-def]
-    loaded = load_model(str(SAMPLES / spec))
+    with seeded(0):  # built as `gradcheck diagnose` builds it, whatever tests ran before
+        loaded = load_model(str(SAMPLES / spec))
     return diagnose(loaded.module, loaded.example_inputs, loaded.loss_fn, **options)
 
 
