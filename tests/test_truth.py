@@ -50,10 +50,10 @@ def _cases() -> list[Any]:
 def test_the_default_verdict_follows_training(spec: str, label: str, kind: str) -> None:
     with seeded(0):  # built as `gradcheck diagnose` builds it (--seed 0), whatever ran before
         loaded = load_model(spec)
-    axis = {} if loaded.time_axis is None else {"time_axis": loaded.time_axis}  # as the CLI reads it
-    report = diagnose(
-        loaded.module, loaded.example_inputs, loaded.loss_fn, model_name=spec, **axis
-    )
+    axis = (
+        {} if loaded.time_axis is None else {"time_axis": loaded.time_axis}
+    )  # as the CLI reads it
+    report = diagnose(loaded.module, loaded.example_inputs, loaded.loss_fn, model_name=spec, **axis)
     serious = {f.id: f.severity for f in report.findings if f.severity.rank >= 1}
     if label == "trains":
         assert serious == {}, (Path(spec).name, report.findings)
