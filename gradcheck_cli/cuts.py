@@ -88,15 +88,16 @@ def find_cuts(
                 reaching = list(candidates)
         else:
             reaching = list(candidates)
+        places, _ = _locate(model, reaching, run_loss)
     else:
         # No perturbation moved the loss, yet their values may still flow into it through a
         # choice that this batch does not flip (every sample picks the same nearest code of a
         # codebook far from the encoder's outputs): followed op by op, the loss derives from them.
-        flowing = _flowing(candidates, run_loss)
+        traced, flowing = _locate(model, candidates, run_loss)
         reaching = [c for c in candidates if c[0] in flowing]
         if not reaching:
             return ()
-    places = _locate(model, reaching, run_loss)
+        places = {k: kept for k, v in traced.items() if (kept := [n for n in v if n in flowing])}
     total = sum(p.numel() for p in model.parameters() if p.requires_grad)
     cut_ids = {id(p) for _, p, _ in reaching}
     modules = dict(model.named_modules())
@@ -126,17 +127,6 @@ def find_cuts(
             )
         )
     return tuple(cuts)
-
-
-def _flowing(candidates: Sequence[Candidate], run_loss: RunLoss) -> frozenset[str]:
-    """The candidates from whose values the loss derives, followed op by op through one pass
-    (through integer indices and choices too, which no gradient follows)."""
-    tracer = _Tracer()
-    for name, p, _ in candidates:
-        tracer.label(p, name)
-    with tracer:
-        loss = run_loss()
-    return tracer._of(loss)
 
 
 def _at_positions(
@@ -275,8 +265,10 @@ def _perturbed(params: Sequence[nn.Parameter]) -> Iterator[None]:
 
 def _locate(
     model: nn.Module, reaching: Sequence[Candidate], run_loss: RunLoss
-) -> dict[tuple[str, str], list[str]]:
-    """Where each parameter's gradient stops: ``(operation, source line)`` -> parameter names.
+) -> tuple[dict[tuple[str, str], list[str]], frozenset[str]]:
+    """Where each parameter's gradient stops: ``(operation, source line)`` -> parameter names;
+    and the parameters from whose values the loss derives, followed op by op through the same
+    pass (through integer indices and choices too, which no gradient follows).
 
     A parameter of a layer called while gradients are off is cut at the ``torch.no_grad()``
     around the call of the outermost module called so (``self.backbone(x)``, not a line within
@@ -299,7 +291,7 @@ def _locate(
         for name, p, _ in reaching:
             tracer.label(p, name)
         with tracer:
-            run_loss()
+            loss = run_loss()
     finally:
         for handle in handles:
             handle.remove()
@@ -314,7 +306,7 @@ def _locate(
             else tracer.cuts.get(name, ("an operation not traced", ""))
         )
         places.setdefault(place, []).append(name)
-    return places
+    return places, tracer._of(loss)
 
 
 class _Tracer(TorchFunctionMode):
