@@ -19,7 +19,7 @@ from gradcheck_cli.layers import (
     EMBEDDING_TYPES,
     NORM_TYPES,
     SOFTMAX_TYPES,
-    is_hf_conv1d,
+    fans,
     saturation_bounds,
 )
 from gradcheck_cli.stats import LayerKind
@@ -134,14 +134,6 @@ def _scale_like(trainable: list[nn.Parameter], kind: LayerKind) -> bool:
     )
 
 
-def fan_in_of(module: nn.Module, weight: torch.Tensor) -> int:
-    """The fan-in of a weight matrix: ``weight[0].numel()``, except for Hugging Face's Conv1D
-    (GPT-2), which stores its Linear weight transposed as (in_features, out_features)."""
-    if is_hf_conv1d(type(module)) and weight.dim() == 2:
-        return int(weight.shape[0])
-    return int(weight[0].numel())
-
-
 def param_norms(
     targets: list[tuple[str, nn.Module, LayerKind]],
 ) -> tuple[list[list[tuple[str, nn.Parameter]]], list[nn.Parameter], list[int], list[float]]:
@@ -190,7 +182,7 @@ def static_infos(
             rms = norm_value / math.sqrt(p.numel())
             if p.dim() >= 2:
                 scaled[i] = True
-                fan_in = fan_in_of(targets[i][1], p)
+                fan_in, _ = fans(targets[i][1], p)
                 init_sq[i] += p.numel() / fan_in
                 if rms >= NEAR_ZERO * (1 / math.sqrt(fan_in)):
                     near_zero[i] = False

@@ -130,7 +130,10 @@ def test_cuda_run_matches_cpu_verdict_and_returns_model() -> None:
 
 
 def test_fan_in_of_linear_conv_and_transposed_conv1d() -> None:
-    from gradcheck_cli.layer_facts import fan_in_of
+    from gradcheck_cli.layers import fans
+
+    def fan_in_of(module: nn.Module, weight: torch.Tensor) -> int:
+        return fans(module, weight)[0]
 
     linear, conv = nn.Linear(12, 5), nn.Conv2d(3, 8, 3)
     assert fan_in_of(linear, linear.weight) == 12
