@@ -27,18 +27,31 @@ ROOT = HERE.parent.parent
 GRADCHECK = [sys.executable, "-m", "gradcheck_cli"]
 
 
+def label_here(entry: dict[str, object]) -> str:
+    """The label on the running torch (``before_torch`` names an older torch's, as in the tests)."""
+    import torch
+
+    here = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    older = entry.get("before_torch") or {}
+    assert isinstance(older, dict)
+    for version, label in sorted(older.items()):
+        if here < tuple(int(part) for part in str(version).split(".")):
+            return str(label)
+    return str(entry["label"])
+
+
 def labelled() -> list[dict[str, str]]:
     """Every labelled model: set, name, spec (path from the repository root), label, kind."""
     found = []
     for name, entry in yaml.safe_load((HERE / "samples.yaml").read_text())["models"].items():
         found.append({"set": "samples", "name": name, **entry})
-    for folder in sorted(HERE.glob("heldout*")):
+    for folder in sorted(path.parent for path in HERE.glob("heldout*/labels.yaml")):  # labelled
         labels = yaml.safe_load((folder / "labels.yaml").read_text())["models"]
         kinds = yaml.safe_load((folder / "kinds.yaml").read_text())
         for name, entry in labels.items():
             spec = str((folder / entry["file"]).relative_to(ROOT))
             found.append(
-                {"set": folder.name, "name": name, "spec": spec, "label": entry["label"],
+                {"set": folder.name, "name": name, "spec": spec, "label": label_here(entry),
                  "kind": kinds[name]}
             )  # fmt: skip
     return found
