@@ -205,11 +205,33 @@ def _partly_read(
     behind: dict[Any, bool] = {}
     for node in order:  # every node before its children: its parents are settled
         above = parents.get(node, [])
-        behind[node] = bool(above) and all(_name(p) in _DISCARDING or behind[p] for p in above)
+        behind[node] = bool(above) and all(_discards(p, parents) or behind[p] for p in above)
     partly = [False] * layers
     for layer, nodes in entering.items():
         partly[layer] = all(behind.get(n, False) for n in nodes)
     return partly
+
+
+def _discards(node: Any, parents: dict[Any, list[Any]]) -> bool:
+    """Whether ``node`` passes on only part of its input: an index or slice, or a split whose
+    outputs are not all used under the loss (CvT's last stage splits off its [CLS] token and
+    the classifier reads only that: the spatial rows reach no loss)."""
+    if _name(node) in _DISCARDING:
+        return True
+    if _name(node) == "SplitWithSizesBackward0":
+        outputs = len(getattr(node, "_saved_split_sizes", ()) or ())
+    elif _name(node) == "SplitBackward0":
+        sizes, dim = getattr(node, "_saved_self_sym_sizes", ()), _signed(node, "_saved_dim")
+        step = getattr(node, "_saved_split_size", 0)
+        if dim is None or not sizes or not isinstance(step, int) or step <= 0:
+            return False
+        outputs = -(-int(sizes[dim]) // step)
+    else:
+        return False
+    used = {
+        nr for above in parents.get(node, []) for child, nr in above.next_functions if child is node
+    }
+    return len(used) < outputs
 
 
 def _feeding_norms(

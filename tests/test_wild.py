@@ -476,3 +476,44 @@ def test_fix_gives_the_embeddings_unit_scale_and_sgd_then_learns(
     fixed = _sgd_progress(str(tmp_path / "fixed" / "model.pt"), tmp_path)
     assert fixed > 0.1
     assert fixed > 10 * _sgd_progress("tied" if tied else "no-norm", tmp_path)
+
+
+class SplitCLS(torch.nn.Module):
+    """CvT's last stage in miniature: the query of the spatial tokens is their own projection,
+    the [CLS] token attends over everything, a split takes [CLS] back off and the classifier
+    reads it alone: the spatial query rows reach no loss. With ``zeroed``, a multiplier of zero
+    (a bug) blocks a projection whose every split output the loss reads: still an error."""
+
+    def __init__(self, dim: int = 16, zeroed: bool = False) -> None:
+        super().__init__()
+        self.embed = torch.nn.Linear(3, dim)
+        self.query = torch.nn.Linear(dim, dim)
+        self.key = torch.nn.Linear(dim, dim)
+        self.cls = torch.nn.Parameter(torch.randn(1, 1, dim))
+        self.head = torch.nn.Linear(dim, 3)
+        self.zeroed = zeroed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        cls = self.cls.expand(len(x), -1, -1)
+        q = torch.cat((cls, self.query(h) * (0.0 if self.zeroed else 1.0)), dim=1)
+        k = torch.cat((cls, self.key(h)), dim=1)
+        attended = torch.softmax(q @ k.transpose(1, 2), dim=-1) @ k
+        first, rest = torch.split(attended, [1, h.shape[1]], dim=1)
+        if self.zeroed:  # every output of the split read
+            return self.head(first.squeeze(1) + rest.mean(1))
+        return self.head(first.squeeze(1))
+
+
+def test_a_projection_a_split_leaves_unread_is_information_and_a_zero_multiplier_is_not() -> None:
+    torch.manual_seed(0)
+    report = diagnose(SplitCLS(), lambda b: torch.randn(b, 9, 3))
+    finding = _only(report, "no-gradient")
+    assert finding.severity is Severity.INFO
+    assert finding.evidence["reason"] == "not-read"
+    assert finding.layers == ("query",)
+    torch.manual_seed(0)
+    zeroed = diagnose(SplitCLS(zeroed=True), lambda b: torch.randn(b, 9, 3))
+    blocked = next(f for f in zeroed.findings if f.id == "no-gradient")
+    assert blocked.severity is Severity.ERROR and blocked.evidence["reason"] == "blocked"
+    assert blocked.layers == ("query",)
