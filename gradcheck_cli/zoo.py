@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from gradcheck_cli.specs import ZOO_CONFIG, zoo_files
 
 TEXT_LENGTH = 64
 AUDIO_SAMPLES = 16_000  # one second at the 16 kHz audio models are trained on
+UNICODE = 0x110000  # code points: the ids of a character-level model (CANINE)
 
 
 def load_zoo(spec: str) -> tuple[nn.Module, Callable[[int], Any]]:
@@ -90,6 +92,8 @@ def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]
     else:
         config = config_class()
     _complete_special_tokens(config, class_name)
+    if _text_config(config) is not config:  # a multimodal config: its text model pools too
+        _complete_special_tokens(_text_config(config), class_name)
     previous = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
@@ -108,6 +112,12 @@ def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
             os.environ["HF_HUB_OFFLINE"] = previous
+    languages = getattr(config, "languages", None)
+    set_language = getattr(model, "set_default_language", None)
+    if callable(set_language) and languages:
+        # X-MOD has one adapter per language and refuses input without one: the first of its
+        # config, as transformers' own tests set it.
+        set_language(languages[0])
     return model, _hf_inputs(class_name, config, str(getattr(cls, "main_input_name", "")))
 
 
@@ -144,6 +154,12 @@ def _complete_special_tokens(config: Any, class_name: str = "") -> None:
         config.pad_token_id = vocab - 1
     if (
         getattr(config, "is_encoder_decoder", False)
+        and getattr(config, "pad_token_id", None) is None
+    ):
+        # A composite EncoderDecoderModel's bare config sets none; BERT's padding id is 0.
+        config.pad_token_id = 0
+    if (
+        getattr(config, "is_encoder_decoder", False)
         and getattr(config, "decoder_start_token_id", None) is None
     ):
         config.decoder_start_token_id = getattr(config, "pad_token_id", None) or 0
@@ -177,8 +193,28 @@ def _hf_inputs(class_name: str, config: Any, main_input: str = "") -> Callable[[
         return features
     vision_config = getattr(config, "vision_config", None) or config
     channels_of = getattr(config, "num_channels", getattr(vision_config, "num_channels", None))
+    patches = getattr(vision_config, "num_patches", None)
+    if main_input == "pixel_values" and "spatial_shapes" in _forward_parameters(class_name):
+        # NaFlex (SigLIP 2): images arrive as rows of flattened patches with their grid shape
+        # and a mask of real patches; a square grid of the config's patch count.
+        side = math.isqrt(int(patches or 256))
+        width = int(channels_of or 3) * int(getattr(vision_config, "patch_size", 16)) ** 2
+
+        def naflex(b: int) -> dict[str, torch.Tensor]:
+            batch = {
+                "pixel_values": torch.randn(b, side * side, width),
+                "pixel_attention_mask": torch.ones(b, side * side, dtype=torch.long),
+                "spatial_shapes": torch.tensor([[side, side]] * b),
+            }
+            if "ImageClassification" in class_name:
+                batch["labels"] = torch.randint(0, labels, (b,))
+            return batch
+
+        return naflex
     if main_input == "pixel_values" or (
-        hasattr(config, "image_size") and hasattr(config, "num_channels")
+        main_input != "input_ids"  # Fuyu reads its image as patches within the text
+        and hasattr(config, "image_size")
+        and hasattr(config, "num_channels")
     ):
         # A convolutional config with no image size (ResNet, RegNet, Bit, CvT, PoolFormer,
         # SegFormer): ImageNet's 224, which their stride and patch structures take.
@@ -194,23 +230,49 @@ def _hf_inputs(class_name: str, config: Any, main_input: str = "") -> Callable[[
             return batch
 
         return vision
-    vocab = int(getattr(config, "vocab_size", 0) or 0)
+    text_config = _text_config(config)
+    vocab = int(getattr(text_config, "vocab_size", 0) or 0)
+    unpadded = getattr(text_config, "unpadded_vocab_size", None)
+    if isinstance(unpadded, int) and 0 < unpadded < vocab:
+        vocab = unpadded  # rows past it pad the table for speed (Inkling 2): not tokens
+    if not vocab and getattr(config, "model_type", "") == "canine":
+        vocab = UNICODE  # characters in: its ids are Unicode code points
     if not vocab:
         raise ModelLoadError(
             f"hf:{class_name}: cannot tell its inputs from the config; write a model file "
             "with example_inputs(batch_size)"
         )
-    mask_id = getattr(config, "mask_token_id", None)
-    eos = _first_eos(config)
+    mask_id = getattr(text_config, "mask_token_id", None)
+    eos = _first_eos(text_config)
+    length = _text_length(config)
+    codebooks = int(getattr(config, "num_codebooks", 0) or 0)
+    parameters = _forward_parameters(class_name)
+    seq2seq = bool(getattr(config, "is_encoder_decoder", False)) and "labels" in parameters
+    # A captioner that prepends the image's features to the text (GIT) needs the pixels; a
+    # model that places image tokens in the text (an image_token_id) runs on text alone.
+    pixels = None
+    if "pixel_values" in parameters and not any(
+        hasattr(config, key) for key in ("image_token_id", "image_token_index")
+    ):
+        image_config = getattr(config, "vision_config", None)
+        image_side = getattr(image_config, "image_size", None)
+        if isinstance(image_side, int) and image_side > 0:
+            pixels = (int(getattr(image_config, "num_channels", 3) or 3), image_side)
     special = sorted(
-        {i for i in (getattr(config, "pad_token_id", None), eos) if isinstance(i, int)}
+        {i for i in (getattr(text_config, "pad_token_id", None), eos) if isinstance(i, int)}
         & set(range(vocab))
     )
     filler = next((i for i in range(vocab) if i not in special), 0)
 
     def text(b: int) -> dict[str, Any]:
-        ids = torch.randint(0, vocab, (b, TEXT_LENGTH))
+        if codebooks:  # MusicGen's decoder: one row of audio codes per codebook
+            codes = torch.randint(0, vocab, (b, length, codebooks))
+            return {"input_ids": codes.transpose(1, 2).reshape(b * codebooks, length),
+                    "labels": codes, "use_cache": False}  # fmt: skip
+        ids = torch.randint(0, vocab, (b, length))
         batch: dict[str, Any] = {"input_ids": ids}
+        if pixels is not None:
+            batch["pixel_values"] = torch.randn(b, pixels[0], pixels[1], pixels[1])
         if "SequenceClassification" in class_name:
             # One sequence per row, as a tokenizer makes it: no padding or end token inside,
             # one end token last (BART-style classifiers pool at it and need the same count
@@ -224,7 +286,7 @@ def _hf_inputs(class_name: str, config: Any, main_input: str = "") -> Callable[[
             # Masked as in pre-training (Devlin et al. 2019): 15% of the positions are replaced
             # and only those are predicted. Labels equal to the inputs everywhere let a model
             # with tied embeddings copy its input: a loss of exactly 0 (Funnel at its init).
-            masked = torch.rand(b, TEXT_LENGTH) < 0.15
+            masked = torch.rand(b, length) < 0.15
             masked[:, 0] = True  # at least one predicted position per row
             replacement = (
                 torch.full_like(ids, int(mask_id))
@@ -233,13 +295,35 @@ def _hf_inputs(class_name: str, config: Any, main_input: str = "") -> Callable[[
             )
             batch["input_ids"] = torch.where(masked, replacement, ids)
             batch["labels"] = torch.where(masked, ids, torch.full_like(ids, -100))
-        elif any(k in class_name for k in ("LMHead", "CausalLM", "ConditionalGeneration")):
-            batch["labels"] = ids
-        if "use_cache" in _forward_parameters(class_name):
+        elif seq2seq or any(
+            k in class_name for k in ("LMHead", "CausalLM", "ConditionalGeneration")
+        ):
+            batch["labels"] = ids  # a translation model's targets: the decoder's inputs too
+        if "use_cache" in parameters:
             batch["use_cache"] = False  # training: no key/value cache (hybrid models need none)
         return batch
 
     return text
+
+
+def _text_config(config: Any) -> Any:
+    """The configuration of the text model: the config itself, or the one a multimodal config
+    nests (Gemma 3's ``text_config``), which holds the vocabulary and special tokens."""
+    if getattr(config, "vocab_size", None):
+        return config
+    try:
+        return config.get_text_config()
+    except Exception:  # an older transformers, or a config without one
+        return config
+
+
+def _text_length(config: Any) -> int:
+    """Tokens per row: TEXT_LENGTH, or the length a model requires while training. Reformer's
+    axial position embeddings factor the sequence length: it must equal their product."""
+    shape = getattr(config, "axial_pos_shape", None)
+    if getattr(config, "axial_pos_embds", False) and shape:
+        return math.prod(int(n) for n in shape)
+    return TEXT_LENGTH
 
 
 def _forward_parameters(class_name: str) -> frozenset[str]:

@@ -356,7 +356,9 @@ class Sweep:
 
     def save(self) -> None:
         sweep = self.doc.setdefault("sweep", {})
-        sweep.update(versions(), settings=self.settings())
+        if not sweep.get("versions"):  # the first run's; a later run records its own
+            sweep.update(versions())
+        sweep["settings"] = self.settings()
         write_text(self.out, yaml.safe_dump(self.doc, sort_keys=False, width=100))
         write_text(self.table, render_table(self.doc))
 
@@ -413,6 +415,7 @@ class Sweep:
             "minutes": round((time.time() - self.started) / 60, 1),
             "models": total,
             "argv": " ".join(sys.argv[1:]),
+            **versions(),
         }
         with self.lock:
             self.doc["sweep"].setdefault("runs", []).append(run)
@@ -534,7 +537,17 @@ def render_table(doc: dict[str, Any]) -> str:
     if runs:
         lines.append(
             "Runs: "
-            + "; ".join(f"{r['started']} ({r['minutes']} min, {r['models']} models)" for r in runs)
+            + "; ".join(
+                f"{r['started']} ({r['minutes']} min, {r['models']} models"
+                + (
+                    f"; gradcheck `{r['gradcheck_commit']}`, torch {r['versions']['torch']}, "
+                    f"transformers {r['versions']['transformers']}: `{r['argv']}`"
+                    if r.get("versions")
+                    else ""
+                )
+                + ")"
+                for r in runs
+            )
             + "."
         )
     lines += ["", "## Summary", ""]

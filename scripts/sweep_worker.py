@@ -86,7 +86,10 @@ HEAD_KEYS = (
 )
 KV_KEYS = ("num_key_value_heads", "n_kv_heads", "num_kv_heads", "multi_query_group_num")
 EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
-TOPK_KEYS = ("num_experts_per_tok", "moe_topk", "num_experts_per_token")
+TOPK_KEYS = ("num_experts_per_tok", "moe_topk", "num_experts_per_token", "moe_k")
+# Grouped routing (DeepSeek V3, AX-K1: experts in n_group groups, the top topk_group groups
+# searched): 4 experts left cannot make 8 groups (each would hold 4 // 8 = 0).
+GROUP_KEYS = ("n_group", "topk_group")
 SMALL_VOCAB = 32000
 
 
@@ -144,19 +147,18 @@ def _width_overrides(values: dict[str, Any], target: int) -> dict[str, Any]:
     hidden = values[hidden_key]
     heads_key = next((k for k in HEAD_KEYS if _int(values.get(k)) and values[k] > 1), None)
     out: dict[str, Any] = {}
-    if heads_key is not None and hidden % values[heads_key] == 0:
+    explicit = values.get("head_dim")
+    if heads_key is not None and _int(explicit) and explicit * values[heads_key] != hidden:
+        # A head size of its own (GPT-OSS: 64 heads of 64 over a width of 2,880): fewer heads
+        # of the same size, and the width a multiple of 16, as its grouped kernels need.
+        heads = max(1, round(values[heads_key] * target / hidden))
+        new_hidden = max(16, target // 16 * 16)
+        out.update(_head_overrides(values, heads_key, heads))
+    elif heads_key is not None and hidden % values[heads_key] == 0:
         head_dim = hidden // values[heads_key]
         heads = max(1, round(values[heads_key] * target / hidden))
         new_hidden = heads * head_dim
-        for key in HEAD_KEYS:
-            if _int(values.get(key)) and values[key] == values[heads_key]:
-                out[key] = heads
-        for key in KV_KEYS:
-            if _int(values.get(key)) and values[key] > 1:
-                kv = max(1, round(values[key] * heads / values[heads_key]))
-                while heads % kv:
-                    kv -= 1
-                out[key] = kv
+        out.update(_head_overrides(values, heads_key, heads))
     else:
         new_hidden = target
     factor = new_hidden / hidden
@@ -178,6 +180,25 @@ def _width_overrides(values: dict[str, Any], target: int) -> dict[str, Any]:
     for key in TOPK_KEYS:
         if _int(values.get(key)) and values[key] > 2:
             out[key] = 2
+    if any(key in out for key in EXPERT_KEYS):
+        for key in GROUP_KEYS:
+            if _int(values.get(key)) and values[key] > 1:
+                out[key] = 1
+    return out
+
+
+def _head_overrides(values: dict[str, Any], heads_key: str, heads: int) -> dict[str, Any]:
+    """``heads`` attention heads, and key/value heads in the same proportion (dividing them)."""
+    out: dict[str, Any] = {}
+    for key in HEAD_KEYS:
+        if _int(values.get(key)) and values[key] == values[heads_key]:
+            out[key] = heads
+    for key in KV_KEYS:
+        if _int(values.get(key)) and values[key] > 1:
+            kv = max(1, round(values[key] * heads / values[heads_key]))
+            while heads % kv:
+                kv -= 1
+            out[key] = kv
     return out
 
 

@@ -517,3 +517,45 @@ def test_a_projection_a_split_leaves_unread_is_information_and_a_zero_multiplier
     blocked = next(f for f in zeroed.findings if f.id == "no-gradient")
     assert blocked.severity is Severity.ERROR and blocked.evidence["reason"] == "blocked"
     assert blocked.layers == ("query",)
+
+
+class PerLanguage(torch.nn.Module):
+    """X-MOD's adapters in miniature: each example goes through the adapter of its language,
+    picked by a boolean mask, so an adapter whose language the batch lacks runs on an empty
+    tensor and gets an exactly zero gradient. ``dead`` puts a dead ReLU under the adapters: a
+    zero gradient on rows that were there is still an error."""
+
+    def __init__(self, dead: bool = False) -> None:
+        super().__init__()
+        self.embed = torch.nn.Linear(8, 16)
+        self.adapters = torch.nn.ModuleDict({"en": torch.nn.Linear(16, 16),
+                                             "de": torch.nn.Linear(16, 16)})  # fmt: skip
+        self.head = torch.nn.Linear(16, 2)
+        self.act = torch.nn.ReLU()
+        self.dead = dead
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        language = torch.zeros(len(x), dtype=torch.long)  # every example in "en"
+        out = torch.zeros_like(h)
+        for index, key in enumerate(self.adapters):
+            mask = language == index
+            out[mask] = self.adapters[key](h[mask])
+        if self.dead:
+            out = self.act(out - 1e3)
+        return self.head(out)
+
+
+def test_an_adapter_dispatched_no_rows_is_information() -> None:
+    torch.manual_seed(0)
+    report = diagnose(PerLanguage(), lambda b: torch.randn(b, 8))
+    finding = _only(report, "no-gradient")
+    assert finding.severity is Severity.INFO and finding.evidence["reason"] == "no-rows"
+    assert finding.layers == ("adapters.de",)
+    assert {l.name: l.rows for l in report.layers}["adapters.de"] == 0
+    torch.manual_seed(0)
+    dead = diagnose(PerLanguage(dead=True), lambda b: torch.randn(b, 8))
+    reasons = {f.evidence.get("reason"): f for f in dead.findings if f.id == "no-gradient"}
+    assert reasons["no-rows"].layers == ("adapters.de",)
+    assert reasons["blocked"].severity is Severity.ERROR
+    assert "adapters.en" in reasons["blocked"].layers

@@ -224,3 +224,129 @@ def test_special_tokens_from_awkward_configs() -> None:
     vision = transformers.HieraConfig()
     batch = _hf_inputs("HieraForImageClassification", vision)(2)
     assert batch["pixel_values"].shape == (2, 3, *vision.image_size)
+
+
+# Each failed in the zoo sweep before its inputs were built (issue 29): the input kind, the
+# length or the default the model needs, read from its config. Small configs; the findings
+# each gets are asserted (information only: ids, severities and the layers they name).
+_ONCE_FAILED: list[tuple[str, dict, dict[str, str]]] = [
+    (  # X-MOD: one adapter per language; the first of config.languages is set
+        "XmodForSequenceClassification",
+        {
+            "num_hidden_layers": 2,
+            "hidden_size": 64,
+            "num_attention_heads": 2,
+            "intermediate_size": 128,
+            "vocab_size": 500,
+            "languages": ["en_XX", "de_DE"],
+        },
+        {"no-gradient": "info"},  # de_DE adapters run on the empty rows of an en_XX batch
+    ),
+    (  # Reformer trains only on sequences as long as its axial position shape's product
+        "ReformerForSequenceClassification",
+        {
+            "axial_pos_shape": [4, 8],
+            "axial_pos_embds_dim": [16, 48],
+            "hidden_size": 64,
+            "feed_forward_size": 128,
+            "num_attention_heads": 2,
+            "attention_head_size": 32,
+            "attn_layers": ["local", "lsh"],
+            "local_attn_chunk_length": 8,
+            "lsh_attn_chunk_length": 8,
+            "num_buckets": 4,
+            "vocab_size": 320,
+            "is_decoder": False,
+        },
+        {},
+    ),
+    (  # a translation model: its labels are the decoder's inputs too
+        "MarianMTModel",
+        {
+            "encoder_layers": 2,
+            "decoder_layers": 2,
+            "d_model": 64,
+            "encoder_ffn_dim": 128,
+            "decoder_ffn_dim": 128,
+            "encoder_attention_heads": 2,
+            "decoder_attention_heads": 2,
+            "vocab_size": 500,
+            "decoder_vocab_size": 500,
+            "pad_token_id": 499,
+            "decoder_start_token_id": 499,
+        },
+        {},
+    ),
+    (  # characters in: ids are Unicode code points (no vocab_size); the classifier reads [CLS]
+        # from the deep encoder, so the final character encoder runs unread
+        "CanineForSequenceClassification",
+        {
+            "num_hidden_layers": 2,
+            "hidden_size": 64,
+            "num_attention_heads": 2,
+            "intermediate_size": 128,
+            "num_hash_functions": 2,
+            "num_hash_buckets": 256,
+            "downsampling_rate": 4,
+        },
+        {"no-gradient": "info"},
+    ),
+    (  # NaFlex: rows of flattened patches with their grid shape and a mask; mean-pooled, so the
+        # attention-pooling head runs unread
+        "Siglip2ForImageClassification",
+        {
+            "vision_config": {
+                "num_hidden_layers": 2,
+                "hidden_size": 64,
+                "num_attention_heads": 2,
+                "intermediate_size": 128,
+                "patch_size": 4,
+                "num_patches": 16,
+            }
+        },
+        {"no-gradient": "info"},
+    ),
+    (  # CvT's last stage splits its [CLS] token back off: the spatial query projection of the
+        # last layer reaches no loss (information, once a blocked error)
+        "CvtForImageClassification",
+        {"embed_dim": [16, 32, 64], "num_heads": [1, 2, 2], "depth": [1, 2, 3]},
+        {"no-gradient": "info"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "findings"), _ONCE_FAILED, ids=[c[0] for c in _ONCE_FAILED]
+)
+def test_hf_models_once_without_inputs_now_diagnose(
+    tmp_path: Path, cls: str, config: dict, findings: dict[str, str], validate_report
+) -> None:
+    transformers = pytest.importorskip("transformers")
+    if getattr(transformers, cls, None) is None:
+        pytest.skip(f"transformers {transformers.__version__} has no {cls}")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = run("diagnose", f"hf:{cls}:{path}", "--format", "yaml", "--batch-size", "2")
+    assert result.exit_code == 0, result.stderr
+    report = yaml.safe_load(result.stdout)
+    validate_report(report)
+    assert report["run"]["loss"] == "model-output-loss"
+    assert {f["id"]: f["severity"] for f in report["findings"]} == findings
+    if cls == "CvtForImageClassification":
+        (finding,) = report["findings"]
+        assert finding["evidence"]["reason"] == "not-read"
+        assert all(name.startswith("cvt.encoder.stages.2.layers.2.attention.attention.convolution_projection_query")
+                   for name in finding["layers"])  # fmt: skip
+
+
+def test_text_inputs_read_the_nested_text_config_and_the_unpadded_vocabulary() -> None:
+    from types import SimpleNamespace
+
+    inner = SimpleNamespace(vocab_size=1000, unpadded_vocab_size=900, pad_token_id=3,
+                            eos_token_id=5, mask_token_id=None)  # fmt: skip
+    outer = SimpleNamespace(get_text_config=lambda: inner, num_labels=3)
+    batch = _hf_inputs("FakeForSequenceClassification", outer, "input_ids")(64)
+    ids = batch["input_ids"]
+    assert ids.shape == (64, 64) and int(ids.max()) < 900
+    assert (ids[:, -1] == 5).all() and not (ids[:, :-1] == 3).any()
+    assert batch["labels"].shape == (64,)

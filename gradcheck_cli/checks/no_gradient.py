@@ -27,7 +27,8 @@ class NoGradient(Check):
         layers are an error, unless the model holds a layer whose weights are all exactly zero:
         a deliberately zero-initialised head or residual branch (Goyal et al. 2017, ReZero,
         Fixup) blocks the gradient only until the first optimizer step, so that is reported as
-        info; so are layers the loss does not read (the gradient at their output is exactly
+        info; so are layers that ran only on empty tensors (an expert or a language adapter
+        that no example of the batch was dispatched to), layers the loss does not read (the gradient at their output is exactly
         zero and every route to the loss keeps only part of it: a [CLS] pooling, an
         overwrite) and embeddings that looked up only their padding row. Layers that run and
         whose output *values* reach the loss while no gradient does are an error, a cut graph
@@ -98,6 +99,22 @@ class NoGradient(Check):
                 )
             )
         elif blocked:
+            empty = [l for l in blocked if l.calls > 0 and l.rows == 0]
+            blocked = [l for l in blocked if not (l.calls > 0 and l.rows == 0)]
+            if empty:
+                findings.append(
+                    self._finding(
+                        Severity.INFO,
+                        empty,
+                        f"{len(empty)} layer(s) ran only on empty tensors (no example of this "
+                        "batch was dispatched to them: an expert no token chose, the adapter of "
+                        f"a language the batch lacks): {_names([l.display_name for l in empty])}"
+                        "; they train on batches that hold their examples",
+                        {"reason": "no-rows"},
+                        why,
+                        remedies=(),
+                    )
+                )
             unread, padding, blocked = _by_construction(stats, blocked, bool(zero_init))
             if unread:
                 findings.append(
