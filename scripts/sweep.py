@@ -357,8 +357,7 @@ class Sweep:
     def save(self) -> None:
         sweep = self.doc.setdefault("sweep", {})
         if not sweep.get("versions"):  # the first run's; a later run records its own
-            sweep.update(versions())
-        sweep["settings"] = self.settings()
+            sweep.update(versions(), settings=self.settings())
         write_text(self.out, yaml.safe_dump(self.doc, sort_keys=False, width=100))
         write_text(self.table, render_table(self.doc))
 
@@ -415,6 +414,7 @@ class Sweep:
             "minutes": round((time.time() - self.started) / 60, 1),
             "models": total,
             "argv": " ".join(sys.argv[1:]),
+            "settings": self.settings(),
             **versions(),
         }
         with self.lock:
