@@ -511,6 +511,10 @@ def _short_lists(text: str) -> str:
     return re.sub(r"\[[^\[\]]{60,}\]", lambda m: f"[{m.group(0).count(',') + 1} items]", text)
 
 
+def _short(text: str, most: int = 90) -> str:
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
 def render_table(doc: dict[str, Any]) -> str:
     models: dict[str, dict[str, Any]] = doc.get("models", {})
     sweep = doc.get("sweep", {})
@@ -541,7 +545,7 @@ def render_table(doc: dict[str, Any]) -> str:
                 f"{r['started']} ({r['minutes']} min, {r['models']} models"
                 + (
                     f"; gradcheck `{r['gradcheck_commit']}`, torch {r['versions']['torch']}, "
-                    f"transformers {r['versions']['transformers']}: `{r['argv']}`"
+                    f"transformers {r['versions']['transformers']}: `{_short(r['argv'])}`"
                     if r.get("versions")
                     else ""
                 )

@@ -89,7 +89,7 @@ EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_
 TOPK_KEYS = ("num_experts_per_tok", "moe_topk", "num_experts_per_token", "moe_k")
 # Grouped routing (DeepSeek V3, AX-K1: experts in n_group groups, the top topk_group groups
 # searched): 4 experts left cannot make 8 groups (each would hold 4 // 8 = 0).
-GROUP_KEYS = ("n_group", "topk_group")
+GROUP_KEYS = ("n_group", "topk_group", "num_expert_group")
 SMALL_VOCAB = 32000
 
 
