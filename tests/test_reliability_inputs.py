@@ -890,6 +890,21 @@ def test_a_data_file_of_python_objects_is_refused_without_torchs_advice_to_unpic
     assert "can still be loaded" not in done.output and "weights_only" not in done.output
 
 
+@pytest.mark.parametrize("name", ["table.csv", "table.CSV", "header.tsv"])
+def test_a_table_as_data_says_it_is_a_table_not_an_unpickling_error(
+    tmp_path: Path, name: str
+) -> None:
+    (tmp_path / name).write_text("a,b,c\n1,2,3\n")
+    model = str(ROOT / "sample_models" / "mlp_he.py")
+    done = CliRunner().invoke(main, ["diagnose", model, "--data", str(tmp_path / name)])
+    assert done.exit_code == ExitCode.USAGE_ERROR
+    suffix = name.rpartition(".")[2]
+    assert f"(a .{suffix} table, which --data does not parse (save it with numpy.save))" in (
+        done.output
+    )
+    assert "pop from empty list" not in done.output and len(done.output.strip().splitlines()) == 1
+
+
 def test_a_forward_failure_on_the_users_input_shape_does_not_ask_for_an_input_shape(
     tmp_path: Path,
 ) -> None:

@@ -16,6 +16,7 @@ from gradcheck_cli.errors import InputError, first_line, require_file, what_happ
 from gradcheck_cli.inputs.calling import InputFactory, Inputs, Labeled
 
 _TARGET_KEYS = ("target", "targets", "y")
+_TEXT_TABLES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".parquet")
 _INPUT_KEYS = ("x", "inputs", "input")
 
 
@@ -48,6 +49,10 @@ def load_data(path: str | Path) -> tuple[Inputs, torch.Tensor | None]:
         # torch's weights-only refusal does the same ("This file can still be loaded ...").
         if path.suffix in (".npy", ".npz"):
             detail = "it is not a NumPy array file, or it holds Python objects"
+        elif path.suffix.lower() in _TEXT_TABLES:
+            # torch.load reads any other file as a zip or a pickle: a CSV fails inside the
+            # unpickler ("pop from empty list"), which says nothing of the cause.
+            detail = f"a {path.suffix} table, which --data does not parse (save it with numpy.save)"
         elif isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
             detail = "it holds Python objects besides tensors, which --data never unpickles"
         else:
