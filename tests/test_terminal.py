@@ -310,6 +310,23 @@ def test_plain_width_follows_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     assert plain_width(io.StringIO()) == 120
 
 
+@pytest.mark.parametrize("color", [False, True])
+def test_a_terminal_narrower_than_the_report_gets_sixty_columns_it_wraps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, color: bool
+) -> None:
+    # At COLUMNS=10 every panel and table cut its labels to a letter and an ellipsis.
+    monkeypatch.setenv("COLUMNS", "10")
+    assert console_module.make_console(io.StringIO(), color=color).width == 60
+    assert console_module.make_console(io.StringIO(), color=color, width=30).width == 30
+    monkeypatch.chdir(tmp_path)
+    env = {"COLUMNS": "10", **({} if color else {"NO_COLOR": "1"})}
+    result = CliRunner().invoke(main, ["diagnose", str(MODELS / "mlp60.py")], env=env)
+    assert result.exit_code == 0
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout).splitlines()
+    assert max(len(line) for line in lines) == 60
+    assert any("params" in line and "trainable" in line for line in lines)
+
+
 @pytest.mark.parametrize("all_layers", [False, True])
 def test_cli_no_color_at_80_columns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, all_layers: bool

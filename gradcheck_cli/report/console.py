@@ -11,6 +11,9 @@ from typing import TextIO
 from rich.console import Console
 
 PLAIN_WIDTH = 120
+# Below this the report's panels and tables cut every name to a letter or two (at COLUMNS=10 the
+# header read "para…"): a narrower terminal gets lines this long, which it wraps.
+MIN_WIDTH = 60
 
 
 def plain_width(out: TextIO) -> int:
@@ -63,8 +66,9 @@ class _ReportConsole(Console):
 def make_console(out: TextIO, *, color: bool, width: int | None = None) -> Console:
     """A console on ``out``: colour only when asked, markup never (user strings such as layer
     names may contain ``[``). ``width`` fixes the width; without it colour takes the terminal's
-    (rich reads ``COLUMNS`` and the terminal size) and plain text :func:`plain_width`."""
-    return _ReportConsole(
+    (rich reads ``COLUMNS`` and the terminal size) and plain text :func:`plain_width`, never
+    narrower than :data:`MIN_WIDTH`."""
+    console = _ReportConsole(
         file=out,
         no_color=not color,
         force_terminal=color,
@@ -74,6 +78,9 @@ def make_console(out: TextIO, *, color: bool, width: int | None = None) -> Conso
         width=width if width is not None else (None if color else plain_width(out)),
         soft_wrap=False,
     )
+    if width is None and console.width < MIN_WIDTH:
+        console.width = MIN_WIDTH
+    return console
 
 
 def sci(x: float | None, missing: str = "-") -> str:
