@@ -40,7 +40,7 @@ from gradcheck_cli.inputs.calling import (
     resolve_loss,
     to_device,
 )
-from gradcheck_cli.inputs.shapes import SyntheticInputs, forward_advice
+from gradcheck_cli.inputs.shapes import DeclaredInputs, SyntheticInputs, forward_advice
 from gradcheck_cli.memory import built_on_meta, is_out_of_memory
 from gradcheck_cli.seeding import seeded
 from gradcheck_cli.stats import INPUT, GraphCut, ModelStats, TemporalProfile
@@ -166,7 +166,13 @@ class Passes:
             made = self.make_inputs
             synthetic = isinstance(made, SyntheticInputs)
             given = isinstance(made, SyntheticInputs) and made.given
-            advice = forward_advice(exc, synthetic=synthetic, inputs=_describe(inputs), given=given)
+            advice = forward_advice(
+                exc,
+                synthetic=synthetic,
+                inputs=_describe(inputs),
+                given=given,
+                declared=isinstance(made, DeclaredInputs),
+            )
             raise ModelRunError(f"the model's forward pass {advice}") from exc
 
     def loss_of(self, output: Any, inputs: Any) -> tuple[torch.Tensor, str]:

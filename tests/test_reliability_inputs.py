@@ -1009,3 +1009,24 @@ def test_timeout_stops_a_forward_that_never_returns_and_leaves_the_model(tmp_pat
     with pytest.raises(RunTimeout), deadline(1.0):
         api.diagnose(model, torch.randn(8, 4), steps=1, learn=0)
     assert torch.equal(model.l.weight, weight)
+
+
+def test_a_forward_failure_on_the_models_example_input_array_names_that_attribute(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "declared.py").write_text(
+        "import torch\n"
+        "from torch import nn\n\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.l = nn.Linear(8, 2)\n"
+        "        self.example_input_array = torch.randn(1, 5)  # the model takes 8 features\n\n"
+        "    def forward(self, x):\n"
+        "        return self.l(x)\n"
+    )
+    done = CliRunner().invoke(main, ["diagnose", str(tmp_path / "declared.py")])
+    assert done.exit_code == ExitCode.USAGE_ERROR
+    line = done.output.strip()
+    assert len(line.splitlines()) == 1 and "(16x5 and 8x2)" in line
+    assert "(shaped like the model's example_input_array): check that attribute" in line

@@ -528,12 +528,18 @@ def shapes_factory(
 
 
 def forward_advice(
-    exc: BaseException, *, synthetic: bool, inputs: str = "", given: bool = False
+    exc: BaseException,
+    *,
+    synthetic: bool,
+    inputs: str = "",
+    given: bool = False,
+    declared: bool = False,
 ) -> str:
     """What a failed forward pass did and what to do about it, to follow ``the model's forward
     pass``: out of memory asks for less, a misfit of inferred inputs (``synthetic``) for other
-    shapes, of the user's ``--input-shape`` (``given``) for a check of them, anything else for
-    the model or its inputs to be fixed. ``inputs`` describes them."""
+    shapes, of the user's ``--input-shape`` (``given``) for a check of them, of batches shaped
+    like the model's ``example_input_array`` (``declared``) for a check of that attribute,
+    anything else for the model or its inputs to be fixed. ``inputs`` describes them."""
     happened = what_happened(exc)
     on = f"; the inputs were {inputs}" if inputs else ""
     if is_out_of_memory(exc):
@@ -550,4 +556,9 @@ def forward_advice(
         )
     if synthetic:
         return f"{happened}{on}: pass --input-shape or define example_inputs(batch_size)"
+    if declared:
+        return (
+            f"{happened}{on} (shaped like the model's example_input_array): check that "
+            "attribute, or pass --input-shape or define example_inputs(batch_size)"
+        )
     return f"{happened}{on}: fix forward or the inputs (rerun with --debug for the traceback)"
