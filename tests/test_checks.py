@@ -186,6 +186,15 @@ CASES = [
         {"no-gradient": "error"},
     ),
     (
+        # rows=0 alone (the field's default) is not evidence: the activation must be unmeasured
+        "blocked on empty tensors only is info",
+        stats(
+            layer("a", 0.0, grad_zero_steps=3, rows=0, act_rms=Skipped("no tensor output")),
+            layer("b", rows=32),
+        ),
+        {"no-gradient": "info"},
+    ),
+    (
         "blocked by zero init is info",
         stats(
             layer("a", 0.0, grad_zero_steps=3),

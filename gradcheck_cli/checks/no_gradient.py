@@ -12,6 +12,7 @@ from gradcheck_cli.stats import (
     LayerKind,
     LayerStats,
     ModelStats,
+    Skipped,
     Summary,
     collapse_names,
     value,
@@ -99,8 +100,8 @@ class NoGradient(Check):
                 )
             )
         elif blocked:
-            empty = [l for l in blocked if l.calls > 0 and l.rows == 0]
-            blocked = [l for l in blocked if not (l.calls > 0 and l.rows == 0)]
+            empty = [l for l in blocked if _only_empty(l)]
+            blocked = [l for l in blocked if not _only_empty(l)]
             if empty:
                 findings.append(
                     self._finding(
@@ -354,6 +355,12 @@ def _read_by_parent(layer: LayerStats, ran: set[str]) -> bool:
     """Whether ``layer`` is one its parent reads without calling, and the parent ran."""
     parent = layer.name.rpartition(".")[0]
     return layer.type in _READ_BY_PARENT and parent in ran
+
+
+def _only_empty(layer: LayerStats) -> bool:
+    """Whether the layer ran and every output it gave held no rows: no activation was measured
+    (an empty tensor has no RMS) and no row was counted."""
+    return layer.calls > 0 and layer.rows == 0 and isinstance(layer.act_rms, Skipped)
 
 
 def _by_construction(
