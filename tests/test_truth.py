@@ -28,9 +28,13 @@ def _label_here(entry: dict[str, Any]) -> str:
     """The label on the running torch: ``before_torch: {'2.5': does-not-train}`` names the label
     of an older torch whose kernels change the model's arithmetic (the oracles ran on 2.13)."""
     here = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
-    for version, label in sorted((entry.get("before_torch") or {}).items()):
-        if here < tuple(int(part) for part in str(version).split(".")):
-            return str(label)
+    older = {
+        tuple(int(part) for part in str(version).split(".")): label
+        for version, label in (entry.get("before_torch") or {}).items()
+    }
+    for version in sorted(older):  # the oldest threshold this torch is below names its label
+        if here < version:
+            return str(older[version])
     return str(entry["label"])
 
 

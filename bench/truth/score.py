@@ -32,11 +32,12 @@ def label_here(entry: dict[str, object]) -> str:
     import torch
 
     here = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
-    older = entry.get("before_torch") or {}
-    assert isinstance(older, dict)
-    for version, label in sorted(older.items()):
-        if here < tuple(int(part) for part in str(version).split(".")):
-            return str(label)
+    given = entry.get("before_torch") or {}
+    assert isinstance(given, dict)
+    older = {tuple(int(part) for part in str(v).split(".")): label for v, label in given.items()}
+    for version in sorted(older):  # the oldest threshold this torch is below names its label
+        if here < version:
+            return str(older[version])
     return str(entry["label"])
 
 

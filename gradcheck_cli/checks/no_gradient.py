@@ -29,9 +29,10 @@ class NoGradient(Check):
         a deliberately zero-initialised head or residual branch (Goyal et al. 2017, ReZero,
         Fixup) blocks the gradient only until the first optimizer step, so that is reported as
         info; so are layers that ran only on empty tensors (an expert or a language adapter
-        that no example of the batch was dispatched to), layers the loss does not read (the gradient at their output is exactly
-        zero and every route to the loss keeps only part of it: a [CLS] pooling, an
-        overwrite) and embeddings that looked up only their padding row. Layers that run and
+        that no example of the batch was dispatched to), layers the loss does not read (the
+        gradient at their output is exactly zero and every route to the loss keeps only part of
+        it: a [CLS] pooling, a split the loss reads one part of, an overwrite) and embeddings
+        that looked up only their padding row. Layers that run and
         whose output *values* reach the loss while no gradient does are an error, a cut graph
         (an accidental ``.detach()``, a call under ``torch.no_grad()``, an argmax or index, an
         integer cast, ``.item()``, a NumPy round trip): one more forward pass with their
