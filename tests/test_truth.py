@@ -7,7 +7,10 @@ strictly: fixing one makes the test say so."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,18 +27,19 @@ from .conftest import ROOT
 TRUTH = ROOT / "bench" / "truth"
 
 
+@functools.cache
+def _score() -> ModuleType:
+    """``bench/truth/score.py``, whose ``label_here`` reads a label on the running torch
+    (``before_torch: {'2.5': does-not-train}``: an older torch's kernels change the model)."""
+    spec = importlib.util.spec_from_file_location("truth_score", TRUTH / "score.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _label_here(entry: dict[str, Any]) -> str:
-    """The label on the running torch: ``before_torch: {'2.5': does-not-train}`` names the label
-    of an older torch whose kernels change the model's arithmetic (the oracles ran on 2.13)."""
-    here = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
-    older = {
-        tuple(int(part) for part in str(version).split(".")): label
-        for version, label in (entry.get("before_torch") or {}).items()
-    }
-    for version in sorted(older):  # the oldest threshold this torch is below names its label
-        if here < version:
-            return str(older[version])
-    return str(entry["label"])
+    return str(_score().label_here(entry))
 
 
 def _cases() -> list[Any]:
