@@ -148,16 +148,14 @@ def _width_overrides(values: dict[str, Any], target: int) -> dict[str, Any]:
     heads_key = next((k for k in HEAD_KEYS if _int(values.get(k)) and values[k] > 1), None)
     out: dict[str, Any] = {}
     explicit = values.get("head_dim")
-    if heads_key is not None and _int(explicit) and explicit * values[heads_key] != hidden:
-        # A head size of its own (GPT-OSS: 64 heads of 64 over a width of 2,880): fewer heads
-        # of the same size, and the width a multiple of 16, as its grouped kernels need.
+    # A head size of its own (GPT-OSS: 64 heads of 64 over a width of 2,880) is kept by the
+    # config: fewer heads of it, and the width a multiple of 16, as its grouped kernels need.
+    own_size = heads_key is not None and _int(explicit) and explicit * values[heads_key] != hidden
+    if heads_key is not None and (own_size or hidden % values[heads_key] == 0):
         heads = max(1, round(values[heads_key] * target / hidden))
-        new_hidden = max(16, target // 16 * 16)
-        out.update(_head_overrides(values, heads_key, heads))
-    elif heads_key is not None and hidden % values[heads_key] == 0:
-        head_dim = hidden // values[heads_key]
-        heads = max(1, round(values[heads_key] * target / hidden))
-        new_hidden = heads * head_dim
+        new_hidden = (
+            max(16, target // 16 * 16) if own_size else heads * (hidden // values[heads_key])
+        )
         out.update(_head_overrides(values, heads_key, heads))
     else:
         new_hidden = target
