@@ -92,8 +92,9 @@ def _huggingface(rest: str, spec: str) -> tuple[nn.Module, Callable[[int], Any]]
     else:
         config = config_class()
     _complete_special_tokens(config, class_name)
-    if _text_config(config) is not config:  # a multimodal config: its text model pools too
-        _complete_special_tokens(_text_config(config), class_name)
+    text_config = _text_config(config)
+    if text_config is not config:  # a multimodal config: its text model pools too
+        _complete_special_tokens(text_config, class_name)
     previous = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
